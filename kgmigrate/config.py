@@ -1,0 +1,153 @@
+"""Configuration from the environment (`KGMIGRATE_*`).
+
+URLs may carry passwords, so they are held as `SecretStr` and only unwrapped where a client is
+built; `repr()` and `str()` of a `Settings` or `GraphTarget` never show a secret.
+When neither a graph nor a broker URL is set, kgmigrate uses its embedded stack
+(`kgmigrate.stack`), starting it on demand.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kgmigrate.errors import ConfigError
+
+NEO4J_SCHEMES = frozenset({"neo4j", "neo4j+s", "neo4j+ssc", "bolt", "bolt+s", "bolt+ssc"})
+FALKORDB_SCHEMES = frozenset({"falkordb"})
+BROKER_SCHEMES = frozenset({"redis", "rediss"})
+ENV_PREFIX = "KGMIGRATE_"
+
+
+@dataclass(frozen=True)
+class GraphTarget:
+    """Where the graph lives, parsed from `KGMIGRATE_GRAPH_URL`."""
+
+    backend: Literal["falkordb", "neo4j"]
+    scheme: str
+    host: str
+    port: int
+    name: str | None  # FalkorDB graph key, or Neo4j database (None: the server's default)
+    username: str | None = None
+    password: SecretStr | None = field(default=None, repr=False)
+
+    @property
+    def display(self) -> str:
+        """The URL without credentials, safe for logs."""
+        path = f"/{self.name}" if self.name else ""
+        return f"{self.scheme}://{self.host}:{self.port}{path}"
+
+    @property
+    def driver_uri(self) -> str:
+        """What the Neo4j driver wants: scheme, host and port only."""
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+    def __str__(self) -> str:
+        return self.display
+
+
+def parse_graph_url(url: str, *, default_graph: str = "vitalyst") -> GraphTarget:
+    """Parse a graph URL; raise ConfigError with one line naming what is wrong."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"not a valid URL ({exc})") from None
+    scheme = parts.scheme.lower()
+    if scheme not in NEO4J_SCHEMES | FALKORDB_SCHEMES:
+        allowed = ", ".join(f"{s}://" for s in sorted(FALKORDB_SCHEMES | NEO4J_SCHEMES))
+        raise ConfigError(f"unsupported scheme {parts.scheme + '://' if scheme else '(none)'}; "
+                          f"use one of {allowed}")
+    if not parts.hostname:
+        raise ConfigError("the URL has no host")
+    name = unquote(parts.path.strip("/")) or None
+    if name and "/" in name:
+        raise ConfigError(f"the path must be a single graph or database name, got {name!r}")
+    password = SecretStr(unquote(parts.password)) if parts.password else None
+    username = unquote(parts.username) if parts.username else None
+    if scheme in FALKORDB_SCHEMES:
+        return GraphTarget("falkordb", scheme, parts.hostname, port or 6379,
+                           name or default_graph, username, password)
+    return GraphTarget("neo4j", scheme, parts.hostname, port or 7687, name, username, password)
+
+
+def redact_url(url: str) -> str:
+    """Replace the password in a URL by ***, for messages and logs."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = parts.username or ""
+    return parts._replace(netloc=f"{user}:***@{netloc[-1]}").geturl()
+
+
+class Settings(BaseSettings):
+    """All of kgmigrate's configuration; every field is `KGMIGRATE_<NAME>` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    graph_url: SecretStr | None = None
+    neo4j_user: str = "neo4j"
+    neo4j_password: SecretStr | None = None
+    neo4j_database: str | None = None
+    broker_url: SecretStr | None = None
+    result_backend: SecretStr | None = None
+    backup_dir: Path = Path(".kgmigrate/backups")
+    migrations_dir: Path = Path("migrations")
+    # The embedded stack: where it keeps its data and which loopback port it listens on.
+    stack_dir: Path = Path(".kgmigrate/stack")
+    stack_port: int = Field(default=6399, ge=1, le=65535)
+    # Graph key used on FalkorDB when the URL names none (and by the embedded stack).
+    graph_name: str = Field(default="vitalyst", min_length=1, max_length=200)
+    query_timeout_s: float = Field(default=0.0, ge=0.0)  # 0: no timeout
+
+    @field_validator("graph_url")
+    @classmethod
+    def _graph_url_parses(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                parse_graph_url(value.get_secret_value())
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("broker_url", "result_backend")
+    @classmethod
+    def _broker_url_is_redis(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            scheme = urlsplit(value.get_secret_value()).scheme.lower()
+            if scheme not in BROKER_SCHEMES:
+                raise ValueError(f"unsupported scheme {scheme or '(none)'!r}; use redis:// or "
+                                 "rediss://")
+        return value
+
+    @property
+    def graph_target(self) -> GraphTarget | None:
+        """The configured graph, or None when the embedded stack is to be used."""
+        if self.graph_url is None:
+            return None
+        target = parse_graph_url(self.graph_url.get_secret_value(), default_graph=self.graph_name)
+        if target.backend == "neo4j":
+            # URL credentials win; otherwise the dedicated variables apply.
+            return GraphTarget(
+                "neo4j", target.scheme, target.host, target.port,
+                target.name or self.neo4j_database,
+                target.username or self.neo4j_user,
+                target.password or self.neo4j_password,
+            )
+        return target
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; turn validation errors into one ConfigError line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = "_".join(str(part) for part in first["loc"]).upper()
+        message = first["msg"].removeprefix("Value error, ")
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"{ENV_PREFIX}{loc}: {message}{more}") from None

@@ -1,0 +1,118 @@
+"""The `GraphBackend` port. Nothing above it knows which server it talks to."""
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from types import TracebackType
+from typing import Any, Self
+
+from kgmigrate import identifiers as ident
+from kgmigrate.errors import IdentifierError, ParameterError
+from kgmigrate.graph.dialect import Dialect
+from kgmigrate.graph.types import IndexSpec, Key, QueryResult, Scope, ServerInfo
+
+Params = Mapping[str, Any]
+Metadata = Mapping[str, str | int | float | bool]
+_INT64 = 2**63
+
+
+class GraphBackend(ABC):
+    """Run statements, stream keys, manage indexes. One instance per process; thread-safe as
+    far as its client's connection pool is."""
+
+    dialect: Dialect
+
+    @abstractmethod
+    def write(self, statement: str, params: Params | None = None, *,
+              metadata: Metadata | None = None, timeout: float | None = None) -> QueryResult:
+        """Run `statement` in a write transaction; all of it or nothing of it is applied."""
+
+    @abstractmethod
+    def read(self, statement: str, params: Params | None = None, *,
+             metadata: Metadata | None = None, timeout: float | None = None) -> QueryResult:
+        """Run `statement` in a read-only transaction."""
+
+    @abstractmethod
+    def iter_keys(self, scope: Scope, *, internal: bool = False) -> Iterator[Key]:
+        """Yield the batching key of every entity in `scope`, in key order, streaming: memory
+        stays bounded whatever the graph's size (see each dialect's `anchor`)."""
+
+    @abstractmethod
+    def ensure_index(self, spec: IndexSpec) -> bool:
+        """Create the index/constraint unless it exists; return whether it was created."""
+
+    @abstractmethod
+    def drop_index(self, spec: IndexSpec) -> bool:
+        """Drop the index/constraint if it exists; return whether it was dropped."""
+
+    @abstractmethod
+    def indexes(self) -> list[IndexSpec]:
+        """The range indexes and uniqueness constraints the graph has."""
+
+    @abstractmethod
+    def server_info(self) -> ServerInfo: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def check_params(params: Params | None) -> dict[str, Any]:
+    """Refuse parameter values that a server cannot take safely, before anything is sent.
+
+    The FalkorDB client pastes parameters into a `CYPHER k=v` header of the query text, so
+    the value space is kept to what round-trips exactly on both servers (tests prove it).
+    """
+    if params is None:
+        return {}
+    checked: dict[str, Any] = {}
+    for name, value in params.items():
+        try:
+            ident.param_name(name)
+        except IdentifierError as exc:
+            raise ParameterError(str(exc)) from None
+        _check_value(value, name)
+        checked[name] = value
+    return checked
+
+
+def _check_value(value: Any, where: str) -> None:
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if not -_INT64 <= value < _INT64:
+            raise ParameterError(f"parameter {where}: integer {value} does not fit in 64 bits")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ParameterError(f"parameter {where}: {value} is not a finite number")
+    elif isinstance(value, str):
+        if "\x00" in value:
+            raise ParameterError(f"parameter {where}: strings must not contain NUL characters")
+        if any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+            raise ParameterError(f"parameter {where}: string contains a lone surrogate")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_value(item, f"{where}[{i}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            try:
+                ident.validate(key, ident.Kind.PROPERTY, internal=True)
+            except IdentifierError as exc:
+                raise ParameterError(f"parameter {where}: map key: {exc}") from None
+            _check_value(item, f"{where}.{key}")
+    else:
+        raise ParameterError(
+            f"parameter {where}: unsupported type {type(value).__name__} "
+            "(use None, bool, int, float, str, list or dict)"
+        )
+
+
+def plain_entity(key: Key, labels: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    """Nodes and relationships in records become plain dicts, identical across backends."""
+    return {"key": key, "labels": labels, "properties": properties}

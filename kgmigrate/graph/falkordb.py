@@ -1,0 +1,248 @@
+"""FalkorDB adapter (the embedded default and the test server).
+
+FalkorDB runs one `GRAPH.QUERY` atomically and has no multi-statement transactions; a runtime
+error inside a write statement undoes that statement's writes. Uniqueness constraints are a
+server command (`GRAPH.CONSTRAINT`), not Cypher.
+"""
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+from falkordb import FalkorDB
+from falkordb.edge import Edge
+from falkordb.node import Node
+from falkordb.path import Path
+
+from kgmigrate import identifiers as ident
+from kgmigrate.config import GraphTarget
+from kgmigrate.errors import BackendError
+from kgmigrate.graph.base import GraphBackend, Metadata, Params, check_params, plain_entity
+from kgmigrate.graph.dialect import HI, LO, FalkorDBDialect
+from kgmigrate.graph.types import (
+    Counters,
+    EntityKind,
+    IndexSpec,
+    Key,
+    QueryResult,
+    Scope,
+    ServerInfo,
+)
+from kgmigrate.stack import graph_module_version
+
+_COUNTERS = {
+    "nodes_created": "nodes_created", "nodes_deleted": "nodes_deleted",
+    "relationships_created": "relationships_created",
+    "relationships_deleted": "relationships_deleted",
+    "properties_set": "properties_set", "properties_removed": "properties_removed",
+    "labels_added": "labels_added", "labels_removed": "labels_removed",
+    "indexes_added": "indices_created", "indexes_removed": "indices_deleted",
+}
+_CONSTRAINT_WAIT_S = 60.0
+
+
+class FalkorDBBackend(GraphBackend):
+    dialect: FalkorDBDialect
+
+    def __init__(self, target: GraphTarget, *, max_connections: int = 16,
+                 socket_timeout_s: float = 300.0, query_timeout_s: float = 0.0,
+                 window: int = 50_000) -> None:
+        if target.backend != "falkordb" or target.name is None:
+            raise ValueError("FalkorDBBackend needs a falkordb:// target with a graph name")
+        self.target = target
+        self.dialect = FalkorDBDialect()
+        self.window = window  # id-space width of one key-streaming read
+        self._query_timeout_ms = int(query_timeout_s * 1000) or None
+        pool = redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
+            host=target.host, port=target.port, username=target.username,
+            password=target.password.get_secret_value() if target.password else None,
+            max_connections=max_connections, timeout=30,
+            socket_timeout=socket_timeout_s, socket_connect_timeout=10, decode_responses=True,
+        )
+        self._db = FalkorDB(connection_pool=pool)
+        self._graph = self._db.select_graph(target.name)
+
+    # -- statements -------------------------------------------------------------------------
+
+    def write(self, statement: str, params: Params | None = None, *,
+              metadata: Metadata | None = None, timeout: float | None = None) -> QueryResult:
+        return self._run(statement, params, read_only=False, timeout=timeout)
+
+    def read(self, statement: str, params: Params | None = None, *,
+             metadata: Metadata | None = None, timeout: float | None = None) -> QueryResult:
+        return self._run(statement, params, read_only=True, timeout=timeout)
+
+    def _run(self, statement: str, params: Params | None, *, read_only: bool,
+             timeout: float | None) -> QueryResult:
+        checked = check_params(params) or None
+        timeout_ms = int(timeout * 1000) if timeout else self._query_timeout_ms
+        try:
+            try:
+                raw = self._query(statement, checked, read_only, timeout_ms)
+            except redis.exceptions.ResponseError as exc:
+                if not read_only or "empty key" not in str(exc):
+                    raise
+                # A graph that was never written does not exist yet; reading it means reading
+                # an empty graph, so create the (empty) key and ask again.
+                self._graph.query("RETURN 0")
+                raw = self._query(statement, checked, read_only, timeout_ms)
+        except redis.exceptions.ResponseError as exc:
+            raise BackendError(f"FalkorDB refused the statement: {exc}") from exc
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise BackendError(f"FalkorDB at {self.target.display} unreachable: {exc}",
+                               transient=True) from exc
+        columns = [column[1] for column in raw.header] if raw.header else []
+        records = [dict(zip(columns, (_plain(v) for v in row), strict=True))
+                   for row in raw.result_set or []]
+        counters = Counters(**{ours: int(getattr(raw, theirs) or 0)
+                               for ours, theirs in _COUNTERS.items()})
+        return QueryResult(records=records, counters=counters)
+
+    def _query(self, statement: str, params: dict[str, Any] | None, read_only: bool,
+               timeout_ms: int | None) -> Any:
+        run = self._graph.ro_query if read_only else self._graph.query
+        return run(statement, params, timeout=timeout_ms)
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    def iter_keys(self, scope: Scope, *, internal: bool = False) -> Iterator[Key]:
+        """Walk the id space in windows: each read is an id-range scan of at most `window` ids,
+        so memory is bounded and the total cost is linear in the highest id."""
+        max_id = self.read(self.dialect.max_node_id() if scope.entity == "relationship"
+                           else self._max_id_in_scope(scope, internal)).value("max_id")
+        if max_id is None:
+            return
+        statement = self.dialect.keys_in_window(scope, internal=internal)
+        for lo in range(0, int(max_id) + 1, self.window):
+            params = {**scope.params, LO: lo, HI: lo + self.window}
+            for record in self.read(statement, params).records:
+                yield int(record["key"])
+
+    def _max_id_in_scope(self, scope: Scope, internal: bool) -> str:
+        return f"{self.dialect.match_scope(scope, internal=internal)} RETURN max(id(e)) AS max_id"
+
+    # -- schema -------------------------------------------------------------------------------
+
+    def indexes(self) -> list[IndexSpec]:
+        specs: list[IndexSpec] = []
+        for rec in self.read("CALL db.indexes()").records:
+            if any("RANGE" in types for types in rec["types"].values()):
+                specs.append(IndexSpec(_entity(rec["entitytype"]), rec["label"],
+                                       tuple(rec["properties"]), internal=True))
+        for rec in self.read("CALL db.constraints()").records:
+            if rec["type"] == "UNIQUE" and rec["status"] != "FAILED":
+                specs.append(IndexSpec(_entity(rec["entitytype"]), rec["label"],
+                                       tuple(rec["properties"]), unique=True, internal=True))
+        return specs
+
+    def ensure_index(self, spec: IndexSpec) -> bool:
+        if _has(self.indexes(), spec):
+            return False
+        range_spec = IndexSpec(spec.entity, spec.name, spec.properties, internal=spec.internal)
+        created_range = False
+        if not _has(self.indexes(), range_spec):
+            self.write(self.dialect.create_index(range_spec))
+            created_range = True
+        if spec.unique:
+            try:
+                self._create_unique(spec)
+            except BackendError:
+                if created_range:
+                    self.write(self.dialect.drop_index(range_spec))
+                raise
+        return True
+
+    def drop_index(self, spec: IndexSpec) -> bool:
+        if not _has(self.indexes(), spec):
+            return False
+        if spec.unique:
+            # The supporting range index goes with it: FalkorDB created it for the constraint.
+            self._constraint_command("DROP", spec)
+            spec = IndexSpec(spec.entity, spec.name, spec.properties, internal=spec.internal)
+        self.write(self.dialect.drop_index(spec))
+        return True
+
+    def _create_unique(self, spec: IndexSpec) -> None:
+        self._constraint_command("CREATE", spec)
+        deadline = time.monotonic() + _CONSTRAINT_WAIT_S
+        while time.monotonic() < deadline:
+            status = self._constraint_status(spec)
+            if status == "OPERATIONAL":
+                return
+            if status == "FAILED":
+                self._constraint_command("DROP", spec)
+                raise BackendError(f"cannot create {spec.describe()}: existing entities "
+                                   "have duplicate values")
+            time.sleep(0.05)
+        raise BackendError(f"{spec.describe()} still pending after {_CONSTRAINT_WAIT_S:.0f}s",
+                           transient=True)
+
+    def _constraint_status(self, spec: IndexSpec) -> str | None:
+        for rec in self.read("CALL db.constraints()").records:
+            if (rec["type"] == "UNIQUE" and rec["label"] == spec.name
+                    and tuple(rec["properties"]) == spec.properties):
+                return str(rec["status"])
+        return None
+
+    def _constraint_command(self, verb: str, spec: IndexSpec) -> None:
+        # Arguments travel as separate protocol strings, not Cypher; still validated.
+        ident.validate(spec.name, ident.Kind.LABEL, internal=spec.internal)
+        for name in spec.properties:
+            ident.validate(name, ident.Kind.PROPERTY, internal=spec.internal)
+        entity = "NODE" if spec.entity == "node" else "RELATIONSHIP"
+        try:
+            self._db.connection.execute_command(
+                "GRAPH.CONSTRAINT", verb, self.target.name, "UNIQUE", entity, spec.name,
+                "PROPERTIES", len(spec.properties), *spec.properties)
+        except redis.exceptions.ResponseError as exc:
+            raise BackendError(f"FalkorDB refused to {verb.lower()} {spec.describe()}: {exc}") \
+                from exc
+
+    # -- misc ---------------------------------------------------------------------------------
+
+    def server_info(self) -> ServerInfo:
+        try:
+            modules = self._db.connection.execute_command("MODULE", "LIST")
+            info = self._db.connection.info("server")
+        except redis.exceptions.RedisError as exc:
+            raise BackendError(f"FalkorDB at {self.target.display} unreachable: {exc}",
+                               transient=True) from exc
+        version = graph_module_version(modules) or "unknown"
+        return ServerInfo("falkordb", f"FalkorDB {version} on Redis {info['redis_version']}",
+                          self.target.display)
+
+    def delete_graph(self) -> None:
+        """Remove the whole graph key (tests and the sample loader's --replace)."""
+        try:
+            self._graph.delete()
+        except redis.exceptions.ResponseError as exc:
+            if "empty key" not in str(exc).lower() and "invalid graph" not in str(exc).lower():
+                raise BackendError(f"cannot delete graph {self.target.name}: {exc}") from exc
+
+    def close(self) -> None:
+        self._db.connection.close()
+
+
+def _entity(entitytype: str) -> EntityKind:
+    return "node" if entitytype == "NODE" else "relationship"
+
+
+def _has(specs: list[IndexSpec], wanted: IndexSpec) -> bool:
+    return any(s.entity == wanted.entity and s.name == wanted.name
+               and s.properties == wanted.properties and s.unique == wanted.unique
+               for s in specs)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Node):
+        return plain_entity(value.id, list(value.labels or []), dict(value.properties))
+    if isinstance(value, Edge):
+        return plain_entity(value.id, [value.relation], dict(value.properties))
+    if isinstance(value, Path):
+        return [_plain(n) for n in value.nodes()]
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value

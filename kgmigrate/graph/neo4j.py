@@ -1,0 +1,175 @@
+"""Neo4j adapter (production) over the official driver.
+
+Statements run in managed transactions (`execute_write` / `execute_read`), so the driver
+retries transient errors (leader switch, deadlock) itself; transaction metadata tags each
+transaction with run/step/batch so `SHOW TRANSACTIONS` and the query log say who is writing.
+"""
+
+from collections.abc import Iterator
+from typing import Any
+
+import neo4j
+from neo4j import GraphDatabase, Query, unit_of_work
+from neo4j import exceptions as neo4j_errors
+from neo4j.graph import Node, Path, Relationship
+
+from kgmigrate.config import GraphTarget
+from kgmigrate.errors import BackendError, ConfigError
+from kgmigrate.graph.base import GraphBackend, Metadata, Params, check_params, plain_entity
+from kgmigrate.graph.dialect import Neo4jDialect
+from kgmigrate.graph.types import (
+    Counters,
+    EntityKind,
+    IndexSpec,
+    Key,
+    QueryResult,
+    Scope,
+    ServerInfo,
+)
+
+SHOW_INDEXES = (
+    "SHOW RANGE INDEXES YIELD entityType, labelsOrTypes, properties, owningConstraint "
+    "WHERE owningConstraint IS NULL "
+    "RETURN entityType, labelsOrTypes, properties"
+)
+SHOW_UNIQUE_CONSTRAINTS = (
+    "SHOW UNIQUENESS CONSTRAINTS YIELD entityType, labelsOrTypes, properties "
+    "RETURN entityType, labelsOrTypes, properties"
+)
+SERVER_INFO = "CALL dbms.components() YIELD name, versions, edition RETURN name, versions, edition"
+
+
+class Neo4jBackend(GraphBackend):
+    dialect: Neo4jDialect
+
+    def __init__(self, target: GraphTarget, *, max_connections: int = 16,
+                 query_timeout_s: float = 0.0, fetch_size: int = 10_000) -> None:
+        if target.backend != "neo4j":
+            raise ValueError("Neo4jBackend needs a neo4j:// or bolt:// target")
+        if target.password is None:
+            raise ConfigError("Neo4j needs a password: set KGMIGRATE_NEO4J_PASSWORD "
+                              "(or put it in KGMIGRATE_GRAPH_URL)")
+        self.target = target
+        self.dialect = Neo4jDialect()
+        self._database = target.name
+        self._timeout = query_timeout_s or None
+        self._fetch_size = fetch_size
+        self._driver = GraphDatabase.driver(
+            target.driver_uri,
+            auth=(target.username or "neo4j", target.password.get_secret_value()),
+            max_connection_pool_size=max_connections,
+            connection_timeout=10.0,
+            user_agent="kgmigrate",
+        )
+
+    def write(self, statement: str, params: Params | None = None, *,
+              metadata: Metadata | None = None, timeout: float | None = None) -> QueryResult:
+        return self._run(statement, params, metadata, timeout, write=True)
+
+    def read(self, statement: str, params: Params | None = None, *,
+             metadata: Metadata | None = None, timeout: float | None = None) -> QueryResult:
+        return self._run(statement, params, metadata, timeout, write=False)
+
+    def _run(self, statement: str, params: Params | None, metadata: Metadata | None,
+             timeout: float | None, *, write: bool) -> QueryResult:
+        checked = check_params(params)
+
+        @unit_of_work(metadata=dict(metadata or {}), timeout=timeout or self._timeout)
+        def work(tx: neo4j.ManagedTransaction) -> QueryResult:
+            result = tx.run(statement, checked)
+            records = [{k: _plain(v) for k, v in zip(record.keys(), record.values(), strict=True)}
+                       for record in result]
+            return QueryResult(records=records, counters=_counters(result.consume().counters))
+
+        with self._translate_errors(), self._driver.session(database=self._database) as session:
+            return session.execute_write(work) if write else session.execute_read(work)
+
+    def iter_keys(self, scope: Scope, *, internal: bool = False) -> Iterator[Key]:
+        """One ordered query, streamed by the driver `fetch_size` records at a time."""
+        statement: Any = self.dialect.keys_in_order(scope, internal=internal)
+        query = Query(statement,
+                      metadata={"kgmigrate": "plan"})
+        with self._translate_errors(), self._driver.session(
+            database=self._database, default_access_mode=neo4j.READ_ACCESS,
+            fetch_size=self._fetch_size,
+        ) as session:
+            for record in session.run(query, dict(scope.params)):
+                yield str(record["key"])
+
+    def indexes(self) -> list[IndexSpec]:
+        specs = []
+        for statement, unique in ((SHOW_INDEXES, False), (SHOW_UNIQUE_CONSTRAINTS, True)):
+            for rec in self.read(statement).records:
+                entity: EntityKind = "node" if rec["entityType"] == "NODE" else "relationship"
+                specs.append(IndexSpec(entity, rec["labelsOrTypes"][0],
+                                       tuple(rec["properties"]), unique=unique, internal=True))
+        return specs
+
+    def ensure_index(self, spec: IndexSpec) -> bool:
+        counters = self.write(self.dialect.create_index(spec)).counters
+        return bool(counters.indexes_added or counters.constraints_added)
+
+    def drop_index(self, spec: IndexSpec) -> bool:
+        counters = self.write(self.dialect.drop_index(spec)).counters
+        return bool(counters.indexes_removed or counters.constraints_removed)
+
+    def server_info(self) -> ServerInfo:
+        rec = self.read(SERVER_INFO).records[0]
+        return ServerInfo("neo4j", f"{rec['name']} {rec['versions'][0]} {rec['edition']}",
+                          self.target.display)
+
+    def close(self) -> None:
+        self._driver.close()
+
+    def _translate_errors(self) -> "_ErrorTranslation":
+        return _ErrorTranslation(self.target.display)
+
+
+class _ErrorTranslation:
+    """Map driver exceptions to BackendError, keeping whether a retry may help."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: object) -> None:
+        if exc is None:
+            return
+        if isinstance(exc, neo4j_errors.AuthError):
+            raise ConfigError(f"Neo4j at {self.where} refused the credentials") from exc
+        if isinstance(exc, neo4j_errors.ServiceUnavailable | neo4j_errors.SessionExpired):
+            raise BackendError(f"Neo4j at {self.where} unreachable: {exc}",
+                               transient=True) from exc
+        if isinstance(exc, neo4j_errors.Neo4jError):
+            transient = isinstance(exc, neo4j_errors.TransientError)
+            raise BackendError(f"Neo4j refused the statement: {exc.message or exc}",
+                               transient=transient) from exc
+
+
+def _counters(c: neo4j.SummaryCounters) -> Counters:
+    return Counters(
+        nodes_created=c.nodes_created, nodes_deleted=c.nodes_deleted,
+        relationships_created=c.relationships_created,
+        relationships_deleted=c.relationships_deleted,
+        properties_set=c.properties_set, labels_added=c.labels_added,
+        labels_removed=c.labels_removed, indexes_added=c.indexes_added,
+        indexes_removed=c.indexes_removed, constraints_added=c.constraints_added,
+        constraints_removed=c.constraints_removed,
+    )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Node):
+        return plain_entity(value.element_id, sorted(value.labels), dict(value))
+    if isinstance(value, Relationship):
+        return plain_entity(value.element_id, [value.type], dict(value))
+    if isinstance(value, Path):
+        return [_plain(n) for n in value.nodes]
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value

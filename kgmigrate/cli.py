@@ -13,7 +13,7 @@ from rich.table import Table
 
 from kgmigrate import __version__
 from kgmigrate.config import load_settings
-from kgmigrate.connect import backend_for, resolve
+from kgmigrate.connect import backend_for, open_backend, resolve
 from kgmigrate.errors import KgmError
 from kgmigrate.graph.falkordb import FalkorDBBackend
 from kgmigrate.sample import GraphSummary, load_sample, summarize
@@ -76,7 +76,7 @@ def sample(
 ) -> None:
     """Load a Vitalyst-like sample graph into an empty graph."""
     settings = load_settings()
-    with backend_for(resolve(settings).graph, settings) as backend, Progress(
+    with open_backend(settings) as backend, Progress(
         TextColumn("{task.description:>16}"), BarColumn(), TextColumn("{task.completed:>9,}"),
         TimeElapsedColumn(), console=Console(stderr=True), disable=as_json,
     ) as bar:
@@ -95,7 +95,7 @@ def sample(
 def info(as_json: JsonFlag = False) -> None:
     """Show the graph server and what the graph holds."""
     settings = load_settings()
-    target = resolve(settings).graph
+    target = resolve(settings, broker=False).graph
     with backend_for(target, settings) as backend:
         server = backend.server_info()
         summary = summarize(backend)

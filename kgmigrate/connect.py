@@ -17,19 +17,24 @@ class Endpoints:
     stack: EmbeddedStack | None = None  # set when anything comes from the embedded stack
 
 
-def resolve(settings: Settings, *, start_stack: bool = True) -> Endpoints:
-    """Fill whatever is not configured from the embedded stack, starting it if asked."""
+def resolve(settings: Settings, *, start_stack: bool = True, broker: bool = True) -> Endpoints:
+    """Fill whatever is not configured from the embedded stack, starting it if asked.
+
+    Commands that only talk to the graph pass `broker=False`, so a configured graph never
+    starts the embedded stack just for an unused broker.
+    """
     graph = settings.graph_target
-    needs_stack = graph is None or settings.broker_url is None or settings.result_backend is None
+    needs_stack = graph is None or (broker and (settings.broker_url is None
+                                                or settings.result_backend is None))
     stack = EmbeddedStack.from_settings(settings) if needs_stack else None
     if stack is not None and start_stack:
         stack.ensure_up()
     if graph is None:
         assert stack is not None
         graph = parse_graph_url(stack.graph_url(settings.graph_name))
-    broker = settings.broker_url or SecretStr(stack.broker_url if stack else "")
+    broker_url = settings.broker_url or SecretStr(stack.broker_url if stack else "")
     results = settings.result_backend or SecretStr(stack.result_backend_url if stack else "")
-    return Endpoints(graph, broker, results, stack)
+    return Endpoints(graph, broker_url, results, stack)
 
 
 def backend_for(target: GraphTarget, settings: Settings) -> GraphBackend:
@@ -44,4 +49,4 @@ def backend_for(target: GraphTarget, settings: Settings) -> GraphBackend:
 
 def open_backend(settings: Settings) -> GraphBackend:
     """The graph backend the settings name, or the embedded stack's graph."""
-    return backend_for(resolve(settings).graph, settings)
+    return backend_for(resolve(settings, broker=False).graph, settings)

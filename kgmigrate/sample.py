@@ -13,6 +13,7 @@ from typing import Any
 from kgmigrate import identifiers as ident
 from kgmigrate.errors import KgmError
 from kgmigrate.graph.base import GraphBackend
+from kgmigrate.graph.dialect import Dialect
 from kgmigrate.graph.types import Key
 
 CHUNK = 5_000
@@ -38,20 +39,39 @@ class GraphSummary:
         return sum(self.relationships.values())
 
 
+LIST_LABELS = "CALL db.labels() YIELD label RETURN label"
+LIST_REL_TYPES = "CALL db.relationshipTypes() YIELD relationshipType RETURN relationshipType"
+COUNT_NODES = "MATCH (n) RETURN count(n) AS n"
+
+
+def count_label(name: str) -> str:
+    return f"MATCH (e:{ident.label(name, internal=True)}) RETURN count(e) AS n"
+
+
+def count_rel_type(name: str) -> str:
+    return f"MATCH ()-[e:{ident.rel_type(name, internal=True)}]->() RETURN count(e) AS n"
+
+
+def create_nodes(dialect: Dialect, label: str) -> str:
+    return (f"UNWIND $rows AS row CREATE (e:{ident.label(label)}) SET e = row "
+            f"RETURN {dialect.key('e')} AS key")
+
+
+def create_relationships(dialect: Dialect, rel_type: str) -> str:
+    return (f"UNWIND $rows AS row MATCH (a) WHERE {dialect.key_equals('a', 'src')} "
+            f"MATCH (b) WHERE {dialect.key_equals('b', 'dst')} "
+            f"CREATE (a)-[r:{ident.rel_type(rel_type)}]->(b) SET r = row.props")
+
+
 def summarize(backend: GraphBackend) -> GraphSummary:
     """Entity counts per label and relationship type (kgmigrate's own `__KGM*` included)."""
     summary = GraphSummary()
-    for rec in backend.read("CALL db.labels() YIELD label RETURN label").records:
-        name = rec["label"]
-        query = f"MATCH (e:{ident.label(name, internal=True)}) RETURN count(e) AS n"
-        if count := backend.read(query).value("n"):
-            summary.nodes[name] = count
-    statement = "CALL db.relationshipTypes() YIELD relationshipType RETURN relationshipType"
-    for rec in backend.read(statement).records:
-        name = rec["relationshipType"]
-        query = f"MATCH ()-[e:{ident.rel_type(name, internal=True)}]->() RETURN count(e) AS n"
-        if count := backend.read(query).value("n"):
-            summary.relationships[name] = count
+    for rec in backend.read(LIST_LABELS).records:
+        if count := backend.read(count_label(rec["label"])).value("n"):
+            summary.nodes[rec["label"]] = count
+    for rec in backend.read(LIST_REL_TYPES).records:
+        if count := backend.read(count_rel_type(rec["relationshipType"])).value("n"):
+            summary.relationships[rec["relationshipType"]] = count
     return summary
 
 
@@ -60,7 +80,7 @@ def load_sample(backend: GraphBackend, nodes: int = 200_000, *, seed: int = 7,
     """Create about `nodes` nodes and 1.5x as many relationships in an empty graph."""
     if nodes < len(MIX):
         raise KgmError(f"the sample graph needs at least {len(MIX)} nodes, got {nodes}")
-    existing = backend.read("MATCH (n) RETURN count(n) AS n").value("n")
+    existing = backend.read(COUNT_NODES).value("n")
     if existing:
         raise KgmError(f"the graph already holds {existing} nodes; the sample loader only "
                        "writes into an empty graph")
@@ -105,8 +125,7 @@ def _chunks(rows: Iterator[Any]) -> Iterator[list[Any]]:
 
 def _create_nodes(backend: GraphBackend, label: str, rows: Iterator[dict[str, Any]],
                   progress: Progress | None) -> list[Key]:
-    statement = (f"UNWIND $rows AS row CREATE (e:{ident.label(label)}) SET e = row "
-                 f"RETURN {backend.dialect.key('e')} AS key")
+    statement = create_nodes(backend.dialect, label)
     keys: list[Key] = []
     for chunk in _chunks(rows):
         keys.extend(r["key"] for r in backend.write(statement, {"rows": chunk}).records)
@@ -118,10 +137,7 @@ def _create_nodes(backend: GraphBackend, label: str, rows: Iterator[dict[str, An
 def _create_relationships(backend: GraphBackend, rel_type: str,
                           pairs: Iterator[tuple[Key, Key, dict[str, Any]]],
                           progress: Progress | None) -> None:
-    d = backend.dialect
-    statement = (f"UNWIND $rows AS row MATCH (a) WHERE {d.key_equals('a', 'src')} "
-                 f"MATCH (b) WHERE {d.key_equals('b', 'dst')} "
-                 f"CREATE (a)-[r:{ident.rel_type(rel_type)}]->(b) SET r = row.props")
+    statement = create_relationships(backend.dialect, rel_type)
     for chunk in _chunks(pairs):
         rows = [{"src": s, "dst": t, "props": p} for s, t, p in chunk]
         backend.write(statement, {"rows": rows})

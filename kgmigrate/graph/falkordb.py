@@ -60,7 +60,11 @@ class FalkorDBBackend(GraphBackend):
             max_connections=max_connections, timeout=30,
             socket_timeout=socket_timeout_s, socket_connect_timeout=10, decode_responses=True,
         )
-        self._db = FalkorDB(connection_pool=pool)
+        try:  # the client talks to the server as it is built (it probes for cluster mode)
+            self._db = FalkorDB(connection_pool=pool)
+        except redis.exceptions.RedisError as exc:
+            raise BackendError(f"FalkorDB at {target.display} unreachable: {exc}",
+                               transient=True) from exc
         self._graph = self._db.select_graph(target.name)
 
     # -- statements -------------------------------------------------------------------------
@@ -109,8 +113,10 @@ class FalkorDBBackend(GraphBackend):
     def iter_keys(self, scope: Scope, *, internal: bool = False) -> Iterator[Key]:
         """Walk the id space in windows: each read is an id-range scan of at most `window` ids,
         so memory is bounded and the total cost is linear in the highest id."""
-        max_id = self.read(self.dialect.max_node_id() if scope.entity == "relationship"
-                           else self._max_id_in_scope(scope, internal)).value("max_id")
+        if scope.entity == "relationship":  # no cheap scan by type: bound by all node ids
+            max_id = self.read(self.dialect.max_node_id()).value("max_id")
+        else:
+            max_id = self.read(self._max_id_in_scope(scope, internal), scope.params).value("max_id")
         if max_id is None:
             return
         statement = self.dialect.keys_in_window(scope, internal=internal)

@@ -1,0 +1,94 @@
+"""Real-server fixtures: one embedded FalkorDB/Redis server per test session on a free loopback
+port, a fresh graph per test, and Neo4j when `NEO4J_URI` names one (skipped otherwise)."""
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from kgmigrate.config import GraphTarget, parse_graph_url
+from kgmigrate.graph.base import GraphBackend
+from kgmigrate.graph.falkordb import FalkorDBBackend
+from kgmigrate.stack import EmbeddedStack
+
+NEO4J_SKIP_REASON = "NEO4J_URI is not set: no Neo4j server to test against (never faked)"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
+    server = EmbeddedStack(tmp_path_factory.mktemp("stack"), free_port())
+    server.up()
+    yield server
+    server.down()
+
+
+@pytest.fixture
+def graph_target(stack: EmbeddedStack) -> GraphTarget:
+    """A graph of its own for each test, on the session's server."""
+    return parse_graph_url(stack.graph_url(f"test_{uuid.uuid4().hex[:12]}"))
+
+
+@pytest.fixture
+def falkordb(graph_target: GraphTarget) -> Iterator[FalkorDBBackend]:
+    backend = FalkorDBBackend(graph_target)
+    yield backend
+    backend.delete_graph()
+    backend.close()
+
+
+def neo4j_target() -> GraphTarget | None:
+    uri = os.environ.get("NEO4J_URI")
+    if not uri:
+        return None
+    target = parse_graph_url(uri)
+    password = os.environ.get("NEO4J_PASSWORD")
+    return GraphTarget("neo4j", target.scheme, target.host, target.port,
+                       os.environ.get("NEO4J_DATABASE") or target.name,
+                       os.environ.get("NEO4J_USER", target.username or "neo4j"),
+                       SecretStr(password) if password else target.password)
+
+
+@pytest.fixture
+def neo4j(ns: str) -> Iterator[GraphBackend]:
+    """The Neo4j server named by NEO4J_URI; the test's own labels (prefix `ns`) are deleted
+    afterwards, so tests never see each other's data."""
+    target = neo4j_target()
+    if target is None:
+        pytest.skip(NEO4J_SKIP_REASON)
+    from kgmigrate.graph.neo4j import Neo4jBackend
+
+    backend = Neo4jBackend(target)
+    yield backend
+    backend.write("MATCH (n) WHERE any(l IN labels(n) WHERE l STARTS WITH $ns) DETACH DELETE n",
+                  {"ns": ns})
+    backend.close()
+
+
+@pytest.fixture(params=["falkordb", pytest.param("neo4j", marks=pytest.mark.neo4j)])
+def backend(request: pytest.FixtureRequest) -> GraphBackend:
+    """The contract suite runs once per backend."""
+    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def ns() -> str:
+    """A label namespace unique to one test, so tests sharing a Neo4j database never meet."""
+    return f"T{uuid.uuid4().hex[:8]}_"
+
+
+@pytest.fixture
+def output_dir(request: pytest.FixtureRequest) -> Path:
+    """Where a test leaves artifacts for people to look at (test-output/<test name>/)."""
+    path = Path(__file__).parent.parent / "test-output" / request.node.name
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,77 @@
+"""Every statement kgmigrate renders for Neo4j, with sample parameters, for the lint test.
+
+Each later layer (ledger, ops, undo log) adds its renderings here.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from kgmigrate import sample
+from kgmigrate.graph import IndexSpec, KeyList, Neo4jDialect, Scope
+from kgmigrate.graph import neo4j as neo4j_backend
+
+N = Neo4jDialect()
+HOSTILE = "weird name) // x"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    name: str
+    query: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def _scopes() -> list[tuple[str, Scope]]:
+    return [
+        ("nodes", Scope.nodes("Compound")),
+        ("nodes-where", Scope.nodes("Compound", "e.weight > $min OR e.weight IS NULL", min=1.5)),
+        ("relationships", Scope.relationships("TREATS")),
+        ("hostile-name", Scope.nodes(HOSTILE)),
+    ]
+
+
+def _dialect() -> list[Rendered]:
+    out: list[Rendered] = []
+    keys = KeyList(("4:abc:1", "4:abc:2"))
+    for tag, scope in _scopes():
+        out.append(Rendered(f"scope/{tag}", f"{N.match_scope(scope)} RETURN count(e) AS n",
+                            dict(scope.params)))
+        clause, params = N.match_batch(scope, keys)
+        out.append(Rendered(f"batch/{tag}", f"{clause} SET e.`migrated` = true", params))
+        out.append(Rendered(f"keys/{tag}", N.keys_in_order(scope), dict(scope.params)))
+    out.append(Rendered("match-key", f"MATCH (n) WHERE {N.match_key('n', 'k')} RETURN n",
+                        {"k": "4:abc:1"}))
+    for spec in [IndexSpec("node", "Compound", ("cid",)),
+                 IndexSpec("node", HOSTILE, ("a b", "c")),
+                 IndexSpec("relationship", "TREATS", ("since",)),
+                 IndexSpec("node", "Compound", ("cid",), unique=True),
+                 IndexSpec("node", "Compound", ("cid", "version"), unique=True)]:
+        out.append(Rendered(f"create/{spec.describe()}", N.create_index(spec)))
+        out.append(Rendered(f"drop/{spec.describe()}", N.drop_index(spec)))
+    return out
+
+
+def _adapter() -> list[Rendered]:
+    return [
+        Rendered("show-indexes", neo4j_backend.SHOW_INDEXES),
+        Rendered("show-unique-constraints", neo4j_backend.SHOW_UNIQUE_CONSTRAINTS),
+        Rendered("server-info", neo4j_backend.SERVER_INFO),
+    ]
+
+
+def _sample() -> list[Rendered]:
+    return [
+        Rendered("sample/labels", sample.LIST_LABELS),
+        Rendered("sample/rel-types", sample.LIST_REL_TYPES),
+        Rendered("sample/count-nodes", sample.COUNT_NODES),
+        Rendered("sample/count-label", sample.count_label("Compound")),
+        Rendered("sample/count-rel-type", sample.count_rel_type("TREATS")),
+        Rendered("sample/create-nodes", sample.create_nodes(N, "Compound"),
+                 {"rows": [{"cid": "CMP1", "name": "Ibuprofen"}]}),
+        Rendered("sample/create-relationships", sample.create_relationships(N, "TREATS"),
+                 {"rows": [{"src": "4:a:1", "dst": "4:a:2", "props": {"evidence": "x"}}]}),
+    ]
+
+
+def neo4j_statements() -> list[Rendered]:
+    return _dialect() + _adapter() + _sample()

@@ -1,0 +1,207 @@
+"""The contract every GraphBackend passes: FalkorDB always, Neo4j when NEO4J_URI is set.
+
+Tests use labels under the per-test namespace `ns`, so they work on a shared Neo4j database.
+"""
+
+from collections import Counter
+
+import pytest
+
+from kgmigrate import identifiers as ident
+from kgmigrate.errors import BackendError, ParameterError
+from kgmigrate.graph import GraphBackend, IndexSpec, Scope
+from kgmigrate.graph.batching import cut
+
+HOSTILE_VALUES = [
+    "plain", "", "it's", 'say "hi"', "back\\slash", "trailing\\", "new\nline", "tab\tand\rcr",
+    "$param", "CYPHER x=1 MATCH (n) DETACH DELETE n", "*/ // ; }) RETURN 1 //", "`backtick`",
+    "unicodé ✓ 漢字 🧬", "\u2028\u2029", 0, -1, 2**62, -(2**63), 1.5, -0.25, 1e300, 1e-7,
+    True, False, ["a\"b", "c\\"], [1, 2, 3],
+]
+# Valid as parameters but not as property values (Cypher stores no maps or nested lists).
+STRUCTURED_VALUES = [None, [], [1, "two", [3.5, None]], {"k": "v", "n": [1, 2], "q": "'\""},
+                     {"nested": {"deep": ["x"]}}]
+
+
+def _count(backend: GraphBackend, label: str) -> int:
+    return int(backend.read(f"MATCH (n:{ident.label(label)}) RETURN count(n) AS n").value("n"))
+
+
+def test_write_then_read_returns_records_and_counters(backend: GraphBackend, ns: str) -> None:
+    # Given an empty namespace, when two linked nodes are created with parameters
+    person, treats = ident.label(f"{ns}Person"), ident.rel_type(f"{ns}KNOWS")
+    created = backend.write(
+        f"CREATE (a:{person} {{name: $a}})-[r:{treats} {{since: $since}}]->(b:{person} "
+        "{name: $b}) RETURN a.name AS a, b.name AS b",
+        {"a": "Ada", "b": "Bob", "since": 1990},
+    )
+    # then the counters say exactly what happened and the records carry the returned values
+    assert created.records == [{"a": "Ada", "b": "Bob"}]
+    assert created.counters.nodes_created == 2
+    assert created.counters.relationships_created == 1
+    assert created.counters.properties_set == 3
+    assert created.counters.labels_added == 2
+    # and a read sees the write, with entities as plain dicts
+    read = backend.read(f"MATCH (a:{person} {{name: $a}})-[r]->(b) RETURN a, r, b.name AS b",
+                        {"a": "Ada"})
+    record = read.single()
+    assert record["a"]["labels"] == [f"{ns}Person"]
+    assert record["a"]["properties"] == {"name": "Ada"}
+    assert record["r"]["labels"] == [f"{ns}KNOWS"]
+    assert record["r"]["properties"] == {"since": 1990}
+    assert record["b"] == "Bob"
+    assert not read.counters.contains_updates
+
+
+def test_counters_for_removal_and_deletion(backend: GraphBackend, ns: str) -> None:
+    label, extra = ident.label(f"{ns}Item"), ident.label(f"{ns}Extra")
+    backend.write(f"UNWIND range(1, 5) AS i CREATE (:{label}:{extra} {{i: i}})")
+    removed = backend.write(f"MATCH (n:{label}) WHERE n.i <= 2 REMOVE n:{extra}")
+    assert removed.counters.labels_removed == 2
+    deleted = backend.write(f"MATCH (n:{label}) WHERE n.i > 3 DETACH DELETE n")
+    assert deleted.counters.nodes_deleted == 2
+    assert _count(backend, f"{ns}Item") == 3
+
+
+@pytest.mark.parametrize("value", HOSTILE_VALUES, ids=repr)
+def test_hostile_parameter_values_round_trip(backend: GraphBackend, ns: str,
+                                             value: object) -> None:
+    # Given a value that could break a naive serializer, when it is stored and read back
+    label = ident.label(f"{ns}Value")
+    result = backend.write(f"CREATE (n:{label}) SET n.v = $v RETURN n.v AS v", {"v": value})
+    # then it comes back exactly, and exactly one node exists: nothing was injected
+    assert result.value("v") == value
+    assert type(result.value("v")) is type(value)
+    assert _count(backend, f"{ns}Value") == 1
+
+
+@pytest.mark.parametrize("value", HOSTILE_VALUES + STRUCTURED_VALUES, ids=repr)
+def test_parameter_values_return_unchanged(backend: GraphBackend, value: object) -> None:
+    assert backend.read("RETURN $v AS v", {"v": value}).value("v") == value
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("nul\x00byte", "NUL"), (float("nan"), "finite"), (float("inf"), "finite"),
+    (2**64, "64 bits"), (object(), "unsupported type"), ({"bad`key": 1}, "backtick"),
+    (["ok", "\x00"], "NUL"), ("\ud800", "surrogate"),
+])
+def test_unsafe_parameter_values_are_refused_before_sending(
+        backend: GraphBackend, ns: str, value: object, message: str) -> None:
+    label = ident.label(f"{ns}Refused")
+    with pytest.raises(ParameterError, match=message):
+        backend.write(f"CREATE (n:{label}) SET n.v = $v", {"v": value})
+    assert _count(backend, f"{ns}Refused") == 0
+
+
+def test_a_failing_statement_leaves_no_writes(backend: GraphBackend, ns: str) -> None:
+    # Given nodes, when a statement writes to all of them and then fails at run time
+    label = ident.label(f"{ns}Atomic")
+    backend.write(f"UNWIND range(1, 100) AS i CREATE (:{label} {{i: i}})")
+    with pytest.raises(BackendError) as failure:
+        backend.write(f"MATCH (n:{label}) SET n.touched = true "
+                      "WITH n WHERE n.i = 100 RETURN n.i / (n.i - 100) AS boom")
+    # then none of its writes survive: it is all or nothing
+    assert not failure.value.transient
+    touched = backend.read(f"MATCH (n:{label}) WHERE n.touched IS NOT NULL RETURN count(n) AS n")
+    assert touched.value("n") == 0
+
+
+def test_syntax_errors_are_permanent_backend_errors(backend: GraphBackend) -> None:
+    with pytest.raises(BackendError) as failure:
+        backend.read("MATCH (n RETURN n")
+    assert failure.value.transient is False
+
+
+def test_iter_keys_streams_every_node_in_scope_in_order(backend: GraphBackend, ns: str) -> None:
+    label = ident.label(f"{ns}Keyed")
+    backend.write(f"UNWIND range(1, 250) AS i CREATE (:{label} {{i: i, even: i % 2 = 0}})")
+    backend.write(f"UNWIND range(1, 50) AS i CREATE (:{ident.label(f'{ns}Other')} {{i: i}})")
+    expected = backend.read(f"MATCH (e:{label}) RETURN {backend.dialect.key('e')} AS k").records
+    keys = list(backend.iter_keys(Scope.nodes(f"{ns}Keyed")))
+    assert keys == sorted(keys)
+    assert sorted(keys) == sorted(r["k"] for r in expected)
+    evens = list(backend.iter_keys(Scope.nodes(f"{ns}Keyed", "e.even = $flag", flag=True)))
+    assert len(evens) == 125
+
+
+def test_iter_keys_on_an_empty_scope_yields_nothing(backend: GraphBackend, ns: str) -> None:
+    assert list(backend.iter_keys(Scope.nodes(f"{ns}Nobody"))) == []
+    assert list(backend.iter_keys(Scope.relationships(f"{ns}NOTHING"))) == []
+
+
+@pytest.mark.parametrize("entity", ["node", "relationship"])
+def test_batches_cut_from_keys_cover_every_entity_exactly_once(
+        backend: GraphBackend, ns: str, entity: str) -> None:
+    # Given 300 nodes in a chain, some with three outgoing relationships
+    label, rel = ident.label(f"{ns}Chain"), ident.rel_type(f"{ns}NEXT")
+    backend.write(f"UNWIND range(1, 300) AS i CREATE (:{label} {{i: i}})")
+    backend.write(f"MATCH (a:{label}), (b:{label}) WHERE b.i = a.i + 1 OR (a.i % 7 = 0 AND "
+                  f"b.i IN [a.i + 2, a.i + 3]) CREATE (a)-[:{rel} {{src: a.i, dst: b.i}}]->(b)")
+    scope = (Scope.nodes(f"{ns}Chain") if entity == "node"
+             else Scope.relationships(f"{ns}NEXT"))
+    # When its keys are cut into batches of 16 and each batch is matched
+    seen: Counter[object] = Counter()
+    batches = list(cut(backend.iter_keys(scope), 16, backend.dialect.batch_addressing))
+    for batch in batches:
+        clause, params = backend.dialect.match_batch(scope, batch)
+        rows = backend.read(f"{clause} RETURN {backend.dialect.key('e')} AS k", params).records
+        seen.update(r["k"] for r in rows)
+    # then every entity of the scope is in exactly one batch
+    pattern = f"(e:{label})" if entity == "node" else f"()-[e:{rel}]->()"
+    everything = backend.read(f"MATCH {pattern} RETURN {backend.dialect.key('e')} AS k").records
+    assert sorted(seen.elements(), key=str) == sorted((r["k"] for r in everything), key=str)
+    assert set(seen.values()) == {1}
+    assert len(batches) >= 300 // 16
+
+
+def test_index_creation_is_idempotent_and_listed(backend: GraphBackend, ns: str) -> None:
+    spec = IndexSpec("node", f"{ns}Indexed", ("code",))
+    try:
+        assert backend.ensure_index(spec) is True
+        assert backend.ensure_index(spec) is False
+        assert any(s.name == spec.name and s.properties == ("code",) and not s.unique
+                   for s in backend.indexes())
+    finally:
+        backend.drop_index(spec)
+    assert not any(s.name == spec.name for s in backend.indexes())
+    assert backend.drop_index(spec) is False
+
+
+def test_relationship_index(backend: GraphBackend, ns: str) -> None:
+    spec = IndexSpec("relationship", f"{ns}LINK", ("weight",))
+    try:
+        assert backend.ensure_index(spec) is True
+        assert any(s.entity == "relationship" and s.name == spec.name for s in backend.indexes())
+    finally:
+        assert backend.drop_index(spec) is True
+
+
+def test_uniqueness_constraint_is_enforced(backend: GraphBackend, ns: str) -> None:
+    label = ident.label(f"{ns}Unique")
+    spec = IndexSpec("node", f"{ns}Unique", ("uid",), unique=True)
+    backend.write(f"CREATE (:{label} {{uid: 'a'}})")
+    try:
+        assert backend.ensure_index(spec) is True
+        assert backend.ensure_index(spec) is False
+        with pytest.raises(BackendError):
+            backend.write(f"CREATE (:{label} {{uid: 'a'}})")
+        assert _count(backend, f"{ns}Unique") == 1
+    finally:
+        assert backend.drop_index(spec) is True
+    assert not any(s.name == spec.name for s in backend.indexes())
+
+
+def test_uniqueness_constraint_over_duplicates_is_refused_clearly(
+        backend: GraphBackend, ns: str) -> None:
+    label = ident.label(f"{ns}Dup")
+    backend.write(f"CREATE (:{label} {{uid: 'same'}}), (:{label} {{uid: 'same'}})")
+    spec = IndexSpec("node", f"{ns}Dup", ("uid",), unique=True)
+    with pytest.raises(BackendError):
+        backend.ensure_index(spec)
+    assert not any(s.name == spec.name for s in backend.indexes())
+
+
+def test_server_info_names_the_server(backend: GraphBackend) -> None:
+    info = backend.server_info()
+    assert info.backend == backend.dialect.name
+    assert info.version and info.version != "unknown"

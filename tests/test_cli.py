@@ -1,0 +1,68 @@
+"""The CLI as a user runs it: a real process, real servers, one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from kgmigrate.stack import EmbeddedStack
+from tests.conftest import free_port
+
+KGM = [sys.executable, "-m", "kgmigrate.cli"]
+
+
+def run(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*KGM, *args], env={**os.environ, **env}, cwd=cwd, text=True,
+                          capture_output=True, timeout=300, check=False)
+
+
+def test_stack_lifecycle_sample_and_info(tmp_path: Path) -> None:
+    env = {"KGMIGRATE_STACK_PORT": str(free_port()), "KGMIGRATE_STACK_DIR": str(tmp_path / "s")}
+    try:
+        up = run("stack", "up", "--json", env=env, cwd=tmp_path)
+        assert up.returncode == 0, up.stderr
+        assert json.loads(up.stdout)["running"] is True
+        loaded = run("sample", "--nodes", "2000", "--json", env=env, cwd=tmp_path)
+        assert loaded.returncode == 0, loaded.stderr
+        summary = json.loads(loaded.stdout)
+        assert sum(summary["nodes"].values()) == 2000
+        assert set(summary["relationships"]) == {"TREATS", "TARGETS", "ASSOCIATED_WITH",
+                                                 "STUDIES", "INVESTIGATES"}
+        info = run("info", "--json", env=env, cwd=tmp_path)
+        assert json.loads(info.stdout)["nodes"] == summary["nodes"]
+        again = run("sample", "--nodes", "10", env=env, cwd=tmp_path)
+        assert again.returncode == 1
+        assert again.stderr.strip() == ("kgmigrate: error: the graph already holds 2000 nodes; "
+                                        "the sample loader only writes into an empty graph")
+    finally:
+        down = run("stack", "down", "--json", env=env, cwd=tmp_path)
+    assert json.loads(down.stdout)["running"] is False
+    stack = EmbeddedStack(tmp_path / "s", int(env["KGMIGRATE_STACK_PORT"]))
+    assert not stack.status().running
+
+
+def test_commands_start_the_stack_on_demand(tmp_path: Path) -> None:
+    env = {"KGMIGRATE_STACK_PORT": str(free_port()), "KGMIGRATE_STACK_DIR": str(tmp_path / "s")}
+    try:
+        info = run("info", "--json", env=env, cwd=tmp_path)
+        assert info.returncode == 0, info.stderr
+        assert json.loads(info.stdout)["server"]["backend"] == "falkordb"
+    finally:
+        run("stack", "down", env=env, cwd=tmp_path)
+
+
+def test_bad_configuration_is_one_line_without_traceback(tmp_path: Path) -> None:
+    result = run("info", env={"KGMIGRATE_GRAPH_URL": "http://nowhere"}, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith("kgmigrate: error: KGMIGRATE_GRAPH_URL: unsupported scheme")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_graph_is_one_line(tmp_path: Path) -> None:
+    url = f"falkordb://127.0.0.1:{free_port()}/g"
+    result = run("info", env={"KGMIGRATE_GRAPH_URL": url}, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "unreachable" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

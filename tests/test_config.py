@@ -1,0 +1,94 @@
+"""Configuration from the environment: parsing, one-line errors, no secrets in repr."""
+
+import pytest
+
+from kgmigrate.config import load_settings, parse_graph_url, redact_url
+from kgmigrate.connect import resolve
+from kgmigrate.errors import ConfigError
+
+
+def test_falkordb_url_names_host_port_and_graph() -> None:
+    target = parse_graph_url("falkordb://:s3cret@db.internal:6380/vitalyst")
+    assert (target.backend, target.host, target.port, target.name) == (
+        "falkordb", "db.internal", 6380, "vitalyst")
+    assert target.password is not None and target.password.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(target) and "s3cret" not in str(target)
+
+
+@pytest.mark.parametrize("scheme", ["neo4j", "neo4j+s", "neo4j+ssc", "bolt", "bolt+s"])
+def test_neo4j_schemes(scheme: str) -> None:
+    target = parse_graph_url(f"{scheme}://prod.example:7688/kg")
+    assert target.backend == "neo4j" and target.name == "kg"
+    assert target.driver_uri == f"{scheme}://prod.example:7688"
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("http://x", "unsupported scheme http://"), ("falkordb://", "no host"),
+    ("neo4j://h:notaport", "not a valid URL"), ("falkordb://h/a/b", "single graph"),
+    ("localhost:7687", "unsupported scheme"),
+])
+def test_bad_urls_are_one_clear_line(url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as failure:
+        parse_graph_url(url)
+    assert "\n" not in str(failure.value)
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KGMIGRATE_GRAPH_URL", "neo4j://prod:7687")
+    monkeypatch.setenv("KGMIGRATE_NEO4J_USER", "migrator")
+    monkeypatch.setenv("KGMIGRATE_NEO4J_PASSWORD", "hunter2")
+    monkeypatch.setenv("KGMIGRATE_NEO4J_DATABASE", "vitalyst")
+    monkeypatch.setenv("KGMIGRATE_BROKER_URL", "redis://:brokerpw@mq:6379/0")
+    settings = load_settings()
+    target = settings.graph_target
+    assert target is not None
+    assert (target.username, target.name) == ("migrator", "vitalyst")
+    assert target.password is not None and target.password.get_secret_value() == "hunter2"
+    for text in (repr(settings), str(settings), repr(target), str(target)):
+        assert "hunter2" not in text and "brokerpw" not in text
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("KGMIGRATE_GRAPH_URL", "http://x", "KGMIGRATE_GRAPH_URL: unsupported scheme"),
+    ("KGMIGRATE_BROKER_URL", "amqp://x", "KGMIGRATE_BROKER_URL: unsupported scheme 'amqp'"),
+    ("KGMIGRATE_STACK_PORT", "70000", "KGMIGRATE_STACK_PORT: Input should be less than"),
+    ("KGMIGRATE_STACK_PORT", "abc", "KGMIGRATE_STACK_PORT: Input should be a valid integer"),
+])
+def test_invalid_environment_is_one_line_naming_the_variable(
+        monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as failure:
+        load_settings()
+    assert str(failure.value).startswith(message)
+    assert "\n" not in str(failure.value)
+
+
+def test_redact_url_hides_the_password() -> None:
+    assert redact_url("redis://user:pw@h:1/0") == "redis://user:***@h:1/0"
+    assert redact_url("redis://h:1/0") == "redis://h:1/0"
+
+
+def test_without_urls_everything_comes_from_the_embedded_stack(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    monkeypatch.setenv("KGMIGRATE_STACK_PORT", "16555")
+    endpoints = resolve(load_settings(), start_stack=False)
+    assert endpoints.stack is not None
+    assert endpoints.graph.display == "falkordb://127.0.0.1:16555/vitalyst"
+    assert endpoints.broker_url.get_secret_value() == "redis://127.0.0.1:16555/1"
+    assert endpoints.result_backend.get_secret_value() == "redis://127.0.0.1:16555/2"
+
+
+def test_configured_urls_win_over_the_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KGMIGRATE_GRAPH_URL", "falkordb://g:1/x")
+    monkeypatch.setenv("KGMIGRATE_BROKER_URL", "redis://b:2/0")
+    monkeypatch.setenv("KGMIGRATE_RESULT_BACKEND", "redis://b:2/1")
+    endpoints = resolve(load_settings(), start_stack=False)
+    assert endpoints.stack is None
+    assert endpoints.graph.display == "falkordb://g:1/x"
+
+
+def test_a_configured_graph_alone_does_not_start_the_stack(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KGMIGRATE_GRAPH_URL", "falkordb://g:1/x")
+    assert resolve(load_settings(), broker=False).stack is None
+    assert resolve(load_settings(), start_stack=False).stack is not None  # broker comes from it

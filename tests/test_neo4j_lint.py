@@ -1,0 +1,51 @@
+"""Every statement the Neo4j dialect renders passes Neo4j's own Cypher linter
+(`@neo4j-cypher/language-support`, lintCypherQuery): zero errors, zero warnings."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cypher_catalog import Rendered, neo4j_statements
+
+LINT_DIR = Path(__file__).parent.parent / "tools" / "cypher-lint"
+CYPHER_VERSIONS = ["", "CYPHER 5 ", "CYPHER 25 "]
+
+
+def lint(statements: list[Rendered]) -> dict[str, list[dict[str, Any]]]:
+    if not (LINT_DIR / "node_modules" / "@neo4j-cypher" / "language-support").is_dir():
+        pytest.fail("the Cypher linter is not installed: run `make install` (npm ci in "
+                    f"{LINT_DIR})")
+    node = shutil.which("node")
+    assert node, "node is required for the Neo4j lint test"
+    payload = json.dumps([{"name": s.name, "query": s.query, "parameters": s.parameters}
+                          for s in statements])
+    done = subprocess.run([node, "lint.mjs"], cwd=LINT_DIR, input=payload, text=True,
+                          capture_output=True, check=True, timeout=300)
+    return {r["name"]: r["diagnostics"] for r in json.loads(done.stdout)}
+
+
+def test_the_linter_reports_what_it_should() -> None:
+    # The check must be able to fail: a deprecated function and a syntax error are reported.
+    found = lint([Rendered("deprecated", "MATCH (n) RETURN id(n)"),
+                  Rendered("deprecated-25", "CYPHER 25 MATCH (n) RETURN id(n)"),
+                  Rendered("broken", "MATCH (n RETURN n"),
+                  Rendered("undeclared", "MATCH (n) WHERE n.x = $nope RETURN n"),
+                  Rendered("fine", "MATCH (n) WHERE elementId(n) = $k RETURN n", {"k": "x"})])
+    assert any("deprecated" in d["message"] for d in found["deprecated"])
+    assert any("deprecated" in d["message"] for d in found["deprecated-25"])
+    assert any(d["severity"] == "error" for d in found["broken"])
+    assert any("$nope" in d["message"] for d in found["undeclared"])
+    assert found["fine"] == []
+
+
+def test_every_neo4j_statement_lints_clean() -> None:
+    statements = neo4j_statements()
+    assert len(statements) > 30
+    variants = [Rendered(f"{version or 'default '}{s.name}", version + s.query, s.parameters)
+                for s in statements for version in CYPHER_VERSIONS]
+    findings = {name: diags for name, diags in lint(variants).items() if diags}
+    assert findings == {}

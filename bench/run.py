@@ -20,12 +20,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
-from kgmigrate.config import parse_graph_url  # noqa: E402
-from kgmigrate.graph import Scope  # noqa: E402
-from kgmigrate.graph.batching import cut  # noqa: E402
-from kgmigrate.graph.falkordb import FalkorDBBackend  # noqa: E402
-from kgmigrate.stack import EmbeddedStack  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
+from kgmigrate.config import parse_graph_url
+from kgmigrate.graph import Scope
+from kgmigrate.graph.batching import cut
+from kgmigrate.graph.falkordb import FalkorDBBackend
+from kgmigrate.stack import EmbeddedStack
+from tests.conftest import free_port
 
 BATCH = 10_000
 

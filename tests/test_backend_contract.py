@@ -205,3 +205,18 @@ def test_server_info_names_the_server(backend: GraphBackend) -> None:
     info = backend.server_info()
     assert info.backend == backend.dialect.name
     assert info.version and info.version != "unknown"
+
+
+@pytest.mark.parametrize("name", ["a b", "x}) DETACH DELETE n //", "漢字 🧬", "$p", "'q'", "e",
+                                  "with.dot", "back\\slash"])
+def test_hostile_names_round_trip(backend: GraphBackend, ns: str, name: str) -> None:
+    # Given a hostile name (under the test's namespace), used as label, type and property key
+    full = f"{ns}{name}"
+    label, rel, prop = ident.label(full), ident.rel_type(full), ident.prop(full)
+    result = backend.write(
+        f"CREATE (a:{label} {{{prop}: $v}})-[r:{rel}]->(b:{label}) "
+        f"RETURN labels(a) AS labels, type(r) AS type, keys(a) AS keys", {"v": name})
+    # then exactly that is created, and the server reports exactly that name back
+    assert result.single() == {"labels": [full], "type": full, "keys": [full]}
+    assert (result.counters.nodes_created, result.counters.relationships_created) == (2, 1)
+    assert _count(backend, full) == 2

@@ -11,7 +11,7 @@ F, N = FalkorDBDialect(), Neo4jDialect()
 def test_falkordb_batches_are_id_ranges_over_the_entity_or_its_start_node() -> None:
     clause, params = F.match_batch(Scope.nodes("Person", "e.age > $min", min=3), KeyRange(10, 20))
     assert clause == ("MATCH (e:`Person`) WHERE id(e) >= $kgm_lo AND id(e) < $kgm_hi "
-                      "AND e.age > $min")
+                      "AND (e.age > $min)")
     assert params == {"min": 3, "kgm_lo": 10, "kgm_hi": 20}
     clause, _ = F.match_batch(Scope.relationships("TREATS"), KeyRange(0, 5))
     assert clause == "MATCH (s)-[e:`TREATS`]->(t) WHERE id(s) >= $kgm_lo AND id(s) < $kgm_hi"
@@ -26,6 +26,11 @@ def test_neo4j_batches_are_element_id_lists() -> None:
 def test_a_predicate_with_or_is_parenthesized_so_it_cannot_escape_the_batch() -> None:
     clause, _ = F.match_batch(Scope.nodes("P", "e.a = 1 OR e.b = 2"), KeyRange(0, 1))
     assert clause.endswith("AND (e.a = 1 OR e.b = 2)")
+
+
+def test_scope_parameters_may_not_use_the_batch_prefix() -> None:
+    with pytest.raises(ValueError, match="reserved"):
+        Scope.nodes("P", "e.x = $kgm_lo", kgm_lo=1)
 
 
 def test_dialects_refuse_the_wrong_batch_kind() -> None:

@@ -33,8 +33,10 @@ def _index_props(spec: IndexSpec) -> list[str]:
     return [f"e.{ident.prop(p, internal=spec.internal)}" for p in spec.properties]
 
 
-def _where(*predicates: str | None) -> str:
-    present = [f"({p})" if " OR " in p.upper() else p for p in predicates if p]
+def _where(batch: str | None, scope: str | None = None) -> str:
+    """The scope's own predicate is always parenthesized, so nothing in it (OR, XOR, ...) can
+    widen the batch it is combined with."""
+    present = [p for p in (batch, f"({scope})" if scope else None) if p]
     return f" WHERE {' AND '.join(present)}" if present else ""
 
 
@@ -54,7 +56,7 @@ class Dialect(ABC):
         """The key expression batches of `scope` are cut on."""
 
     def match_scope(self, scope: Scope, *, internal: bool = False) -> str:
-        return f"MATCH {_pattern(scope, internal=internal)}{_where(scope.where)}"
+        return f"MATCH {_pattern(scope, internal=internal)}{_where(None, scope.where)}"
 
     def match_batch(
         self, scope: Scope, batch: BatchAddress, *, internal: bool = False

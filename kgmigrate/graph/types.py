@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+RESERVED_PARAM_PREFIX = "kgm_"  # batch/key parameters rendered by the dialects
 Key = int | str  # FalkorDB: integer ids; Neo4j: elementId strings
 EntityKind = Literal["node", "relationship"]
 
@@ -67,6 +68,12 @@ class Scope:
     name: str  # label or relationship type, validated when rendered
     where: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in self.params:
+            if name.startswith(RESERVED_PARAM_PREFIX):
+                raise ValueError(f"scope parameter ${name}: the prefix {RESERVED_PARAM_PREFIX!r} "
+                                 "is reserved for batch parameters")
 
     @classmethod
     def nodes(cls, label: str, where: str | None = None, **params: Any) -> "Scope":

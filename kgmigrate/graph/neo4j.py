@@ -43,7 +43,8 @@ class Neo4jBackend(GraphBackend):
     dialect: Neo4jDialect
 
     def __init__(self, target: GraphTarget, *, max_connections: int = 16,
-                 query_timeout_s: float = 0.0, fetch_size: int = 10_000) -> None:
+                 query_timeout_s: float = 0.0, fetch_size: int = 10_000,
+                 retry_time_s: float = 30.0) -> None:
         if target.backend != "neo4j":
             raise ValueError("Neo4jBackend needs a neo4j:// or bolt:// target")
         if target.password is None:
@@ -59,6 +60,7 @@ class Neo4jBackend(GraphBackend):
             auth=(target.username or "neo4j", target.password.get_secret_value()),
             max_connection_pool_size=max_connections,
             connection_timeout=10.0,
+            max_transaction_retry_time=retry_time_s,  # how long managed transactions retry
             user_agent="kgmigrate",
         )
 

@@ -1,0 +1,106 @@
+"""Migration file names, versions and checksums.
+
+Names follow neo4j-migrations so existing files come along unchanged:
+`V<version>__<description>.cypher` or `.py`, where the version is digits separated by `_` or `.`
+(`V0001`, `V1_2`, `V2.0.1`) and compares numerically part by part (`V1_10` after `V1_9`).
+"""
+
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import total_ordering
+from pathlib import Path
+
+from kgmigrate.errors import KgmError
+
+FILE_NAME = re.compile(
+    r"V(?P<version>\d+(?:[._]\d+)*)__(?P<description>[^.].*?)\.(?P<kind>cypher|py)")
+
+
+class MigrationFileError(KgmError):
+    """A migration file that cannot be used as it is."""
+
+
+@total_ordering
+@dataclass(frozen=True)
+class Version:
+    parts: tuple[int, ...]
+    text: str  # as written, e.g. "0001" or "1_2"
+
+    @classmethod
+    def parse(cls, text: str) -> "Version":
+        raw = text[1:] if text[:1] in {"V", "v"} else text
+        if not re.fullmatch(r"\d+(?:[._]\d+)*", raw):
+            raise MigrationFileError(f"{text!r} is not a migration version (like V0001 or V1_2)")
+        return cls(tuple(int(p) for p in re.split(r"[._]", raw)), raw)
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Version):
+            return NotImplemented
+        return self._key() < other._key()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Version) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def _key(self) -> tuple[int, ...]:
+        parts = list(self.parts)
+        while len(parts) > 1 and parts[-1] == 0:  # V1 == V1_0 == V1.0.0
+            parts.pop()
+        return tuple(parts)
+
+    def __str__(self) -> str:
+        return f"V{self.text}"
+
+
+@dataclass(frozen=True)
+class MigrationFile:
+    path: Path
+    version: Version
+    description: str
+    kind: str  # "cypher" or "py"
+
+    @classmethod
+    def from_path(cls, path: Path) -> "MigrationFile":
+        match = FILE_NAME.fullmatch(path.name)
+        if match is None:
+            raise MigrationFileError(
+                f"{path.name}: migration files are named V<version>__<description>.cypher or "
+                ".py (for example V0001__add_person_age.py)")
+        description = match["description"].replace("_", " ").strip()
+        return cls(path, Version.parse(match["version"]), description, match["kind"])
+
+
+def checksum(content: str | bytes) -> str:
+    """A stable checksum of a migration file: SHA-256 of its text with line endings normalized,
+    so a checkout with CRLF endings does not look like an edited migration."""
+    text = content.decode("utf-8") if isinstance(content, bytes) else content
+    normalized = text.replace("\r\n", "\n").replace("\r", "\n")
+    return hashlib.sha256(normalized.encode("utf-8")).hexdigest()
+
+
+def discover(directory: Path) -> list[MigrationFile]:
+    """Migration files in `directory` (not recursive), in version order.
+
+    Files that look like migrations but are misnamed, and two files with the same version,
+    are errors: silently skipping a migration is how data goes missing.
+    """
+    if not directory.is_dir():
+        raise MigrationFileError(f"migrations directory {directory} does not exist "
+                                 "(set KGMIGRATE_MIGRATIONS_DIR)")
+    found: dict[Version, MigrationFile] = {}
+    for path in sorted(directory.iterdir()):
+        if not path.is_file() or path.suffix not in {".cypher", ".py"}:
+            continue
+        if path.name == "__init__.py" or path.name.startswith(("_", ".")):
+            continue
+        migration = MigrationFile.from_path(path)
+        if migration.version in found:
+            raise MigrationFileError(
+                f"duplicate version {found[migration.version].version}: "
+                f"{found[migration.version].path.name} "
+                f"and {path.name}")
+        found[migration.version] = migration
+    return [found[v] for v in sorted(found)]

@@ -143,11 +143,12 @@ class FalkorDBBackend(GraphBackend):
         return specs
 
     def ensure_index(self, spec: IndexSpec) -> bool:
-        if _has(self.indexes(), spec):
+        existing = self.indexes()
+        if _has(existing, spec):
             return False
         range_spec = IndexSpec(spec.entity, spec.name, spec.properties, internal=spec.internal)
         created_range = False
-        if not _has(self.indexes(), range_spec):
+        if not _has(existing, range_spec):
             self.write(self.dialect.create_index(range_spec))
             created_range = True
         if spec.unique:

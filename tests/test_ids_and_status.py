@@ -1,0 +1,69 @@
+"""Run ids that cannot collide, and the run status machine (no server)."""
+
+import itertools
+import time
+
+import pytest
+
+from kgmigrate.ids import id_time_ms, is_id, new_id
+from kgmigrate.status import (
+    ALLOWED,
+    MigrationStatus,
+    StatusTransitionError,
+    check_transition,
+)
+
+
+def test_ids_are_unique_even_within_one_millisecond() -> None:
+    ids = {new_id("run", now_ms=1_700_000_000_000) for _ in range(100_000)}
+    assert len(ids) == 100_000
+
+
+def test_ids_sort_by_creation_time_and_carry_it() -> None:
+    earlier, later = new_id("run", now_ms=1_000), new_id("run", now_ms=2_000)
+    assert earlier < later
+    now = int(time.time() * 1000)
+    assert abs(id_time_ms(new_id("batch")) - now) < 5_000
+    assert id_time_ms(new_id("run", now_ms=1_234_567)) == 1_234_567
+
+
+def test_ids_are_recognised_by_prefix_and_shape() -> None:
+    run = new_id("run")
+    assert is_id(run, "run")
+    assert not is_id(run, "step")
+    assert not is_id("run_" + "I" * 26, "run")  # I is not in Crockford base32
+    assert len(run) == len("run_") + 26
+
+
+@pytest.mark.parametrize("prefix", ["", "Run", "r-n", "x" * 17])
+def test_bad_prefixes_are_refused(prefix: str) -> None:
+    with pytest.raises(ValueError, match="prefix"):
+        new_id(prefix)
+
+
+def test_the_happy_path_and_resume_and_rollback_are_allowed() -> None:
+    s = MigrationStatus
+    path = [s.PENDING, s.IN_PROGRESS, s.VALIDATING, s.IN_PROGRESS, s.VALIDATING, s.FAILED,
+            s.IN_PROGRESS, s.FAILED, s.ROLLED_BACK]
+    for current, new in itertools.pairwise(path):
+        assert check_transition(current, new) is new
+
+
+@pytest.mark.parametrize(("current", "new"), [
+    (MigrationStatus.COMPLETED, MigrationStatus.FAILED),
+    (MigrationStatus.ROLLED_BACK, MigrationStatus.COMPLETED),
+    (MigrationStatus.PENDING, MigrationStatus.COMPLETED),
+    (MigrationStatus.IN_PROGRESS, MigrationStatus.ROLLED_BACK),
+])
+def test_impossible_transitions_are_refused_with_what_is_allowed(
+        current: MigrationStatus, new: MigrationStatus) -> None:
+    with pytest.raises(StatusTransitionError, match=f"is {current} cannot become {new}"):
+        check_transition(current, new)
+
+
+def test_ticket_values_and_final_states() -> None:
+    assert [s.value for s in MigrationStatus] == [
+        "pending", "in_progress", "validating", "completed", "failed", "rolled_back"]
+    assert {s for s in MigrationStatus if s.is_final} == {MigrationStatus.COMPLETED,
+                                                          MigrationStatus.ROLLED_BACK}
+    assert set(ALLOWED) == set(MigrationStatus)

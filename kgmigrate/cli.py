@@ -13,7 +13,7 @@ from rich.table import Table
 
 from kgmigrate import __version__
 from kgmigrate.config import load_settings
-from kgmigrate.connect import backend_for, open_backend, resolve
+from kgmigrate.connect import open_backend, resolve
 from kgmigrate.errors import KgmError
 from kgmigrate.graph.falkordb import FalkorDBBackend
 from kgmigrate.sample import GraphSummary, load_sample, summarize
@@ -94,9 +94,8 @@ def sample(
 @app.command()
 def info(as_json: JsonFlag = False) -> None:
     """Show the graph server and what the graph holds."""
-    settings = load_settings()
-    target = resolve(settings, broker=False).graph
-    with backend_for(target, settings) as backend:
+    with open_backend(load_settings()) as backend:
+        target = backend.target
         server = backend.server_info()
         summary = summarize(backend)
         indexes = backend.indexes()

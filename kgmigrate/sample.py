@@ -5,6 +5,7 @@ INVESTIGATES relationships. Deterministic for a given seed. Written in chunks th
 backend port, so it works on FalkorDB and Neo4j alike.
 """
 
+import itertools
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -116,23 +117,12 @@ def load_sample(backend: GraphBackend, nodes: int = 200_000, *, seed: int = 7,
     return summarize(backend)
 
 
-def _chunks(rows: Iterator[Any]) -> Iterator[list[Any]]:
-    chunk: list[Any] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) == CHUNK:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 def _create_nodes(backend: GraphBackend, label: str, rows: Iterator[dict[str, Any]],
                   progress: Progress | None) -> list[Key]:
     statement = create_nodes(backend.dialect, label)
     keys: list[Key] = []
-    for chunk in _chunks(rows):
-        keys.extend(r["key"] for r in backend.write(statement, {"rows": chunk}).records)
+    for chunk in itertools.batched(rows, CHUNK):
+        keys.extend(r["key"] for r in backend.write(statement, {"rows": list(chunk)}).records)
         if progress:
             progress(label, len(chunk))
     return keys
@@ -142,7 +132,7 @@ def _create_relationships(backend: GraphBackend, rel_type: str,
                           pairs: Iterator[tuple[Key, Key, dict[str, Any]]],
                           progress: Progress | None) -> None:
     statement = create_relationships(backend.dialect, rel_type)
-    for chunk in _chunks(pairs):
+    for chunk in itertools.batched(pairs, CHUNK):
         rows = [{"src": s, "dst": t, "props": p} for s, t, p in chunk]
         backend.write(statement, {"rows": rows})
         if progress:

@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from kgmigrate import identifiers as ident
+from kgmigrate.config import GraphTarget
 from kgmigrate.errors import IdentifierError, ParameterError
 from kgmigrate.graph.dialect import Dialect
 from kgmigrate.graph.types import IndexSpec, Key, QueryResult, Scope, ServerInfo
@@ -21,6 +22,7 @@ class GraphBackend(ABC):
     far as its client's connection pool is."""
 
     dialect: Dialect
+    target: GraphTarget  # where it connects; `target.display` is safe to show
 
     @abstractmethod
     def write(self, statement: str, params: Params | None = None, *,

@@ -6,6 +6,7 @@ run of equal keys (a start node's relationships) is never split across two batch
 List addressing (Neo4j) yields lists of `size` keys.
 """
 
+import itertools
 from collections.abc import Iterable, Iterator
 from typing import Literal
 
@@ -20,14 +21,7 @@ def cut(keys: Iterable[Key], size: int,
 
 
 def _cut_lists(keys: Iterable[Key], size: int) -> Iterator[BatchAddress]:
-    chunk: list[Key] = []
-    for key in keys:
-        chunk.append(key)
-        if len(chunk) == size:
-            yield KeyList(tuple(chunk))
-            chunk = []
-    if chunk:
-        yield KeyList(tuple(chunk))
+    return (KeyList(chunk) for chunk in itertools.batched(keys, size))
 
 
 def _cut_ranges(keys: Iterable[Key], size: int) -> Iterator[BatchAddress]:

@@ -103,16 +103,24 @@ class FalkorDBDialect(Dialect):
     def batch_predicate(self, scope: Scope, batch: BatchAddress) -> tuple[str, dict[str, Any]]:
         if not isinstance(batch, KeyRange):
             raise TypeError("FalkorDB batches are key ranges")
+        return self._in_range(scope), {LO: batch.lo, HI: batch.hi}
+
+    def _in_range(self, scope: Scope) -> str:
         anchor = self.anchor(scope)
-        return f"{anchor} >= ${LO} AND {anchor} < ${HI}", {LO: batch.lo, HI: batch.hi}
+        return f"{anchor} >= ${LO} AND {anchor} < ${HI}"
 
     def keys_in_window(self, scope: Scope, *, internal: bool = False) -> str:
         """Keys of `scope` whose anchor falls in [$kgm_lo, $kgm_hi), in order."""
-        clause, _ = self.match_batch(scope, KeyRange(0, 1), internal=internal)
-        return f"{clause} RETURN {self.anchor(scope)} AS key ORDER BY key"
+        return (f"MATCH {_pattern(scope, internal=internal)}"
+                f"{_where(self._in_range(scope), scope.where)} "
+                f"RETURN {self.anchor(scope)} AS key ORDER BY key")
 
-    def max_node_id(self) -> str:
-        return "MATCH (n) RETURN max(id(n)) AS max_id"
+    def max_key(self, scope: Scope, *, internal: bool = False) -> str:
+        """An upper bound of the scope's keys. Relationships have no cheap scan by type, so
+        their bound is the highest node id of the graph."""
+        if scope.entity == "relationship":
+            return "MATCH (n) RETURN max(id(n)) AS max_id"
+        return f"{self.match_scope(scope, internal=internal)} RETURN max(id(e)) AS max_id"
 
     def create_index(self, spec: IndexSpec) -> str:
         """The range index; a uniqueness constraint additionally needs `GRAPH.CONSTRAINT`,

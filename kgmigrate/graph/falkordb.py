@@ -113,10 +113,8 @@ class FalkorDBBackend(GraphBackend):
     def iter_keys(self, scope: Scope, *, internal: bool = False) -> Iterator[Key]:
         """Walk the id space in windows: each read is an id-range scan of at most `window` ids,
         so memory is bounded and the total cost is linear in the highest id."""
-        if scope.entity == "relationship":  # no cheap scan by type: bound by all node ids
-            max_id = self.read(self.dialect.max_node_id()).value("max_id")
-        else:
-            max_id = self.read(self._max_id_in_scope(scope, internal), scope.params).value("max_id")
+        max_id = self.read(self.dialect.max_key(scope, internal=internal),
+                           scope.params if scope.entity == "node" else None).value("max_id")
         if max_id is None:
             return
         statement = self.dialect.keys_in_window(scope, internal=internal)
@@ -124,9 +122,6 @@ class FalkorDBBackend(GraphBackend):
             params = {**scope.params, LO: lo, HI: lo + self.window}
             for record in self.read(statement, params).records:
                 yield int(record["key"])
-
-    def _max_id_in_scope(self, scope: Scope, internal: bool) -> str:
-        return f"{self.dialect.match_scope(scope, internal=internal)} RETURN max(id(e)) AS max_id"
 
     # -- schema -------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ retries transient errors (leader switch, deadlock) itself; transaction metadata 
 transaction with run/step/batch so `SHOW TRANSACTIONS` and the query log say who is writing.
 """
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -123,32 +124,19 @@ class Neo4jBackend(GraphBackend):
     def close(self) -> None:
         self._driver.close()
 
-    def _translate_errors(self) -> "_ErrorTranslation":
-        return _ErrorTranslation(self.target.display)
-
-
-class _ErrorTranslation:
-    """Map driver exceptions to BackendError, keeping whether a retry may help."""
-
-    def __init__(self, where: str) -> None:
-        self.where = where
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: object) -> None:
-        if exc is None:
-            return
-        if isinstance(exc, neo4j_errors.AuthError):
-            raise ConfigError(f"Neo4j at {self.where} refused the credentials") from exc
-        if isinstance(exc, neo4j_errors.ServiceUnavailable | neo4j_errors.SessionExpired):
-            raise BackendError(f"Neo4j at {self.where} unreachable: {exc}",
-                               transient=True) from exc
-        if isinstance(exc, neo4j_errors.Neo4jError):
-            transient = isinstance(exc, neo4j_errors.TransientError)
+    @contextlib.contextmanager
+    def _translate_errors(self) -> Iterator[None]:
+        """Map driver exceptions to kgmigrate errors, keeping whether a retry may help."""
+        where = self.target.display
+        try:
+            yield
+        except neo4j_errors.AuthError as exc:
+            raise ConfigError(f"Neo4j at {where} refused the credentials") from exc
+        except (neo4j_errors.ServiceUnavailable, neo4j_errors.SessionExpired) as exc:
+            raise BackendError(f"Neo4j at {where} unreachable: {exc}", transient=True) from exc
+        except neo4j_errors.Neo4jError as exc:
             raise BackendError(f"Neo4j refused the statement: {exc.message or exc}",
-                               transient=transient) from exc
+                               transient=isinstance(exc, neo4j_errors.TransientError)) from exc
 
 
 def _counters(c: neo4j.SummaryCounters) -> Counters:

@@ -1,9 +1,11 @@
 """The `kgmigrate` command: a thin layer that parses arguments, calls the Python API and formats
 what it returns. A `KgmError` becomes one line on stderr and exit code 1; never a traceback."""
 
+import contextlib
 import dataclasses
 import json
 import sys
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
@@ -11,11 +13,14 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kgmigrate import __version__
-from kgmigrate.config import load_settings
+from kgmigrate import __version__, api
+from kgmigrate.config import Settings, load_settings
 from kgmigrate.connect import open_backend, resolve
 from kgmigrate.errors import KgmError
+from kgmigrate.graph.base import GraphBackend
 from kgmigrate.graph.falkordb import FalkorDBBackend
+from kgmigrate.lock import MigrationLock, default_holder
+from kgmigrate.registry import Registry
 from kgmigrate.sample import GraphSummary, load_sample, summarize
 from kgmigrate.stack import EmbeddedStack, StackStatus
 
@@ -147,6 +152,157 @@ def demo(
     _show_summary(summary, False)
     out.print(f"Explore it with `KGMIGRATE_GRAPH_NAME={DEMO_GRAPH} kgmigrate info`; "
               "stop the server with `kgmigrate stack down`.")
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_dump(v) for v in value]
+    return value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+
+
+@contextlib.contextmanager
+def _graph() -> Iterator[tuple[GraphBackend, Settings]]:
+    settings = load_settings()
+    with open_backend(settings) as backend:
+        yield backend, settings
+
+
+@app.command("list")
+def list_cmd(as_json: JsonFlag = False) -> None:
+    """Migrations and whether each is applied, pending or changed since."""
+    with _graph() as (backend, settings):
+        items = api.list_migrations(backend, Registry.load(settings.migrations_dir))
+    if as_json:
+        _print_json(_dump(items))
+        return
+    table = Table("version", "description", "state", "applied at")
+    colors = {"applied": "green", "pending": "yellow"}
+    for item in items:
+        color = colors.get(item.state, "red")
+        table.add_row(item.version, item.description, f"[{color}]{item.state}[/]",
+                      f"{item.applied_at:%Y-%m-%d %H:%M}" if item.applied_at else "")
+    out.print(table)
+
+
+@app.command()
+def plan(
+    target: Annotated[str | None, typer.Argument(help="Version to plan up to (default: all).")]
+    = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """What `upgrade` would run, with entity counts per step. Writes nothing."""
+    with _graph() as (backend, settings):
+        planned = api.plan(backend, Registry.load(settings.migrations_dir), target)
+    if as_json:
+        _print_json(_dump(planned))
+        return
+    if not planned:
+        out.print("Nothing to apply: the graph is up to date.")
+        return
+    table = Table("version", "step", "operation", "entities", title="Plan")
+    for migration in planned:
+        table.add_row(f"[bold]{migration.version}[/]", migration.description, "", "")
+        for step in migration.steps:
+            count = ("runs once" if step.estimated_entities is None
+                     else f"{step.estimated_entities:,}")
+            table.add_row("", f"{step.order}. {step.description}", step.operation, count)
+    out.print(table)
+
+
+@app.command()
+def history(as_json: JsonFlag = False) -> None:
+    """The applied chain, oldest first."""
+    with _graph() as (backend, _):
+        applied = api.history(backend)
+    if as_json:
+        _print_json(_dump(applied))
+        return
+    table = Table("#", "version", "description", "applied at", "took", "by", "run")
+    for a in applied:
+        table.add_row(str(a.sequence), a.version, a.description, f"{a.applied_at:%Y-%m-%d %H:%M}",
+                      f"{a.duration_ms / 1000:.1f}s", a.applied_by, a.run_id)
+    out.print(table)
+
+
+@app.command()
+def validate(as_json: JsonFlag = False) -> None:
+    """Check that applied migrations' files are unchanged and present (exit 1 if not)."""
+    with _graph() as (backend, settings):
+        result = api.validate(backend, Registry.load(settings.migrations_dir))
+    if as_json:
+        _print_json({**result.model_dump(mode="json"), "valid": result.valid})
+    else:
+        for problem in result.problems:
+            out.print(f"[red]{problem.version}[/]: {problem.message}", highlight=False)
+        verdict = "[green]valid[/]" if result.valid else "[red]invalid[/]"
+        out.print(f"{verdict}: {result.applied} applied, {result.pending} pending")
+    if not result.valid:
+        raise typer.Exit(1)
+
+
+@app.command()
+def repair(as_json: JsonFlag = False) -> None:
+    """Re-record the checksums of applied migrations whose files were changed on purpose."""
+    with _graph() as (backend, settings):
+        result = api.repair(backend, Registry.load(settings.migrations_dir))
+    if as_json:
+        _print_json(result.model_dump(mode="json"))
+    else:
+        out.print(f"repaired: {', '.join(result.repaired) or 'nothing to repair'}")
+
+
+@app.command()
+def new(
+    name: Annotated[str, typer.Argument(help="What the migration does, e.g. 'add person age'.")],
+    cypher: Annotated[bool, typer.Option("--cypher", help="A .cypher file instead of .py.")]
+    = False,
+    author: Annotated[str, typer.Option(help="Recorded as the migration's author.")] = "",
+) -> None:
+    """Scaffold the next migration file."""
+    settings = load_settings()
+    path = api.new_migration(settings.migrations_dir, name, kind="cypher" if cypher else "py",
+                             author=author or default_holder().split("@")[0])
+    out.print(f"created {path}")
+
+
+@app.command()
+def status(
+    run_id: Annotated[str | None, typer.Argument(help="Run id (default: the latest run).")]
+    = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """A run's status, history and steps."""
+    with _graph() as (backend, _):
+        run = api.status(backend, run_id)
+    if as_json:
+        _print_json(run.model_dump(mode="json"))
+        return
+    out.print(f"run {run.id}: [bold]{run.status}[/]  migrations {', '.join(run.migrations)}")
+    out.print(f"  by {run.created_by}; history: {' -> '.join(run.history)}", highlight=False)
+    if run.error_log:
+        out.print(f"  [red]error:[/] {run.error_log}", highlight=False)
+    table = Table("#", "version", "step", "status", "batches", "entities")
+    for step in run.steps:
+        table.add_row(str(step.order), step.version, step.description, step.status,
+                      f"{step.batches_done}/{step.batches_total}",
+                      f"{step.entities_done:,}/{step.entities_total:,}")
+    out.print(table)
+
+
+@app.command()
+def unlock(
+    force: Annotated[bool, typer.Option("--force", help="Break a lock whose lease is still "
+                                                         "live (its holder may be running!).")]
+    = False,
+) -> None:
+    """Clear the migration lock: an expired one always, a live one only with --force."""
+    with _graph() as (backend, _):
+        cleared = MigrationLock(backend).break_lock(force=force)
+    if cleared is None:
+        out.print("the migration lock is free")
+    else:
+        out.print(f"cleared the lock of {cleared.holder} (token {cleared.token}, since "
+                  f"{cleared.acquired_at:%Y-%m-%d %H:%M:%S} UTC)")
 
 
 @app.command()

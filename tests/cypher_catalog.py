@@ -6,7 +6,7 @@ Each later layer (ledger, ops, undo log) adds its renderings here.
 from dataclasses import dataclass, field
 from typing import Any
 
-from kgmigrate import sample
+from kgmigrate import ledger, lock, sample
 from kgmigrate.graph import IndexSpec, KeyList, Neo4jDialect, Scope
 from kgmigrate.graph import neo4j as neo4j_backend
 
@@ -73,5 +73,46 @@ def _sample() -> list[Rendered]:
     ]
 
 
+def _ledger_and_lock() -> list[Rendered]:
+    at = "2026-11-24T12:00:00.000+00:00"
+    step = {"id": "step_1", "order": 1, "version": "V0001", "description": "d",
+            "operation": "cypher", "batched": False, "spec": "{}"}
+    lock_params = {"name": "migrations", "holder": "a@h:1", "run_id": "run_1", "host": "h",
+                   "pid": 1, "lease_ms": 60_000, "token": 3}
+    return [
+        Rendered("ledger/append-applied", ledger.APPEND_APPLIED, {
+            "version": "V0001", "description": "d", "checksum": "c", "author": "a",
+            "applied_at": at, "duration_ms": 1, "applied_by": "a", "host": "h",
+            "run_id": "run_1"}),
+        Rendered("ledger/applied", ledger.APPLIED),
+        Rendered("ledger/set-checksum", ledger.SET_CHECKSUM,
+                 {"version": "V0001", "checksum": "c", "at": at}),
+        Rendered("ledger/create-run", ledger.CREATE_RUN, {
+            "id": "run_1", "status": "pending", "migrations": ["V0001"], "target": None,
+            "at": at, "by": "a", "host": "h", "entry": "pending@" + at, "steps": [step]}),
+        Rendered("ledger/transition", ledger.TRANSITION, {
+            "id": "run_1", "allowed_from": ["pending"], "status": "in_progress",
+            "entry": "in_progress@" + at, "error": None, "finished_at": None}),
+        Rendered("ledger/run-status", ledger.RUN_STATUS, {"id": "run_1"}),
+        Rendered("ledger/read-run", ledger.READ_RUN, {"id": "run_1"}),
+        Rendered("ledger/read-steps", ledger.READ_STEPS, {"id": "run_1"}),
+        Rendered("ledger/latest-runs", ledger.LATEST_RUNS, {"limit": 20}),
+        Rendered("ledger/upsert-batch", ledger.UPSERT_BATCH, {
+            "id": "batch_1", "run_id": "run_1", "step_id": "step_1", "seq": 1,
+            "status": "completed", "attempts": 1, "worker": "w", "entities": 10,
+            "counters": "{}", "error": None, "started_at": at, "finished_at": at}),
+        Rendered("ledger/read-batches", ledger.READ_BATCHES, {"step_id": "step_1"}),
+        *[Rendered(f"ledger/schema/{spec.describe()}", N.create_index(spec))
+          for spec in ledger.SCHEMA],
+        Rendered("lock/acquire", lock.ACQUIRE, lock_params),
+        Rendered("lock/renew", lock.RENEW, lock_params),
+        Rendered("lock/release", lock.RELEASE, lock_params),
+        Rendered("lock/read", lock.READ, lock_params),
+        Rendered("lock/break", lock.BREAK, lock_params),
+        *[Rendered(f"count/{tag}", N.count_scope(scope), dict(scope.params))
+          for tag, scope in _scopes()],
+    ]
+
+
 def neo4j_statements() -> list[Rendered]:
-    return _dialect() + _adapter() + _sample()
+    return _dialect() + _adapter() + _sample() + _ledger_and_lock()

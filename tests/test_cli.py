@@ -66,3 +66,34 @@ def test_unreachable_graph_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "unreachable" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_migration_verbs(tmp_path: Path) -> None:
+    migrations = tmp_path / "migrations"
+    env = {"KGMIGRATE_STACK_PORT": str(free_port()), "KGMIGRATE_STACK_DIR": str(tmp_path / "s"),
+           "KGMIGRATE_MIGRATIONS_DIR": str(migrations)}
+    try:
+        created = run("new", "add review flag", "--author", "ana", env=env, cwd=tmp_path)
+        assert created.returncode == 0, created.stderr
+        assert (migrations / "V0001__add_review_flag.py").exists()
+        listed = json.loads(run("list", "--json", env=env, cwd=tmp_path).stdout)
+        assert [(m["version"], m["state"]) for m in listed] == [("V0001", "pending")]
+        planned = json.loads(run("plan", "--json", env=env, cwd=tmp_path).stdout)
+        assert planned[0]["steps"][0]["estimated_entities"] == 0
+        human = run("plan", env=env, cwd=tmp_path)
+        assert "V0001" in human.stdout and "Plan" in human.stdout
+        valid = run("validate", env=env, cwd=tmp_path)
+        assert valid.returncode == 0 and "valid: 0 applied, 1 pending" in valid.stdout
+        assert json.loads(run("history", "--json", env=env, cwd=tmp_path).stdout) == []
+        none = run("status", env=env, cwd=tmp_path)
+        assert none.returncode == 1
+        assert none.stderr.strip() == "kgmigrate: error: no runs recorded yet"
+        free = run("unlock", env=env, cwd=tmp_path)
+        assert "the migration lock is free" in free.stdout
+        (migrations / "V0002__broken.py").write_text("migration = 1 / 0\n")
+        broken = run("list", env=env, cwd=tmp_path)
+        assert broken.returncode == 1
+        assert broken.stderr.strip() == ("kgmigrate: error: V0002__broken.py:1: "
+                                         "ZeroDivisionError: division by zero")
+    finally:
+        run("stack", "down", env=env, cwd=tmp_path)

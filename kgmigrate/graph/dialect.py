@@ -58,6 +58,9 @@ class Dialect(ABC):
     def match_scope(self, scope: Scope, *, internal: bool = False) -> str:
         return f"MATCH {_pattern(scope, internal=internal)}{_where(None, scope.where)}"
 
+    def count_scope(self, scope: Scope, *, internal: bool = False) -> str:
+        return f"{self.match_scope(scope, internal=internal)} RETURN count(e) AS n"
+
     def match_batch(
         self, scope: Scope, batch: BatchAddress, *, internal: bool = False
     ) -> tuple[str, dict[str, Any]]:

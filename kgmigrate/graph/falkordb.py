@@ -108,6 +108,13 @@ class FalkorDBBackend(GraphBackend):
         run = self._graph.ro_query if read_only else self._graph.query
         return run(statement, params, timeout=timeout_ms)
 
+    def explain(self, statement: str, params: Params | None = None) -> list[str]:
+        """The execution plan FalkorDB would use, one operator per line."""
+        try:
+            return list(self._graph.explain(statement, check_params(params) or None).plan)
+        except redis.exceptions.ResponseError as exc:
+            raise BackendError(f"FalkorDB refused the statement: {exc}") from exc
+
     # -- keys ---------------------------------------------------------------------------------
 
     def iter_keys(self, scope: Scope, *, internal: bool = False) -> Iterator[Key]:

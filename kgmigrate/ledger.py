@@ -1,0 +1,242 @@
+"""The audit ledger, kept in the graph next to the data it describes.
+
+    (:__KGMMigration)-[:__KGM_MIGRATED_TO]->(:__KGMMigration)   the applied chain
+    (:__KGMRun)-[:__KGM_HAS_STEP]->(:__KGMStep)                 each run and its steps
+    (:__KGMBatch {run_id, step_id})                             each batch of a step
+
+Maps cannot be Neo4j properties, so specs and counters are JSON text and status histories are
+lists of strings. Every read goes through an indexed `__KGM*` label: showing a run never scans
+the user graph. Times are ISO-8601 UTC strings (readable in any browser, sortable).
+"""
+
+import json
+import socket
+from collections.abc import Sequence
+from datetime import datetime
+
+from kgmigrate import identifiers as ident
+from kgmigrate.errors import KgmError
+from kgmigrate.graph.base import GraphBackend
+from kgmigrate.graph.types import IndexSpec
+from kgmigrate.ids import new_id
+from kgmigrate.lock import default_holder
+from kgmigrate.models import (
+    AppliedMigration,
+    BatchRecord,
+    MigrationMetadata,
+    MigrationStatus,
+    RunRecord,
+    StepRecord,
+    utc_now,
+)
+from kgmigrate.status import ALLOWED, StatusTransitionError
+
+MIGRATION = ident.label("__KGMMigration", internal=True)
+RUN = ident.label("__KGMRun", internal=True)
+STEP = ident.label("__KGMStep", internal=True)
+BATCH = ident.label("__KGMBatch", internal=True)
+MIGRATED_TO = ident.rel_type("__KGM_MIGRATED_TO", internal=True)
+HAS_STEP = ident.rel_type("__KGM_HAS_STEP", internal=True)
+
+SCHEMA = [
+    IndexSpec("node", "__KGMRun", ("id",), unique=True, internal=True),
+    IndexSpec("node", "__KGMStep", ("id",), unique=True, internal=True),
+    IndexSpec("node", "__KGMBatch", ("id",), unique=True, internal=True),
+    IndexSpec("node", "__KGMLock", ("name",), unique=True, internal=True),
+    IndexSpec("node", "__KGMMigration", ("version",), internal=True),
+    IndexSpec("node", "__KGMStep", ("run_id",), internal=True),
+    IndexSpec("node", "__KGMBatch", ("step_id",), internal=True),
+]
+
+APPEND_APPLIED = (
+    f"OPTIONAL MATCH (dup:{MIGRATION} {{version: $version, state: 'applied'}}) "
+    "WITH count(dup) AS dups WHERE dups = 0 "
+    f"OPTIONAL MATCH (prev:{MIGRATION}) WITH prev ORDER BY prev.sequence DESC LIMIT 1 "
+    f"CREATE (m:{MIGRATION} {{version: $version, description: $description, "
+    "checksum: $checksum, author: $author, applied_at: $applied_at, duration_ms: $duration_ms, "
+    "applied_by: $applied_by, host: $host, run_id: $run_id, state: 'applied', "
+    "sequence: coalesce(prev.sequence, 0) + 1}) "
+    "FOREACH (p IN CASE WHEN prev IS NULL THEN [] ELSE [prev] END | "
+    f"CREATE (p)-[:{MIGRATED_TO} {{at: $applied_at}}]->(m)) "
+    "RETURN m.sequence AS sequence"
+)
+APPLIED = (
+    f"MATCH (m:{MIGRATION}) WHERE m.state = 'applied' "
+    "RETURN m.version AS version, m.description AS description, m.checksum AS checksum, "
+    "m.author AS author, m.applied_at AS applied_at, m.duration_ms AS duration_ms, "
+    "m.applied_by AS applied_by, m.host AS host, m.run_id AS run_id, m.sequence AS sequence "
+    "ORDER BY m.sequence"
+)
+SET_CHECKSUM = (
+    f"MATCH (m:{MIGRATION} {{version: $version, state: 'applied'}}) "
+    "SET m.checksum = $checksum, m.repaired_at = $at RETURN count(m) AS n"
+)
+CREATE_RUN = (
+    f"CREATE (r:{RUN} {{id: $id, status: $status, migrations: $migrations, target: $target, "
+    "created_at: $at, created_by: $by, host: $host, history: [$entry]}) "
+    "WITH r UNWIND $steps AS s "
+    f"CREATE (r)-[:{HAS_STEP}]->(:{STEP} {{id: s.id, run_id: $id, order: s.order, "
+    "version: s.version, description: s.description, operation: s.operation, "
+    "batched: s.batched, spec: s.spec, status: $status, batches_total: 0, batches_done: 0, "
+    "entities_total: 0, entities_done: 0}) "
+    "RETURN count(*) AS steps"
+)
+TRANSITION = (
+    f"MATCH (r:{RUN} {{id: $id}}) WHERE r.status IN $allowed_from "
+    "SET r.status = $status, r.history = r.history + [$entry], "
+    "r.error_log = coalesce($error, r.error_log), r.finished_at = $finished_at "
+    "RETURN r.status AS status"
+)
+RUN_STATUS = f"MATCH (r:{RUN} {{id: $id}}) RETURN r.status AS status"
+READ_RUN = (
+    f"MATCH (r:{RUN} {{id: $id}}) "
+    "RETURN r.id AS id, r.status AS status, r.migrations AS migrations, r.target AS target, "
+    "r.created_at AS created_at, r.created_by AS created_by, r.host AS host, "
+    "r.history AS history, r.error_log AS error_log, r.backup_ref AS backup_ref, "
+    "r.finished_at AS finished_at"
+)
+READ_STEPS = (
+    f"MATCH (s:{STEP} {{run_id: $id}}) "
+    "RETURN s.id AS id, s.run_id AS run_id, s.order AS order, s.version AS version, "
+    "s.description AS description, s.operation AS operation, s.batched AS batched, "
+    "s.status AS status, s.batches_total AS batches_total, s.batches_done AS batches_done, "
+    "s.entities_total AS entities_total, s.entities_done AS entities_done, s.spec AS spec "
+    "ORDER BY s.order"
+)
+LATEST_RUNS = (
+    f"MATCH (r:{RUN}) RETURN r.id AS id ORDER BY r.created_at DESC, r.id DESC LIMIT $limit"
+)
+UPSERT_BATCH = (
+    f"MERGE (b:{BATCH} {{id: $id}}) "
+    "SET b.run_id = $run_id, b.step_id = $step_id, b.seq = $seq, b.status = $status, "
+    "b.attempts = $attempts, b.worker = $worker, b.entities = $entities, "
+    "b.counters = $counters, b.error = $error, b.started_at = $started_at, "
+    "b.finished_at = $finished_at "
+    "RETURN b.id AS id"
+)
+READ_BATCHES = (
+    f"MATCH (b:{BATCH} {{step_id: $step_id}}) "
+    "RETURN b.id AS id, b.run_id AS run_id, b.step_id AS step_id, b.seq AS seq, "
+    "b.status AS status, b.attempts AS attempts, b.worker AS worker, b.entities AS entities, "
+    "b.counters AS counters, b.error AS error, b.started_at AS started_at, "
+    "b.finished_at AS finished_at ORDER BY b.seq"
+)
+
+
+class Ledger:
+    """Reads and writes the `__KGM*` bookkeeping. Creates its indexes on first use."""
+
+    def __init__(self, backend: GraphBackend) -> None:
+        self.backend = backend
+        self._schema_ready = False
+
+    def ensure_schema(self) -> None:
+        if not self._schema_ready:
+            for spec in SCHEMA:
+                self.backend.ensure_index(spec)
+            self._schema_ready = True
+
+    # -- the applied chain ----------------------------------------------------------------
+
+    def applied(self) -> list[AppliedMigration]:
+        return [AppliedMigration(**r) for r in self.backend.read(APPLIED).records]
+
+    def record_applied(self, meta: MigrationMetadata, *, run_id: str, duration_ms: int,
+                       applied_by: str | None = None) -> AppliedMigration:
+        self.ensure_schema()
+        params = {
+            "version": meta.version, "description": meta.description, "checksum": meta.checksum,
+            "author": meta.created_by, "applied_at": _iso(utc_now()), "duration_ms": duration_ms,
+            "applied_by": applied_by or default_holder(), "host": socket.gethostname(),
+            "run_id": run_id,
+        }
+        rows = self.backend.write(APPEND_APPLIED, params).records
+        if not rows:
+            raise KgmError(f"migration {meta.version} is already applied")
+        return AppliedMigration(**{**params, "sequence": rows[0]["sequence"]})
+
+    def set_checksum(self, version: str, checksum: str) -> bool:
+        rows = self.backend.write(SET_CHECKSUM, {"version": version, "checksum": checksum,
+                                                 "at": _iso(utc_now())})
+        return bool(rows.value("n"))
+
+    # -- runs -----------------------------------------------------------------------------
+
+    def create_run(self, migrations: Sequence[MigrationMetadata], *, target: str | None = None,
+                   created_by: str | None = None) -> RunRecord:
+        """A PENDING run with one step node per step of each migration, in order."""
+        if not migrations:
+            raise KgmError("a run needs at least one migration")
+        self.ensure_schema()
+        run_id, now = new_id("run"), utc_now()
+        steps = [{"id": new_id("step"), "order": order, "version": meta.version,
+                  "description": step.description, "operation": step.operation,
+                  "batched": step.batched, "spec": json.dumps(step.spec, sort_keys=True)}
+                 for order, (meta, step) in enumerate(
+                     ((m, s) for m in migrations for s in m.steps), start=1)]
+        self.backend.write(CREATE_RUN, {
+            "id": run_id, "status": MigrationStatus.PENDING.value,
+            "migrations": [m.version for m in migrations], "target": target, "at": _iso(now),
+            "by": created_by or default_holder(), "host": socket.gethostname(),
+            "entry": _entry(MigrationStatus.PENDING, now), "steps": steps,
+        })
+        run = self.run(run_id)
+        assert run is not None
+        return run
+
+    def transition(self, run_id: str, status: MigrationStatus, *,
+                   error: str | None = None) -> RunRecord:
+        """Move a run to `status` if its current status allows it, atomically."""
+        allowed_from = [s.value for s, targets in ALLOWED.items() if status in targets]
+        now = utc_now()
+        rows = self.backend.write(TRANSITION, {
+            "id": run_id, "allowed_from": allowed_from, "status": status.value,
+            "entry": _entry(status, now), "error": error,
+            "finished_at": _iso(now) if status.is_final else None,
+        }).records
+        if not rows:
+            current = self.backend.read(RUN_STATUS, {"id": run_id}).records
+            if not current:
+                raise KgmError(f"no run {run_id}")
+            raise StatusTransitionError(
+                f"run {run_id} is {current[0]['status']} and cannot become {status}")
+        run = self.run(run_id)
+        assert run is not None
+        return run
+
+    def run(self, run_id: str) -> RunRecord | None:
+        rows = self.backend.read(READ_RUN, {"id": run_id}).records
+        if not rows:
+            return None
+        steps = [StepRecord(**{**r, "spec": json.loads(r["spec"] or "{}")})
+                 for r in self.backend.read(READ_STEPS, {"id": run_id}).records]
+        return RunRecord(**{k: v for k, v in rows[0].items() if v is not None}, steps=steps)
+
+    def runs(self, limit: int = 20) -> list[RunRecord]:
+        ids = [r["id"] for r in self.backend.read(LATEST_RUNS, {"limit": limit}).records]
+        return [run for run_id in ids if (run := self.run(run_id)) is not None]
+
+    # -- batches --------------------------------------------------------------------------
+
+    def record_batch(self, batch: BatchRecord) -> None:
+        self.ensure_schema()
+        data = batch.model_dump()
+        data["status"] = batch.status.value
+        data["counters"] = json.dumps(batch.counters, sort_keys=True)
+        data["started_at"] = _iso(batch.started_at) if batch.started_at else None
+        data["finished_at"] = _iso(batch.finished_at) if batch.finished_at else None
+        self.backend.write(UPSERT_BATCH, data)
+
+    def batches(self, step_id: str) -> list[BatchRecord]:
+        return [BatchRecord(**{**{k: v for k, v in r.items() if v is not None},
+                               "counters": json.loads(r["counters"] or "{}")})
+                for r in self.backend.read(READ_BATCHES, {"step_id": step_id}).records]
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds")
+
+
+def _entry(status: MigrationStatus, moment: datetime) -> str:
+    return f"{status.value}@{_iso(moment)}"
+

@@ -1,0 +1,196 @@
+"""What a migration file declares, and loading both kinds of file into it.
+
+A Python migration (`V0001__add_age.py`) assigns a module-level `migration`:
+
+    from kgmigrate import Migration, ops
+
+    migration = Migration(
+        author="ana",
+        depends_on=["V0000"],          # default: the previous version (a linear chain)
+        batch_size=10_000,
+        steps=[ops.batched("Person", "SET e.age = coalesce(e.age, 0)", down="REMOVE e.age")],
+    )
+
+A Cypher migration (`V0002__index.cypher`) is statements separated by `;`, each a step run
+once, with optional header comments (`// author: ana`, `// depends_on: V0001`,
+`// batch_size: 500`, `// timeout: 600`, `// description: ...`) and an optional
+`// kgmigrate:down` line after which come the statements that undo it.
+Loading a Python migration executes it, as Alembic does: migration files are code.
+"""
+
+import importlib.util
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kgmigrate.cypher_text import CypherTextError, split_statements
+from kgmigrate.errors import KgmError
+from kgmigrate.models import MigrationMetadata, MigrationStep, ScopeInfo
+from kgmigrate.ops import Operation, RunCypher
+from kgmigrate.ops.base import IrreversibleOperationError
+from kgmigrate.versions import MigrationFile, MigrationFileError, Version, checksum
+
+DOWN_MARKER = re.compile(r"^\s*//\s*kgmigrate:down\s*$", re.MULTILINE)
+HEADER = re.compile(r"^\s*//\s*(author|depends_on|batch_size|timeout|description)\s*:\s*(.*?)\s*$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    steps: Sequence[Operation]
+    description: str | None = None
+    author: str | None = None
+    depends_on: Sequence[str] | None = None
+    batch_size: int = 10_000
+    timeout: int = 3600
+    down: Sequence[Operation] | None = None  # explicit inverse; default: reversed op inverses
+
+    def __post_init__(self) -> None:
+        if not self.steps:
+            raise KgmError("a migration needs at least one step")
+        for step in [*self.steps, *(self.down or [])]:
+            if not isinstance(step, Operation):
+                raise KgmError(f"steps must be kgmigrate operations, got {type(step).__name__}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise KgmError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        if not isinstance(self.timeout, int) or self.timeout < 1:
+            raise KgmError(f"timeout must be a positive number of seconds, got {self.timeout!r}")
+
+    def reverse_steps(self) -> list[Operation]:
+        if self.down is not None:
+            return list(self.down)
+        return [step.reverse() for step in reversed(self.steps)]
+
+    @property
+    def reversible(self) -> bool:
+        try:
+            self.reverse_steps()
+        except IrreversibleOperationError:
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class LoadedMigration:
+    file: MigrationFile
+    checksum: str
+    definition: Migration
+    depends_on: tuple[Version, ...] | None = field(default=None)  # None: the previous version
+
+    @property
+    def version(self) -> Version:
+        return self.file.version
+
+    @property
+    def description(self) -> str:
+        return self.definition.description or self.file.description
+
+    def metadata(self, dependencies: Sequence[Version]) -> MigrationMetadata:
+        return MigrationMetadata(
+            version=str(self.version), description=self.description,
+            created_by=self.definition.author or "unknown",
+            steps=[step_record(i, op) for i, op in enumerate(self.definition.steps, start=1)],
+            dependencies=[str(v) for v in dependencies],
+            batch_size=self.definition.batch_size, timeout=self.definition.timeout,
+            checksum=self.checksum, path=str(self.file.path),
+        )
+
+
+def step_record(order: int, op: Operation) -> MigrationStep:
+    """How a step is recorded: the op's kind, scope and spec."""
+    scope = op.scope()
+    return MigrationStep(
+        order=order, description=op.description, operation=op.kind, batched=scope is not None,
+        scope=ScopeInfo(entity=scope.entity, name=scope.name, where=scope.where)
+        if scope else None, spec=op.spec())
+
+
+def load(file: MigrationFile) -> LoadedMigration:
+    raw = file.path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MigrationFileError(f"{file.path.name}: not UTF-8 text") from None
+    try:
+        definition = _load_python(file) if file.kind == "py" else _load_cypher(file, text)
+    except MigrationFileError:
+        raise
+    except (KgmError, ValueError, TypeError) as exc:
+        raise MigrationFileError(f"{file.path.name}: {exc}") from None
+    deps = definition.depends_on
+    if isinstance(deps, str):
+        raise MigrationFileError(f"{file.path.name}: depends_on must be a list of versions")
+    try:
+        depends_on = None if deps is None else tuple(Version.parse(d) for d in deps)
+    except MigrationFileError as exc:
+        raise MigrationFileError(f"{file.path.name}: depends_on: {exc}") from None
+    return LoadedMigration(file, checksum(raw), definition, depends_on)
+
+
+def _load_python(file: MigrationFile) -> Migration:
+    module_name = f"kgmigrate_migrations.V{file.version.text}"
+    spec = importlib.util.spec_from_file_location(module_name, file.path)
+    if spec is None or spec.loader is None:
+        raise MigrationFileError(f"{file.path.name}: cannot be imported")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # any error in user code is reported as a file error
+        line = _user_line(exc, file.path)
+        what = str(exc) if isinstance(exc, KgmError) else f"{type(exc).__name__}: {exc}"
+        raise MigrationFileError(f"{file.path.name}{line}: {what}") from None
+    finally:
+        sys.modules.pop(module_name, None)
+    migration = getattr(module, "migration", None)
+    if not isinstance(migration, Migration):
+        raise MigrationFileError(f"{file.path.name}: must assign `migration = Migration(...)` "
+                                 "(from kgmigrate import Migration)")
+    return migration
+
+
+def _user_line(exc: BaseException, path: Path) -> str:
+    tb = exc.__traceback__
+    line = None
+    while tb is not None:
+        if Path(tb.tb_frame.f_code.co_filename) == path:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    if line is None and isinstance(exc, SyntaxError) and exc.lineno:
+        line = exc.lineno
+    return f":{line}" if line else ""
+
+
+def _load_cypher(file: MigrationFile, text: str) -> Migration:
+    up_text, *down_parts = DOWN_MARKER.split(text, maxsplit=1)
+    headers: dict[str, str] = {}
+    for line in up_text.splitlines():
+        if match := HEADER.match(line):
+            headers[match[1]] = match[2]
+        elif line.strip() and not line.strip().startswith("//"):
+            break
+    try:
+        up = split_statements(up_text)
+        down = split_statements(down_parts[0]) if down_parts else None
+    except CypherTextError as exc:
+        raise MigrationFileError(f"{file.path.name}: {exc}") from None
+    if not up:
+        raise MigrationFileError(f"{file.path.name}: no Cypher statements")
+
+    def number(key: str, default: int) -> int:
+        try:
+            return int(headers.get(key, default))
+        except ValueError:
+            raise MigrationFileError(f"{file.path.name}: header {key}: not a whole number: "
+                                     f"{headers[key]!r}") from None
+
+    deps = headers.get("depends_on")
+    return Migration(
+        steps=[RunCypher(s) for s in up],
+        description=headers.get("description"),
+        author=headers.get("author"),
+        depends_on=[d.strip() for d in deps.split(",") if d.strip()] if deps is not None else None,
+        batch_size=number("batch_size", 10_000),
+        timeout=number("timeout", 3600),
+        down=[RunCypher(s) for s in down] if down is not None else None,
+    )

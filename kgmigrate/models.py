@@ -1,0 +1,184 @@
+"""Pydantic models with the ticket's names, and the small result types of the API.
+
+Fixes of the ticket's sketch: ids cannot collide (migrations are identified by version, runs by
+ULIDs), times are `datetime.now(UTC)`, and steps are stored one node per step with their spec as
+JSON text, because Neo4j properties cannot hold maps.
+"""
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from kgmigrate.status import MigrationStatus
+
+__all__ = [
+    "AppliedMigration", "BatchRecord", "LockInfo", "MigrationListing", "MigrationMetadata",
+    "MigrationState",
+    "MigrationStatus", "MigrationStep", "PlannedMigration", "PlannedStep", "RepairResult",
+    "RunRecord", "StepRecord", "ValidationProblem", "ValidationResult", "utc_now",
+]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ScopeInfo(_Model):
+    entity: Literal["node", "relationship"]
+    name: str
+    where: str | None = None
+
+
+class MigrationStep(_Model):
+    """One step of a migration, as recorded: the operation's kind, scope and spec."""
+
+    order: int
+    description: str
+    operation: str
+    batched: bool
+    scope: ScopeInfo | None = None
+    spec: dict[str, Any] = {}
+
+
+class MigrationMetadata(_Model):
+    """A migration as declared in its file, with the checksum of that file."""
+
+    version: str
+    description: str
+    created_by: str
+    created_at: datetime = Field(default_factory=utc_now)
+    steps: list[MigrationStep]
+    dependencies: list[str] = []
+    batch_size: int = Field(default=10_000, ge=1)
+    timeout: int = Field(default=3600, ge=1)  # seconds
+    checksum: str
+    path: str
+
+    @property
+    def id(self) -> str:
+        return self.version
+
+
+class AppliedMigration(_Model):
+    """A link of the applied chain in the graph."""
+
+    version: str
+    description: str
+    checksum: str
+    author: str
+    applied_at: datetime
+    duration_ms: int
+    applied_by: str
+    host: str
+    run_id: str
+    sequence: int
+
+
+MigrationState = Literal["applied", "pending", "checksum_mismatch", "missing_file"]
+
+
+class MigrationListing(_Model):
+    """One migration file and its state in the graph."""
+
+    version: str
+    description: str
+    state: MigrationState
+    checksum: str | None  # of the file; None when the file is missing
+    applied_at: datetime | None = None
+
+
+class PlannedStep(_Model):
+    order: int
+    description: str
+    operation: str
+    batched: bool
+    estimated_entities: int | None  # None: unbatched, runs once
+
+
+class PlannedMigration(_Model):
+    version: str
+    description: str
+    depends_on: list[str]
+    steps: list[PlannedStep]
+
+
+class ValidationProblem(_Model):
+    version: str
+    kind: Literal["checksum_mismatch", "missing_file"]
+    message: str
+
+
+class ValidationResult(_Model):
+    problems: list[ValidationProblem] = []
+    applied: int = 0
+    pending: int = 0
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems
+
+
+class RepairResult(_Model):
+    repaired: list[str] = []  # versions whose recorded checksum was replaced
+
+
+class StepRecord(_Model):
+    id: str
+    run_id: str
+    order: int
+    version: str
+    description: str
+    operation: str
+    batched: bool
+    status: MigrationStatus
+    batches_total: int = 0
+    batches_done: int = 0
+    entities_total: int = 0
+    entities_done: int = 0
+    spec: dict[str, Any] = {}
+
+
+class BatchRecord(_Model):
+    id: str
+    run_id: str
+    step_id: str
+    seq: int
+    status: MigrationStatus
+    attempts: int = 0
+    worker: str | None = None
+    entities: int = 0
+    counters: dict[str, int] = {}
+    error: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class RunRecord(_Model):
+    id: str
+    status: MigrationStatus
+    migrations: list[str]
+    target: str | None = None
+    created_at: datetime
+    created_by: str
+    host: str
+    history: list[str]  # "status@ISO time", oldest first
+    error_log: str | None = None
+    backup_ref: str | None = None
+    finished_at: datetime | None = None
+    steps: list[StepRecord] = []
+
+
+class LockInfo(_Model):
+    name: str
+    holder: str
+    run_id: str | None
+    host: str
+    pid: int
+    token: int
+    acquired_at: datetime
+    lease_until: datetime

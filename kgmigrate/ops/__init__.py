@@ -1,0 +1,33 @@
+"""The operations migrations are built from, in a compact functional form for migration files:
+
+    from kgmigrate import ops
+    steps = [ops.cypher("CREATE INDEX ..."), ops.batched("Compound", "SET e.reviewed = false")]
+"""
+
+from typing import Any
+
+from kgmigrate.ops.base import IrreversibleOperationError, Operation
+from kgmigrate.ops.cypher import BatchedCypher, RunCypher
+
+
+def cypher(statement: str, *, down: str | None = None,
+           validation: str | None = None) -> RunCypher:
+    """One statement, run once."""
+    return RunCypher(statement, down, validation)
+
+
+def batched(label: str | None = None, apply: str = "", *, rel_type: str | None = None,
+            where: str | None = None, down: str | None = None, validation: str | None = None,
+            **params: Any) -> BatchedCypher:
+    """`apply` run on every node with `label` (or relationship of `rel_type`), batch by batch;
+    the entity is `e` in `apply`, `where`, and `validation`."""
+    if (label is None) == (rel_type is None):
+        raise ValueError("give exactly one of label or rel_type")
+    if label is not None:
+        return BatchedCypher("node", label, apply, where, params, down, validation)
+    assert rel_type is not None
+    return BatchedCypher("relationship", rel_type, apply, where, params, down, validation)
+
+
+__all__ = ["BatchedCypher", "IrreversibleOperationError", "Operation", "RunCypher", "batched",
+           "cypher"]

@@ -1,0 +1,95 @@
+"""Raw Cypher operations, for what the ops library does not cover.
+
+`RunCypher` is one statement run once (schema tweaks, small fixes, `.cypher` files).
+`BatchedCypher` is the `apoc.periodic.iterate` shape: a scope (label or relationship type,
+optional predicate) that kgmigrate batches by key, and an `apply` fragment that runs on each
+batch with the entity bound to `e` (and `s`, `t` for a relationship's ends).
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from kgmigrate import identifiers as ident
+from kgmigrate.cypher_text import strip_comments
+from kgmigrate.errors import KgmError
+from kgmigrate.graph.types import RESERVED_PARAM_PREFIX, Scope
+from kgmigrate.ops.base import IrreversibleOperationError, Operation
+
+
+def _summary(statement: str, limit: int = 72) -> str:
+    flat = " ".join(strip_comments(statement).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _require_text(value: str, what: str) -> str:
+    if not isinstance(value, str) or not strip_comments(value):
+        raise KgmError(f"{what} must be a non-empty Cypher text")
+    return value
+
+
+@dataclass(frozen=True)
+class RunCypher(Operation):
+    statement: str
+    down: str | None = None
+    validation: str | None = None  # a read statement returning one boolean column `valid`
+    kind = "cypher"
+
+    def __post_init__(self) -> None:
+        _require_text(self.statement, "a Cypher step")
+        if self.down is not None:
+            _require_text(self.down, "a Cypher step's down statement")
+
+    @property
+    def description(self) -> str:
+        return _summary(self.statement)
+
+    def reverse(self) -> Operation:
+        if self.down is None:
+            raise IrreversibleOperationError(
+                f"the Cypher step {self.description!r} has no down statement")
+        return RunCypher(self.down, down=self.statement)
+
+    def spec(self) -> dict[str, Any]:
+        return {"statement": self.statement, "down": self.down, "validation": self.validation}
+
+
+@dataclass(frozen=True)
+class BatchedCypher(Operation):
+    entity: Literal["node", "relationship"]
+    name: str
+    apply: str
+    where: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    down: str | None = None  # an apply fragment that undoes `apply` on the same scope
+    validation: str | None = None
+    kind = "batched_cypher"
+
+    def __post_init__(self) -> None:
+        kind = ident.Kind.LABEL if self.entity == "node" else ident.Kind.REL_TYPE
+        ident.validate(self.name, kind)
+        _require_text(self.apply, "a batched Cypher step's apply")
+        for name in self.params:
+            ident.param_name(name)
+            if name.startswith(RESERVED_PARAM_PREFIX):
+                raise KgmError(f"parameter ${name}: the prefix {RESERVED_PARAM_PREFIX!r} is "
+                               "reserved for kgmigrate")
+
+    @property
+    def description(self) -> str:
+        target = f":{self.name}" if self.entity == "node" else f"[:{self.name}]"
+        return f"on {target}: {_summary(self.apply, 56)}"
+
+    def scope(self) -> Scope:
+        return Scope(self.entity, self.name, self.where, dict(self.params))
+
+    def reverse(self) -> Operation:
+        if self.down is None:
+            raise IrreversibleOperationError(
+                f"the batched Cypher step {self.description!r} has no down fragment")
+        return BatchedCypher(self.entity, self.name, self.down, self.where, dict(self.params),
+                             down=self.apply)
+
+    def spec(self) -> dict[str, Any]:
+        return {"entity": self.entity, "name": self.name, "apply": self.apply,
+                "where": self.where, "params": self.params, "down": self.down,
+                "validation": self.validation}

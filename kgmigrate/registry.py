@@ -1,0 +1,60 @@
+"""All migrations of a directory, ordered by their dependencies."""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from kgmigrate.dag import DependencyError, resolve_dependencies, topological_order
+from kgmigrate.errors import KgmError
+from kgmigrate.migration import LoadedMigration, load
+from kgmigrate.models import MigrationMetadata
+from kgmigrate.versions import MigrationFileError, Version, discover
+
+
+@dataclass(frozen=True)
+class Registry:
+    migrations: dict[Version, LoadedMigration]
+    dependencies: dict[Version, tuple[Version, ...]]
+    order: list[Version]  # every migration after all it depends on
+
+    @classmethod
+    def load(cls, directory: Path) -> "Registry":
+        loaded = {m.version: load(m) for m in discover(directory)}
+        dependencies = resolve_dependencies({v: m.depends_on for v, m in loaded.items()})
+        return cls(loaded, dependencies, topological_order(dependencies))
+
+    def __len__(self) -> int:
+        return len(self.migrations)
+
+    def get(self, version: str | Version) -> LoadedMigration:
+        wanted = version if isinstance(version, Version) else Version.parse(version)
+        try:
+            return self.migrations[wanted]
+        except KeyError:
+            known = ", ".join(str(v) for v in self.order[-5:]) or "none"
+            raise KgmError(f"no migration {wanted} (latest: {known})") from None
+
+    def metadata(self, version: Version) -> MigrationMetadata:
+        return self.migrations[version].metadata(self.dependencies[version])
+
+    def ancestors(self, version: Version) -> set[Version]:
+        """`version` and everything it depends on, transitively."""
+        seen: set[Version] = set()
+        stack = [version]
+        while stack:
+            current = stack.pop()
+            if current not in seen:
+                seen.add(current)
+                stack.extend(self.dependencies[current])
+        return seen
+
+    def pending(self, applied: Iterable[Version], target: str | None = None) -> list[Version]:
+        """What `upgrade [target]` would apply, in order: everything not applied that the
+        target needs (the whole graph when no target is given)."""
+        done = set(applied)
+        wanted = (set(self.order) if target is None
+                  else self.ancestors(self.get(target).version))
+        return [v for v in self.order if v in wanted and v not in done]
+
+
+__all__ = ["DependencyError", "MigrationFileError", "Registry"]

@@ -1,0 +1,120 @@
+"""The read-side API over real files and the real FalkorDB server."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from kgmigrate import api
+from kgmigrate.config import load_settings
+from kgmigrate.errors import KgmError
+from kgmigrate.graph.falkordb import FalkorDBBackend
+from kgmigrate.ledger import Ledger
+from kgmigrate.models import MigrationStatus
+from kgmigrate.registry import Registry
+from kgmigrate.sample import summarize
+from kgmigrate.versions import Version
+
+V1 = "from kgmigrate import Migration, ops\nmigration = Migration(author='ana', steps=[\n" \
+     "    ops.batched('Compound', 'SET e.reviewed = false', down='REMOVE e.reviewed'),\n" \
+     "    ops.batched(rel_type='TREATS', apply='SET e.checked = true', where='e.w > $min', " \
+     "min=0.5),\n])\n"
+V2 = "// author: bo\nCREATE INDEX FOR (g:Gene) ON (g.symbol);\n"
+
+
+@pytest.fixture
+def migrations(tmp_path: Path) -> Path:
+    (tmp_path / "V0001__review.py").write_text(V1)
+    (tmp_path / "V0002__gene_index.cypher").write_text(V2)
+    return tmp_path
+
+
+def apply_for_test(backend: FalkorDBBackend, registry: Registry, version: str) -> None:
+    """Record a migration as applied (execution arrives with the execution layer)."""
+    v = Version.parse(version)
+    Ledger(backend).record_applied(registry.metadata(v), run_id="run_test", duration_ms=5)
+
+
+def test_list_validate_and_repair_follow_the_files(falkordb: FalkorDBBackend,
+                                                   migrations: Path) -> None:
+    registry = Registry.load(migrations)
+    assert [(m.version, m.state) for m in api.list_migrations(falkordb, registry)] == [
+        ("V0001", "pending"), ("V0002", "pending")]
+    apply_for_test(falkordb, registry, "V0001")
+    assert api.validate(falkordb, registry).valid
+    # When an applied migration's file is edited
+    original = registry.get("V1").checksum
+    (migrations / "V0001__review.py").write_text(V1.replace("false", "true"))
+    registry = Registry.load(migrations)
+    # then validate names the file and both checksums, and plan refuses to go on
+    result = api.validate(falkordb, registry)
+    assert not result.valid
+    assert result.problems[0].kind == "checksum_mismatch"
+    message = result.problems[0].message
+    assert "V0001__review.py changed after it was applied" in message
+    assert original in message and registry.get("V1").checksum in message
+    with pytest.raises(KgmError, match=re.escape("V0001__review.py changed")):
+        api.plan(falkordb, registry)
+    # and repair re-records the checksum on purpose, after which all is valid
+    assert api.repair(falkordb, registry).repaired == ["V0001"]
+    assert api.validate(falkordb, registry).valid
+    assert api.repair(falkordb, registry).repaired == []
+
+
+def test_an_applied_migration_whose_file_is_gone_is_reported(falkordb: FalkorDBBackend,
+                                                             migrations: Path) -> None:
+    apply_for_test(falkordb, Registry.load(migrations), "V0002")
+    (migrations / "V0002__gene_index.cypher").unlink()
+    registry = Registry.load(migrations)
+    states = {m.version: m.state for m in api.list_migrations(falkordb, registry)}
+    assert states == {"V0001": "pending", "V0002": "missing_file"}
+    assert api.validate(falkordb, registry).problems[0].kind == "missing_file"
+
+
+def test_plan_counts_entities_per_step_and_writes_nothing(falkordb: FalkorDBBackend,
+                                                          migrations: Path) -> None:
+    falkordb.write("UNWIND range(1, 30) AS i CREATE (:Compound {i: i})")
+    falkordb.write("MATCH (c:Compound) WHERE c.i <= 10 CREATE (c)-[:TREATS {w: c.i / 10.0}]->"
+                   "(:Condition)")
+    before = summarize(falkordb)
+    planned = api.plan(falkordb, Registry.load(migrations))
+    assert [p.version for p in planned] == ["V0001", "V0002"]
+    assert [(s.batched, s.estimated_entities) for s in planned[0].steps] == [(True, 30),
+                                                                            (True, 5)]
+    assert planned[1].steps[0].estimated_entities is None  # a statement run once
+    assert planned[1].depends_on == ["V0001"]
+    assert summarize(falkordb) == before  # nothing written, not even the ledger's indexes
+    assert falkordb.indexes() == []
+    assert [p.version for p in api.plan(falkordb, Registry.load(migrations), "V1")] == ["V0001"]
+
+
+def test_new_scaffolds_the_next_version_that_loads(tmp_path: Path,
+                                                   migrations: Path) -> None:
+    path = api.new_migration(migrations, "Add person age!", author="cy")
+    assert path.name == "V0003__add_person_age.py"
+    loaded = Registry.load(migrations).get("V3")
+    assert loaded.definition.author == "cy"
+    assert loaded.description == "add person age"
+    cypher = api.new_migration(tmp_path / "fresh", "first one", kind="cypher")
+    assert cypher.name == "V0001__first_one.cypher"
+    with pytest.raises(KgmError, match="no Cypher statements"):
+        Registry.load(tmp_path / "fresh")  # the .cypher template waits for statements
+    with pytest.raises(KgmError, match="does not make a file name"):
+        api.new_migration(migrations, "!!!")
+
+
+def test_the_tickets_manager_creates_and_reports_a_run(
+        falkordb: FalkorDBBackend, migrations: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KGMIGRATE_MIGRATIONS_DIR", str(migrations))
+    manager = api.DataMigrationManager(load_settings(), backend=falkordb)
+    metadata = manager.registry().metadata(Version.parse("1"))
+    run_id = manager.create_migration(metadata)
+    run = manager.get_migration_status(run_id)
+    assert run is not None
+    assert (run.status, run.migrations, len(run.steps)) == (MigrationStatus.PENDING,
+                                                             ["V0001"], 2)
+    assert api.status(falkordb).id == run_id
+    assert manager.get_migration_status("run_missing") is None
+    with pytest.raises(KgmError, match="no run run_missing"):
+        api.status(falkordb, "run_missing")

@@ -1,0 +1,105 @@
+"""The audit ledger on the real FalkorDB server."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from kgmigrate import ledger as L
+from kgmigrate.errors import KgmError
+from kgmigrate.graph.falkordb import FalkorDBBackend
+from kgmigrate.ledger import Ledger
+from kgmigrate.migration import step_record
+from kgmigrate.models import BatchRecord, MigrationMetadata, MigrationStatus
+from kgmigrate.ops import Operation, batched, cypher
+from kgmigrate.status import StatusTransitionError
+
+
+def meta(version: str, *steps: Operation, checksum: str = "c0ffee") -> MigrationMetadata:
+    ops = list(steps) or [cypher("RETURN 1")]
+    return MigrationMetadata(version=version, description=f"migration {version}",
+                             created_by="ana", checksum=checksum, path=f"{version}.py",
+                             steps=[step_record(i, op) for i, op in enumerate(ops, 1)])
+
+
+def test_a_recorded_run_holds_its_steps_status_history_and_batches(
+        falkordb: FalkorDBBackend) -> None:
+    ledger = Ledger(falkordb)
+    # Given two migrations with three steps in all, when a run is created
+    run = ledger.create_run([meta("V0001", batched("Compound", "SET e.x = 1", where="e.y > $m",
+                                                   m=2), cypher("CREATE INDEX FOR (n:G) ON "
+                                                                "(n.s)")),
+                             meta("V0002")], target="V0002", created_by="ana@host:1")
+    # then it is PENDING, with one step node per step, in order, and their specs
+    assert run.status is MigrationStatus.PENDING
+    assert run.migrations == ["V0001", "V0002"]
+    assert (run.target, run.created_by) == ("V0002", "ana@host:1")
+    assert [(s.order, s.version, s.operation, s.batched) for s in run.steps] == [
+        (1, "V0001", "batched_cypher", True), (2, "V0001", "cypher", False),
+        (3, "V0002", "cypher", False)]
+    assert run.steps[0].spec["params"] == {"m": 2}
+    assert run.history[0].startswith("pending@")
+    # when it moves through statuses, the history records each with a time
+    ledger.transition(run.id, MigrationStatus.IN_PROGRESS)
+    ledger.transition(run.id, MigrationStatus.VALIDATING)
+    done = ledger.transition(run.id, MigrationStatus.FAILED, error="step 2: validation failed")
+    assert [h.split("@")[0] for h in done.history] == [
+        "pending", "in_progress", "validating", "failed"]
+    assert done.error_log == "step 2: validation failed"
+    # and batches are recorded with status, counters, attempts, worker and timing
+    started = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    batch = BatchRecord(id="batch_1", run_id=run.id, step_id=run.steps[0].id, seq=1,
+                        status=MigrationStatus.COMPLETED, attempts=2, worker="w1@h",
+                        entities=10_000, counters={"properties_set": 10_000},
+                        started_at=started, finished_at=started)
+    ledger.record_batch(batch)
+    ledger.record_batch(batch.model_copy(update={"attempts": 3}))  # upsert, not a duplicate
+    assert ledger.batches(run.steps[0].id) == [batch.model_copy(update={"attempts": 3})]
+    assert ledger.runs()[0].id == run.id
+
+
+def test_impossible_transitions_are_refused_atomically(falkordb: FalkorDBBackend) -> None:
+    ledger = Ledger(falkordb)
+    run = ledger.create_run([meta("V0001")])
+    for status in (MigrationStatus.IN_PROGRESS, MigrationStatus.VALIDATING,
+                   MigrationStatus.COMPLETED):
+        ledger.transition(run.id, status)
+    with pytest.raises(StatusTransitionError, match="is completed and cannot become failed"):
+        ledger.transition(run.id, MigrationStatus.FAILED)
+    final = ledger.run(run.id)
+    assert final is not None and final.status is MigrationStatus.COMPLETED
+    assert final.finished_at is not None
+    with pytest.raises(KgmError, match="no run run_nope"):
+        ledger.transition("run_nope", MigrationStatus.FAILED)
+
+
+def test_the_applied_chain_links_migrations_in_order_and_refuses_duplicates(
+        falkordb: FalkorDBBackend) -> None:
+    ledger = Ledger(falkordb)
+    for version in ("V0001", "V0003", "V0002"):
+        ledger.record_applied(meta(version), run_id="run_x", duration_ms=1500)
+    applied = ledger.applied()
+    assert [(a.version, a.sequence) for a in applied] == [("V0001", 1), ("V0003", 2),
+                                                         ("V0002", 3)]
+    first = applied[0]
+    assert (first.checksum, first.author, first.duration_ms, first.run_id) == (
+        "c0ffee", "ana", 1500, "run_x")
+    assert first.applied_at.tzinfo is not None and first.host
+    links = falkordb.read(f"MATCH (a)-[:{L.MIGRATED_TO}]->(b) RETURN a.version AS src, "
+                          "b.version AS dst ORDER BY a.sequence").records
+    assert links == [{"src": "V0001", "dst": "V0003"}, {"src": "V0003", "dst": "V0002"}]
+    with pytest.raises(KgmError, match="V0003 is already applied"):
+        ledger.record_applied(meta("V0003"), run_id="run_y", duration_ms=1)
+    assert len(ledger.applied()) == 3
+    assert ledger.set_checksum("V0003", "beef") is True
+    assert [a.checksum for a in ledger.applied()] == ["c0ffee", "beef", "c0ffee"]
+
+
+def test_ledger_reads_use_indexes_not_a_scan_of_the_user_graph(
+        falkordb: FalkorDBBackend) -> None:
+    Ledger(falkordb).ensure_schema()
+    params = {"id": "run_x", "step_id": "step_x", "allowed_from": ["pending"], "status": "x",
+              "entry": "x", "error": None, "finished_at": None}
+    for statement in (L.READ_RUN, L.READ_STEPS, L.RUN_STATUS, L.READ_BATCHES, L.TRANSITION):
+        plan = "\n".join(falkordb.explain(statement, params))
+        assert "Index Scan" in plan, f"{statement}\n{plan}"
+        assert "All Node Scan" not in plan

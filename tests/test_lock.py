@@ -1,0 +1,110 @@
+"""The migration lock: lease, fencing token, contention between real processes."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from kgmigrate.config import GraphTarget
+from kgmigrate.graph.falkordb import FalkorDBBackend
+from kgmigrate.lock import LockHeldError, LockLostError, MigrationLock
+
+HOLDER = """
+import sys, time
+from kgmigrate.config import parse_graph_url
+from kgmigrate.graph.falkordb import FalkorDBBackend
+from kgmigrate.lock import MigrationLock
+backend = FalkorDBBackend(parse_graph_url(sys.argv[1]))
+with MigrationLock(backend, lease_s=float(sys.argv[2])).held("holder-proc", "run_held"):
+    print("acquired", flush=True)
+    time.sleep(600)
+"""
+
+
+def start_holder(target: GraphTarget, lease_s: float) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, target.display, str(lease_s)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "acquired"
+    return proc
+
+
+def test_acquire_renew_release_and_fencing_tokens(falkordb: FalkorDBBackend) -> None:
+    lock = MigrationLock(falkordb, lease_s=30)
+    first = lock.acquire("a", "run_1")
+    info = lock.info()
+    assert info is not None
+    assert (info.holder, info.run_id, info.token, info.pid) == ("a", "run_1", first.token,
+                                                                os.getpid())
+    lock.renew(first)
+    assert lock.release(first) is True
+    assert lock.info() is None
+    second = lock.acquire("b")
+    assert second.token == first.token + 1
+    with pytest.raises(LockLostError):
+        lock.renew(first)  # an old token can no longer renew
+    assert lock.release(first) is False
+    lock.release(second)
+
+
+def test_a_second_process_is_refused_at_once_naming_the_holder(
+        falkordb: FalkorDBBackend, graph_target: GraphTarget) -> None:
+    holder = start_holder(graph_target, lease_s=30)
+    try:
+        started = time.monotonic()
+        with pytest.raises(LockHeldError) as refused:
+            MigrationLock(falkordb).acquire("second")
+        assert time.monotonic() - started < 2  # fails at once, does not wait
+        message = str(refused.value)
+        assert "held by holder-proc (run run_held)" in message
+        assert f"pid {holder.pid} since " in message
+        assert "kgmigrate unlock --force" in message
+    finally:
+        holder.send_signal(signal.SIGINT)  # an interrupted holder leaves through `finally`
+        holder.wait()
+    # a clean exit released it
+    assert MigrationLock(falkordb).info() is None
+
+
+def test_a_killed_holders_lock_expires_after_its_lease(
+        falkordb: FalkorDBBackend, graph_target: GraphTarget) -> None:
+    # Given a holder renewing a 2 s lease, when it is SIGKILLed
+    holder = start_holder(graph_target, lease_s=2)
+    time.sleep(2.5)  # longer than the lease: only renewals keep it
+    lock = MigrationLock(falkordb)
+    with pytest.raises(LockHeldError):
+        lock.acquire("waiting")
+    token_before = lock.info().token  # type: ignore[union-attr]
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    # then the lock is still held until the lease runs out, and can be taken after
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            lease = lock.acquire("waiting")
+            break
+        except LockHeldError:
+            assert time.monotonic() < deadline, "the dead holder's lease never expired"
+            time.sleep(0.2)
+    assert lease.token == token_before + 1
+    lock.release(lease)
+
+
+def test_unlock_clears_only_expired_locks_unless_forced(falkordb: FalkorDBBackend) -> None:
+    live = MigrationLock(falkordb, lease_s=60)
+    lease = live.acquire("busy")
+    with pytest.raises(LockHeldError):
+        live.break_lock()
+    cleared = live.break_lock(force=True)
+    assert cleared is not None and cleared.holder == "busy"
+    assert live.info() is None
+    with pytest.raises(LockLostError):
+        live.renew(lease)
+    assert live.break_lock() is None
+    short = MigrationLock(falkordb, lease_s=0.3)
+    short.acquire("expiring")
+    time.sleep(0.5)
+    assert short.break_lock() is not None  # expired: no --force needed

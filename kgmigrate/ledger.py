@@ -13,6 +13,7 @@ import json
 import socket
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from kgmigrate import identifiers as ident
 from kgmigrate.errors import KgmError
@@ -93,15 +94,34 @@ READ_RUN = (
     "RETURN r.id AS id, r.status AS status, r.migrations AS migrations, r.target AS target, "
     "r.created_at AS created_at, r.created_by AS created_by, r.host AS host, "
     "r.history AS history, r.error_log AS error_log, r.backup_ref AS backup_ref, "
-    "r.finished_at AS finished_at"
+    "r.counters AS counters, r.finished_at AS finished_at"
 )
 READ_STEPS = (
     f"MATCH (s:{STEP} {{run_id: $id}}) "
     "RETURN s.id AS id, s.run_id AS run_id, s.order AS order, s.version AS version, "
     "s.description AS description, s.operation AS operation, s.batched AS batched, "
     "s.status AS status, s.batches_total AS batches_total, s.batches_done AS batches_done, "
-    "s.entities_total AS entities_total, s.entities_done AS entities_done, s.spec AS spec "
-    "ORDER BY s.order"
+    "s.entities_total AS entities_total, s.entities_done AS entities_done, "
+    "s.counters AS counters, s.started_at AS started_at, s.finished_at AS finished_at, "
+    "s.spec AS spec ORDER BY s.order"
+)
+UPDATE_STEP = (
+    f"MATCH (s:{STEP} {{id: $id}}) "
+    "SET s.status = coalesce($status, s.status), "
+    "s.batches_total = coalesce($batches_total, s.batches_total), "
+    "s.batches_done = coalesce($batches_done, s.batches_done), "
+    "s.entities_total = coalesce($entities_total, s.entities_total), "
+    "s.entities_done = coalesce($entities_done, s.entities_done), "
+    "s.counters = coalesce($counters, s.counters), "
+    "s.started_at = coalesce($started_at, s.started_at), "
+    "s.finished_at = coalesce($finished_at, s.finished_at) "
+    "RETURN s.id AS id"
+)
+UPDATE_RUN_FACTS = (
+    f"MATCH (r:{RUN} {{id: $id}}) "
+    "SET r.counters = coalesce($counters, r.counters), "
+    "r.backup_ref = coalesce($backup_ref, r.backup_ref) "
+    "RETURN r.id AS id"
 )
 LATEST_RUNS = (
     f"MATCH (r:{RUN}) RETURN r.id AS id ORDER BY r.created_at DESC, r.id DESC LIMIT $limit"
@@ -204,13 +224,42 @@ class Ledger:
         assert run is not None
         return run
 
+    def update_step(self, step_id: str, *, status: MigrationStatus | None = None,
+                    batches_total: int | None = None, batches_done: int | None = None,
+                    entities_total: int | None = None, entities_done: int | None = None,
+                    counters: dict[str, int] | None = None, started_at: datetime | None = None,
+                    finished_at: datetime | None = None) -> None:
+        """Set the given facts of a step; what is not given stays as it is."""
+        rows = self.backend.write(UPDATE_STEP, {
+            "id": step_id, "status": status.value if status else None,
+            "batches_total": batches_total, "batches_done": batches_done,
+            "entities_total": entities_total, "entities_done": entities_done,
+            "counters": json.dumps(counters, sort_keys=True) if counters is not None else None,
+            "started_at": _iso(started_at) if started_at else None,
+            "finished_at": _iso(finished_at) if finished_at else None,
+        }).records
+        if not rows:
+            raise KgmError(f"no step {step_id}")
+
+    def update_run_facts(self, run_id: str, *, counters: dict[str, int] | None = None,
+                         backup_ref: str | None = None) -> None:
+        """Record a run's totals and the backup that protects it."""
+        rows = self.backend.write(UPDATE_RUN_FACTS, {
+            "id": run_id, "backup_ref": backup_ref,
+            "counters": json.dumps(counters, sort_keys=True) if counters is not None else None,
+        }).records
+        if not rows:
+            raise KgmError(f"no run {run_id}")
+
     def run(self, run_id: str) -> RunRecord | None:
         rows = self.backend.read(READ_RUN, {"id": run_id}).records
         if not rows:
             return None
-        steps = [StepRecord(**{**r, "spec": json.loads(r["spec"] or "{}")})
+        steps = [StepRecord(**_present({**r, "spec": json.loads(r["spec"] or "{}"),
+                                        "counters": json.loads(r["counters"] or "{}")}))
                  for r in self.backend.read(READ_STEPS, {"id": run_id}).records]
-        return RunRecord(**{k: v for k, v in rows[0].items() if v is not None}, steps=steps)
+        run = {**rows[0], "counters": json.loads(rows[0]["counters"] or "{}")}
+        return RunRecord(**_present(run), steps=steps)
 
     def runs(self, limit: int = 20) -> list[RunRecord]:
         ids = [r["id"] for r in self.backend.read(LATEST_RUNS, {"limit": limit}).records]
@@ -228,9 +277,13 @@ class Ledger:
         self.backend.write(UPSERT_BATCH, data)
 
     def batches(self, step_id: str) -> list[BatchRecord]:
-        return [BatchRecord(**{**{k: v for k, v in r.items() if v is not None},
-                               "counters": json.loads(r["counters"] or "{}")})
+        return [BatchRecord(**_present({**r, "counters": json.loads(r["counters"] or "{}")}))
                 for r in self.backend.read(READ_BATCHES, {"step_id": step_id}).records]
+
+
+def _present(row: dict[str, Any]) -> dict[str, Any]:
+    """Absent properties come back as null; let the model's defaults apply instead."""
+    return {k: v for k, v in row.items() if v is not None}
 
 
 def _iso(moment: datetime) -> str:

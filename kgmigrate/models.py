@@ -140,6 +140,9 @@ class StepRecord(_Model):
     batches_done: int = 0
     entities_total: int = 0
     entities_done: int = 0
+    counters: dict[str, int] = {}
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
     spec: dict[str, Any] = {}
 
 
@@ -169,6 +172,7 @@ class RunRecord(_Model):
     history: list[str]  # "status@ISO time", oldest first
     error_log: str | None = None
     backup_ref: str | None = None
+    counters: dict[str, int] = {}
     finished_at: datetime | None = None
     steps: list[StepRecord] = []
 

@@ -102,6 +102,12 @@ def _ledger_and_lock() -> list[Rendered]:
             "status": "completed", "attempts": 1, "worker": "w", "entities": 10,
             "counters": "{}", "error": None, "started_at": at, "finished_at": at}),
         Rendered("ledger/read-batches", ledger.READ_BATCHES, {"step_id": "step_1"}),
+        Rendered("ledger/update-step", ledger.UPDATE_STEP, {
+            "id": "step_1", "status": "completed", "batches_total": 4, "batches_done": 4,
+            "entities_total": 10, "entities_done": 10, "counters": "{}", "started_at": at,
+            "finished_at": at}),
+        Rendered("ledger/update-run-facts", ledger.UPDATE_RUN_FACTS,
+                 {"id": "run_1", "counters": "{}", "backup_ref": "undo/run_1"}),
         *[Rendered(f"ledger/schema/{spec.describe()}", N.create_index(spec))
           for spec in ledger.SCHEMA],
         Rendered("lock/acquire", lock.ACQUIRE, lock_params),

@@ -88,6 +88,24 @@ def test_plan_counts_entities_per_step_and_writes_nothing(falkordb: FalkorDBBack
     assert [p.version for p in api.plan(falkordb, Registry.load(migrations), "V1")] == ["V0001"]
 
 
+def test_plan_orders_a_merge_of_two_branches_against_the_applied_chain(
+        falkordb: FalkorDBBackend, tmp_path: Path) -> None:
+    # Given V1, branches V2 and V3 from it, V4 merging them, and V1 + V3 already applied
+    (tmp_path / "V0001__root.cypher").write_text("RETURN 1;")
+    (tmp_path / "V0002__left.cypher").write_text("// depends_on: V0001\nRETURN 2;")
+    (tmp_path / "V0003__right.cypher").write_text("// depends_on: V0001\nRETURN 3;")
+    (tmp_path / "V0004__merge.cypher").write_text("// depends_on: V0003, V0002\nRETURN 4;")
+    registry = Registry.load(tmp_path)
+    for version in ("V0001", "V0003"):
+        apply_for_test(falkordb, registry, version)
+    # then the plan is what is left, in dependency order, with the merge's parents listed
+    planned = api.plan(falkordb, registry)
+    assert [(p.version, p.depends_on) for p in planned] == [
+        ("V0002", ["V0001"]), ("V0004", ["V0003", "V0002"])]
+    assert [p.version for p in api.plan(falkordb, registry, "V0002")] == ["V0002"]
+    assert [h.version for h in api.history(falkordb)] == ["V0001", "V0003"]
+
+
 def test_new_scaffolds_the_next_version_that_loads(tmp_path: Path,
                                                    migrations: Path) -> None:
     path = api.new_migration(migrations, "Add person age!", author="cy")

@@ -167,6 +167,23 @@ def test_index_creation_is_idempotent_and_listed(backend: GraphBackend, ns: str)
     assert backend.drop_index(spec) is False
 
 
+def test_several_indexes_on_one_label_are_each_recognised(backend: GraphBackend,
+                                                          ns: str) -> None:
+    first = IndexSpec("node", f"{ns}Multi", ("a",))
+    second = IndexSpec("node", f"{ns}Multi", ("b",))
+    try:
+        assert backend.ensure_index(first) is True
+        assert backend.ensure_index(second) is True
+        assert backend.ensure_index(first) is False
+        assert backend.ensure_index(second) is False
+        listed = {s.properties for s in backend.indexes() if s.name == f"{ns}Multi"}
+        assert listed == {("a",), ("b",)}
+    finally:
+        backend.drop_index(first)
+        backend.drop_index(second)
+    assert not any(s.name == f"{ns}Multi" for s in backend.indexes())
+
+
 def test_relationship_index(backend: GraphBackend, ns: str) -> None:
     spec = IndexSpec("relationship", f"{ns}LINK", ("weight",))
     try:

@@ -55,6 +55,25 @@ def test_a_recorded_run_holds_its_steps_status_history_and_batches(
     ledger.record_batch(batch.model_copy(update={"attempts": 3}))  # upsert, not a duplicate
     assert ledger.batches(run.steps[0].id) == [batch.model_copy(update={"attempts": 3})]
     assert ledger.runs()[0].id == run.id
+    # and steps and the run carry progress, counters, timing and the backup reference
+    ledger.update_step(run.steps[0].id, status=MigrationStatus.COMPLETED, batches_total=4,
+                       batches_done=4, entities_total=40_000, entities_done=40_000,
+                       counters={"properties_set": 40_000}, started_at=started,
+                       finished_at=started)
+    ledger.update_step(run.steps[0].id, batches_done=4)  # partial update keeps the rest
+    ledger.update_run_facts(run.id, counters={"properties_set": 40_000},
+                            backup_ref="undo/run_1")
+    after = ledger.run(run.id)
+    assert after is not None
+    step = after.steps[0]
+    assert (step.status, step.batches_done, step.batches_total, step.entities_done) == (
+        MigrationStatus.COMPLETED, 4, 4, 40_000)
+    assert step.counters == {"properties_set": 40_000}
+    assert step.started_at == started
+    assert (after.counters, after.backup_ref) == ({"properties_set": 40_000}, "undo/run_1")
+    assert after.steps[1].counters == {} and after.steps[1].started_at is None
+    with pytest.raises(KgmError, match="no step step_nope"):
+        ledger.update_step("step_nope", batches_done=1)
 
 
 def test_impossible_transitions_are_refused_atomically(falkordb: FalkorDBBackend) -> None:

@@ -135,9 +135,11 @@ class FalkorDBBackend(GraphBackend):
     def indexes(self) -> list[IndexSpec]:
         specs: list[IndexSpec] = []
         for rec in self.read("CALL db.indexes()").records:
-            if any("RANGE" in types for types in rec["types"].values()):
-                specs.append(IndexSpec(_entity(rec["entitytype"]), rec["label"],
-                                       tuple(rec["properties"]), internal=True))
+            # One row per label, listing each indexed property: range indexes are per property.
+            for prop in rec["properties"]:
+                if "RANGE" in rec["types"].get(prop, []):
+                    specs.append(IndexSpec(_entity(rec["entitytype"]), rec["label"], (prop,),
+                                           internal=True))
         for rec in self.read("CALL db.constraints()").records:
             if rec["type"] == "UNIQUE" and rec["status"] != "FAILED":
                 specs.append(IndexSpec(_entity(rec["entitytype"]), rec["label"],
@@ -238,9 +240,14 @@ def _entity(entitytype: str) -> EntityKind:
 
 
 def _has(specs: list[IndexSpec], wanted: IndexSpec) -> bool:
-    return any(s.entity == wanted.entity and s.name == wanted.name
-               and s.properties == wanted.properties and s.unique == wanted.unique
-               for s in specs)
+    """A range index over several properties is one index per property on FalkorDB: it is
+    there when each of them is indexed."""
+    def same(s: IndexSpec) -> bool:
+        return s.entity == wanted.entity and s.name == wanted.name and s.unique == wanted.unique
+    if wanted.unique:
+        return any(same(s) and s.properties == wanted.properties for s in specs)
+    indexed = {p for s in specs if same(s) for p in s.properties}
+    return set(wanted.properties) <= indexed
 
 
 def _plain(value: Any) -> Any:

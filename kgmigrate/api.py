@@ -7,75 +7,27 @@ CLI only formats those. `DataMigrationManager` keeps the ticket's names.
 import re
 from pathlib import Path
 
+from kgmigrate import runs
+from kgmigrate.checks import ensure_valid, list_migrations, validate
 from kgmigrate.config import Settings, load_settings
-from kgmigrate.connect import open_backend
+from kgmigrate.connect import open_backend, resolve
 from kgmigrate.errors import KgmError
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
 from kgmigrate.models import (
     AppliedMigration,
-    MigrationListing,
     MigrationMetadata,
-    MigrationState,
+    MigrationStatus,
     PlannedMigration,
     PlannedStep,
     RepairResult,
     RunRecord,
-    ValidationProblem,
-    ValidationResult,
 )
 from kgmigrate.registry import Registry
 from kgmigrate.versions import Version
 
-
-def list_migrations(backend: GraphBackend, registry: Registry) -> list[MigrationListing]:
-    """Every migration file, and every applied migration whose file is gone."""
-    applied = {Version.parse(a.version): a for a in Ledger(backend).applied()}
-    listings = []
-    for version in registry.order:
-        migration = registry.migrations[version]
-        record = applied.get(version)
-        state: MigrationState = ("pending" if record is None else
-                 "applied" if record.checksum == migration.checksum else "checksum_mismatch")
-        listings.append(MigrationListing(
-            version=str(version), description=migration.description, state=state,
-            checksum=migration.checksum, applied_at=record.applied_at if record else None))
-    for version, record in applied.items():
-        if version not in registry.migrations:
-            listings.append(MigrationListing(version=record.version,
-                                             description=record.description,
-                                             state="missing_file", checksum=None,
-                                             applied_at=record.applied_at))
-    return listings
-
-
-def validate(backend: GraphBackend, registry: Registry) -> ValidationResult:
-    """Applied migrations must still have their file, unchanged."""
-    problems = []
-    listings = list_migrations(backend, registry)
-    recorded = {a.version: a.checksum for a in Ledger(backend).applied()}
-    for item in listings:
-        if item.state == "checksum_mismatch":
-            path = registry.get(item.version).file.path
-            problems.append(ValidationProblem(
-                version=item.version, kind="checksum_mismatch",
-                message=f"{path.name} changed after it was applied: recorded checksum "
-                        f"{recorded[item.version]}, file checksum {item.checksum}; restore the "
-                        "file, or run `kgmigrate repair` if the change is intended"))
-        elif item.state == "missing_file":
-            problems.append(ValidationProblem(
-                version=item.version, kind="missing_file",
-                message=f"{item.version} ({item.description}) is applied but its file is gone"))
-    return ValidationResult(problems=problems,
-                            applied=sum(i.state != "pending" for i in listings),
-                            pending=sum(i.state == "pending" for i in listings))
-
-
-def ensure_valid(backend: GraphBackend, registry: Registry) -> None:
-    """Refuse to go on (upgrade, plan) when applied migrations changed: name file and sums."""
-    result = validate(backend, registry)
-    if not result.valid:
-        raise KgmError("; ".join(p.message for p in result.problems))
+__all__ = ["DataMigrationManager", "ensure_valid", "history", "list_migrations",
+           "new_migration", "plan", "repair", "status", "validate"]
 
 
 def repair(backend: GraphBackend, registry: Registry) -> RepairResult:
@@ -188,6 +140,27 @@ class DataMigrationManager:
 
     def get_migration_status(self, migration_id: str) -> RunRecord | None:
         return Ledger(self.backend).run(migration_id)
+
+    def enqueue_migration(self, target: str | None = None) -> str | None:
+        """Start a run up to `target` (default: everything pending) and return its id at
+        once; None when there is nothing to apply. Workers serving the queues run it."""
+        return runs.enqueue_migration(self.backend, self.registry(), resolve(self.settings),
+                                      target=target)
+
+    def wait(self, run_id: str, timeout_s: float | None = None) -> RunRecord:
+        return runs.wait(self.backend, run_id, timeout_s=timeout_s)
+
+    def execute_migration(self, target: str | None = None,
+                          timeout_s: float | None = None) -> bool:
+        """The ticket's verb: enqueue and wait; True when the run completed (or nothing was
+        pending), False when it failed."""
+        run_id = self.enqueue_migration(target)
+        if run_id is None:
+            return True
+        return self.wait(run_id, timeout_s).status is MigrationStatus.COMPLETED
+
+    def resume(self, run_id: str) -> None:
+        runs.resume(self.backend, resolve(self.settings), run_id)
 
     def close(self) -> None:
         self.backend.close()

@@ -4,6 +4,7 @@ what it returns. A `KgmError` becomes one line on stderr and exit code 1; never 
 import contextlib
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Iterator
 from typing import Annotated, Any
@@ -13,13 +14,16 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kgmigrate import __version__, api
+from kgmigrate import __version__, api, runs
+from kgmigrate.celery_app import BATCH_QUEUE, CONTROL_QUEUE, QUEUE_MODULES, configure
 from kgmigrate.config import Settings, load_settings
-from kgmigrate.connect import open_backend, resolve
+from kgmigrate.connect import backend_for, open_backend, resolve
 from kgmigrate.errors import KgmError
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.graph.falkordb import FalkorDBBackend
+from kgmigrate.local_workers import LocalWorkers
 from kgmigrate.lock import MigrationLock, default_holder
+from kgmigrate.models import MigrationStatus, RunRecord
 from kgmigrate.registry import Registry
 from kgmigrate.sample import GraphSummary, load_sample, summarize
 from kgmigrate.stack import EmbeddedStack, StackStatus
@@ -269,11 +273,15 @@ def new(
 def status(
     run_id: Annotated[str | None, typer.Argument(help="Run id (default: the latest run).")]
     = None,
+    watch: Annotated[bool, typer.Option("--watch", help="Live progress until the run ends.")]
+    = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """A run's status, history and steps."""
+    """A run's status, history and steps, with progress."""
     with _graph() as (backend, _):
         run = api.status(backend, run_id)
+        if watch:
+            run = _watch(backend, run.id, quiet=as_json)
     if as_json:
         _print_json(run.model_dump(mode="json"))
         return
@@ -287,6 +295,129 @@ def status(
                       f"{step.batches_done}/{step.batches_total}",
                       f"{step.entities_done:,}/{step.entities_total:,}")
     out.print(table)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(min=1, help="Processes in this worker.")] = 1,
+    queues: Annotated[str, typer.Option(help="Comma-separated queues to serve.")]
+    = f"{BATCH_QUEUE},{CONTROL_QUEUE}",
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "WARNING",
+) -> None:
+    """Run a Celery worker for the batch and/or control queue (scale by starting more)."""
+    wanted = [q.strip() for q in queues.split(",") if q.strip()]
+    unknown = sorted(set(wanted) - set(QUEUE_MODULES))
+    if unknown or not wanted:
+        raise KgmError(f"unknown queue(s) {', '.join(unknown) or '(none)'}; "
+                       f"use {BATCH_QUEUE} and/or {CONTROL_QUEUE}")
+    endpoints = resolve(load_settings())
+    celery_app = configure(endpoints.broker_url.get_secret_value(),
+                           endpoints.result_backend.get_secret_value())
+    celery_app.conf.imports = [QUEUE_MODULES[q] for q in wanted]
+    celery_app.worker_main(["worker", "-Q", ",".join(wanted), "-c", str(concurrency),
+                            "-l", loglevel, "-n", f"kgm{os.getpid()}@%h",
+                            "--without-gossip", "--without-mingle"])
+
+
+@app.command()
+def upgrade(
+    target: Annotated[str | None, typer.Argument(help="Version to upgrade to (default: all).")]
+    = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the run to its end.")]
+    = True,
+    local_workers: Annotated[int, typer.Option(min=0, help="Start N worker processes for "
+                                               "this run (no other setup needed).")] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Apply pending migrations as batched tasks on the workers, with live progress."""
+    settings = load_settings()
+    endpoints = resolve(settings)
+    with backend_for(endpoints.graph, settings) as backend, contextlib.ExitStack() as stack:
+        registry = Registry.load(settings.migrations_dir)
+        if local_workers:
+            stack.enter_context(LocalWorkers(local_workers, endpoints,
+                                             log_dir=settings.stack_dir / "workers"))
+        run_id = runs.enqueue_migration(backend, registry, endpoints, target=target)
+        if run_id is None:
+            _say(as_json, {"run_id": None, "status": "up_to_date"}, "Nothing to apply: the graph "
+                 "is up to date.")
+            return
+        if not (wait or local_workers):
+            _say(as_json, {"run_id": run_id, "status": "pending"},
+                 f"run {run_id} enqueued; follow it with `kgmigrate status {run_id} --watch`")
+            return
+        run = _watch(backend, run_id, quiet=as_json)
+    _finish_output(run, as_json)
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(help="The run to resume.")],
+    wait: Annotated[bool, typer.Option("--wait/--no-wait")] = True,
+    local_workers: Annotated[int, typer.Option(min=0)] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Re-enqueue the batches of a run that are not committed (after any crash)."""
+    settings = load_settings()
+    endpoints = resolve(settings)
+    with backend_for(endpoints.graph, settings) as backend, contextlib.ExitStack() as stack:
+        if local_workers:
+            stack.enter_context(LocalWorkers(local_workers, endpoints,
+                                             log_dir=settings.stack_dir / "workers"))
+        runs.resume(backend, endpoints, run_id)
+        if not (wait or local_workers):
+            _say(as_json, {"run_id": run_id, "status": "resumed"}, f"run {run_id} resumed")
+            return
+        run = _watch(backend, run_id, quiet=as_json)
+    _finish_output(run, as_json)
+
+
+def _say(as_json: bool, data: dict[str, Any], text: str) -> None:
+    if as_json:
+        _print_json(data)
+    else:
+        out.print(text)
+
+
+def _finish_output(run: RunRecord, as_json: bool) -> None:
+    if as_json:
+        _print_json(run.model_dump(mode="json"))
+    else:
+        color = "green" if run.status is MigrationStatus.COMPLETED else "red"
+        out.print(f"run {run.id}: [bold {color}]{run.status}[/]")
+        if run.error_log:
+            out.print(f"  {run.error_log}", highlight=False)
+    if run.status is not MigrationStatus.COMPLETED:
+        raise typer.Exit(1)
+
+
+def _watch(backend: GraphBackend, run_id: str, *, quiet: bool = False) -> RunRecord:
+    """Live progress bars per step (batches, entities, throughput, ETA) until the run ends."""
+    bars = Progress(TextColumn("{task.description}"), BarColumn(),
+                    TextColumn("{task.fields[counts]}"), TextColumn("{task.fields[rate]}"),
+                    TextColumn("{task.fields[eta]}"), console=Console(stderr=True),
+                    disable=quiet)
+    tasks: dict[int, TaskID] = {}
+
+    def show(run: RunRecord) -> None:
+        for step in runs.progress(run):
+            if step.order not in tasks:
+                tasks[step.order] = bars.add_task(
+                    f"{step.order}. {step.description[:40]}", total=None, counts="", rate="",
+                    eta="")
+            rate = f"{step.entities_per_s:,.0f}/s" if step.entities_per_s else ""
+            eta = (f"ETA {step.eta_s:,.0f}s" if step.eta_s and step.status is
+                   MigrationStatus.IN_PROGRESS else str(step.status))
+            total = step.entities_total or step.batches_total or None
+            done = step.entities_done if step.entities_total else step.batches_done
+            counts = (f"{step.entities_done:,}/{step.entities_total:,} entities"
+                      if step.entities_total else
+                      f"{step.batches_done}/{step.batches_total} batches")
+            bars.update(tasks[step.order], completed=done, total=total, counts=counts,
+                        rate=rate, eta=eta)
+
+    with bars:
+        return runs.wait(backend, run_id, on_progress=show)
 
 
 @app.command()

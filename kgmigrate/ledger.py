@@ -74,12 +74,12 @@ SET_CHECKSUM = (
 )
 CREATE_RUN = (
     f"CREATE (r:{RUN} {{id: $id, status: $status, migrations: $migrations, target: $target, "
-    "created_at: $at, created_by: $by, host: $host, history: [$entry]}) "
+    "created_at: $at, created_by: $by, host: $host, history: [$entry], plan: $plan}) "
     "WITH r UNWIND $steps AS s "
     f"CREATE (r)-[:{HAS_STEP}]->(:{STEP} {{id: s.id, run_id: $id, order: s.order, "
     "version: s.version, description: s.description, operation: s.operation, "
-    "batched: s.batched, spec: s.spec, status: $status, batches_total: 0, batches_done: 0, "
-    "entities_total: 0, entities_done: 0}) "
+    "batched: s.batched, spec: s.spec, batch_size: s.batch_size, status: $status, "
+    "planned: false, batches_total: 0, batches_done: 0, entities_total: 0, entities_done: 0}) "
     "RETURN count(*) AS steps"
 )
 TRANSITION = (
@@ -94,17 +94,35 @@ READ_RUN = (
     "RETURN r.id AS id, r.status AS status, r.migrations AS migrations, r.target AS target, "
     "r.created_at AS created_at, r.created_by AS created_by, r.host AS host, "
     "r.history AS history, r.error_log AS error_log, r.backup_ref AS backup_ref, "
-    "r.counters AS counters, r.finished_at AS finished_at"
+    "r.counters AS counters, r.finished_at AS finished_at, r.plan AS plan"
 )
-READ_STEPS = (
-    f"MATCH (s:{STEP} {{run_id: $id}}) "
+STEP_FIELDS = (
     "RETURN s.id AS id, s.run_id AS run_id, s.order AS order, s.version AS version, "
     "s.description AS description, s.operation AS operation, s.batched AS batched, "
     "s.status AS status, s.batches_total AS batches_total, s.batches_done AS batches_done, "
     "s.entities_total AS entities_total, s.entities_done AS entities_done, "
     "s.counters AS counters, s.started_at AS started_at, s.finished_at AS finished_at, "
-    "s.spec AS spec ORDER BY s.order"
+    "s.spec AS spec, s.batch_size AS batch_size, s.planned AS planned"
 )
+READ_STEPS = f"MATCH (s:{STEP} {{run_id: $id}}) {STEP_FIELDS} ORDER BY s.order"
+READ_STEP = f"MATCH (s:{STEP} {{id: $id}}) {STEP_FIELDS}"
+CREATE_BATCHES = (
+    "UNWIND $batches AS row "
+    f"MERGE (b:{BATCH} {{id: row.id}}) "
+    "ON CREATE SET b.run_id = $run_id, b.step_id = $step_id, b.seq = row.seq, "
+    "b.address = row.address, b.status = 'pending', b.attempts = 0, b.entities = 0 "
+    "RETURN count(b) AS n"
+)
+MARK_PLANNED = (
+    f"MATCH (s:{STEP} {{id: $id}}) SET s.planned = true, s.batches_total = $batches, "
+    "s.entities_total = $entities RETURN s.id AS id"
+)
+PENDING_BATCHES = (
+    f"MATCH (b:{BATCH} {{step_id: $step_id}}) WHERE b.status <> 'completed' "
+    "RETURN b.id AS id, b.seq AS seq, b.address AS address ORDER BY b.seq"
+)
+BATCH_STATUS = f"MATCH (b:{BATCH} {{id: $id}}) RETURN b.status AS status"
+BATCH_ADDRESS = f"MATCH (b:{BATCH} {{id: $id}}) RETURN b.address AS address"
 UPDATE_STEP = (
     f"MATCH (s:{STEP} {{id: $id}}) "
     "SET s.status = coalesce($status, s.status), "
@@ -183,22 +201,25 @@ class Ledger:
     # -- runs -----------------------------------------------------------------------------
 
     def create_run(self, migrations: Sequence[MigrationMetadata], *, target: str | None = None,
-                   created_by: str | None = None) -> RunRecord:
-        """A PENDING run with one step node per step of each migration, in order."""
+                   created_by: str | None = None, run_id: str | None = None) -> RunRecord:
+        """A PENDING run with one step node per step of each migration, in order. The run
+        keeps each migration's metadata, so the chain can be written when it completes."""
         if not migrations:
             raise KgmError("a run needs at least one migration")
         self.ensure_schema()
-        run_id, now = new_id("run"), utc_now()
+        run_id, now = run_id or new_id("run"), utc_now()
         steps = [{"id": new_id("step"), "order": order, "version": meta.version,
                   "description": step.description, "operation": step.operation,
-                  "batched": step.batched, "spec": json.dumps(step.spec, sort_keys=True)}
+                  "batched": step.batched, "spec": json.dumps(step.spec, sort_keys=True),
+                  "batch_size": meta.batch_size}
                  for order, (meta, step) in enumerate(
                      ((m, s) for m in migrations for s in m.steps), start=1)]
+        plan = [m.model_dump_json(exclude={"steps"}) for m in migrations]
         self.backend.write(CREATE_RUN, {
             "id": run_id, "status": MigrationStatus.PENDING.value,
             "migrations": [m.version for m in migrations], "target": target, "at": _iso(now),
             "by": created_by or default_holder(), "host": socket.gethostname(),
-            "entry": _entry(MigrationStatus.PENDING, now), "steps": steps,
+            "entry": _entry(MigrationStatus.PENDING, now), "steps": steps, "plan": plan,
         })
         run = self.run(run_id)
         assert run is not None
@@ -255,17 +276,49 @@ class Ledger:
         rows = self.backend.read(READ_RUN, {"id": run_id}).records
         if not rows:
             return None
-        steps = [StepRecord(**_present({**r, "spec": json.loads(r["spec"] or "{}"),
-                                        "counters": json.loads(r["counters"] or "{}")}))
-                 for r in self.backend.read(READ_STEPS, {"id": run_id}).records]
-        run = {**rows[0], "counters": json.loads(rows[0]["counters"] or "{}")}
+        steps = [_step(r) for r in self.backend.read(READ_STEPS, {"id": run_id}).records]
+        run = {**rows[0], "counters": json.loads(rows[0]["counters"] or "{}"),
+               "plan": [json.loads(p) for p in rows[0]["plan"] or []]}
         return RunRecord(**_present(run), steps=steps)
+
+    def step(self, step_id: str) -> StepRecord:
+        rows = self.backend.read(READ_STEP, {"id": step_id}).records
+        if not rows:
+            raise KgmError(f"no step {step_id}")
+        return _step(rows[0])
 
     def runs(self, limit: int = 20) -> list[RunRecord]:
         ids = [r["id"] for r in self.backend.read(LATEST_RUNS, {"limit": limit}).records]
         return [run for run_id in ids if (run := self.run(run_id)) is not None]
 
     # -- batches --------------------------------------------------------------------------
+
+    def create_batches(self, run_id: str, step_id: str,
+                       batches: Sequence[tuple[str, int, dict[str, Any]]]) -> None:
+        """Record planned batches (id, seq, address) as pending; idempotent by id."""
+        rows = [{"id": bid, "seq": seq, "address": json.dumps(address)}
+                for bid, seq, address in batches]
+        self.backend.write(CREATE_BATCHES, {"run_id": run_id, "step_id": step_id,
+                                            "batches": rows})
+
+    def mark_planned(self, step_id: str, *, batches: int, entities: int) -> None:
+        self.backend.write(MARK_PLANNED, {"id": step_id, "batches": batches,
+                                          "entities": entities})
+
+    def pending_batches(self, step_id: str) -> list[tuple[str, int, dict[str, Any]]]:
+        """Batches of a step not yet committed: what a (re)launch must enqueue."""
+        return [(r["id"], r["seq"], json.loads(r["address"]))
+                for r in self.backend.read(PENDING_BATCHES, {"step_id": step_id}).records]
+
+    def batch_status(self, batch_id: str) -> str | None:
+        rows = self.backend.read(BATCH_STATUS, {"id": batch_id}).records
+        return rows[0]["status"] if rows else None
+
+    def batch_address(self, batch_id: str) -> dict[str, Any]:
+        rows = self.backend.read(BATCH_ADDRESS, {"id": batch_id}).records
+        if not rows:
+            raise KgmError(f"no batch {batch_id}")
+        return dict(json.loads(rows[0]["address"]))
 
     def record_batch(self, batch: BatchRecord) -> None:
         self.ensure_schema()
@@ -279,6 +332,11 @@ class Ledger:
     def batches(self, step_id: str) -> list[BatchRecord]:
         return [BatchRecord(**_present({**r, "counters": json.loads(r["counters"] or "{}")}))
                 for r in self.backend.read(READ_BATCHES, {"step_id": step_id}).records]
+
+
+def _step(row: dict[str, Any]) -> StepRecord:
+    return StepRecord(**_present({**row, "spec": json.loads(row["spec"] or "{}"),
+                                  "counters": json.loads(row["counters"] or "{}")}))
 
 
 def _present(row: dict[str, Any]) -> dict[str, Any]:

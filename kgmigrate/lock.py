@@ -31,7 +31,8 @@ ACQUIRE = (
     f"MERGE (l:{LOCK} {{name: $name}}) "
     "SET l.last_attempt_at = timestamp() "
     "WITH l, timestamp() AS now "
-    "WHERE l.holder IS NULL OR l.lease_until < now "
+    "WHERE l.holder IS NULL OR l.lease_until < now OR "
+    "($run_id IS NOT NULL AND l.run_id = $run_id) "
     "SET l.holder = $holder, l.run_id = $run_id, l.host = $host, l.pid = $pid, "
     "l.token = coalesce(l.token, 0) + 1, l.acquired_at = now, l.lease_until = now + $lease_ms "
     "RETURN l.token AS token"
@@ -44,6 +45,14 @@ RELEASE = (
     f"MATCH (l:{LOCK} {{name: $name}}) WHERE l.token = $token AND l.holder IS NOT NULL "
     "SET l.holder = null, l.run_id = null, l.lease_until = null "
     "RETURN l.token AS token"
+)
+RENEW_RUN = (
+    f"MATCH (l:{LOCK} {{name: $name}}) WHERE l.run_id = $run_id AND l.holder IS NOT NULL "
+    "SET l.lease_until = timestamp() + $lease_ms RETURN l.token AS token"
+)
+RELEASE_RUN = (
+    f"MATCH (l:{LOCK} {{name: $name}}) WHERE l.run_id = $run_id AND l.holder IS NOT NULL "
+    "SET l.holder = null, l.run_id = null, l.lease_until = null RETURN l.token AS token"
 )
 READ = (
     f"MATCH (l:{LOCK} {{name: $name}}) WHERE l.holder IS NOT NULL "
@@ -121,6 +130,17 @@ class MigrationLock:
         """Release if still held with this token; False when it was already lost."""
         return bool(self.backend.write(RELEASE, {"name": self.name,
                                                  "token": lease.token}).records)
+
+    def renew_for_run(self, run_id: str) -> None:
+        """Extend the lease of the lock a run holds; its tasks call this as they work."""
+        rows = self.backend.write(RENEW_RUN, {"name": self.name, "run_id": run_id,
+                                              "lease_ms": self.lease_ms}).records
+        if not rows:
+            raise LockLostError(f"run {run_id} no longer holds the migration lock")
+
+    def release_for_run(self, run_id: str) -> bool:
+        return bool(self.backend.write(RELEASE_RUN, {"name": self.name,
+                                                     "run_id": run_id}).records)
 
     def info(self) -> LockInfo | None:
         rows = self.backend.read(READ, {"name": self.name}).records

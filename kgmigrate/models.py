@@ -144,6 +144,8 @@ class StepRecord(_Model):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     spec: dict[str, Any] = {}
+    batch_size: int = 10_000
+    planned: bool = False
 
 
 class BatchRecord(_Model):
@@ -174,6 +176,7 @@ class RunRecord(_Model):
     backup_ref: str | None = None
     counters: dict[str, int] = {}
     finished_at: datetime | None = None
+    plan: list[dict[str, Any]] = []  # each migration's metadata (without steps)
     steps: list[StepRecord] = []
 
 

@@ -1,8 +1,12 @@
 """Real-server fixtures: one embedded FalkorDB/Redis server per test session on a free loopback
 port, a fresh graph per test, and Neo4j when `NEO4J_URI` names one (skipped otherwise)."""
 
+import contextlib
 import os
+import signal
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,3 +96,73 @@ def output_dir(request: pytest.FixtureRequest) -> Path:
     path = Path(__file__).parent.parent / "test-output" / request.node.name
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+class Execution:
+    """Real worker processes for one test: its graph, its own broker database, its files."""
+
+    _next_db = 3  # databases 0-2 belong to the graph and the stack's default broker/results
+
+    def __init__(self, stack: EmbeddedStack, target: GraphTarget, root: Path) -> None:
+        import redis
+
+        db = Execution._next_db
+        Execution._next_db = 3 + (db - 2) % 13  # cycle through databases 3..15
+        redis.Redis(port=stack.port, db=db).flushdb()
+        self.migrations = root / "migrations"
+        self.migrations.mkdir()
+        self.logs = root / "logs"
+        self.logs.mkdir()
+        self.env = {
+            "KGMIGRATE_GRAPH_URL": target.display,
+            "KGMIGRATE_BROKER_URL": f"redis://127.0.0.1:{stack.port}/{db}",
+            "KGMIGRATE_RESULT_BACKEND": f"redis://127.0.0.1:{stack.port}/{db}",
+            "KGMIGRATE_MIGRATIONS_DIR": str(self.migrations),
+            "KGMIGRATE_VISIBILITY_TIMEOUT_S": "10",
+        }
+        self.db = db
+        self.stack = stack
+        self.workers: list[subprocess.Popen[bytes]] = []
+
+    def start_worker(self, concurrency: int = 1) -> "subprocess.Popen[bytes]":
+        log = (self.logs / f"worker-{len(self.workers) + 1}.log").open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kgmigrate.cli", "worker", "--concurrency", str(concurrency)],
+            env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        self.workers.append(process)
+        return process
+
+    def kill(self, process: "subprocess.Popen[bytes]") -> None:
+        """SIGKILL the worker and its pool children: no shutdown, no acks."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def stop_all(self) -> None:
+        for process in self.workers:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.workers:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill(process)
+
+    def flush_broker(self) -> None:
+        import redis
+
+        redis.Redis(port=self.stack.port, db=self.db).flushdb()
+
+    def write_migration(self, name: str, text: str) -> None:
+        (self.migrations / name).write_text(text)
+
+
+@pytest.fixture
+def execution(stack: EmbeddedStack, graph_target: GraphTarget, tmp_path: Path,
+              monkeypatch: pytest.MonkeyPatch) -> Iterator[Execution]:
+    env = Execution(stack, graph_target, tmp_path)
+    for name, value in env.env.items():
+        monkeypatch.setenv(name, value)
+    yield env
+    env.stop_all()

@@ -6,7 +6,7 @@ Each later layer (ledger, ops, undo log) adds its renderings here.
 from dataclasses import dataclass, field
 from typing import Any
 
-from kgmigrate import ledger, lock, sample
+from kgmigrate import execution, ledger, lock, sample
 from kgmigrate.graph import IndexSpec, KeyList, Neo4jDialect, Scope
 from kgmigrate.graph import neo4j as neo4j_backend
 
@@ -76,7 +76,7 @@ def _sample() -> list[Rendered]:
 def _ledger_and_lock() -> list[Rendered]:
     at = "2026-11-24T12:00:00.000+00:00"
     step = {"id": "step_1", "order": 1, "version": "V0001", "description": "d",
-            "operation": "cypher", "batched": False, "spec": "{}"}
+            "operation": "cypher", "batched": False, "spec": "{}", "batch_size": 10_000}
     lock_params = {"name": "migrations", "holder": "a@h:1", "run_id": "run_1", "host": "h",
                    "pid": 1, "lease_ms": 60_000, "token": 3}
     return [
@@ -89,7 +89,8 @@ def _ledger_and_lock() -> list[Rendered]:
                  {"version": "V0001", "checksum": "c", "at": at}),
         Rendered("ledger/create-run", ledger.CREATE_RUN, {
             "id": "run_1", "status": "pending", "migrations": ["V0001"], "target": None,
-            "at": at, "by": "a", "host": "h", "entry": "pending@" + at, "steps": [step]}),
+            "at": at, "by": "a", "host": "h", "entry": "pending@" + at, "steps": [step],
+            "plan": ['{"version": "V0001"}']}),
         Rendered("ledger/transition", ledger.TRANSITION, {
             "id": "run_1", "allowed_from": ["pending"], "status": "in_progress",
             "entry": "in_progress@" + at, "error": None, "finished_at": None}),
@@ -110,6 +111,17 @@ def _ledger_and_lock() -> list[Rendered]:
                  {"id": "run_1", "counters": "{}", "backup_ref": "undo/run_1"}),
         *[Rendered(f"ledger/schema/{spec.describe()}", N.create_index(spec))
           for spec in ledger.SCHEMA],
+        Rendered("ledger/read-step", ledger.READ_STEP, {"id": "step_1"}),
+        Rendered("ledger/create-batches", ledger.CREATE_BATCHES, {
+            "run_id": "run_1", "step_id": "step_1",
+            "batches": [{"id": "run_1:1:1", "seq": 1, "address": '{"keys": []}'}]}),
+        Rendered("ledger/mark-planned", ledger.MARK_PLANNED,
+                 {"id": "step_1", "batches": 3, "entities": 30}),
+        Rendered("ledger/pending-batches", ledger.PENDING_BATCHES, {"step_id": "step_1"}),
+        Rendered("ledger/batch-status", ledger.BATCH_STATUS, {"id": "run_1:1:1"}),
+        Rendered("ledger/batch-address", ledger.BATCH_ADDRESS, {"id": "run_1:1:1"}),
+        Rendered("lock/renew-run", lock.RENEW_RUN, lock_params),
+        Rendered("lock/release-run", lock.RELEASE_RUN, lock_params),
         Rendered("lock/acquire", lock.ACQUIRE, lock_params),
         Rendered("lock/renew", lock.RENEW, lock_params),
         Rendered("lock/release", lock.RELEASE, lock_params),
@@ -120,5 +132,22 @@ def _ledger_and_lock() -> list[Rendered]:
     ]
 
 
+def _execution() -> list[Rendered]:
+    out = []
+    for tag, scope in _scopes():
+        params = execution.batch_params(N, scope, KeyList(("4:a:1",)), run_id="run_1",
+                                        step_id="step_1", batch_id="run_1:1:1", worker="w",
+                                        at="2026-11-24T12:00:00+00:00")
+        for validation in (None, "e.reviewed = false OR e.reviewed IS NULL"):
+            v = "validated" if validation else "unvalidated"
+            out.append(Rendered(f"batch/{tag}/{v}", execution.batch_statement(
+                N, scope, "SET e.reviewed = false", validation), params))
+        out.append(Rendered(f"diagnosis/{tag}", execution.diagnosis_statement(
+            N, scope, "SET e.reviewed = false", "e.reviewed = true"), params))
+        out.append(Rendered(f"step-validation/{tag}", execution.step_validation_statement(
+            N, scope, "e.reviewed IS NOT NULL"), dict(scope.params)))
+    return out
+
+
 def neo4j_statements() -> list[Rendered]:
-    return _dialect() + _adapter() + _sample() + _ledger_and_lock()
+    return _dialect() + _adapter() + _sample() + _ledger_and_lock() + _execution()

@@ -124,6 +124,16 @@ def test_iter_keys_streams_every_node_in_scope_in_order(backend: GraphBackend, n
     assert len(evens) == 125
 
 
+def test_parallel_relationships_each_have_a_key(backend: GraphBackend, ns: str) -> None:
+    # Given two nodes linked three times by the same type, and once more to a third node
+    label, rel = ident.label(f"{ns}Par"), ident.rel_type(f"{ns}LINK")
+    backend.write(f"CREATE (a:{label}), (b:{label}), (c:{label}) "
+                  f"CREATE (a)-[:{rel}]->(b), (a)-[:{rel}]->(b), (a)-[:{rel}]->(b), "
+                  f"(b)-[:{rel}]->(c)")
+    # then every relationship has its key in the stream: none collapsed
+    assert len(list(backend.iter_keys(Scope.relationships(f"{ns}LINK")))) == 4
+
+
 def test_iter_keys_on_an_empty_scope_yields_nothing(backend: GraphBackend, ns: str) -> None:
     assert list(backend.iter_keys(Scope.nodes(f"{ns}Nobody"))) == []
     assert list(backend.iter_keys(Scope.relationships(f"{ns}NOTHING"))) == []

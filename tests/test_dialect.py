@@ -13,6 +13,8 @@ def test_falkordb_batches_are_id_ranges_over_the_entity_or_its_start_node() -> N
     assert clause == ("MATCH (e:`Person`) WHERE id(e) >= $kgm_lo AND id(e) < $kgm_hi "
                       "AND (e.age > $min)")
     assert params == {"min": 3, "kgm_lo": 10, "kgm_hi": 20}
+    assert F.keys_in_window(Scope.relationships("T")).endswith(
+        "RETURN id(s) AS key, id(e) AS entity ORDER BY key, entity")
     clause, _ = F.match_batch(Scope.relationships("TREATS"), KeyRange(0, 5))
     assert clause == "MATCH (s)-[e:`TREATS`]->(t) WHERE id(s) >= $kgm_lo AND id(s) < $kgm_hi"
 

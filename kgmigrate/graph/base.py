@@ -35,6 +35,11 @@ class GraphBackend(ABC):
         """Run `statement` in a read-only transaction."""
 
     @abstractmethod
+    def probe_write(self, statement: str, params: Params | None = None) -> QueryResult:
+        """Run a write statement and return its records, keeping none of its effects (for
+        diagnosing a failed batch: what would it have written?)."""
+
+    @abstractmethod
     def iter_keys(self, scope: Scope, *, internal: bool = False) -> Iterator[Key]:
         """Yield the batching key of every entity in `scope`, in key order, streaming: memory
         stays bounded whatever the graph's size (see each dialect's `anchor`)."""

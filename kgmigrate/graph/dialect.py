@@ -113,10 +113,11 @@ class FalkorDBDialect(Dialect):
         return f"{anchor} >= ${LO} AND {anchor} < ${HI}"
 
     def keys_in_window(self, scope: Scope, *, internal: bool = False) -> str:
-        """Keys of `scope` whose anchor falls in [$kgm_lo, $kgm_hi), in order."""
+        """Keys of `scope` whose anchor falls in [$kgm_lo, $kgm_hi), in order. `id(e)` is
+        projected too: without it FalkorDB collapses parallel relationships into one row."""
         return (f"MATCH {_pattern(scope, internal=internal)}"
                 f"{_where(self._in_range(scope), scope.where)} "
-                f"RETURN {self.anchor(scope)} AS key ORDER BY key")
+                f"RETURN {self.anchor(scope)} AS key, id(e) AS entity ORDER BY key, entity")
 
     def max_key(self, scope: Scope, *, internal: bool = False) -> str:
         """An upper bound of the scope's keys. Relationships have no cheap scan by type, so

@@ -6,6 +6,7 @@ server command (`GRAPH.CONSTRAINT`), not Cypher.
 """
 
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -107,6 +108,22 @@ class FalkorDBBackend(GraphBackend):
                timeout_ms: int | None) -> Any:
         run = self._graph.ro_query if read_only else self._graph.query
         return run(statement, params, timeout=timeout_ms)
+
+    def probe_write(self, statement: str, params: Params | None = None) -> QueryResult:
+        """On a scratch copy of the graph (`GRAPH.COPY`, about 1.4 s per million nodes here),
+        dropped afterwards: FalkorDB has no transaction to roll back."""
+        scratch = f"{self.target.name}__kgm_probe_{uuid.uuid4().hex[:12]}"
+        try:
+            self._db.connection.execute_command("GRAPH.COPY", self.target.name, scratch)
+        except redis.exceptions.ResponseError as exc:
+            raise BackendError(f"cannot copy graph {self.target.name} to probe: {exc}") from exc
+        copy = FalkorDBBackend.__new__(FalkorDBBackend)
+        copy.__dict__.update(self.__dict__)
+        copy._graph = self._db.select_graph(scratch)
+        try:
+            return copy.write(statement, params)
+        finally:
+            copy._graph.delete()
 
     def explain(self, statement: str, params: Params | None = None) -> list[str]:
         """The execution plan FalkorDB would use, one operator per line."""

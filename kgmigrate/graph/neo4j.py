@@ -87,6 +87,19 @@ class Neo4jBackend(GraphBackend):
         with self._translate_errors(), self._driver.session(database=self._database) as session:
             return session.execute_write(work) if write else session.execute_read(work)
 
+    def probe_write(self, statement: str, params: Params | None = None) -> QueryResult:
+        """In an explicit transaction that is rolled back."""
+        checked = check_params(params)
+        with self._translate_errors(), self._driver.session(database=self._database) as session:
+            tx = session.begin_transaction(metadata={"kgmigrate": "probe"})
+            try:
+                result = tx.run(statement, checked)
+                records = [{k: _plain(v) for k, v in zip(r.keys(), r.values(), strict=True)}
+                           for r in result]
+                return QueryResult(records=records, counters=_counters(result.consume().counters))
+            finally:
+                tx.rollback()
+
     def iter_keys(self, scope: Scope, *, internal: bool = False) -> Iterator[Key]:
         """One ordered query, streamed by the driver `fetch_size` records at a time."""
         statement: Any = self.dialect.keys_in_order(scope, internal=internal)

@@ -29,5 +29,16 @@ def batched(label: str | None = None, apply: str = "", *, rel_type: str | None =
     return BatchedCypher("relationship", rel_type, apply, where, params, down, validation)
 
 
-__all__ = ["BatchedCypher", "IrreversibleOperationError", "Operation", "RunCypher", "batched",
-           "cypher"]
+KINDS: dict[str, type[Operation]] = {RunCypher.kind: RunCypher, BatchedCypher.kind: BatchedCypher}
+
+
+def from_spec(kind: str, spec: dict[str, Any]) -> Operation:
+    """Rebuild an operation from what the ledger recorded (workers receive no code)."""
+    try:
+        return KINDS[kind](**spec)
+    except KeyError:
+        raise ValueError(f"unknown operation kind {kind!r}") from None
+
+
+__all__ = ["KINDS", "BatchedCypher", "IrreversibleOperationError", "Operation", "RunCypher",
+           "batched", "cypher", "from_spec"]

@@ -1,0 +1,66 @@
+"""The Celery app both sides share: JSON only, late acks, two queues, tasks addressed by name.
+
+Batch tasks (data plane, `workers`) go to the batch queue, which is scaled horizontally;
+control tasks (`orchestrator`) go to the control queue. Neither side imports the other: they
+send tasks by name (`app.signature("workers.apply_batch", ...)`). A worker process loads the
+task modules of the queues it serves, by module name.
+"""
+
+import os
+
+from celery import Celery
+
+BATCH_QUEUE = "kgm.batches"
+CONTROL_QUEUE = "kgm.control"
+QUEUE_MODULES = {BATCH_QUEUE: "workers.tasks", CONTROL_QUEUE: "orchestrator.tasks"}
+
+APPLY_BATCH = "workers.apply_batch"
+RUN_STATEMENT = "workers.run_statement"
+START_RUN = "orchestrator.start_run"
+STEP_DONE = "orchestrator.step_done"
+STEP_CRASHED = "orchestrator.step_crashed"
+
+# Redis redelivers an unacknowledged task after this long; it must stay well above the longest
+# batch, or a slow batch is run twice at once (still exactly-once in effect, but wasted).
+DEFAULT_VISIBILITY_TIMEOUT_S = 3 * 3600
+
+app = Celery("kgmigrate")  # the workers' app: task modules register on it
+
+
+def configure(broker_url: str, result_backend: str, *,
+              visibility_timeout_s: int | None = None) -> Celery:
+    """Configure the workers' app (once per worker process, before it starts)."""
+    return _apply_config(app, broker_url, result_backend, visibility_timeout_s)
+
+
+def sender(broker_url: str, result_backend: str) -> Celery:
+    """A fresh app for sending tasks by name from an API process. Fresh, because a Celery app
+    keeps its first connection pool: reconfiguring a shared one would send to the old broker."""
+    return _apply_config(Celery("kgmigrate-sender"), broker_url, result_backend, None)
+
+
+def _apply_config(target: Celery, broker_url: str, result_backend: str,
+                  visibility_timeout_s: int | None) -> Celery:
+    timeout = visibility_timeout_s or int(os.environ.get("KGMIGRATE_VISIBILITY_TIMEOUT_S",
+                                                         DEFAULT_VISIBILITY_TIMEOUT_S))
+    target.conf.update(
+        broker_url=broker_url,
+        result_backend=result_backend,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options={"visibility_timeout": timeout},
+        result_backend_transport_options={"visibility_timeout": timeout},
+        result_expires=7 * 24 * 3600,
+        task_default_queue=CONTROL_QUEUE,
+        task_routes={"workers.*": {"queue": BATCH_QUEUE},
+                     "orchestrator.*": {"queue": CONTROL_QUEUE}},
+        task_track_started=True,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+    )
+    return target

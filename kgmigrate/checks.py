@@ -1,0 +1,59 @@
+"""Are the applied migrations' files still there and unchanged? (validate, and the refusal
+that `plan` and `upgrade` make when they are not)."""
+
+from kgmigrate.errors import KgmError
+from kgmigrate.graph.base import GraphBackend
+from kgmigrate.ledger import Ledger
+from kgmigrate.models import MigrationListing, MigrationState, ValidationProblem, ValidationResult
+from kgmigrate.registry import Registry
+from kgmigrate.versions import Version
+
+
+def list_migrations(backend: GraphBackend, registry: Registry) -> list[MigrationListing]:
+    """Every migration file, and every applied migration whose file is gone."""
+    applied = {Version.parse(a.version): a for a in Ledger(backend).applied()}
+    listings = []
+    for version in registry.order:
+        migration = registry.migrations[version]
+        record = applied.get(version)
+        state: MigrationState = ("pending" if record is None else
+                 "applied" if record.checksum == migration.checksum else "checksum_mismatch")
+        listings.append(MigrationListing(
+            version=str(version), description=migration.description, state=state,
+            checksum=migration.checksum, applied_at=record.applied_at if record else None))
+    for version, record in applied.items():
+        if version not in registry.migrations:
+            listings.append(MigrationListing(version=record.version,
+                                             description=record.description,
+                                             state="missing_file", checksum=None,
+                                             applied_at=record.applied_at))
+    return listings
+
+
+def validate(backend: GraphBackend, registry: Registry) -> ValidationResult:
+    """Applied migrations must still have their file, unchanged."""
+    problems = []
+    listings = list_migrations(backend, registry)
+    recorded = {a.version: a.checksum for a in Ledger(backend).applied()}
+    for item in listings:
+        if item.state == "checksum_mismatch":
+            path = registry.get(item.version).file.path
+            problems.append(ValidationProblem(
+                version=item.version, kind="checksum_mismatch",
+                message=f"{path.name} changed after it was applied: recorded checksum "
+                        f"{recorded[item.version]}, file checksum {item.checksum}; restore the "
+                        "file, or run `kgmigrate repair` if the change is intended"))
+        elif item.state == "missing_file":
+            problems.append(ValidationProblem(
+                version=item.version, kind="missing_file",
+                message=f"{item.version} ({item.description}) is applied but its file is gone"))
+    return ValidationResult(problems=problems,
+                            applied=sum(i.state != "pending" for i in listings),
+                            pending=sum(i.state == "pending" for i in listings))
+
+
+def ensure_valid(backend: GraphBackend, registry: Registry) -> None:
+    """Refuse to go on (upgrade, plan) when applied migrations changed: name file and sums."""
+    result = validate(backend, registry)
+    if not result.valid:
+        raise KgmError("; ".join(p.message for p in result.problems))

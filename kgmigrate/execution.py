@@ -1,0 +1,106 @@
+"""How one batch of a step runs: the single statement that applies, validates and records it.
+
+Every batch is one atomic statement (FalkorDB has nothing bigger; on Neo4j it is one managed
+transaction). In that statement:
+
+1. the batch's entities are matched by key (range or list) and the step's `apply` runs on them;
+2. each entity is checked against the step's per-entity validation;
+3. the step's progress counters advance and the batch is marked completed in the ledger;
+4. the statement divides by zero - and so the server undoes *all* of it - when the batch was
+   already completed (a redelivered task: exactly-once) or when any entity failed validation.
+
+After such an abort the worker tells the two apart by reading the batch's status, and for a
+validation failure runs the statement again with `probe_write` (whose effects are discarded)
+to report the offending keys and values.
+"""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from kgmigrate.graph.dialect import Dialect
+from kgmigrate.graph.types import BatchAddress, KeyList, KeyRange, Scope
+from kgmigrate.ledger import BATCH, STEP
+
+BAD_SAMPLE = 20  # offending entities reported per failed batch
+
+
+class BatchResult(BaseModel):
+    """What a batch task returns (JSON): a failed batch is a result, not an exception."""
+
+    run_id: str
+    step_id: str
+    batch_id: str
+    seq: int
+    status: Literal["completed", "skipped", "failed"]
+    entities: int = 0
+    counters: dict[str, int] = {}
+    error: str | None = None
+    offending: list[dict[str, Any]] = []  # [{"key": ..., "properties": {...}}]
+    seconds: float = 0.0
+    worker: str = ""
+
+
+def address_to_json(address: BatchAddress) -> dict[str, Any]:
+    if isinstance(address, KeyRange):
+        return {"lo": address.lo, "hi": address.hi}
+    return {"keys": list(address.keys)}
+
+
+def address_from_json(data: dict[str, Any]) -> BatchAddress:
+    if "keys" in data:
+        return KeyList(tuple(data["keys"]))
+    return KeyRange(int(data["lo"]), int(data["hi"]))
+
+
+def batch_statement(dialect: Dialect, scope: Scope, apply: str,
+                    validation: str | None) -> str:
+    """The statement for one batch of a batched step (parameters: `batch_params`)."""
+    match, _ = dialect.match_batch(scope, _sample_address(dialect))
+    valid = validation or "true"
+    key = dialect.key("e")
+    return (
+        f"{match} {apply} "
+        f"WITH e, ({valid}) AS ok "
+        f"WITH count(e) AS n, sum(CASE WHEN ok THEN 0 ELSE 1 END) AS bad, "
+        f"collect(CASE WHEN ok THEN null ELSE {key} END)[..{BAD_SAMPLE}] AS bad_keys "
+        f"MERGE (b:{BATCH} {{id: $kgm_batch_id}}) "
+        "WITH n, bad, bad_keys, b, coalesce(b.status = 'completed', false) AS dup "
+        "SET b.status = 'completed', b.entities = n, b.worker = $kgm_worker, "
+        "b.finished_at = $kgm_at, b.attempts = coalesce(b.attempts, 0) + 1 "
+        f"WITH n, bad, bad_keys, dup MATCH (st:{STEP} {{id: $kgm_step_id}}) "
+        "SET st.batches_done = st.batches_done + 1, st.entities_done = st.entities_done + n "
+        "RETURN n, bad, bad_keys, dup, 1 / (CASE WHEN dup OR bad > 0 THEN 0 ELSE 1 END) AS ok"
+    )
+
+
+def diagnosis_statement(dialect: Dialect, scope: Scope, apply: str, validation: str) -> str:
+    """Apply and return the entities that fail validation, with their values after apply."""
+    match, _ = dialect.match_batch(scope, _sample_address(dialect))
+    return (f"{match} {apply} WITH e WHERE NOT ({validation}) "
+            f"RETURN {dialect.key('e')} AS key, properties(e) AS properties LIMIT {BAD_SAMPLE}")
+
+
+def batch_params(dialect: Dialect, scope: Scope, address: BatchAddress, *, run_id: str,
+                 step_id: str, batch_id: str, worker: str, at: str) -> dict[str, Any]:
+    _, params = dialect.match_batch(scope, address)
+    return {**params, "kgm_batch_id": batch_id, "kgm_step_id": step_id, "kgm_run_id": run_id,
+            "kgm_worker": worker, "kgm_at": at}
+
+
+def step_validation_statement(dialect: Dialect, scope: Scope, validation: str) -> str:
+    """Step-level proof: no entity in scope fails the per-entity validation."""
+    failing = f"({scope.where}) AND NOT ({validation})" if scope.where else f"NOT ({validation})"
+    narrowed = Scope(scope.entity, scope.name, failing, scope.params)
+    return f"{dialect.match_scope(narrowed)} RETURN count(e) AS failing"
+
+
+def _sample_address(dialect: Dialect) -> BatchAddress:
+    return KeyRange(0, 1) if dialect.batch_addressing == "range" else KeyList(("x",))
+
+
+def batch_id(run_id: str, step_order: int, seq: int) -> str:
+    """Deterministic, so a redelivered or re-enqueued batch finds its own ledger record."""
+    return f"{run_id}:{step_order}:{seq}"
+
+

@@ -1,0 +1,117 @@
+"""Starting, waiting for and resuming runs; progress from the ledger.
+
+The API process never runs migration work itself: it takes the lock, records the run and sends
+`orchestrator.start_run` by name to the control queue. Whatever workers serve the queues do
+the rest, so the caller may go away; `wait` and `status --watch` only read the ledger.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kgmigrate.celery_app import START_RUN, sender
+from kgmigrate.checks import ensure_valid
+from kgmigrate.connect import Endpoints
+from kgmigrate.errors import KgmError
+from kgmigrate.graph.base import GraphBackend
+from kgmigrate.ids import new_id
+from kgmigrate.ledger import Ledger
+from kgmigrate.lock import MigrationLock, default_holder
+from kgmigrate.models import MigrationStatus, RunRecord, StepRecord, utc_now
+from kgmigrate.registry import Registry
+from kgmigrate.runtime import LEASE_S
+from kgmigrate.versions import Version
+
+# A FAILED run may still be resumed or rolled back, but nothing more happens on its own.
+ENDED = frozenset({MigrationStatus.COMPLETED, MigrationStatus.FAILED,
+                   MigrationStatus.ROLLED_BACK})
+
+
+def enqueue_migration(backend: GraphBackend, registry: Registry, endpoints: Endpoints, *,
+                      target: str | None = None, created_by: str | None = None) -> str | None:
+    """Start a run of everything pending up to `target`; None when nothing is pending.
+    Refused at once (LockHeldError) while another run holds the migration lock."""
+    ensure_valid(backend, registry)
+    applied = [Version.parse(a.version) for a in Ledger(backend).applied()]
+    versions = registry.pending(applied, target)
+    if not versions:
+        return None
+    run_id = new_id("run")
+    lock = MigrationLock(backend, lease_s=LEASE_S)
+    lease = lock.acquire(created_by or default_holder(), run_id)
+    try:
+        Ledger(backend).create_run([registry.metadata(v) for v in versions], target=target,
+                                   created_by=created_by, run_id=run_id)
+        _send_start(endpoints, run_id)
+    except BaseException:
+        lock.release(lease)
+        raise
+    return run_id
+
+
+def resume(backend: GraphBackend, endpoints: Endpoints, run_id: str) -> None:
+    """Re-enqueue what a run has not committed, after a crash of anything."""
+    run = Ledger(backend).run(run_id)
+    if run is None:
+        raise KgmError(f"no run {run_id}")
+    if run.status.is_final:
+        raise KgmError(f"run {run_id} is {run.status}; there is nothing to resume")
+    MigrationLock(backend, lease_s=LEASE_S).acquire(default_holder(), run_id)
+    _send_start(endpoints, run_id)
+
+
+def _send_start(endpoints: Endpoints, run_id: str) -> None:
+    app = sender(endpoints.broker_url.get_secret_value(),
+                 endpoints.result_backend.get_secret_value())
+    try:
+        app.send_task(START_RUN, args=[run_id])
+    finally:
+        app.close()
+
+
+def wait(backend: GraphBackend, run_id: str, *, timeout_s: float | None = None,
+         poll_s: float = 0.5, on_progress: Callable[[RunRecord], None] | None = None,
+         ) -> RunRecord:
+    """Block until the run ends (COMPLETED, FAILED or ROLLED_BACK); read-only."""
+    ledger = Ledger(backend)
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        run = ledger.run(run_id)
+        if run is None:
+            raise KgmError(f"no run {run_id}")
+        if on_progress:
+            on_progress(run)
+        if run.status in ENDED:
+            return run
+        if deadline is not None and time.monotonic() > deadline:
+            raise KgmError(f"run {run_id} is still {run.status} after {timeout_s:.0f}s")
+        time.sleep(poll_s)
+
+
+@dataclass(frozen=True)
+class StepProgress:
+    order: int
+    description: str
+    status: MigrationStatus
+    batches_done: int
+    batches_total: int
+    entities_done: int
+    entities_total: int
+    entities_per_s: float | None
+    eta_s: float | None
+
+
+def progress(run: RunRecord) -> list[StepProgress]:
+    """Per step: batches and entities done of total, throughput since the step started, ETA."""
+    return [_step_progress(step) for step in run.steps]
+
+
+def _step_progress(step: StepRecord) -> StepProgress:
+    rate = eta = None
+    if step.started_at and step.entities_done:
+        end = step.finished_at or utc_now()
+        elapsed = max((end - step.started_at).total_seconds(), 1e-3)
+        rate = step.entities_done / elapsed
+        eta = max(step.entities_total - step.entities_done, 0) / rate if rate else None
+    return StepProgress(step.order, step.description, step.status, step.batches_done,
+                        step.batches_total, step.entities_done, step.entities_total, rate, eta)

@@ -1,0 +1,46 @@
+"""What a task needs in the process it runs in: settings, the graph, the ledger, the lock.
+
+Built once per process (keyed by pid: prefork workers fork after import, and connection pools
+must not cross a fork). Steps' operations are rebuilt from the ledger and cached by step id.
+"""
+
+import os
+from dataclasses import dataclass, field
+
+from kgmigrate.config import Settings, load_settings
+from kgmigrate.connect import backend_for, resolve
+from kgmigrate.graph.base import GraphBackend
+from kgmigrate.ledger import Ledger
+from kgmigrate.lock import MigrationLock
+from kgmigrate.models import StepRecord
+from kgmigrate.ops import Operation, from_spec
+
+LEASE_S = float(os.environ.get("KGMIGRATE_LOCK_LEASE_S", "600"))
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    backend: GraphBackend
+    ledger: Ledger
+    lock: MigrationLock
+    _steps: dict[str, tuple[StepRecord, Operation]] = field(default_factory=dict)
+
+    def step(self, step_id: str) -> tuple[StepRecord, Operation]:
+        if step_id not in self._steps:
+            record = self.ledger.step(step_id)
+            self._steps[step_id] = (record, from_spec(record.operation, record.spec))
+        return self._steps[step_id]
+
+
+_runtimes: dict[int, Runtime] = {}
+
+
+def current() -> Runtime:
+    pid = os.getpid()
+    if pid not in _runtimes:
+        settings = load_settings()
+        backend = backend_for(resolve(settings, broker=False).graph, settings)
+        _runtimes[pid] = Runtime(settings, backend, Ledger(backend),
+                                 MigrationLock(backend, lease_s=LEASE_S))
+    return _runtimes[pid]

@@ -1,0 +1,150 @@
+"""The control logic of a run: start or resume it, finish a step, fail it, finish the run.
+
+Every decision reads the ledger first and is safe to repeat: a redelivered control task finds
+the step already decided and does nothing.
+"""
+
+import logging
+from typing import Any
+
+from celery import Celery
+
+from kgmigrate.execution import BatchResult, step_validation_statement
+from kgmigrate.models import MigrationMetadata, MigrationStatus, RunRecord, StepRecord, utc_now
+from kgmigrate.ops import BatchedCypher, RunCypher
+from kgmigrate.runtime import Runtime
+from orchestrator.canvas import launch_step
+from orchestrator.planner import plan_step
+
+log = logging.getLogger("kgmigrate.orchestrator")
+FINAL_STEP = {MigrationStatus.COMPLETED, MigrationStatus.FAILED}
+
+
+def start_run(rt: Runtime, app: Celery, run_id: str) -> None:
+    """Start a PENDING run, or resume an IN_PROGRESS/FAILED one from its uncommitted batches."""
+    run = _run(rt, run_id)
+    if run.status.is_final:
+        return
+    if run.status is not MigrationStatus.IN_PROGRESS:  # pending, failed (resume), validating
+        run = rt.ledger.transition(run_id, MigrationStatus.IN_PROGRESS)
+    for step in run.steps:
+        if step.status is MigrationStatus.FAILED:
+            rt.ledger.update_step(step.id, status=MigrationStatus.IN_PROGRESS)
+    _launch_next(rt, app, rt.ledger.run(run_id) or run)
+
+
+def _launch_next(rt: Runtime, app: Celery, run: RunRecord) -> None:
+    step = next((s for s in run.steps if s.status is not MigrationStatus.COMPLETED), None)
+    if step is None:
+        _finish(rt, run)
+        return
+    rt.lock.renew_for_run(run.id)
+    if step.status is MigrationStatus.PENDING:
+        rt.ledger.update_step(step.id, status=MigrationStatus.IN_PROGRESS, started_at=utc_now())
+    _, op = rt.step(step.id)
+    plan_step(rt.backend, rt.ledger, step, op)
+    step = rt.ledger.step(step.id)
+    launch_step(app, step, op.scope() is not None, rt.ledger.pending_batches(step.id))
+
+
+def step_done(rt: Runtime, app: Celery, results: list[dict[str, Any]], run_id: str,
+              step_id: str) -> None:
+    step = rt.ledger.step(step_id)
+    if step.status in FINAL_STEP:
+        return  # a repeated callback: already decided
+    try:
+        _decide(rt, app, [BatchResult(**r) for r in results], _run(rt, run_id), step)
+    except Exception as exc:  # a bug or a lost server must not leave the run hanging
+        log.exception("step %s of run %s could not be finished", step.order, run_id)
+        fail(rt, run_id, step_id, f"step {step.order} could not be finished: {exc}")
+
+
+def _decide(rt: Runtime, app: Celery, results: list[BatchResult], run: RunRecord,
+            step: StepRecord) -> None:
+    counters: dict[str, int] = {}
+    for r in results:
+        for name, value in r.counters.items():
+            counters[name] = counters.get(name, 0) + value
+    failed = sorted((r for r in results if r.status == "failed"), key=lambda r: r.seq)
+    if failed:
+        first = failed[0]
+        fail(rt, run.id, step.id, f"step {step.order} ({step.description}): {first.error}"
+             + (f" (and {len(failed) - 1} more failed batches)" if len(failed) > 1 else ""),
+             counters=counters)
+        return
+    rt.ledger.transition(run.id, MigrationStatus.VALIDATING)
+    rt.ledger.update_step(step.id, status=MigrationStatus.VALIDATING)
+    problem = _validate_step(rt, step)
+    if problem:
+        fail(rt, run.id, step.id, f"step {step.order} ({step.description}): {problem}",
+             counters=counters)
+        return
+    rt.ledger.update_step(step.id, status=MigrationStatus.COMPLETED, counters=counters,
+                          finished_at=utc_now())
+    run = _run(rt, run.id)
+    later = [s for s in run.steps if s.order > step.order]
+    if not later or later[0].version != step.version:
+        _record_applied(rt, run, step.version)
+    if later:
+        run = rt.ledger.transition(run.id, MigrationStatus.IN_PROGRESS)
+        _launch_next(rt, app, run)
+    else:
+        _finish(rt, run)
+
+
+def _validate_step(rt: Runtime, step: StepRecord) -> str | None:
+    """The step's own proof, run after all its batches: None when it holds."""
+    step = rt.ledger.step(step.id)
+    if step.batches_done != step.batches_total:
+        return (f"only {step.batches_done} of {step.batches_total} batches are recorded as "
+                "committed")
+    _, op = rt.step(step.id)
+    if isinstance(op, BatchedCypher) and op.validation:
+        statement = step_validation_statement(rt.backend.dialect, op.scope(), op.validation)
+        failing = rt.backend.read(statement, op.params).value("failing")
+        if failing:
+            return f"validation `{op.validation}` fails for {failing} entities in scope"
+    if (isinstance(op, RunCypher) and op.validation
+            and rt.backend.read(op.validation).value("valid") is not True):
+        return f"validation query returned false: {op.validation}"
+    return None
+
+
+def _record_applied(rt: Runtime, run: RunRecord, version: str) -> None:
+    meta = next(m for m in run.plan if m["version"] == version)
+    steps = [s for s in run.steps if s.version == version]
+    started = min((s.started_at for s in steps if s.started_at), default=None)
+    duration = int((utc_now() - started).total_seconds() * 1000) if started else 0
+    rt.ledger.record_applied(MigrationMetadata(**meta, steps=[]), run_id=run.id,
+                             duration_ms=duration)
+
+
+def _finish(rt: Runtime, run: RunRecord) -> None:
+    totals: dict[str, int] = {}
+    for step in run.steps:
+        for name, value in step.counters.items():
+            totals[name] = totals.get(name, 0) + value
+    rt.ledger.update_run_facts(run.id, counters=totals)
+    if run.status is not MigrationStatus.VALIDATING:
+        rt.ledger.transition(run.id, MigrationStatus.VALIDATING)
+    rt.ledger.transition(run.id, MigrationStatus.COMPLETED)
+    rt.lock.release_for_run(run.id)
+
+
+def fail(rt: Runtime, run_id: str, step_id: str, message: str, *,
+         counters: dict[str, int] | None = None) -> None:
+    """The run ends FAILED with everything recorded (rollback builds on this)."""
+    rt.ledger.update_step(step_id, status=MigrationStatus.FAILED, counters=counters,
+                          finished_at=utc_now())
+    run = _run(rt, run_id)
+    if run.status in (MigrationStatus.IN_PROGRESS, MigrationStatus.VALIDATING,
+                      MigrationStatus.PENDING):
+        rt.ledger.transition(run_id, MigrationStatus.FAILED, error=message)
+    rt.lock.release_for_run(run_id)
+
+
+def _run(rt: Runtime, run_id: str) -> RunRecord:
+    run = rt.ledger.run(run_id)
+    if run is None:
+        raise LookupError(f"no run {run_id}")
+    return run

@@ -1,0 +1,27 @@
+"""Control tasks, registered by name on the shared app (the control queue)."""
+
+from typing import Any
+
+from kgmigrate.celery_app import START_RUN, STEP_CRASHED, STEP_DONE, app
+from kgmigrate.runtime import current
+from orchestrator import control
+
+
+@app.task(name=START_RUN)  # type: ignore[untyped-decorator]
+def start_run(run_id: str) -> None:
+    control.start_run(current(), app, run_id)
+
+
+@app.task(name=STEP_DONE)  # type: ignore[untyped-decorator]
+def step_done(results: list[dict[str, Any]], run_id: str, step_id: str) -> None:
+    control.step_done(current(), app, results, run_id, step_id)
+
+
+@app.task(name=STEP_CRASHED)  # type: ignore[untyped-decorator]
+def step_crashed(*args: Any) -> None:
+    """Celery calls this with (failed task id) or (request, exc, traceback), then our
+    (run_id, step_id): only the last two matter, plus the error when there is one."""
+    *failure, run_id, step_id = args
+    error = next((repr(a) for a in failure if isinstance(a, BaseException)), None)
+    control.fail(current(), run_id, step_id,
+                 f"a batch task crashed: {error or 'task ' + str(failure[0] if failure else '?')}")

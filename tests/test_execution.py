@@ -1,0 +1,175 @@
+"""Distributed execution end to end: real worker processes, the real embedded server."""
+
+import time
+
+import pytest
+
+from kgmigrate import runs
+from kgmigrate.config import load_settings
+from kgmigrate.connect import resolve
+from kgmigrate.graph.falkordb import FalkorDBBackend
+from kgmigrate.ledger import Ledger
+from kgmigrate.lock import LockHeldError
+from kgmigrate.models import MigrationStatus, RunRecord
+from kgmigrate.registry import Registry
+from kgmigrate.versions import Version
+from tests.conftest import Execution
+
+NODES = 100_000
+THREE_STEPS = """
+from kgmigrate import Migration, ops
+
+migration = Migration(
+    author="test",
+    batch_size={batch},
+    steps=[
+        ops.batched("Item", "SET e.c1 = coalesce(e.c1, 0) + 1"),
+        ops.batched("Item", "SET e.c2 = coalesce(e.c2, 0) + 1", where="e.i % 2 = 0",
+                    validation={validation!r}),
+        ops.batched(rel_type="NEXT", apply="SET e.c3 = coalesce(e.c3, 0) + 1"),
+    ],
+)
+"""
+
+
+def load_items(graph: FalkorDBBackend) -> None:
+    graph.write(f"UNWIND range(1, {NODES}) AS i CREATE (:Item {{i: i}})")
+    graph.write("UNWIND range(0, 49999) AS k MATCH (a) WHERE id(a) = k "
+                "MATCH (b) WHERE id(b) = k + 1 CREATE (a)-[:NEXT]->(b)")
+
+
+def start(execution: Execution, graph: FalkorDBBackend) -> str:
+    settings = load_settings()
+    run_id = runs.enqueue_migration(graph, Registry.load(settings.migrations_dir),
+                                    resolve(settings))
+    assert run_id is not None
+    return run_id
+
+
+def counts(graph: FalkorDBBackend, prop: str, pattern: str = "(e:Item)") -> dict[object, int]:
+    rows = graph.read(f"MATCH {pattern} RETURN e.{prop} AS v, count(*) AS n").records
+    return {r["v"]: r["n"] for r in rows}
+
+
+def wait_for(graph: FalkorDBBackend, run_id: str, condition: object,
+             timeout_s: float = 120) -> RunRecord:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        run = Ledger(graph).run(run_id)
+        assert run is not None
+        if condition(run):  # type: ignore[operator]
+            return run
+        time.sleep(0.1)
+    raise AssertionError(f"condition not reached: {Ledger(graph).run(run_id)}")
+
+
+def assert_every_entity_changed_exactly_once(graph: FalkorDBBackend) -> None:
+    assert counts(graph, "c1") == {1: NODES}
+    assert counts(graph, "c2") == {1: NODES // 2, None: NODES // 2}
+    assert counts(graph, "c3", "()-[e:NEXT]->()") == {1: 50_000}
+
+
+def test_a_three_step_migration_changes_every_entity_exactly_once(
+        execution: Execution, falkordb: FalkorDBBackend) -> None:
+    # Given 100k nodes and 50k relationships, and a three-step migration
+    load_items(falkordb)
+    execution.write_migration("V0001__three_steps.py",
+                              THREE_STEPS.format(batch=5000, validation="e.c2 = 1"))
+    # When it runs on two worker processes
+    execution.start_worker()
+    execution.start_worker()
+    run = runs.wait(falkordb, start(execution, falkordb), timeout_s=180)
+    # Then it completes, every entity changed exactly once, and the ledger agrees
+    assert run.status is MigrationStatus.COMPLETED, run.error_log
+    assert_every_entity_changed_exactly_once(falkordb)
+    assert [(s.batches_done, s.batches_total, s.entities_done, s.entities_total)
+            for s in run.steps] == [(20, 20, NODES, NODES), (10, 10, NODES // 2, NODES // 2),
+                                    (10, 10, 50_000, 50_000)]
+    assert all(s.status is MigrationStatus.COMPLETED for s in run.steps)
+    assert [h.split("@")[0] for h in run.history][:2] == ["pending", "in_progress"]
+    assert run.history[-1].startswith("completed@")
+    assert [a.version for a in Ledger(falkordb).applied()] == ["V0001"]
+    # the statement counters include the ledger's bookkeeping in the same statement: seven
+    # properties per batch (batch status, entities, worker, finished_at, attempts; step
+    # batches_done, entities_done), 40 batches here
+    assert run.counters["properties_set"] == NODES + NODES // 2 + 50_000 + 7 * 40
+    assert runs.progress(run)[0].entities_per_s
+    applied = [Version.parse(a.version) for a in Ledger(falkordb).applied()]
+    assert Registry.load(execution.migrations).pending(applied) == []
+
+
+def test_a_failing_validation_leaves_the_run_failed_with_batch_and_keys(
+        execution: Execution, falkordb: FalkorDBBackend) -> None:
+    load_items(falkordb)
+    # the per-entity validation fails for the last ten even nodes, all in one late batch
+    execution.write_migration("V0001__three_steps.py", THREE_STEPS.format(
+        batch=5000, validation="e.i <= 99980"))
+    execution.start_worker()
+    run = runs.wait(falkordb, start(execution, falkordb), timeout_s=180)
+    assert run.status is MigrationStatus.FAILED
+    assert "step 2" in (run.error_log or "")
+    assert "10 entities failed validation `e.i <= 99980`" in (run.error_log or "")
+    steps = {s.order: s for s in run.steps}
+    assert steps[1].status is MigrationStatus.COMPLETED
+    assert steps[2].status is MigrationStatus.FAILED
+    assert steps[3].status is MigrationStatus.PENDING  # never started
+    failed = [b for b in Ledger(falkordb).batches(steps[2].id) if b.status.value == "failed"]
+    assert len(failed) == 1
+    assert "keys" in (failed[0].error or "")
+    # the failed batch's transaction was rolled back: its entities are untouched
+    untouched = falkordb.read("MATCH (e:Item) WHERE e.i > 99980 AND e.i % 2 = 0 "
+                              "RETURN count(e) AS n, count(e.c2) AS changed").single()
+    assert untouched == {"n": 10, "changed": 0}
+    assert [a.version for a in Ledger(falkordb).applied()] == []
+    assert Ledger(falkordb).runs()[0].id == run.id
+
+
+def test_a_worker_killed_mid_run_still_changes_every_entity_exactly_once(
+        execution: Execution, falkordb: FalkorDBBackend) -> None:
+    load_items(falkordb)
+    execution.write_migration("V0001__three_steps.py", THREE_STEPS.format(
+        batch=500, validation="e.c2 = 1"))
+    victim = execution.start_worker()
+    execution.start_worker()
+    run_id = start(execution, falkordb)
+    # When one worker is SIGKILLed while step 1 is under way
+    wait_for(falkordb, run_id, lambda r: r.steps[0].batches_done >= 30)
+    execution.kill(victim)
+    run = runs.wait(falkordb, run_id, timeout_s=240)
+    # Then its unacknowledged task is redelivered, and nothing is applied twice
+    assert run.status is MigrationStatus.COMPLETED, run.error_log
+    assert_every_entity_changed_exactly_once(falkordb)
+
+
+def test_resume_after_killing_everything_completes_without_reapplying(
+        execution: Execution, falkordb: FalkorDBBackend) -> None:
+    load_items(falkordb)
+    execution.write_migration("V0001__three_steps.py", THREE_STEPS.format(
+        batch=500, validation="e.c2 = 1"))
+    first = execution.start_worker()
+    run_id = start(execution, falkordb)
+    run = wait_for(falkordb, run_id, lambda r: r.steps[0].batches_done >= 40)
+    # When the worker dies and the broker loses every message (a crash of everything)
+    execution.kill(first)
+    execution.flush_broker()
+    stopped = Ledger(falkordb).run(run_id)
+    assert stopped is not None and stopped.status is MigrationStatus.IN_PROGRESS
+    committed = stopped.steps[0].batches_done
+    assert 40 <= committed < stopped.steps[0].batches_total
+    # Then resume re-enqueues only what is not committed, and the run completes
+    runs.resume(falkordb, resolve(load_settings()), run_id)
+    execution.start_worker()
+    execution.start_worker()
+    run = runs.wait(falkordb, run_id, timeout_s=240)
+    assert run.status is MigrationStatus.COMPLETED, run.error_log
+    assert_every_entity_changed_exactly_once(falkordb)  # committed batches not re-applied
+
+
+def test_a_second_concurrent_upgrade_is_refused_by_the_lock(
+        execution: Execution, falkordb: FalkorDBBackend) -> None:
+    falkordb.write("CREATE (:Item {i: 1})")
+    execution.write_migration("V0001__one.py", THREE_STEPS.format(batch=10, validation="true"))
+    first = start(execution, falkordb)  # no workers: it stays pending, holding the lock
+    execution.write_migration("V0002__two.cypher", "RETURN 1;")
+    with pytest.raises(LockHeldError, match=f"run {first}"):
+        start(execution, falkordb)

@@ -1,0 +1,117 @@
+"""Running one batch (or one unbatched statement) of a step, in a worker process."""
+
+import os
+import socket
+import time
+
+from kgmigrate.errors import BackendError, KgmError
+from kgmigrate.execution import (
+    BatchResult,
+    address_from_json,
+    batch_params,
+    batch_statement,
+    diagnosis_statement,
+)
+from kgmigrate.lock import LockLostError
+from kgmigrate.models import BatchRecord, MigrationStatus, utc_now
+from kgmigrate.ops import BatchedCypher, RunCypher
+from kgmigrate.runtime import Runtime
+
+ABORT_MARKERS = ("division by zero", "/ by zero")
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str) -> BatchResult:
+    """Apply one batch exactly once. Transient errors propagate (the task retries them)."""
+    started = time.perf_counter()
+    result = BatchResult(run_id=run_id, step_id=step_id, batch_id=batch_id, seq=seq,
+                         status="completed", worker=worker_name())
+    if rt.ledger.batch_status(batch_id) == "completed":
+        return result.model_copy(update={"status": "skipped"})
+    try:
+        rt.lock.renew_for_run(run_id)
+    except LockLostError as exc:
+        return result.model_copy(update={"status": "failed", "error": str(exc)})
+    _, op = rt.step(step_id)
+    if not isinstance(op, BatchedCypher):
+        return result.model_copy(update={"status": "failed",
+                                         "error": f"{op.kind} steps are not batched"})
+    dialect, scope = rt.backend.dialect, op.scope()
+    address = address_from_json(rt.ledger.batch_address(batch_id))
+    params = batch_params(dialect, scope, address, run_id=run_id, step_id=step_id,
+                          batch_id=batch_id, worker=result.worker, at=utc_now().isoformat())
+    statement = batch_statement(dialect, scope, op.apply, op.validation)
+    try:
+        written = rt.backend.write(statement, params, metadata={
+            "kgmigrate_run": run_id, "kgmigrate_step": step_id, "kgmigrate_batch": batch_id})
+    except BackendError as exc:
+        if exc.transient:
+            raise
+        seconds = time.perf_counter() - started
+        return _aborted(rt, result, exc, op, statement=diagnosis_statement(
+            dialect, scope, op.apply, op.validation or "true"), params=params, seconds=seconds)
+    row = written.single()
+    counters = {k: v for k, v in written.counters.model_dump().items() if v}
+    return result.model_copy(update={"entities": int(row["n"]), "counters": counters,
+                                     "seconds": time.perf_counter() - started})
+
+
+def _aborted(rt: Runtime, result: BatchResult, exc: BackendError, op: BatchedCypher, *,
+             statement: str, params: dict[str, object], seconds: float) -> BatchResult:
+    """The server undid the batch: a redelivered duplicate, failed validation, or an error."""
+    if not any(marker in str(exc).lower() for marker in ABORT_MARKERS):
+        return _failed(rt, result, f"batch {result.seq} failed: {exc}", seconds)
+    if rt.ledger.batch_status(result.batch_id) == "completed":
+        return result.model_copy(update={"status": "skipped", "seconds": seconds})
+    offending: list[dict[str, object]] = []
+    if op.validation:
+        probe_params = {k: v for k, v in params.items() if not k.startswith(
+            ("kgm_batch", "kgm_step", "kgm_run", "kgm_worker", "kgm_at"))}
+        offending = rt.backend.probe_write(statement, probe_params).records
+    keys = ", ".join(str(o["key"]) for o in offending) or "(none found)"
+    message = (f"batch {result.seq}: {len(offending)} entities failed validation "
+               f"`{op.validation}`: keys {keys}" if op.validation else
+               f"batch {result.seq} aborted: {exc}")
+    return _failed(rt, result.model_copy(update={"offending": offending}), message, seconds)
+
+
+def _failed(rt: Runtime, result: BatchResult, message: str, seconds: float) -> BatchResult:
+    failed = result.model_copy(update={"status": "failed", "error": message, "seconds": seconds})
+    rt.ledger.record_batch(BatchRecord(
+        id=result.batch_id, run_id=result.run_id, step_id=result.step_id, seq=result.seq,
+        status=MigrationStatus.FAILED, attempts=1, worker=result.worker, error=message[:4000],
+        finished_at=utc_now()))
+    return failed
+
+
+def run_statement(rt: Runtime, run_id: str, step_id: str, batch_id: str) -> BatchResult:
+    """An unbatched step: one statement, run once. It cannot share a statement with the ledger
+    write, so it is at-least-once: such statements should be idempotent (IF NOT EXISTS, MERGE)."""
+    started = time.perf_counter()
+    result = BatchResult(run_id=run_id, step_id=step_id, batch_id=batch_id, seq=1,
+                         status="completed", worker=worker_name())
+    if rt.ledger.batch_status(batch_id) == "completed":
+        return result.model_copy(update={"status": "skipped"})
+    _, op = rt.step(step_id)
+    if not isinstance(op, RunCypher):
+        return result.model_copy(update={"status": "failed",
+                                         "error": f"{op.kind} steps are batched"})
+    try:
+        rt.lock.renew_for_run(run_id)
+        written = rt.backend.write(op.statement, metadata={"kgmigrate_run": run_id,
+                                                           "kgmigrate_step": step_id})
+    except BackendError as exc:
+        if exc.transient:
+            raise
+        return _failed(rt, result, f"statement failed: {exc}", time.perf_counter() - started)
+    except KgmError as exc:
+        return _failed(rt, result, str(exc), time.perf_counter() - started)
+    counters = {k: v for k, v in written.counters.model_dump().items() if v}
+    rt.ledger.record_batch(BatchRecord(
+        id=batch_id, run_id=run_id, step_id=step_id, seq=1, status=MigrationStatus.COMPLETED,
+        attempts=1, worker=result.worker, counters=counters, finished_at=utc_now()))
+    return result.model_copy(update={"counters": counters,
+                                     "seconds": time.perf_counter() - started})

@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -124,9 +126,9 @@ def _show_summary(summary: GraphSummary, as_json: bool) -> None:
         return
     table = Table("kind", "name", "count", title="What the graph holds")
     for name, count in sorted(summary.nodes.items()):
-        table.add_row("node", name, f"{count:,}")
+        table.add_row("node", escape(name), f"{count:,}")
     for name, count in sorted(summary.relationships.items()):
-        table.add_row("relationship", name, f"{count:,}")
+        table.add_row("relationship", escape(name), f"{count:,}")
     table.add_section()
     table.add_row("", "nodes", f"{summary.node_count:,}")
     table.add_row("", "relationships", f"{summary.relationship_count:,}")
@@ -135,11 +137,13 @@ def _show_summary(summary: GraphSummary, as_json: bool) -> None:
 
 @app.command()
 def demo(
-    nodes: Annotated[int, typer.Option(min=4, help="Size of the sample graph.")] = 20_000,
+    nodes: Annotated[int, typer.Option(min=4, help="Size of the sample graph.")] = 200_000,
+    workers: Annotated[int, typer.Option(min=1, help="Local worker processes.")] = 2,
 ) -> None:
-    """Start the embedded stack, load a sample graph into the `kgmigrate_demo` graph and show it.
+    """The whole story on the embedded stack: a sample knowledge graph, the migrations in
+    KGMIGRATE_MIGRATIONS_DIR run as batches on local workers with live progress, the report.
 
-    Only the demo's own graph is replaced; nothing else on the server is touched.
+    Only the demo's own graph (`kgmigrate_demo`) is replaced; nothing else is touched.
     """
     settings = load_settings(graph_name=DEMO_GRAPH)
     if settings.graph_url is not None:
@@ -147,15 +151,31 @@ def demo(
     endpoints = resolve(settings)
     assert endpoints.stack is not None
     out.print(f"[bold]1.[/] embedded stack up on {endpoints.stack.broker_url.rsplit('/', 1)[0]}")
+    registry = Registry.load(settings.migrations_dir)
     with FalkorDBBackend(endpoints.graph) as backend:
         backend.delete_graph()
-        out.print(f"[bold]2.[/] loading a {nodes:,}-node Vitalyst-like sample into "
+        out.print(f"[bold]2.[/] loading a {nodes:,}-node Vitalyst-like sample graph into "
                   f"{endpoints.graph.display}")
-        summary = load_sample(backend, nodes)
-        out.print(f"[bold]3.[/] {backend.server_info().version} now holds:")
-    _show_summary(summary, False)
-    out.print(f"Explore it with `KGMIGRATE_GRAPH_NAME={DEMO_GRAPH} kgmigrate info`; "
-              "stop the server with `kgmigrate stack down`.")
+        before = load_sample(backend, nodes)
+        _show_summary(before, False)
+        out.print(f"[bold]3.[/] {len(registry)} migrations in {settings.migrations_dir}, "
+                  f"run by {workers} local worker processes:")
+        for planned in api.plan(backend, registry):
+            out.print(f"   {planned.version} {escape(planned.description)}: "
+                      + "; ".join(f"{s.estimated_entities or 0:,} entities"
+                                  for s in planned.steps))
+        with LocalWorkers(workers, endpoints, log_dir=settings.stack_dir / "workers"):
+            run_id = runs.enqueue_migration(backend, registry, endpoints,
+                                            created_by="kgmigrate demo")
+            assert run_id is not None
+            run = _watch(backend, run_id)
+        out.print("[bold]4.[/] the run, as the ledger in the graph records it:")
+        _show_run(run)
+        _show_summary(summarize(backend), False)
+    out.print(f"Explore with `KGMIGRATE_GRAPH_NAME={DEMO_GRAPH} kgmigrate history` (or list, "
+              f"status {run.id}); stop the server with `kgmigrate stack down`.")
+    if run.status is not MigrationStatus.COMPLETED:
+        raise typer.Exit(1)
 
 
 def _dump(value: Any) -> Any:
@@ -183,7 +203,7 @@ def list_cmd(as_json: JsonFlag = False) -> None:
     colors = {"applied": "green", "pending": "yellow"}
     for item in items:
         color = colors.get(item.state, "red")
-        table.add_row(item.version, item.description, f"[{color}]{item.state}[/]",
+        table.add_row(item.version, escape(item.description), f"[{color}]{item.state}[/]",
                       f"{item.applied_at:%Y-%m-%d %H:%M}" if item.applied_at else "")
     out.print(table)
 
@@ -205,11 +225,11 @@ def plan(
         return
     table = Table("version", "step", "operation", "entities", title="Plan")
     for migration in planned:
-        table.add_row(f"[bold]{migration.version}[/]", migration.description, "", "")
+        table.add_row(f"[bold]{migration.version}[/]", escape(migration.description), "", "")
         for step in migration.steps:
             count = ("runs once" if step.estimated_entities is None
                      else f"{step.estimated_entities:,}")
-            table.add_row("", f"{step.order}. {step.description}", step.operation, count)
+            table.add_row("", f"{step.order}. {escape(step.description)}", step.operation, count)
     out.print(table)
 
 
@@ -223,7 +243,8 @@ def history(as_json: JsonFlag = False) -> None:
         return
     table = Table("#", "version", "description", "applied at", "took", "by", "run")
     for a in applied:
-        table.add_row(str(a.sequence), a.version, a.description, f"{a.applied_at:%Y-%m-%d %H:%M}",
+        table.add_row(str(a.sequence), a.version, escape(a.description),
+                      f"{a.applied_at:%Y-%m-%d %H:%M}",
                       f"{a.duration_ms / 1000:.1f}s", a.applied_by, a.run_id)
     out.print(table)
 
@@ -237,7 +258,7 @@ def validate(as_json: JsonFlag = False) -> None:
         _print_json({**result.model_dump(mode="json"), "valid": result.valid})
     else:
         for problem in result.problems:
-            out.print(f"[red]{problem.version}[/]: {problem.message}", highlight=False)
+            out.print(f"[red]{problem.version}[/]: {escape(problem.message)}", highlight=False)
         verdict = "[green]valid[/]" if result.valid else "[red]invalid[/]"
         out.print(f"{verdict}: {result.applied} applied, {result.pending} pending")
     if not result.valid:
@@ -285,15 +306,24 @@ def status(
     if as_json:
         _print_json(run.model_dump(mode="json"))
         return
+    _show_run(run)
+
+
+def _show_run(run: RunRecord) -> None:
     out.print(f"run {run.id}: [bold]{run.status}[/]  migrations {', '.join(run.migrations)}")
     out.print(f"  by {run.created_by}; history: {' -> '.join(run.history)}", highlight=False)
     if run.error_log:
-        out.print(f"  [red]error:[/] {run.error_log}", highlight=False)
-    table = Table("#", "version", "step", "status", "batches", "entities")
-    for step in run.steps:
-        table.add_row(str(step.order), step.version, step.description, step.status,
+        out.print(f"  [red]error:[/] {escape(run.error_log)}", highlight=False)
+    table = Table("step", "", "status", "batches", "entities", "rate", box=box.SIMPLE_HEAD,
+                  padding=(0, 1))
+    for column, width in zip(table.columns, (7, 18, 9, 7, 13, 9), strict=True):
+        column.no_wrap, column.min_width, column.overflow = True, width, "ellipsis"
+    table.columns[1].max_width = 18
+    for step, prog in zip(run.steps, runs.progress(run), strict=True):
+        rate = f"{prog.entities_per_s:,.0f}/s" if prog.entities_per_s else ""
+        table.add_row(f"{step.order} {step.version}", escape(step.description), step.status,
                       f"{step.batches_done}/{step.batches_total}",
-                      f"{step.entities_done:,}/{step.entities_total:,}")
+                      f"{step.entities_done:,}/{step.entities_total:,}", rate)
     out.print(table)
 
 
@@ -386,7 +416,7 @@ def _finish_output(run: RunRecord, as_json: bool) -> None:
         color = "green" if run.status is MigrationStatus.COMPLETED else "red"
         out.print(f"run {run.id}: [bold {color}]{run.status}[/]")
         if run.error_log:
-            out.print(f"  {run.error_log}", highlight=False)
+            out.print(f"  {escape(run.error_log)}", highlight=False)
     if run.status is not MigrationStatus.COMPLETED:
         raise typer.Exit(1)
 
@@ -403,7 +433,8 @@ def _watch(backend: GraphBackend, run_id: str, *, quiet: bool = False) -> RunRec
         for step in runs.progress(run):
             if step.order not in tasks:
                 tasks[step.order] = bars.add_task(
-                    f"{step.order}. {step.description[:40]}", total=None, counts="", rate="",
+                    f"{step.order}. {escape(step.description[:40])}", total=None, counts="",
+                    rate="",
                     eta="")
             rate = f"{step.entities_per_s:,.0f}/s" if step.entities_per_s else ""
             eta = (f"ETA {step.eta_s:,.0f}s" if step.eta_s and step.status is

@@ -173,3 +173,47 @@ def test_a_second_concurrent_upgrade_is_refused_by_the_lock(
     execution.write_migration("V0002__two.cypher", "RETURN 1;")
     with pytest.raises(LockHeldError, match=f"run {first}"):
         start(execution, falkordb)
+
+
+def test_upgrade_with_local_workers_from_the_command_line(
+        execution: Execution, falkordb: FalkorDBBackend) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    falkordb.write("UNWIND range(1, 3000) AS i CREATE (:Item {i: i})")
+    execution.write_migration("V0001__flag.py", THREE_STEPS.format(batch=1000,
+                                                                   validation="e.c2 = 1"))
+    env = {**os.environ, **execution.env, "KGMIGRATE_STACK_DIR": str(execution.logs)}
+    done = subprocess.run([sys.executable, "-m", "kgmigrate.cli", "upgrade", "--local-workers",
+                           "2", "--json"], env=env, capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    run = json.loads(done.stdout)
+    assert run["status"] == "completed"
+    assert [s["entities_done"] for s in run["steps"]] == [3000, 1500, 0]
+    assert len(list((execution.logs / "workers").glob("worker-*.log"))) == 2
+    again = subprocess.run([sys.executable, "-m", "kgmigrate.cli", "upgrade", "--json"],
+                           env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert json.loads(again.stdout) == {"run_id": None, "status": "up_to_date"}
+    shown = subprocess.run([sys.executable, "-m", "kgmigrate.cli", "status", run["id"],
+                            "--json"], env=env, capture_output=True, text=True, timeout=120,
+                           check=False)
+    assert json.loads(shown.stdout)["status"] == "completed"
+
+
+def test_the_tickets_execute_migration_enqueues_and_waits(
+        execution: Execution, falkordb: FalkorDBBackend) -> None:
+    from kgmigrate.api import DataMigrationManager
+
+    falkordb.write("UNWIND range(1, 500) AS i CREATE (:Item {i: i})")
+    execution.write_migration("V0001__flag.py", THREE_STEPS.format(batch=100,
+                                                                   validation="e.c2 = 1"))
+    execution.start_worker()
+    manager = DataMigrationManager(load_settings(), backend=falkordb)
+    assert manager.execute_migration(timeout_s=120) is True
+    assert counts(falkordb, "c1") == {1: 500}
+    assert manager.execute_migration(timeout_s=10) is True  # nothing pending
+    run = manager.get_migration_status(Ledger(falkordb).runs()[0].id)
+    assert run is not None and run.status is MigrationStatus.COMPLETED

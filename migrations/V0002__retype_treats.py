@@ -1,0 +1,12 @@
+"""TREATS becomes TREATS_CONDITION, keeping its endpoints and properties."""
+
+from kgmigrate import Migration, ops
+
+migration = Migration(
+    author="vitalyst-data",
+    steps=[
+        ops.batched(rel_type="TREATS",
+                    apply="CREATE (s)-[r:TREATS_CONDITION]->(t) SET r = properties(e) DELETE e",
+                    down="CREATE (s)-[r:TREATS]->(t) SET r = properties(e) DELETE e"),
+    ],
+)

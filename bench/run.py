@@ -2,15 +2,19 @@
 
 (a) one hand-written statement sets a property on every node of a label;
 (b) a hand-written loop of 10k-id range batches does the same;
+(c) kgmigrate: the same change as a migration, planned and run as batch tasks on 1 and on 2
+    batch-worker processes (plus one control worker), from enqueue to COMPLETED;
 (p) planning: kgmigrate streams the keys and cuts them into batches; throughput and peak
     Python memory, at two graph sizes, to show planning memory does not grow with the graph.
 
-The kgmigrate execution figures (c) join these when distributed execution exists.
 Usage: python bench/run.py [--nodes 1000000] [--out bench/results/baseline.json]
 """
 
 import argparse
 import json
+import os
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -20,10 +24,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
-from kgmigrate.config import parse_graph_url
+from kgmigrate import runs
+from kgmigrate.config import load_settings, parse_graph_url
+from kgmigrate.connect import resolve
 from kgmigrate.graph import Scope
 from kgmigrate.graph.batching import cut
 from kgmigrate.graph.falkordb import FalkorDBBackend
+from kgmigrate.registry import Registry
 from kgmigrate.stack import EmbeddedStack
 from tests.conftest import free_port
 
@@ -67,6 +74,66 @@ def plan(graph: FalkorDBBackend) -> tuple[float, int, int]:
     return seconds, batches, peak
 
 
+MIGRATION = """
+from kgmigrate import Migration, ops
+migration = Migration(batch_size=%d, steps=[ops.batched("Item", "SET e.%s = 1")])
+"""
+
+
+def peak_rss_kb(pid: int) -> int:
+    """Peak resident memory of a process and its children (the prefork pool)."""
+    total = 0
+    pids = [pid] + [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    for p in pids:
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                total = max(total, int(line.split()[1]))
+    return total
+
+
+def kgmigrate_run(stack: EmbeddedStack, graph: FalkorDBBackend, workers: int, prop: str,
+                  tmp: Path) -> dict[str, Any]:
+    """Enqueue a one-step migration and time it to COMPLETED on real worker processes."""
+    migrations = tmp / f"migrations_{prop}"
+    migrations.mkdir()
+    (migrations / "V0001__bench.py").write_text(MIGRATION % (BATCH, prop))
+    graph.write("MATCH (n:__KGMMigration) DETACH DELETE n")  # each variant starts unapplied
+    db = 10 + workers
+    env = {**os.environ, "KGMIGRATE_GRAPH_URL": graph.target.display,
+           "KGMIGRATE_BROKER_URL": f"redis://127.0.0.1:{stack.port}/{db}",
+           "KGMIGRATE_RESULT_BACKEND": f"redis://127.0.0.1:{stack.port}/{db}",
+           "KGMIGRATE_MIGRATIONS_DIR": str(migrations)}
+    os.environ.update(env)
+
+    def worker(queue: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "kgmigrate.cli", "worker", "--queues",
+                                 queue], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+
+    control = worker("kgm.control")
+    batch_workers = [worker("kgm.batches") for _ in range(workers)]
+    time.sleep(3)  # let the workers connect: we time the migration, not interpreter start-up
+    settings = load_settings()
+    start = time.perf_counter()
+    run_id = runs.enqueue_migration(graph, Registry.load(migrations), resolve(settings))
+    assert run_id is not None
+    run = runs.wait(graph, run_id, poll_s=0.05)
+    seconds = time.perf_counter() - start
+    assert run.status.value == "completed", run.error_log
+    memory = {"control_peak_rss_kb": peak_rss_kb(control.pid),
+              "batch_worker_peak_rss_kb": max(peak_rss_kb(w.pid) for w in batch_workers)}
+    for process in [control, *batch_workers]:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait()
+    latencies = run.steps[0].batch_seconds
+    tenth = max(1, len(latencies) // 10)
+    first, last = latencies[:tenth], latencies[-tenth:]
+    return {"workers": workers, "seconds": seconds, "nodes_per_s": run.steps[0].entities_done
+            / seconds, "batches": len(latencies),
+            "first_tenth_batch_s": sum(first) / len(first),
+            "last_tenth_batch_s": sum(last) / len(last), **memory}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=1_000_000)
@@ -74,7 +141,7 @@ def main() -> None:
     args = parser.parse_args()
     figures: dict[str, Any] = {"nodes": args.nodes, "batch_size": BATCH}
     with tempfile.TemporaryDirectory() as tmp:
-        stack = EmbeddedStack(Path(tmp), free_port())
+        stack = EmbeddedStack(Path(tmp) / "stack", free_port())
         stack.up()
         try:
             graph = FalkorDBBackend(parse_graph_url(stack.graph_url("bench")))
@@ -84,6 +151,15 @@ def main() -> None:
             figures["a_one_statement"] = {"seconds": a, "nodes_per_s": args.nodes / a}
             figures["b_keyset_loop"] = {"seconds": b, "nodes_per_s": args.nodes / b}
             figures["ratio_b_over_a_throughput"] = a / b
+            for workers in (1, 2):
+                c = kgmigrate_run(stack, graph, workers, f"c{workers}", Path(tmp))
+                figures[f"c_kgmigrate_{workers}_workers"] = c
+                figures[f"ratio_c{workers}_over_a"] = c["nodes_per_s"] / figures[
+                    "a_one_statement"]["nodes_per_s"]
+                figures[f"ratio_c{workers}_over_b"] = c["nodes_per_s"] / figures[
+                    "b_keyset_loop"]["nodes_per_s"]
+                figures[f"latency_last_over_first_tenth_c{workers}"] = (
+                    c["last_tenth_batch_s"] / c["first_tenth_batch_s"])
             for size in (args.nodes, 5 * args.nodes):
                 load(graph, size)
                 seconds, batches, peak = plan(graph)

@@ -102,7 +102,8 @@ STEP_FIELDS = (
     "s.status AS status, s.batches_total AS batches_total, s.batches_done AS batches_done, "
     "s.entities_total AS entities_total, s.entities_done AS entities_done, "
     "s.counters AS counters, s.started_at AS started_at, s.finished_at AS finished_at, "
-    "s.spec AS spec, s.batch_size AS batch_size, s.planned AS planned"
+    "s.spec AS spec, s.batch_size AS batch_size, s.planned AS planned, "
+    "s.batch_seconds AS batch_seconds"
 )
 READ_STEPS = f"MATCH (s:{STEP} {{run_id: $id}}) {STEP_FIELDS} ORDER BY s.order"
 READ_STEP = f"MATCH (s:{STEP} {{id: $id}}) {STEP_FIELDS}"
@@ -132,7 +133,8 @@ UPDATE_STEP = (
     "s.entities_done = coalesce($entities_done, s.entities_done), "
     "s.counters = coalesce($counters, s.counters), "
     "s.started_at = coalesce($started_at, s.started_at), "
-    "s.finished_at = coalesce($finished_at, s.finished_at) "
+    "s.finished_at = coalesce($finished_at, s.finished_at), "
+    "s.batch_seconds = coalesce($batch_seconds, s.batch_seconds) "
     "RETURN s.id AS id"
 )
 UPDATE_RUN_FACTS = (
@@ -249,7 +251,8 @@ class Ledger:
                     batches_total: int | None = None, batches_done: int | None = None,
                     entities_total: int | None = None, entities_done: int | None = None,
                     counters: dict[str, int] | None = None, started_at: datetime | None = None,
-                    finished_at: datetime | None = None) -> None:
+                    finished_at: datetime | None = None,
+                    batch_seconds: list[float] | None = None) -> None:
         """Set the given facts of a step; what is not given stays as it is."""
         rows = self.backend.write(UPDATE_STEP, {
             "id": step_id, "status": status.value if status else None,
@@ -258,6 +261,7 @@ class Ledger:
             "counters": json.dumps(counters, sort_keys=True) if counters is not None else None,
             "started_at": _iso(started_at) if started_at else None,
             "finished_at": _iso(finished_at) if finished_at else None,
+            "batch_seconds": batch_seconds,
         }).records
         if not rows:
             raise KgmError(f"no step {step_id}")

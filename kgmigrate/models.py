@@ -146,6 +146,7 @@ class StepRecord(_Model):
     spec: dict[str, Any] = {}
     batch_size: int = 10_000
     planned: bool = False
+    batch_seconds: list[float] = []  # each batch's duration in the worker, by batch order
 
 
 class BatchRecord(_Model):

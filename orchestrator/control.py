@@ -79,8 +79,10 @@ def _decide(rt: Runtime, app: Celery, results: list[BatchResult], run: RunRecord
         fail(rt, run.id, step.id, f"step {step.order} ({step.description}): {problem}",
              counters=counters)
         return
+    seconds = [round(r.seconds, 4) for r in sorted(results, key=lambda r: r.seq)
+               if r.status == "completed"]
     rt.ledger.update_step(step.id, status=MigrationStatus.COMPLETED, counters=counters,
-                          finished_at=utc_now())
+                          finished_at=utc_now(), batch_seconds=seconds)
     run = _run(rt, run.id)
     later = [s for s in run.steps if s.order > step.order]
     if not later or later[0].version != step.version:

@@ -1,16 +1,13 @@
 """Cut a step into batches: stream the scope's keys in order, cut them, record the batches.
 
 Batches are addressed by key ranges (FalkorDB) or key lists (Neo4j), never by SKIP/OFFSET.
-Keys are streamed and batches written to the ledger in chunks as they are cut, so planning
-memory is bounded by the chunk, not by the graph.
+The backend yields batches as it cuts them (on FalkorDB the cuts are computed on the server)
+and they are written to the ledger in chunks, so planning memory is bounded by the chunk.
 """
 
-from collections.abc import Iterator
 
 from kgmigrate.execution import address_to_json, batch_id
 from kgmigrate.graph.base import GraphBackend
-from kgmigrate.graph.batching import cut
-from kgmigrate.graph.types import Key
 from kgmigrate.ledger import Ledger
 from kgmigrate.models import StepRecord
 from kgmigrate.ops import Operation
@@ -28,26 +25,17 @@ def plan_step(backend: GraphBackend, ledger: Ledger, step: StepRecord, op: Opera
                                                       {"statement": True})])
         ledger.mark_planned(step.id, batches=1, entities=0)
         return 1
-    counted = _Counting(backend.iter_keys(scope))
     chunk: list[tuple[str, int, dict[str, object]]] = []
-    seq = 0
-    for seq, address in enumerate(cut(counted, step.batch_size,
-                                      backend.dialect.batch_addressing), start=1):
-        chunk.append((batch_id(step.run_id, step.order, seq), seq, address_to_json(address)))
+    batches = entities = 0
+    for address, count in backend.plan_batches(scope, step.batch_size):
+        batches += 1
+        entities += count
+        chunk.append((batch_id(step.run_id, step.order, batches), batches,
+                      address_to_json(address)))
         if len(chunk) == LEDGER_CHUNK:
             ledger.create_batches(step.run_id, step.id, chunk)
             chunk = []
     if chunk:
         ledger.create_batches(step.run_id, step.id, chunk)
-    ledger.mark_planned(step.id, batches=seq, entities=counted.count)
-    return seq
-
-
-class _Counting:
-    def __init__(self, keys: Iterator[Key]) -> None:
-        self.keys, self.count = keys, 0
-
-    def __iter__(self) -> Iterator[Key]:
-        for key in self.keys:
-            self.count += 1
-            yield key
+    ledger.mark_planned(step.id, batches=batches, entities=entities)
+    return batches

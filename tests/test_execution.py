@@ -94,6 +94,8 @@ def test_a_three_step_migration_changes_every_entity_exactly_once(
     # batches_done, entities_done), 40 batches here
     assert run.counters["properties_set"] == NODES + NODES // 2 + 50_000 + 7 * 40
     assert runs.progress(run)[0].entities_per_s
+    assert len(run.steps[0].batch_seconds) == 20
+    assert all(s > 0 for s in run.steps[0].batch_seconds)
     applied = [Version.parse(a.version) for a in Ledger(falkordb).applied()]
     assert Registry.load(execution.migrations).pending(applied) == []
 

@@ -9,8 +9,17 @@ from typing import Any, Self
 from kgmigrate import identifiers as ident
 from kgmigrate.config import GraphTarget
 from kgmigrate.errors import IdentifierError, ParameterError
+from kgmigrate.graph.batching import cut
 from kgmigrate.graph.dialect import Dialect
-from kgmigrate.graph.types import IndexSpec, Key, QueryResult, Scope, ServerInfo
+from kgmigrate.graph.types import (
+    BatchAddress,
+    IndexSpec,
+    Key,
+    KeyList,
+    QueryResult,
+    Scope,
+    ServerInfo,
+)
 
 Params = Mapping[str, Any]
 Metadata = Mapping[str, str | int | float | bool]
@@ -44,6 +53,24 @@ class GraphBackend(ABC):
         """Yield the batching key of every entity in `scope`, in key order, streaming: memory
         stays bounded whatever the graph's size (see each dialect's `anchor`)."""
 
+    def plan_batches(self, scope: Scope, batch_size: int, *,
+                     internal: bool = False) -> Iterator[tuple[BatchAddress, int]]:
+        """Batch addresses of `scope` with the number of entities in each, streaming.
+
+        The default streams every key and cuts it; a backend may compute the cuts on the
+        server instead (FalkorDB does), which is what makes planning cheap."""
+        counted = _CountingKeys(self.iter_keys(scope, internal=internal))
+        before = 0
+        for address in cut(counted, batch_size, self.dialect.batch_addressing):
+            if isinstance(address, KeyList):
+                yield address, len(address.keys)
+                continue
+            # `cut` yields a range once it has read the key that opens the next one, or at the
+            # end of the stream
+            upto = counted.count if counted.exhausted else counted.seen_before_last
+            yield address, upto - before
+            before = upto
+
     @abstractmethod
     def ensure_index(self, spec: IndexSpec) -> bool:
         """Create the index/constraint unless it exists; return whether it was created."""
@@ -68,6 +95,22 @@ class GraphBackend(ABC):
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+class _CountingKeys:
+    """Counts keys as `cut` pulls them; `seen_before_last` excludes the key that made `cut`
+    yield (it opens the next batch)."""
+
+    def __init__(self, keys: Iterator[Key]) -> None:
+        self.keys, self.count, self.seen_before_last = keys, 0, 0
+        self.exhausted = False
+
+    def __iter__(self) -> Iterator[Key]:
+        for key in self.keys:
+            self.seen_before_last = self.count
+            self.count += 1
+            yield key
+        self.exhausted = True
 
 
 def check_params(params: Params | None) -> dict[str, Any]:

@@ -119,6 +119,23 @@ class FalkorDBDialect(Dialect):
                 f"{_where(self._in_range(scope), scope.where)} "
                 f"RETURN {self.anchor(scope)} AS key, id(e) AS entity ORDER BY key, entity")
 
+    def batch_marks_in_window(self, scope: Scope, *, internal: bool = False) -> str:
+        """For the keys in [$kgm_lo, $kgm_hi): how many there are, and every $kgm_step-th one
+        (the first key of each batch). Computed on the server, so only the cuts travel."""
+        return (f"MATCH {_pattern(scope, internal=internal)}"
+                f"{_where(self._in_range(scope), scope.where)} "
+                f"WITH {self.anchor(scope)} AS key, id(e) AS entity ORDER BY key, entity "
+                "WITH collect(key) AS keys "
+                "RETURN size(keys) AS n, "
+                "[i IN range(0, size(keys) - 1, $kgm_step) | [keys[i], i]] AS marks")
+
+    def count_ranges(self, scope: Scope, *, internal: bool = False) -> str:
+        """Entities per key range of $kgm_ranges ([[lo, hi], ...])."""
+        anchor = self.anchor(scope)
+        return (f"UNWIND $kgm_ranges AS r MATCH {_pattern(scope, internal=internal)}"
+                f"{_where(f'{anchor} >= r[0] AND {anchor} < r[1]', scope.where)} "
+                "RETURN r[0] AS lo, count(e) AS n")
+
     def max_key(self, scope: Scope, *, internal: bool = False) -> str:
         """An upper bound of the scope's keys. Relationships have no cheap scan by type, so
         their bound is the highest node id of the graph."""

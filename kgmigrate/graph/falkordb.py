@@ -22,10 +22,12 @@ from kgmigrate.errors import BackendError
 from kgmigrate.graph.base import GraphBackend, Metadata, Params, check_params, plain_entity
 from kgmigrate.graph.dialect import HI, LO, FalkorDBDialect
 from kgmigrate.graph.types import (
+    BatchAddress,
     Counters,
     EntityKind,
     IndexSpec,
     Key,
+    KeyRange,
     QueryResult,
     Scope,
     ServerInfo,
@@ -48,12 +50,13 @@ class FalkorDBBackend(GraphBackend):
 
     def __init__(self, target: GraphTarget, *, max_connections: int = 16,
                  socket_timeout_s: float = 300.0, query_timeout_s: float = 0.0,
-                 window: int = 50_000) -> None:
+                 window: int = 50_000, plan_window: int = 1_000_000) -> None:
         if target.backend != "falkordb" or target.name is None:
             raise ValueError("FalkorDBBackend needs a falkordb:// target with a graph name")
         self.target = target
         self.dialect = FalkorDBDialect()
         self.window = window  # id-space width of one key-streaming read
+        self.plan_window = plan_window  # id-space width of one server-side planning read
         self._query_timeout_ms = int(query_timeout_s * 1000) or None
         pool = redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
             host=target.host, port=target.port, username=target.username,
@@ -146,6 +149,37 @@ class FalkorDBBackend(GraphBackend):
             params = {**scope.params, LO: lo, HI: lo + self.window}
             for record in self.read(statement, params).records:
                 yield int(record["key"])
+
+    def plan_batches(self, scope: Scope, batch_size: int, *,
+                     internal: bool = False) -> Iterator[tuple[BatchAddress, int]]:
+        """Cuts computed on the server, one id window (`plan_window` ids) at a time: only the
+        first key of each batch comes back, not every key. Ranges over anchor values never
+        split a start node's relationships; a batch never spans two windows."""
+        max_id = self.read(self.dialect.max_key(scope, internal=internal),
+                           scope.params if scope.entity == "node" else None).value("max_id")
+        if max_id is None:
+            return
+        statement = self.dialect.batch_marks_in_window(scope, internal=internal)
+        for lo in range(0, int(max_id) + 1, self.plan_window):
+            hi = lo + self.plan_window
+            row = self.read(statement, {**scope.params, LO: lo, HI: hi,
+                                        "kgm_step": batch_size}).single()
+            if not row["n"]:
+                continue
+            starts: list[tuple[int, int]] = []  # (first key, index of that key in the window)
+            for key, index in row["marks"]:
+                if not starts or key != starts[-1][0]:
+                    starts.append((int(key), int(index)))
+            ends = [*starts[1:], (hi, int(row["n"]))]
+            ranges = [(KeyRange(k, next_k), next_i - i)
+                      for (k, i), (next_k, next_i) in zip(starts, ends, strict=True)]
+            if scope.entity == "relationship":
+                # a cut may fall inside one start node's run of relationships: count each range
+                counts = self.read(self.dialect.count_ranges(scope, internal=internal), {
+                    **scope.params, "kgm_ranges": [[r.lo, r.hi] for r, _ in ranges]}).records
+                by_lo = {int(c["lo"]): int(c["n"]) for c in counts}
+                ranges = [(r, by_lo.get(r.lo, 0)) for r, _ in ranges]
+            yield from ranges
 
     # -- schema -------------------------------------------------------------------------------
 

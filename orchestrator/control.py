@@ -30,7 +30,14 @@ def start_run(rt: Runtime, app: Celery, run_id: str) -> None:
     for step in run.steps:
         if step.status is MigrationStatus.FAILED:
             rt.ledger.update_step(step.id, status=MigrationStatus.IN_PROGRESS)
-    _launch_next(rt, app, rt.ledger.run(run_id) or run)
+    run = _run(rt, run_id)
+    try:
+        _launch_next(rt, app, run)
+    except Exception as exc:  # planning or launching failed: end the run, do not hang
+        log.exception("run %s could not be started", run_id)
+        current = next((s for s in run.steps if s.status is not MigrationStatus.COMPLETED),
+                       run.steps[-1])
+        fail(rt, run_id, current.id, f"step {current.order} could not be started: {exc}")
 
 
 def _launch_next(rt: Runtime, app: Celery, run: RunRecord) -> None:

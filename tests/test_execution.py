@@ -9,7 +9,7 @@ from kgmigrate.config import load_settings
 from kgmigrate.connect import resolve
 from kgmigrate.graph.falkordb import FalkorDBBackend
 from kgmigrate.ledger import Ledger
-from kgmigrate.lock import LockHeldError
+from kgmigrate.lock import LockHeldError, MigrationLock
 from kgmigrate.models import MigrationStatus, RunRecord
 from kgmigrate.registry import Registry
 from kgmigrate.versions import Version
@@ -165,6 +165,22 @@ def test_resume_after_killing_everything_completes_without_reapplying(
     run = runs.wait(falkordb, run_id, timeout_s=240)
     assert run.status is MigrationStatus.COMPLETED, run.error_log
     assert_every_entity_changed_exactly_once(falkordb)  # committed batches not re-applied
+
+
+def test_a_step_that_cannot_start_fails_the_run_instead_of_hanging(
+        execution: Execution, falkordb: FalkorDBBackend) -> None:
+    falkordb.write("UNWIND range(1, 100) AS i CREATE (:Item {i: i})")
+    execution.write_migration("V0001__x.py", THREE_STEPS.format(batch=10, validation="true"))
+    run_id = start(execution, falkordb)
+    # the recorded operation of step 1 is corrupted before any worker sees it
+    falkordb.write("MATCH (s:__KGMStep {run_id: $id}) WHERE s.order = 1 "
+                   "SET s.operation = 'no_such_op'", {"id": run_id})
+    execution.start_worker()
+    run = runs.wait(falkordb, run_id, timeout_s=120)
+    assert run.status is MigrationStatus.FAILED
+    assert "step 1 could not be started: unknown operation kind 'no_such_op'" in (
+        run.error_log or "")
+    assert MigrationLock(falkordb).info() is None  # the lock was released
 
 
 def test_a_second_concurrent_upgrade_is_refused_by_the_lock(

@@ -51,8 +51,10 @@ def run_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str) -
         if exc.transient:
             raise
         seconds = time.perf_counter() - started
+        _, probe_params = dialect.match_batch(scope, address)
         return _aborted(rt, result, exc, op, statement=diagnosis_statement(
-            dialect, scope, op.apply, op.validation or "true"), params=params, seconds=seconds)
+            dialect, scope, op.apply, op.validation or "true"), params=probe_params,
+            seconds=seconds)
     row = written.single()
     counters = {k: v for k, v in written.counters.model_dump().items() if v}
     return result.model_copy(update={"entities": int(row["n"]), "counters": counters,
@@ -68,9 +70,7 @@ def _aborted(rt: Runtime, result: BatchResult, exc: BackendError, op: BatchedCyp
         return result.model_copy(update={"status": "skipped", "seconds": seconds})
     offending: list[dict[str, object]] = []
     if op.validation:
-        probe_params = {k: v for k, v in params.items() if not k.startswith(
-            ("kgm_batch", "kgm_step", "kgm_run", "kgm_worker", "kgm_at"))}
-        offending = rt.backend.probe_write(statement, probe_params).records
+        offending = rt.backend.probe_write(statement, params).records
     keys = ", ".join(str(o["key"]) for o in offending) or "(none found)"
     message = (f"batch {result.seq}: {len(offending)} entities failed validation "
                f"`{op.validation}`: keys {keys}" if op.validation else

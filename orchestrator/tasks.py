@@ -22,6 +22,8 @@ def step_crashed(*args: Any) -> None:
     """Celery calls this with (failed task id) or (request, exc, traceback), then our
     (run_id, step_id): only the last two matter, plus the error when there is one."""
     *failure, run_id, step_id = args
+    rt = current()
+    recorded = [b.error for b in rt.ledger.batches(step_id) if b.status.value == "failed"]
     error = next((repr(a) for a in failure if isinstance(a, BaseException)), None)
-    control.fail(current(), run_id, step_id,
-                 f"a batch task crashed: {error or 'task ' + str(failure[0] if failure else '?')}")
+    reason = "; ".join(e for e in recorded if e) or error or "no reason was recorded"
+    control.fail(rt, run_id, step_id, f"a batch task crashed: {reason}")

@@ -124,10 +124,12 @@ class Execution:
         self.stack = stack
         self.workers: list[subprocess.Popen[bytes]] = []
 
-    def start_worker(self, concurrency: int = 1) -> "subprocess.Popen[bytes]":
+    def start_worker(self, concurrency: int = 1,
+                     queues: str = "kgm.batches,kgm.control") -> "subprocess.Popen[bytes]":
         log = (self.logs / f"worker-{len(self.workers) + 1}.log").open("ab")
         process = subprocess.Popen(
-            [sys.executable, "-m", "kgmigrate.cli", "worker", "--concurrency", str(concurrency)],
+            [sys.executable, "-m", "kgmigrate.cli", "worker", "--concurrency", str(concurrency),
+             "--queues", queues],
             env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
         self.workers.append(process)

@@ -183,6 +183,25 @@ def test_a_step_that_cannot_start_fails_the_run_instead_of_hanging(
     assert MigrationLock(falkordb).info() is None  # the lock was released
 
 
+def test_a_crashing_batch_task_fails_the_run_through_the_chord_error_callback(
+        execution: Execution, falkordb: FalkorDBBackend) -> None:
+    falkordb.write("UNWIND range(1, 1000) AS i CREATE (:Item {i: i})")
+    execution.write_migration("V0001__x.py", THREE_STEPS.format(batch=100, validation="true"))
+    # Given only a control worker: the run is planned and its batch tasks wait in the queue
+    execution.start_worker(queues="kgm.control")
+    run_id = start(execution, falkordb)
+    wait_for(falkordb, run_id, lambda r: r.steps[0].planned, timeout_s=60)
+    # When one batch's ledger record vanishes, its task raises instead of returning a result
+    falkordb.write("MATCH (b:__KGMBatch) WHERE b.seq = 3 DELETE b")
+    execution.start_worker(queues="kgm.batches")
+    # Then the chord's error callback ends the run FAILED, and the lock is released
+    run = runs.wait(falkordb, run_id, timeout_s=120)
+    assert run.status is MigrationStatus.FAILED
+    assert "a batch task crashed" in (run.error_log or "")
+    assert "no batch" in (run.error_log or "")
+    assert MigrationLock(falkordb).info() is None
+
+
 def test_a_second_concurrent_upgrade_is_refused_by_the_lock(
         execution: Execution, falkordb: FalkorDBBackend) -> None:
     falkordb.write("CREATE (:Item {i: 1})")

@@ -1,5 +1,6 @@
 """Running one batch (or one unbatched statement) of a step, in a worker process."""
 
+import contextlib
 import os
 import socket
 import time
@@ -85,6 +86,15 @@ def _failed(rt: Runtime, result: BatchResult, message: str, seconds: float) -> B
         status=MigrationStatus.FAILED, attempts=1, worker=result.worker, error=message[:4000],
         finished_at=utc_now()))
     return failed
+
+
+def record_crash(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str,
+                 exc: BaseException) -> None:
+    """Best effort: the chord's error callback reads the reason from here."""
+    with contextlib.suppress(KgmError):  # the graph itself may be what failed
+        _failed(rt, BatchResult(run_id=run_id, step_id=step_id, batch_id=batch_id, seq=seq,
+                                status="failed", worker=worker_name()),
+                f"batch {seq} crashed: {type(exc).__name__}: {exc}", 0.0)
 
 
 def run_statement(rt: Runtime, run_id: str, step_id: str, batch_id: str) -> BatchResult:

@@ -7,7 +7,7 @@ from celery import Task
 from kgmigrate.celery_app import APPLY_BATCH, RUN_STATEMENT, app
 from kgmigrate.errors import BackendError
 from kgmigrate.runtime import current
-from workers.batch import run_batch, run_statement
+from workers.batch import record_crash, run_batch, run_statement
 
 MAX_RETRIES = 5
 
@@ -20,6 +20,9 @@ def apply_batch(self: Task, run_id: str, step_id: str, seq: int, batch_id: str,
         return run_batch(current(), run_id, step_id, seq, batch_id).model_dump(mode="json")
     except BackendError as exc:  # transient: retry with exponential backoff
         raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries)) from exc
+    except Exception as exc:  # a crash: leave the reason in the ledger, then fail the chord
+        record_crash(current(), run_id, step_id, seq, batch_id, exc)
+        raise
 
 
 @app.task(name=RUN_STATEMENT, bind=True, max_retries=MAX_RETRIES)  # type: ignore[untyped-decorator]

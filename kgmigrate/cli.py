@@ -6,7 +6,7 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 import typer
@@ -19,7 +19,7 @@ from rich.table import Table
 from kgmigrate import __version__, api, runs
 from kgmigrate.celery_app import BATCH_QUEUE, CONTROL_QUEUE, QUEUE_MODULES, configure
 from kgmigrate.config import Settings, load_settings
-from kgmigrate.connect import backend_for, open_backend, resolve
+from kgmigrate.connect import Endpoints, backend_for, open_backend, resolve
 from kgmigrate.errors import KgmError
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.graph.falkordb import FalkorDBBackend
@@ -360,24 +360,12 @@ def upgrade(
     as_json: JsonFlag = False,
 ) -> None:
     """Apply pending migrations as batched tasks on the workers, with live progress."""
-    settings = load_settings()
-    endpoints = resolve(settings)
-    with backend_for(endpoints.graph, settings) as backend, contextlib.ExitStack() as stack:
+
+    def start(backend: GraphBackend, settings: Settings, endpoints: Endpoints) -> str | None:
         registry = Registry.load(settings.migrations_dir)
-        if local_workers:
-            stack.enter_context(LocalWorkers(local_workers, endpoints,
-                                             log_dir=settings.stack_dir / "workers"))
-        run_id = runs.enqueue_migration(backend, registry, endpoints, target=target)
-        if run_id is None:
-            _say(as_json, {"run_id": None, "status": "up_to_date"}, "Nothing to apply: the graph "
-                 "is up to date.")
-            return
-        if not (wait or local_workers):
-            _say(as_json, {"run_id": run_id, "status": "pending"},
-                 f"run {run_id} enqueued; follow it with `kgmigrate status {run_id} --watch`")
-            return
-        run = _watch(backend, run_id, quiet=as_json)
-    _finish_output(run, as_json)
+        return runs.enqueue_migration(backend, registry, endpoints, target=target)
+
+    _follow(start, wait=wait, local_workers=local_workers, as_json=as_json)
 
 
 @app.command()
@@ -388,15 +376,31 @@ def resume(
     as_json: JsonFlag = False,
 ) -> None:
     """Re-enqueue the batches of a run that are not committed (after any crash)."""
+
+    def start(backend: GraphBackend, settings: Settings, endpoints: Endpoints) -> str | None:
+        runs.resume(backend, endpoints, run_id)
+        return run_id
+
+    _follow(start, wait=wait, local_workers=local_workers, as_json=as_json)
+
+
+def _follow(start: Callable[[GraphBackend, Settings, Endpoints], str | None], *, wait: bool,
+            local_workers: int, as_json: bool) -> None:
+    """Start (or resume) a run, with local workers if asked, and follow it unless told not to."""
     settings = load_settings()
     endpoints = resolve(settings)
     with backend_for(endpoints.graph, settings) as backend, contextlib.ExitStack() as stack:
         if local_workers:
             stack.enter_context(LocalWorkers(local_workers, endpoints,
                                              log_dir=settings.stack_dir / "workers"))
-        runs.resume(backend, endpoints, run_id)
+        run_id = start(backend, settings, endpoints)
+        if run_id is None:
+            _say(as_json, {"run_id": None, "status": "up_to_date"},
+                 "Nothing to apply: the graph is up to date.")
+            return
         if not (wait or local_workers):
-            _say(as_json, {"run_id": run_id, "status": "resumed"}, f"run {run_id} resumed")
+            _say(as_json, {"run_id": run_id, "status": "enqueued"},
+                 f"run {run_id} enqueued; follow it with `kgmigrate status {run_id} --watch`")
             return
         run = _watch(backend, run_id, quiet=as_json)
     _finish_output(run, as_json)

@@ -137,11 +137,16 @@ class FalkorDBBackend(GraphBackend):
 
     # -- keys ---------------------------------------------------------------------------------
 
+    def _upper_key(self, scope: Scope, internal: bool) -> int | None:
+        """The highest anchor key the scope can have (None: empty), bounding the windows."""
+        value = self.read(self.dialect.max_key(scope, internal=internal),
+                          scope.params if scope.entity == "node" else None).value("max_id")
+        return None if value is None else int(value)
+
     def iter_keys(self, scope: Scope, *, internal: bool = False) -> Iterator[Key]:
         """Walk the id space in windows: each read is an id-range scan of at most `window` ids,
         so memory is bounded and the total cost is linear in the highest id."""
-        max_id = self.read(self.dialect.max_key(scope, internal=internal),
-                           scope.params if scope.entity == "node" else None).value("max_id")
+        max_id = self._upper_key(scope, internal)
         if max_id is None:
             return
         statement = self.dialect.keys_in_window(scope, internal=internal)
@@ -155,8 +160,7 @@ class FalkorDBBackend(GraphBackend):
         """Cuts computed on the server, one id window (`plan_window` ids) at a time: only the
         first key of each batch comes back, not every key. Ranges over anchor values never
         split a start node's relationships; a batch never spans two windows."""
-        max_id = self.read(self.dialect.max_key(scope, internal=internal),
-                           scope.params if scope.entity == "node" else None).value("max_id")
+        max_id = self._upper_key(scope, internal)
         if max_id is None:
             return
         statement = self.dialect.batch_marks_in_window(scope, internal=internal)

@@ -8,14 +8,17 @@ import re
 from pathlib import Path
 
 from kgmigrate import runs
+from kgmigrate.backup.store import open_store
 from kgmigrate.checks import ensure_valid, list_migrations, validate
 from kgmigrate.config import Settings, load_settings
 from kgmigrate.connect import open_backend, resolve
 from kgmigrate.errors import KgmError
+from kgmigrate.fingerprint import Fingerprint, fingerprint
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
 from kgmigrate.models import (
     AppliedMigration,
+    Conflict,
     MigrationMetadata,
     MigrationStatus,
     PlannedMigration,
@@ -161,6 +164,18 @@ class DataMigrationManager:
 
     def resume(self, run_id: str) -> None:
         runs.resume(self.backend, resolve(self.settings), run_id)
+
+    def rollback_migration(self, run_id: str, *, force: bool = False) -> None:
+        """The ticket's verb: restore what a failed run changed, from its undo log (also
+        continues a rollback that stopped); `wait` for the outcome."""
+        runs.rollback(self.backend, resolve(self.settings), run_id, force=force)
+
+    def conflicts(self, run_id: str) -> list[Conflict]:
+        run = status(self.backend, run_id)
+        return runs.conflicts(open_store(self.settings.backup_dir), run)
+
+    def fingerprint(self) -> Fingerprint:
+        return fingerprint(self.backend)
 
     def close(self) -> None:
         self.backend.close()

@@ -19,6 +19,10 @@ RUN_STATEMENT = "workers.run_statement"
 START_RUN = "orchestrator.start_run"
 STEP_DONE = "orchestrator.step_done"
 STEP_CRASHED = "orchestrator.step_crashed"
+RESTORE_BATCH = "workers.restore_batch"
+START_ROLLBACK = "orchestrator.start_rollback"
+ROLLBACK_STEP_DONE = "orchestrator.rollback_step_done"
+ROLLBACK_CRASHED = "orchestrator.rollback_crashed"
 
 # Redis redelivers an unacknowledged task after this long; it must stay well above the longest
 # batch, or a slow batch is run twice at once (still exactly-once in effect, but wasted).

@@ -17,15 +17,17 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from kgmigrate import __version__, api, runs
+from kgmigrate.backup.store import open_store
 from kgmigrate.celery_app import BATCH_QUEUE, CONTROL_QUEUE, QUEUE_MODULES, configure
 from kgmigrate.config import Settings, load_settings
 from kgmigrate.connect import Endpoints, backend_for, open_backend, resolve
 from kgmigrate.errors import KgmError
+from kgmigrate.fingerprint import fingerprint as fingerprint_of
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.graph.falkordb import FalkorDBBackend
 from kgmigrate.local_workers import LocalWorkers
 from kgmigrate.lock import MigrationLock, default_holder
-from kgmigrate.models import MigrationStatus, RunRecord
+from kgmigrate.models import Conflict, MigrationStatus, RunRecord
 from kgmigrate.registry import Registry
 from kgmigrate.sample import GraphSummary, load_sample, summarize
 from kgmigrate.stack import EmbeddedStack, StackStatus
@@ -87,10 +89,17 @@ def sample(
 ) -> None:
     """Load a Vitalyst-like sample graph into an empty graph."""
     settings = load_settings()
-    with open_backend(settings) as backend, Progress(
-        TextColumn("{task.description:>16}"), BarColumn(), TextColumn("{task.completed:>9,}"),
-        TimeElapsedColumn(), console=Console(stderr=True), disable=as_json,
-    ) as bar:
+    with open_backend(settings) as backend, _counting(quiet=as_json) as advance:
+        summary = load_sample(backend, nodes, seed=seed, progress=advance)
+    _show_summary(summary, as_json)
+
+
+@contextlib.contextmanager
+def _counting(*, quiet: bool = False) -> Iterator[Callable[[str, int], None]]:
+    """Progress for streaming work of unknown size: one counter per kind of thing."""
+    with Progress(TextColumn("{task.description:>16}"), BarColumn(),
+                  TextColumn("{task.completed:>11,}"), TimeElapsedColumn(),
+                  console=Console(stderr=True), disable=quiet) as bar:
         tasks: dict[str, TaskID] = {}
 
         def advance(what: str, count: int) -> None:
@@ -98,8 +107,7 @@ def sample(
                 tasks[what] = bar.add_task(what, total=None)
             bar.advance(tasks[what], count)
 
-        summary = load_sample(backend, nodes, seed=seed, progress=advance)
-    _show_summary(summary, as_json)
+        yield advance
 
 
 @app.command()
@@ -384,8 +392,41 @@ def resume(
     _follow(start, wait=wait, local_workers=local_workers, as_json=as_json)
 
 
+@app.command()
+def rollback(
+    run_id: Annotated[str, typer.Argument(help="The failed run to roll back.")],
+    force: Annotated[bool, typer.Option(
+        "--force", help="Also restore entities changed by someone else since the run wrote "
+        "them (their change is lost).")] = False,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait")] = True,
+    local_workers: Annotated[int, typer.Option(min=0)] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Restore what a failed run changed from its undo log (or continue a stopped rollback)."""
+
+    def start(backend: GraphBackend, settings: Settings, endpoints: Endpoints) -> str | None:
+        runs.rollback(backend, endpoints, run_id, force=force)
+        return run_id
+
+    _follow(start, wait=wait, local_workers=local_workers, as_json=as_json,
+            success=MigrationStatus.ROLLED_BACK)
+
+
+@app.command()
+def fingerprint(as_json: JsonFlag = False) -> None:
+    """An order-independent digest of the graph's labels, properties and relationships (ledger
+    excluded): equal digests, equal graphs. Streams the graph, with progress."""
+    with _graph() as (backend, _), _counting(quiet=as_json) as advance:
+        digest = fingerprint_of(backend, progress=advance)
+    if as_json:
+        _print_json(digest.model_dump())
+    else:
+        out.print(str(digest))
+
+
 def _follow(start: Callable[[GraphBackend, Settings, Endpoints], str | None], *, wait: bool,
-            local_workers: int, as_json: bool) -> None:
+            local_workers: int, as_json: bool,
+            success: MigrationStatus = MigrationStatus.COMPLETED) -> None:
     """Start (or resume) a run, with local workers if asked, and follow it unless told not to."""
     settings = load_settings()
     endpoints = resolve(settings)
@@ -403,7 +444,17 @@ def _follow(start: Callable[[GraphBackend, Settings, Endpoints], str | None], *,
                  f"run {run_id} enqueued; follow it with `kgmigrate status {run_id} --watch`")
             return
         run = _watch(backend, run_id, quiet=as_json)
-    _finish_output(run, as_json)
+        if run.status is MigrationStatus.ROLLBACK_BLOCKED and not as_json:
+            _show_conflicts(runs.conflicts(open_store(settings.backup_dir), run))
+    _finish_output(run, as_json, success)
+
+
+def _show_conflicts(conflicts: list[Conflict], limit: int = 20) -> None:
+    for c in conflicts[:limit]:
+        out.print(f"  conflict: step {c.step} batch {c.batch} key {c.key!r}: "
+                  f"{escape(c.reason)}; now {escape(str(c.now))[:200]}", highlight=False)
+    if len(conflicts) > limit:
+        out.print(f"  ... and {len(conflicts) - limit} more (`kgmigrate status RUN --json`)")
 
 
 def _say(as_json: bool, data: dict[str, Any], text: str) -> None:
@@ -413,15 +464,16 @@ def _say(as_json: bool, data: dict[str, Any], text: str) -> None:
         out.print(text)
 
 
-def _finish_output(run: RunRecord, as_json: bool) -> None:
+def _finish_output(run: RunRecord, as_json: bool,
+                   success: MigrationStatus = MigrationStatus.COMPLETED) -> None:
     if as_json:
         _print_json(run.model_dump(mode="json"))
     else:
-        color = "green" if run.status is MigrationStatus.COMPLETED else "red"
+        color = "green" if run.status is success else "red"
         out.print(f"run {run.id}: [bold {color}]{run.status}[/]")
         if run.error_log:
             out.print(f"  {escape(run.error_log)}", highlight=False)
-    if run.status is not MigrationStatus.COMPLETED:
+    if run.status is not success:
         raise typer.Exit(1)
 
 

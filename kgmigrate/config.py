@@ -95,7 +95,11 @@ class Settings(BaseSettings):
     neo4j_database: str | None = None
     broker_url: SecretStr | None = None
     result_backend: SecretStr | None = None
-    backup_dir: Path = Path(".kgmigrate/backups")
+    backup_dir: Path = Path(".kgmigrate/backups")  # undo logs and snapshots; shared by workers
+    auto_rollback: bool = True  # a failed batch or step validation rolls the run back
+    # Run before a migration starts when it asks for a snapshot (e.g. neo4j-admin dump); the
+    # run id is passed as $KGMIGRATE_RUN_ID. Empty: kgmigrate takes its own snapshot.
+    pre_migration_backup_command: str | None = None
     migrations_dir: Path = Path("migrations")
     # The embedded stack: where it keeps its data and which loopback port it listens on.
     stack_dir: Path = Path(".kgmigrate/stack")

@@ -3,11 +3,15 @@
 Every batch is one atomic statement (FalkorDB has nothing bigger; on Neo4j it is one managed
 transaction). In that statement:
 
+0. (before it, outside it) the worker makes the batch's pre-image durable in the backup store,
+   the write-ahead undo record (kgmigrate.undo);
 1. the batch's entities are matched by key (range or list) and the step's `apply` runs on them;
 2. each entity is checked against the step's per-entity validation;
-3. the step's progress counters advance and the batch is marked completed in the ledger;
+3. the step's progress counters advance and the batch is marked completed in the ledger, with
+   the name of the undo record that belongs to this attempt;
 4. the statement divides by zero - and so the server undoes *all* of it - when the batch was
-   already completed (a redelivered task: exactly-once) or when any entity failed validation.
+   already completed (a redelivered task: exactly-once), when any entity failed validation, or
+   when its step is no longer running (it failed: a rollback may be planning already).
 
 After such an abort the worker tells the two apart by reading the batch's status, and for a
 validation failure runs the statement again with `probe_write` (whose effects are discarded)
@@ -21,6 +25,7 @@ from pydantic import BaseModel
 from kgmigrate.graph.dialect import Dialect
 from kgmigrate.graph.types import BatchAddress, KeyList, KeyRange, Scope
 from kgmigrate.ledger import BATCH, STEP
+from kgmigrate.ops import BatchedCypher
 
 BAD_SAMPLE = 20  # offending entities reported per failed batch
 
@@ -53,24 +58,35 @@ def address_from_json(data: dict[str, Any]) -> BatchAddress:
     return KeyRange(int(data["lo"]), int(data["hi"]))
 
 
-def batch_statement(dialect: Dialect, scope: Scope, apply: str,
-                    validation: str | None) -> str:
-    """The statement for one batch of a batched step (parameters: `batch_params`)."""
+def batch_statement(dialect: Dialect, scope: Scope, op: BatchedCypher) -> str:
+    """The statement for one batch of a batched step (parameters: `batch_params`).
+
+    It also returns, per entity, what the undo log needs to detect conflicts later:
+    `[key, state before, state after, created key, created state]`, each state in the server's
+    own rendering (`Dialect.signature`), taken inside the same atomic statement."""
     match, _ = dialect.match_batch(scope, _sample_address(dialect))
-    valid = validation or "true"
-    key = dialect.key("e")
+    valid = op.validation or "true"
+    carried = "e" if scope.entity == "node" else "e, s, t"
+    sig = dialect.signature("e", scope.entity)
+    made = op.creates
+    image = ", ".join([
+        "kgm_key", "kgm_pre", "null" if op.deletes else sig,
+        dialect.key(made) if made else "null",
+        dialect.signature(made, scope.entity) if made else "null"])
     return (
-        f"{match} {apply} "
-        f"WITH e, ({valid}) AS ok "
+        f"{match} WITH {carried}, {dialect.key('e')} AS kgm_key, {sig} AS kgm_pre {op.apply} "
+        f"WITH e, kgm_key, [{image}] AS kgm_image, ({valid}) AS ok "
         f"WITH count(e) AS n, sum(CASE WHEN ok THEN 0 ELSE 1 END) AS bad, "
-        f"collect(CASE WHEN ok THEN null ELSE {key} END)[..{BAD_SAMPLE}] AS bad_keys "
+        f"collect(CASE WHEN ok THEN null ELSE kgm_key END)[..{BAD_SAMPLE}] AS bad_keys, "
+        "collect(kgm_image) AS images "
         f"MERGE (b:{BATCH} {{id: $kgm_batch_id}}) "
-        "WITH n, bad, bad_keys, b, coalesce(b.status = 'completed', false) AS dup "
+        "WITH n, bad, bad_keys, images, b, coalesce(b.status = 'completed', false) AS dup "
         "SET b.status = 'completed', b.entities = n, b.worker = $kgm_worker, "
-        "b.finished_at = $kgm_at, b.attempts = coalesce(b.attempts, 0) + 1 "
-        f"WITH n, bad, bad_keys, dup MATCH (st:{STEP} {{id: $kgm_step_id}}) "
+        "b.finished_at = $kgm_at, b.attempts = coalesce(b.attempts, 0) + 1, b.undo = $kgm_undo "
+        f"WITH n, bad, bad_keys, images, dup MATCH (st:{STEP} {{id: $kgm_step_id}}) "
         "SET st.batches_done = st.batches_done + 1, st.entities_done = st.entities_done + n "
-        "RETURN n, bad, bad_keys, dup, 1 / (CASE WHEN dup OR bad > 0 THEN 0 ELSE 1 END) AS ok"
+        "RETURN n, bad, bad_keys, dup, images, st.status <> 'in_progress' AS stopped, "
+        "1 / (CASE WHEN dup OR bad > 0 OR st.status <> 'in_progress' THEN 0 ELSE 1 END) AS ok"
     )
 
 
@@ -82,10 +98,11 @@ def diagnosis_statement(dialect: Dialect, scope: Scope, apply: str, validation: 
 
 
 def batch_params(dialect: Dialect, scope: Scope, address: BatchAddress, *, run_id: str,
-                 step_id: str, batch_id: str, worker: str, at: str) -> dict[str, Any]:
+                 step_id: str, batch_id: str, worker: str, at: str,
+                 undo: str) -> dict[str, Any]:
     _, params = dialect.match_batch(scope, address)
     return {**params, "kgm_batch_id": batch_id, "kgm_step_id": step_id, "kgm_run_id": run_id,
-            "kgm_worker": worker, "kgm_at": at}
+            "kgm_worker": worker, "kgm_at": at, "kgm_undo": undo}
 
 
 def step_validation_statement(dialect: Dialect, scope: Scope, validation: str) -> str:

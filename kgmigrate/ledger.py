@@ -159,7 +159,20 @@ READ_BATCHES = (
     "RETURN b.id AS id, b.run_id AS run_id, b.step_id AS step_id, b.seq AS seq, "
     "b.status AS status, b.attempts AS attempts, b.worker AS worker, b.entities AS entities, "
     "b.counters AS counters, b.error AS error, b.started_at AS started_at, "
-    "b.finished_at AS finished_at ORDER BY b.seq"
+    "b.finished_at AS finished_at, b.undo AS undo ORDER BY b.seq"
+)
+MARK_RESTORED = (
+    f"MERGE (b:{BATCH} {{id: $id}}) SET b.status = 'completed', b.kind = 'restore', "
+    "b.run_id = $run_id, b.step_id = $step_id, b.restored = 1, b.conflicts = 0, "
+    "b.finished_at = $at RETURN b.id AS id"
+)
+READ_RESTORES = (
+    f"MATCH (b:{BATCH} {{step_id: $step_id}}) "
+    "RETURN b.id AS id, b.restored AS restored, b.conflicts AS conflicts ORDER BY b.id"
+)
+MARK_CHAIN = (
+    f"MATCH (m:{MIGRATION} {{state: 'applied'}}) WHERE m.run_id = $run_id "
+    "SET m.state = $state, m.reverted_at = $at, m.reverted_by = $by RETURN m.version AS version"
 )
 
 
@@ -333,9 +346,29 @@ class Ledger:
         data["finished_at"] = _iso(batch.finished_at) if batch.finished_at else None
         self.backend.write(UPSERT_BATCH, data)
 
+    def restores(self, step_id: str) -> list[dict[str, Any]]:
+        """The restore batches a rollback recorded for a step (see kgmigrate.undo)."""
+        return self.backend.read(READ_RESTORES, {"step_id": restore_step_id(step_id)}).records
+
+    def mark_restored(self, batch_id: str, run_id: str, step_id: str) -> None:
+        self.backend.write(MARK_RESTORED, {"id": batch_id, "run_id": run_id, "step_id": step_id,
+                                           "at": _iso(utc_now())})
+
+    def revert_applied(self, run_id: str, *, state: str, by: str) -> list[str]:
+        """Take a run's migrations out of the applied chain (they stay in it for the audit,
+        marked `rolled_back` or `downgraded`)."""
+        rows = self.backend.write(MARK_CHAIN, {"run_id": run_id, "state": state,
+                                               "at": _iso(utc_now()), "by": by}).records
+        return [r["version"] for r in rows]
+
     def batches(self, step_id: str) -> list[BatchRecord]:
         return [BatchRecord(**_present({**r, "counters": json.loads(r["counters"] or "{}")}))
                 for r in self.backend.read(READ_BATCHES, {"step_id": step_id}).records]
+
+
+def restore_step_id(step_id: str) -> str:
+    """Restore batches are filed under their own step id, apart from the forward batches."""
+    return f"rb:{step_id}"
 
 
 def _step(row: dict[str, Any]) -> StepRecord:

@@ -162,6 +162,7 @@ class BatchRecord(_Model):
     error: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    undo: str | None = None  # the undo record of the attempt that committed
 
 
 class RunRecord(_Model):
@@ -179,6 +180,19 @@ class RunRecord(_Model):
     finished_at: datetime | None = None
     plan: list[dict[str, Any]] = []  # each migration's metadata (without steps)
     steps: list[StepRecord] = []
+
+
+class Conflict(_Model):
+    """An entity a rollback did not restore, because someone else changed it after the batch
+    wrote it (`now`: its state as the server renders it; None: deleted). `forced` entries come
+    from a forced pass: not even it could restore them (they were deleted)."""
+
+    step: int
+    batch: int
+    key: Any
+    reason: str
+    now: Any = None
+    forced: bool = False
 
 
 class LockInfo(_Model):

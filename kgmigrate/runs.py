@@ -9,7 +9,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kgmigrate.celery_app import START_RUN, sender
+from kgmigrate.backup.store import BackupStore
+from kgmigrate.celery_app import START_ROLLBACK, START_RUN, sender
 from kgmigrate.checks import ensure_valid
 from kgmigrate.connect import Endpoints
 from kgmigrate.errors import KgmError
@@ -17,14 +18,17 @@ from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ids import new_id
 from kgmigrate.ledger import Ledger
 from kgmigrate.lock import MigrationLock, default_holder
-from kgmigrate.models import MigrationStatus, RunRecord, StepRecord, utc_now
+from kgmigrate.models import Conflict, MigrationStatus, RunRecord, StepRecord, utc_now
 from kgmigrate.registry import Registry
 from kgmigrate.runtime import LEASE_S
 from kgmigrate.versions import Version
 
-# A FAILED run may still be resumed or rolled back, but nothing more happens on its own.
+# A FAILED or ROLLBACK_BLOCKED run may still be resumed or rolled back, but nothing more
+# happens on its own.
 ENDED = frozenset({MigrationStatus.COMPLETED, MigrationStatus.FAILED,
-                   MigrationStatus.ROLLED_BACK})
+                   MigrationStatus.ROLLED_BACK, MigrationStatus.ROLLBACK_BLOCKED})
+
+ROLLBACK_STATES = frozenset({MigrationStatus.ROLLING_BACK, MigrationStatus.ROLLBACK_BLOCKED})
 
 
 def enqueue_migration(backend: GraphBackend, registry: Registry, endpoints: Endpoints, *,
@@ -56,15 +60,58 @@ def resume(backend: GraphBackend, endpoints: Endpoints, run_id: str) -> None:
         raise KgmError(f"no run {run_id}")
     if run.status.is_final:
         raise KgmError(f"run {run_id} is {run.status}; there is nothing to resume")
+    if run.status in ROLLBACK_STATES:
+        raise KgmError(f"run {run_id} is {run.status}: a run being rolled back cannot be "
+                       f"resumed forward; continue the rollback: kgmigrate rollback {run_id}")
     MigrationLock(backend, lease_s=LEASE_S).acquire(default_holder(), run_id)
     _send_start(endpoints, run_id)
 
 
+def rollback(backend: GraphBackend, endpoints: Endpoints, run_id: str, *,
+             force: bool = False) -> None:
+    """Restore what a failed run changed, from its undo log (the ticket's `rollback_migration`).
+
+    Also continues a rollback that crashed or stopped at conflicts; `force` restores conflicting
+    entities too. A COMPLETED run is undone with `downgrade` instead."""
+    ledger = Ledger(backend)
+    run = ledger.run(run_id)
+    if run is None:
+        raise KgmError(f"no run {run_id}")
+    if run.status is MigrationStatus.ROLLED_BACK:
+        raise KgmError(f"run {run_id} is already rolled back")
+    if run.status is MigrationStatus.COMPLETED:
+        raise KgmError(f"run {run_id} completed; undo its migrations with "
+                       "`kgmigrate downgrade TARGET` instead")
+    if run.status in (MigrationStatus.PENDING, MigrationStatus.IN_PROGRESS,
+                      MigrationStatus.VALIDATING):
+        raise KgmError(f"run {run_id} is {run.status}; wait for it to end (or fail) first")
+    MigrationLock(backend, lease_s=LEASE_S).acquire(default_holder(), run_id)
+    if run.status is not MigrationStatus.ROLLING_BACK:
+        ledger.transition(run_id, MigrationStatus.ROLLING_BACK)
+    _send(endpoints, START_ROLLBACK, run_id, force)
+
+
+def conflicts(store: BackupStore, run: RunRecord) -> list[Conflict]:
+    """What a rollback left as it was (or restored only because it was forced), per entity."""
+    found = []
+    for key in store.keys(f"runs/{run.id}/rollback"):
+        order, name = key.split("/")[-2:]
+        seq, kind = name.split(".")
+        for entry in store.rows(key):
+            found.append(Conflict(step=int(order), batch=int(seq), forced=kind == "forced",
+                                  **entry))
+    return found
+
+
 def _send_start(endpoints: Endpoints, run_id: str) -> None:
+    _send(endpoints, START_RUN, run_id)
+
+
+def _send(endpoints: Endpoints, task: str, *args: object) -> None:
     app = sender(endpoints.broker_url.get_secret_value(),
                  endpoints.result_backend.get_secret_value())
     try:
-        app.send_task(START_RUN, args=[run_id])
+        app.send_task(task, args=list(args))
     finally:
         app.close()
 
@@ -72,7 +119,7 @@ def _send_start(endpoints: Endpoints, run_id: str) -> None:
 def wait(backend: GraphBackend, run_id: str, *, timeout_s: float | None = None,
          poll_s: float = 0.5, on_progress: Callable[[RunRecord], None] | None = None,
          ) -> RunRecord:
-    """Block until the run ends (COMPLETED, FAILED or ROLLED_BACK); read-only."""
+    """Block until the run ends (see ENDED); read-only."""
     ledger = Ledger(backend)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while True:

@@ -7,6 +7,7 @@ must not cross a fork). Steps' operations are rebuilt from the ledger and cached
 import os
 from dataclasses import dataclass, field
 
+from kgmigrate.backup.store import BackupStore, open_store
 from kgmigrate.config import Settings, load_settings
 from kgmigrate.connect import backend_for, resolve
 from kgmigrate.graph.base import GraphBackend
@@ -24,6 +25,7 @@ class Runtime:
     backend: GraphBackend
     ledger: Ledger
     lock: MigrationLock
+    store: BackupStore
     _steps: dict[str, tuple[StepRecord, Operation]] = field(default_factory=dict)
 
     def step(self, step_id: str) -> tuple[StepRecord, Operation]:
@@ -42,5 +44,6 @@ def current() -> Runtime:
         settings = load_settings()
         backend = backend_for(resolve(settings, broker=False).graph, settings)
         _runtimes[pid] = Runtime(settings, backend, Ledger(backend),
-                                 MigrationLock(backend, lease_s=LEASE_S))
+                                 MigrationLock(backend, lease_s=LEASE_S),
+                                 open_store(settings.backup_dir))
     return _runtimes[pid]

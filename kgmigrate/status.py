@@ -3,15 +3,19 @@
     PENDING -> IN_PROGRESS -> VALIDATING -> COMPLETED
                   |   ^           |
                   v   |           v
-                 FAILED <---------+
-                    |
+                 FAILED <---------+        (and each of them -> ROLLING_BACK directly when
+                    |                       a failure triggers the automatic rollback)
                     v
-               ROLLED_BACK
+               ROLLING_BACK -> ROLLED_BACK
+                    ^   |
+                    |   v
+              ROLLBACK_BLOCKED  (conflicts or a crash: fix, or force, and roll back again)
 
 A failed run may be resumed (FAILED -> IN_PROGRESS) or rolled back; a validating step may find
-more batches to run (VALIDATING -> IN_PROGRESS, the next step). COMPLETED and ROLLED_BACK are
-final. Keeping the table in one place is what lets the ledger refuse an impossible write
-(e.g. a late batch marking a rolled-back run completed).
+more batches to run (VALIDATING -> IN_PROGRESS, the next step). Once a rollback has started the
+run can only be rolled back further: resuming it forward would re-apply on half-restored data.
+COMPLETED and ROLLED_BACK are final. Keeping the table in one place is what lets the ledger
+refuse an impossible write (e.g. a late batch marking a rolled-back run completed).
 """
 
 from enum import StrEnum
@@ -26,21 +30,24 @@ class MigrationStatus(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     ROLLED_BACK = "rolled_back"
+    ROLLING_BACK = "rolling_back"
+    ROLLBACK_BLOCKED = "rollback_blocked"
 
     @property
     def is_final(self) -> bool:
         return not ALLOWED[self]
 
 
+_S = MigrationStatus
 ALLOWED: dict[MigrationStatus, frozenset[MigrationStatus]] = {
-    MigrationStatus.PENDING: frozenset({MigrationStatus.IN_PROGRESS, MigrationStatus.FAILED}),
-    MigrationStatus.IN_PROGRESS: frozenset({MigrationStatus.VALIDATING, MigrationStatus.FAILED}),
-    MigrationStatus.VALIDATING: frozenset({MigrationStatus.IN_PROGRESS, MigrationStatus.COMPLETED,
-                                           MigrationStatus.FAILED}),
-    MigrationStatus.FAILED: frozenset({MigrationStatus.IN_PROGRESS,
-                                       MigrationStatus.ROLLED_BACK}),
-    MigrationStatus.COMPLETED: frozenset(),
-    MigrationStatus.ROLLED_BACK: frozenset(),
+    _S.PENDING: frozenset({_S.IN_PROGRESS, _S.FAILED, _S.ROLLING_BACK}),
+    _S.IN_PROGRESS: frozenset({_S.VALIDATING, _S.FAILED, _S.ROLLING_BACK}),
+    _S.VALIDATING: frozenset({_S.IN_PROGRESS, _S.COMPLETED, _S.FAILED, _S.ROLLING_BACK}),
+    _S.FAILED: frozenset({_S.IN_PROGRESS, _S.ROLLING_BACK}),
+    _S.ROLLING_BACK: frozenset({_S.ROLLED_BACK, _S.ROLLBACK_BLOCKED}),
+    _S.ROLLBACK_BLOCKED: frozenset({_S.ROLLING_BACK}),
+    _S.COMPLETED: frozenset(),
+    _S.ROLLED_BACK: frozenset(),
 }
 
 

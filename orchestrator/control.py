@@ -12,7 +12,9 @@ from celery import Celery
 from kgmigrate.execution import BatchResult, step_validation_statement
 from kgmigrate.models import MigrationMetadata, MigrationStatus, RunRecord, StepRecord, utc_now
 from kgmigrate.ops import BatchedCypher, RunCypher
+from kgmigrate.runs import ROLLBACK_STATES
 from kgmigrate.runtime import Runtime
+from orchestrator import rollback
 from orchestrator.canvas import launch_step
 from orchestrator.planner import plan_step
 
@@ -23,7 +25,7 @@ FINAL_STEP = {MigrationStatus.COMPLETED, MigrationStatus.FAILED}
 def start_run(rt: Runtime, app: Celery, run_id: str) -> None:
     """Start a PENDING run, or resume an IN_PROGRESS/FAILED one from its uncommitted batches."""
     run = _run(rt, run_id)
-    if run.status.is_final:
+    if run.status.is_final or run.status in ROLLBACK_STATES:
         return
     if run.status is not MigrationStatus.IN_PROGRESS:  # pending, failed (resume), validating
         run = rt.ledger.transition(run_id, MigrationStatus.IN_PROGRESS)
@@ -37,7 +39,8 @@ def start_run(rt: Runtime, app: Celery, run_id: str) -> None:
         log.exception("run %s could not be started", run_id)
         current = next((s for s in run.steps if s.status is not MigrationStatus.COMPLETED),
                        run.steps[-1])
-        fail(rt, run_id, current.id, f"step {current.order} could not be started: {exc}")
+        fail(rt, run_id, current.id, f"step {current.order} could not be started: {exc}",
+             app=app)
 
 
 def _launch_next(rt: Runtime, app: Celery, run: RunRecord) -> None:
@@ -63,7 +66,7 @@ def step_done(rt: Runtime, app: Celery, results: list[dict[str, Any]], run_id: s
         _decide(rt, app, [BatchResult(**r) for r in results], _run(rt, run_id), step)
     except Exception as exc:  # a bug or a lost server must not leave the run hanging
         log.exception("step %s of run %s could not be finished", step.order, run_id)
-        fail(rt, run_id, step_id, f"step {step.order} could not be finished: {exc}")
+        fail(rt, run_id, step_id, f"step {step.order} could not be finished: {exc}", app=app)
 
 
 def _decide(rt: Runtime, app: Celery, results: list[BatchResult], run: RunRecord,
@@ -77,14 +80,14 @@ def _decide(rt: Runtime, app: Celery, results: list[BatchResult], run: RunRecord
         first = failed[0]
         fail(rt, run.id, step.id, f"step {step.order} ({step.description}): {first.error}"
              + (f" (and {len(failed) - 1} more failed batches)" if len(failed) > 1 else ""),
-             counters=counters)
+             counters=counters, app=app)
         return
     rt.ledger.transition(run.id, MigrationStatus.VALIDATING)
     rt.ledger.update_step(step.id, status=MigrationStatus.VALIDATING)
     problem = _validate_step(rt, step)
     if problem:
         fail(rt, run.id, step.id, f"step {step.order} ({step.description}): {problem}",
-             counters=counters)
+             counters=counters, app=app)
         return
     seconds = [round(r.seconds, 4) for r in sorted(results, key=lambda r: r.seq)
                if r.status == "completed"]
@@ -141,13 +144,19 @@ def _finish(rt: Runtime, run: RunRecord) -> None:
 
 
 def fail(rt: Runtime, run_id: str, step_id: str, message: str, *,
-         counters: dict[str, int] | None = None) -> None:
-    """The run ends FAILED with everything recorded (rollback builds on this)."""
+         counters: dict[str, int] | None = None, app: Celery | None = None) -> None:
+    """The step is FAILED (from here on its late batches abort instead of committing); the run
+    rolls back (KGMIGRATE_AUTO_ROLLBACK, the default) or ends FAILED, keeping the lock only
+    while something still runs."""
     rt.ledger.update_step(step_id, status=MigrationStatus.FAILED, counters=counters,
                           finished_at=utc_now())
     run = _run(rt, run_id)
     if run.status in (MigrationStatus.IN_PROGRESS, MigrationStatus.VALIDATING,
                       MigrationStatus.PENDING):
+        if app is not None and rt.settings.auto_rollback:
+            rt.ledger.transition(run_id, MigrationStatus.ROLLING_BACK, error=message)
+            rollback.start(rt, app, run_id, force=False)
+            return
         rt.ledger.transition(run_id, MigrationStatus.FAILED, error=message)
     rt.lock.release_for_run(run_id)
 

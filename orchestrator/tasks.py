@@ -2,9 +2,17 @@
 
 from typing import Any
 
-from kgmigrate.celery_app import START_RUN, STEP_CRASHED, STEP_DONE, app
+from kgmigrate.celery_app import (
+    ROLLBACK_CRASHED,
+    ROLLBACK_STEP_DONE,
+    START_ROLLBACK,
+    START_RUN,
+    STEP_CRASHED,
+    STEP_DONE,
+    app,
+)
 from kgmigrate.runtime import current
-from orchestrator import control
+from orchestrator import control, rollback
 
 
 @app.task(name=START_RUN)  # type: ignore[untyped-decorator]
@@ -26,4 +34,24 @@ def step_crashed(*args: Any) -> None:
     recorded = [b.error for b in rt.ledger.batches(step_id) if b.status.value == "failed"]
     error = next((repr(a) for a in failure if isinstance(a, BaseException)), None)
     reason = "; ".join(e for e in recorded if e) or error or "no reason was recorded"
-    control.fail(rt, run_id, step_id, f"a batch task crashed: {reason}")
+    control.fail(rt, run_id, step_id, f"a batch task crashed: {reason}", app=app)
+
+
+@app.task(name=START_ROLLBACK)  # type: ignore[untyped-decorator]
+def start_rollback(run_id: str, force: bool = False) -> None:
+    rollback.start(current(), app, run_id, force=force)
+
+
+@app.task(name=ROLLBACK_STEP_DONE)  # type: ignore[untyped-decorator]
+def rollback_step_done(results: list[dict[str, Any]], run_id: str, step_id: str,
+                       force: bool) -> None:
+    rollback.step_done(current(), app, results, run_id, step_id, force)
+
+
+@app.task(name=ROLLBACK_CRASHED)  # type: ignore[untyped-decorator]
+def rollback_crashed(*args: Any) -> None:
+    """A restore task raised after its retries: stop, keep what was restored, say why."""
+    *failure, run_id, _step_id = args
+    error = next((repr(a) for a in failure if isinstance(a, BaseException)), "no reason given")
+    rollback.block(current(), run_id, f"a restore task crashed: {error}; run "
+                   f"`kgmigrate rollback {run_id}` to continue")

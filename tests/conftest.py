@@ -119,6 +119,7 @@ class Execution:
             "KGMIGRATE_RESULT_BACKEND": f"redis://127.0.0.1:{stack.port}/{db}",
             "KGMIGRATE_MIGRATIONS_DIR": str(self.migrations),
             "KGMIGRATE_VISIBILITY_TIMEOUT_S": "10",
+            "KGMIGRATE_BACKUP_DIR": str(root / "backups"),
         }
         self.db = db
         self.stack = stack

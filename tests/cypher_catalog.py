@@ -6,9 +6,11 @@ Each later layer (ledger, ops, undo log) adds its renderings here.
 from dataclasses import dataclass, field
 from typing import Any
 
-from kgmigrate import execution, ledger, lock, sample
+from kgmigrate import execution, ledger, lock, sample, undo
 from kgmigrate.graph import IndexSpec, KeyList, Neo4jDialect, Scope
 from kgmigrate.graph import neo4j as neo4j_backend
+from kgmigrate.ops import BatchedCypher
+from kgmigrate.undo import Shape
 
 N = Neo4jDialect()
 HOSTILE = "weird name) // x"
@@ -132,16 +134,26 @@ def _ledger_and_lock() -> list[Rendered]:
     ]
 
 
+def _op(scope: Scope, apply: str, validation: str | None = None, **shape: Any) -> BatchedCypher:
+    return BatchedCypher(scope.entity, scope.name, apply, scope.where, dict(scope.params),
+                         validation=validation, **shape)
+
+
 def _execution() -> list[Rendered]:
     out = []
     for tag, scope in _scopes():
         params = execution.batch_params(N, scope, KeyList(("4:a:1",)), run_id="run_1",
                                         step_id="step_1", batch_id="run_1:1:1", worker="w",
-                                        at="2026-11-24T12:00:00+00:00")
+                                        at="2026-11-24T12:00:00+00:00", undo="runs/r/undo/1")
         for validation in (None, "e.reviewed = false OR e.reviewed IS NULL"):
             v = "validated" if validation else "unvalidated"
             out.append(Rendered(f"batch/{tag}/{v}", execution.batch_statement(
-                N, scope, "SET e.reviewed = false", validation), params))
+                N, scope, _op(scope, "SET e.reviewed = false", validation)), params))
+        if scope.entity == "relationship":
+            retype = _op(scope, "CREATE (s)-[r:TREATS_CONDITION]->(t) SET r = properties(e) "
+                         "DELETE e", creates="r", deletes=True)
+            out.append(Rendered(f"batch/{tag}/retype", execution.batch_statement(
+                N, scope, retype), params))
         out.append(Rendered(f"diagnosis/{tag}", execution.diagnosis_statement(
             N, scope, "SET e.reviewed = false", "e.reviewed = true"), params))
         out.append(Rendered(f"step-validation/{tag}", execution.step_validation_statement(
@@ -149,5 +161,39 @@ def _execution() -> list[Rendered]:
     return out
 
 
+def _undo_and_states() -> list[Rendered]:
+    out = []
+    rows = [{"k": "4:a:1", "p": {"x": 1.5}, "l": ["Compound"], "ty": "TREATS", "s": "4:a:2",
+             "t": "4:a:3", "post": [["Compound"], {"x": 2.5}], "ck": "5:a:9",
+             "cpost": ["TREATS_CONDITION", {}], "force": False}]
+    restore_params = {"kgm_rows": rows, "kgm_names": ["Compound", HOSTILE],
+                      "kgm_batch_id": "rb:run_1:1:1", "kgm_run_id": "run_1",
+                      "kgm_step_id": "rb:step_1", "kgm_at": "2026-11-24T12:00:00+00:00",
+                      "kgm_worker": "w"}
+    shapes = {"node": Shape("node", False, False), "node-creates": Shape("node", True, False),
+              "relationship": Shape("relationship", False, False),
+              "relationship-retype": Shape("relationship", True, True),
+              "relationship-delete": Shape("relationship", False, True)}
+    for tag, shape in shapes.items():
+        names = ["TREATS", HOSTILE] if shape.deletes else ["Compound", HOSTILE]
+        out.append(Rendered(f"restore/{tag}", undo.restore_statement(N, shape, names),
+                            {**restore_params, "kgm_names": names}))
+    for tag, scope in _scopes():
+        statement, params = N.states_in_batch(scope, KeyList(("4:a:1",)))
+        out.append(Rendered(f"states/{tag}", statement, params))
+    for entity in ("node", "relationship"):
+        for labels in ((), ("Compound", HOSTILE)):
+            statement = N.states_page(N.all_states(entity, labels), entity)  # type: ignore[arg-type]
+            params = {"kgm_after": "", "kgm_limit": 1000, "kgm_labels": list(labels)}
+            out.append(Rendered(f"all-states/{entity}/{len(labels)}", statement, params))
+    out.append(Rendered("ledger/restores", ledger.READ_RESTORES, {"step_id": "rb:step_1"}))
+    out.append(Rendered("ledger/mark-restored", ledger.MARK_RESTORED, {
+        "id": "rb:x", "run_id": "run_1", "step_id": "rb:step_1", "at": "2026"}))
+    out.append(Rendered("ledger/mark-chain", ledger.MARK_CHAIN, {
+        "run_id": "run_1", "state": "rolled_back", "at": "2026", "by": "run_1"}))
+    return out
+
+
 def neo4j_statements() -> list[Rendered]:
-    return _dialect() + _adapter() + _sample() + _ledger_and_lock() + _execution()
+    return (_dialect() + _adapter() + _sample() + _ledger_and_lock() + _execution()
+            + _undo_and_states())

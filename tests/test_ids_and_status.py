@@ -44,7 +44,8 @@ def test_bad_prefixes_are_refused(prefix: str) -> None:
 def test_the_happy_path_and_resume_and_rollback_are_allowed() -> None:
     s = MigrationStatus
     path = [s.PENDING, s.IN_PROGRESS, s.VALIDATING, s.IN_PROGRESS, s.VALIDATING, s.FAILED,
-            s.IN_PROGRESS, s.FAILED, s.ROLLED_BACK]
+            s.IN_PROGRESS, s.FAILED, s.ROLLING_BACK, s.ROLLBACK_BLOCKED, s.ROLLING_BACK,
+            s.ROLLED_BACK]
     for current, new in itertools.pairwise(path):
         assert check_transition(current, new) is new
 
@@ -54,6 +55,9 @@ def test_the_happy_path_and_resume_and_rollback_are_allowed() -> None:
     (MigrationStatus.ROLLED_BACK, MigrationStatus.COMPLETED),
     (MigrationStatus.PENDING, MigrationStatus.COMPLETED),
     (MigrationStatus.IN_PROGRESS, MigrationStatus.ROLLED_BACK),
+    (MigrationStatus.FAILED, MigrationStatus.ROLLED_BACK),
+    (MigrationStatus.ROLLING_BACK, MigrationStatus.IN_PROGRESS),
+    (MigrationStatus.ROLLBACK_BLOCKED, MigrationStatus.IN_PROGRESS),
 ])
 def test_impossible_transitions_are_refused_with_what_is_allowed(
         current: MigrationStatus, new: MigrationStatus) -> None:
@@ -63,7 +67,8 @@ def test_impossible_transitions_are_refused_with_what_is_allowed(
 
 def test_ticket_values_and_final_states() -> None:
     assert [s.value for s in MigrationStatus] == [
-        "pending", "in_progress", "validating", "completed", "failed", "rolled_back"]
+        "pending", "in_progress", "validating", "completed", "failed", "rolled_back",
+        "rolling_back", "rollback_blocked"]
     assert {s for s in MigrationStatus if s.is_final} == {MigrationStatus.COMPLETED,
                                                           MigrationStatus.ROLLED_BACK}
     assert set(ALLOWED) == set(MigrationStatus)

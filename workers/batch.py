@@ -1,10 +1,13 @@
 """Running one batch (or one unbatched statement) of a step, in a worker process."""
 
 import contextlib
+import logging
 import os
 import socket
 import time
+import uuid
 
+from kgmigrate.backup.store import BackupStoreError
 from kgmigrate.errors import BackendError, KgmError
 from kgmigrate.execution import (
     BatchResult,
@@ -17,7 +20,9 @@ from kgmigrate.lock import LockLostError
 from kgmigrate.models import BatchRecord, MigrationStatus, utc_now
 from kgmigrate.ops import BatchedCypher, RunCypher
 from kgmigrate.runtime import Runtime
+from kgmigrate.undo import undo_key
 
+log = logging.getLogger("kgmigrate.workers")
 ABORT_MARKERS = ("division by zero", "/ by zero")
 
 
@@ -42,9 +47,17 @@ def run_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str) -
                                          "error": f"{op.kind} steps are not batched"})
     dialect, scope = rt.backend.dialect, op.scope()
     address = address_from_json(rt.ledger.batch_address(batch_id))
+    # Write-ahead: the pre-image is durable before anything changes. Each attempt has its own
+    # record; the batch statement names the one that committed.
+    undo = undo_key(run_id, rt.step(step_id)[0].order, seq, uuid.uuid4().hex[:12])
+    try:
+        rt.store.put_rows(undo + ".pre", rt.backend.capture(scope, address))
+    except BackupStoreError as exc:  # no undo record, no change
+        return _failed(rt, result, f"batch {seq}: {exc}", time.perf_counter() - started)
     params = batch_params(dialect, scope, address, run_id=run_id, step_id=step_id,
-                          batch_id=batch_id, worker=result.worker, at=utc_now().isoformat())
-    statement = batch_statement(dialect, scope, op.apply, op.validation)
+                          batch_id=batch_id, worker=result.worker, at=utc_now().isoformat(),
+                          undo=undo)
+    statement = batch_statement(dialect, scope, op)
     try:
         written = rt.backend.write(statement, params, metadata={
             "kgmigrate_run": run_id, "kgmigrate_step": step_id, "kgmigrate_batch": batch_id})
@@ -57,6 +70,12 @@ def run_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str) -
             dialect, scope, op.apply, op.validation or "true"), params=probe_params,
             seconds=seconds)
     row = written.single()
+    # After the commit: what the batch saw and left, for conflict checks at rollback. Should the
+    # worker die right here, rollback treats this batch's entities as conflicts (never guesses).
+    try:
+        rt.store.put_rows(undo + ".post", row["images"])
+    except BackupStoreError:
+        log.exception("batch %s committed, but its post record could not be written", batch_id)
     counters = {k: v for k, v in written.counters.model_dump().items() if v}
     return result.model_copy(update={"entities": int(row["n"]), "counters": counters,
                                      "seconds": time.perf_counter() - started})
@@ -69,6 +88,10 @@ def _aborted(rt: Runtime, result: BatchResult, exc: BackendError, op: BatchedCyp
         return _failed(rt, result, f"batch {result.seq} failed: {exc}", seconds)
     if rt.ledger.batch_status(result.batch_id) == "completed":
         return result.model_copy(update={"status": "skipped", "seconds": seconds})
+    step = rt.ledger.step(result.step_id)
+    if step.status is not MigrationStatus.IN_PROGRESS:
+        return result.model_copy(update={"status": "failed", "seconds": seconds, "error": (
+            f"batch {result.seq} not applied: its step is {step.status}")})
     offending: list[dict[str, object]] = []
     if op.validation:
         offending = rt.backend.probe_write(statement, params).records

@@ -13,6 +13,7 @@ from kgmigrate.graph.batching import cut
 from kgmigrate.graph.dialect import Dialect
 from kgmigrate.graph.types import (
     BatchAddress,
+    EntityKind,
     IndexSpec,
     Key,
     KeyList,
@@ -70,6 +71,19 @@ class GraphBackend(ABC):
             upto = counted.count if counted.exhausted else counted.seen_before_last
             yield address, upto - before
             before = upto
+
+    # -- entity states (kgmigrate.graph.state) ------------------------------------------------
+
+    def capture(self, scope: Scope, batch: BatchAddress) -> list[dict[str, Any]]:
+        """The exact state of every entity of one batch of `scope` (an undo pre-image)."""
+        statement, params = self.dialect.states_in_batch(scope, batch)
+        return self.read(statement, params).records
+
+    @abstractmethod
+    def iter_states(self, entity: EntityKind, labels: tuple[str, ...] = ()
+                    ) -> Iterator[list[dict[str, Any]]]:
+        """Every user entity's exact state (ledger entities excluded), page by page, streaming;
+        with `labels`, only nodes with one of them and relationships touching those."""
 
     @abstractmethod
     def ensure_index(self, spec: IndexSpec) -> bool:

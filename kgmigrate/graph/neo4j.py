@@ -17,7 +17,7 @@ from neo4j.graph import Node, Path, Relationship
 from kgmigrate.config import GraphTarget
 from kgmigrate.errors import BackendError, ConfigError
 from kgmigrate.graph.base import GraphBackend, Metadata, Params, check_params, plain_entity
-from kgmigrate.graph.dialect import Neo4jDialect
+from kgmigrate.graph.dialect import AFTER, LABELS, LIMIT, Neo4jDialect
 from kgmigrate.graph.types import (
     Counters,
     EntityKind,
@@ -111,6 +111,21 @@ class Neo4jBackend(GraphBackend):
         ) as session:
             for record in session.run(query, dict(scope.params)):
                 yield str(record["key"])
+
+    def iter_states(self, entity: EntityKind, labels: tuple[str, ...] = ()
+                    ) -> Iterator[list[dict[str, Any]]]:
+        """Pages in elementId order (keyset paging: each page starts after the last key)."""
+        statement = self.dialect.states_page(self.dialect.all_states(entity, labels), entity)
+        after = ""
+        while True:
+            params: dict[str, Any] = {AFTER: after, LIMIT: self._fetch_size}
+            if labels:
+                params[LABELS] = list(labels)
+            rows = self.read(statement, params).records
+            if not rows:
+                return
+            yield rows
+            after = str(rows[-1]["k"])
 
     def indexes(self) -> list[IndexSpec]:
         specs = []

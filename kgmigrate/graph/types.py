@@ -53,6 +53,9 @@ class QueryResult(BaseModel):
         record = self.single()
         return record[column] if column is not None else next(iter(record.values()))
 
+    def column(self, name: str) -> list[Any]:
+        return [record[name] for record in self.records]
+
 
 @dataclass(frozen=True)
 class Scope:

@@ -4,7 +4,7 @@
     steps = [ops.cypher("CREATE INDEX ..."), ops.batched("Compound", "SET e.reviewed = false")]
 """
 
-from typing import Any
+from typing import Any, Literal
 
 from kgmigrate.ops.base import IrreversibleOperationError, Operation
 from kgmigrate.ops.cypher import BatchedCypher, RunCypher
@@ -18,15 +18,21 @@ def cypher(statement: str, *, down: str | None = None,
 
 def batched(label: str | None = None, apply: str = "", *, rel_type: str | None = None,
             where: str | None = None, down: str | None = None, validation: str | None = None,
+            creates: str | None = None, deletes: bool = False, down_where: str | None = None,
             **params: Any) -> BatchedCypher:
     """`apply` run on every node with `label` (or relationship of `rel_type`), batch by batch;
-    the entity is `e` in `apply`, `where`, and `validation`."""
+    the entity is `e` in `apply`, `where`, and `validation`.
+
+    For the undo log: `creates` names the variable `apply` binds to the one entity it creates
+    per `e`, `deletes` says it deletes `e` (a relationship retype does both). `down_where` is the
+    scope of `down` when `where` no longer selects the changed entities."""
     if (label is None) == (rel_type is None):
         raise ValueError("give exactly one of label or rel_type")
-    if label is not None:
-        return BatchedCypher("node", label, apply, where, params, down, validation)
-    assert rel_type is not None
-    return BatchedCypher("relationship", rel_type, apply, where, params, down, validation)
+    entity: Literal["node", "relationship"] = "node" if label is not None else "relationship"
+    name = label if label is not None else rel_type
+    assert name is not None
+    return BatchedCypher(entity, name, apply, where, params, down, validation, creates=creates,
+                         deletes=deletes, down_where=down_where)
 
 
 KINDS: dict[str, type[Operation]] = {RunCypher.kind: RunCypher, BatchedCypher.kind: BatchedCypher}

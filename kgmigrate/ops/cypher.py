@@ -62,12 +62,26 @@ class BatchedCypher(Operation):
     params: dict[str, Any] = field(default_factory=dict)
     down: str | None = None  # an apply fragment that undoes `apply` on the same scope
     validation: str | None = None
+    # What the undo log must know about `apply` beyond changing `e` in place: the variable
+    # bound to the one entity it creates per `e` (if any), and whether it deletes `e`.
+    creates: str | None = None
+    deletes: bool = False
+    down_where: str | None = None  # the inverse's scope, when it is not `where` (see reverse)
     kind = "batched_cypher"
 
     def __post_init__(self) -> None:
         kind = ident.Kind.LABEL if self.entity == "node" else ident.Kind.REL_TYPE
         ident.validate(self.name, kind)
         _require_text(self.apply, "a batched Cypher step's apply")
+        if self.creates is not None:
+            ident.param_name(self.creates)
+            if self.creates in ("e", "s", "t") or self.creates.startswith(RESERVED_PARAM_PREFIX):
+                raise KgmError(f"creates={self.creates!r}: name the variable `apply` binds to "
+                               "the entity it creates (not e, s, t or kgm_*)")
+        if self.deletes and self.entity == "node":
+            raise KgmError("a batched step that deletes nodes cannot be undone from the undo "
+                           "log (their relationships are not captured); take a snapshot and "
+                           "use ops.cypher, or keep the nodes")
         for name in self.params:
             ident.param_name(name)
             if name.startswith(RESERVED_PARAM_PREFIX):
@@ -86,10 +100,13 @@ class BatchedCypher(Operation):
         if self.down is None:
             raise IrreversibleOperationError(
                 f"the batched Cypher step {self.description!r} has no down fragment")
-        return BatchedCypher(self.entity, self.name, self.down, self.where, dict(self.params),
-                             down=self.apply)
+        return BatchedCypher(self.entity, self.name, self.down,
+                             self.down_where if self.down_where is not None else self.where,
+                             dict(self.params), down=self.apply, creates=self.creates,
+                             deletes=self.deletes, down_where=self.where)
 
     def spec(self) -> dict[str, Any]:
         return {"entity": self.entity, "name": self.name, "apply": self.apply,
                 "where": self.where, "params": self.params, "down": self.down,
-                "validation": self.validation}
+                "validation": self.validation, "creates": self.creates,
+                "deletes": self.deletes, "down_where": self.down_where}

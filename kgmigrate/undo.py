@@ -1,0 +1,158 @@
+"""The write-ahead undo log and the statement that restores one batch from it.
+
+For every batch attempt the worker writes two objects to the backup store:
+
+    runs/<run>/undo/<step order>/<seq>.<attempt>.pre    exact pre-image, BEFORE the change
+    runs/<run>/undo/<step order>/<seq>.<attempt>.post   what the batch statement reported
+
+The batch statement records `<seq>.<attempt>` on its ledger batch in the same atomic write, so
+the ledger names the one attempt whose change is in the graph; the pre-image of an attempt that
+crashed before (or lost the race to) committing is never restored.
+
+`post` holds, per entity, the server's rendering of its state before and after the change
+(`Dialect.signature`). Restoring an entity is only safe when it still looks exactly as the
+batch left it; otherwise someone else changed it since, and it is a *conflict*: reported with
+its key and values, and kept unless the rollback is forced. The same holds when the captured
+pre-image and the statement's own "before" differ (someone wrote in between): the pre-image is
+stale, so restoring it could undo their write.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from kgmigrate import identifiers as ident
+from kgmigrate.backup.store import BackupStore, BackupStoreError
+from kgmigrate.graph.dialect import Dialect
+from kgmigrate.graph.types import EntityKind
+from kgmigrate.ledger import BATCH
+
+RESTORE_PREFIX = "rb:"
+
+
+def undo_key(run_id: str, order: int, seq: int, attempt: str) -> str:
+    return f"runs/{run_id}/undo/{order:04d}/{seq:06d}.{attempt}"
+
+
+def conflicts_key(run_id: str, order: int, seq: int, forced: bool) -> str:
+    return f"runs/{run_id}/rollback/{order:04d}/{seq:06d}.{'forced' if forced else 'conflicts'}"
+
+
+def restore_batch_id(batch_id: str, forced: bool) -> str:
+    return f"{RESTORE_PREFIX}{batch_id}{':forced' if forced else ''}"
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a step's apply does to the entities it is given (from the op's declaration)."""
+
+    entity: EntityKind
+    creates: bool
+    deletes: bool
+
+
+def restore_rows(store: BackupStore, undo: str, *, force: bool,
+                 only: set[Any] | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows for `restore_statement`, and the entities that are conflicts before the graph is
+    even read (a stale pre-image, or a lost `post` record), unless forced."""
+    pre = list(store.rows(undo + ".pre"))
+    try:
+        images = {image[0]: image for image in store.rows(undo + ".post")}
+        missing_post = False
+    except BackupStoreError:  # the worker died between commit and writing it
+        images, missing_post = {}, True
+    rows, early = [], []
+    for state in pre:
+        key = state["k"]
+        if only is not None and key not in only:
+            continue
+        image = images.get(key)
+        if image is None and not missing_post:
+            continue  # in the window when captured, no longer in scope when applied
+        reason = ("the batch's record of what it wrote is missing" if image is None else
+                  "changed by someone else between the pre-image and the change"
+                  if image[1] != state["sig"] else None)
+        if reason and not force:
+            early.append({"key": key, "reason": reason, "now": None})
+            continue
+        rows.append({
+            "k": key, "p": state["p"], "l": state.get("l", []), "ty": state.get("ty"),
+            "s": state.get("s"), "t": state.get("t"),
+            "post": image[2] if image else None, "ck": image[3] if image else None,
+            "cpost": image[4] if image else None,
+            "force": force,
+        })
+    return rows, early
+
+
+def touched_names(rows: list[dict[str, Any]], shape: Shape) -> list[str]:
+    """Labels (nodes) or types (recreated relationships) the restore may need to write."""
+    names: set[str] = set()
+    for row in rows:
+        if shape.entity == "node":
+            names.update(row["l"])
+            if row["post"]:
+                names.update(row["post"][0] or [])
+        elif shape.deletes:
+            names.add(row["ty"])
+    return sorted(names)
+
+
+def restore_statement(dialect: Dialect, shape: Shape, names: list[str]) -> str:
+    """Restore one batch's entities, unless they changed since the batch wrote them; record the
+    restore batch in the ledger and abort (divide by zero) if it was already done.
+
+    Parameters: kgm_rows (from `restore_rows`), kgm_names (= `names`), kgm_batch_id,
+    kgm_run_id, kgm_step_id, kgm_at, kgm_worker."""
+    entity, key = shape.entity, dialect.key
+    parts = ["UNWIND $kgm_rows AS row"]
+    if entity == "relationship":
+        parts.append(f"MATCH (s) WHERE {key('s')} = row.s MATCH (t) WHERE {key('t')} = row.t")
+    checks = []
+    if not shape.deletes:
+        where = f"{key('e')} = row.k"
+        pattern = "(e)" if entity == "node" else "(s)-[e]->(t)"
+        parts.append(f"OPTIONAL MATCH {pattern} WHERE {where}")
+        checks.append(f"(e IS NOT NULL AND {dialect.signature('e', entity)} = row.post)")
+    if shape.creates:
+        pattern = "(c)" if entity == "node" else "(s)-[c]->(t)"
+        parts.append(f"OPTIONAL MATCH {pattern} WHERE {key('c')} = row.ck")
+        checks.append(f"(c IS NOT NULL AND {dialect.signature('c', entity)} = row.cpost)")
+    carried = "row" + (", s, t" if entity == "relationship" else "") + \
+        (", e" if not shape.deletes else "") + (", c" if shape.creates else "")
+    ours = " AND ".join(checks) or "true"
+    # forced: restore even what changed since, but an entity someone deleted stays deleted
+    present = "true" if shape.deletes else "e IS NOT NULL"
+    parts.append(f"WITH {carried}, ({ours}) AS ours "
+                 f"WITH {carried}, ours, ours OR (row.force AND {present}) AS go")
+    if shape.creates:
+        detach = "DETACH DELETE" if entity == "node" else "DELETE"
+        parts.append("FOREACH (x IN CASE WHEN go AND c IS NOT NULL THEN [c] ELSE [] END | "
+                     f"{detach} x)")
+    if not shape.deletes:
+        parts.append("FOREACH (x IN CASE WHEN go AND e IS NOT NULL THEN [e] ELSE [] END | "
+                     "SET x = row.p)")
+        if entity == "node":
+            for i, name in enumerate(names):
+                label = ident.label(name)
+                parts.append(f"FOREACH (x IN CASE WHEN go AND e IS NOT NULL AND $kgm_names[{i}] "
+                             f"IN row.l THEN [e] ELSE [] END | SET x:{label})")
+                parts.append(f"FOREACH (x IN CASE WHEN go AND e IS NOT NULL AND NOT "
+                             f"$kgm_names[{i}] IN row.l THEN [e] ELSE [] END | REMOVE x:{label})")
+    else:
+        for i, name in enumerate(names):
+            parts.append(f"FOREACH (x IN CASE WHEN go AND row.ty = $kgm_names[{i}] THEN [1] "
+                         f"ELSE [] END | CREATE (s)-[r:{ident.rel_type(name)}]->(t) "
+                         "SET r = row.p)")
+    now = ("null" if shape.deletes else
+           f"CASE WHEN e IS NULL THEN null ELSE {dialect.signature('e', entity)} END")
+    parts.append(
+        "WITH count(row) AS seen, sum(CASE WHEN go THEN 1 ELSE 0 END) AS restored, "
+        f"collect(CASE WHEN go THEN null ELSE [row.k, {now}] END) AS conflicts "
+        f"MERGE (b:{BATCH} {{id: $kgm_batch_id}}) "
+        "WITH seen, restored, conflicts, b, coalesce(b.status = 'completed', false) AS dup "
+        "SET b.status = 'completed', b.kind = 'restore', b.run_id = $kgm_run_id, "
+        "b.step_id = $kgm_step_id, b.restored = restored, b.conflicts = size(conflicts), "
+        "b.worker = $kgm_worker, b.finished_at = $kgm_at, "
+        "b.attempts = coalesce(b.attempts, 0) + 1 "
+        "RETURN seen, restored, conflicts, dup, 1 / (CASE WHEN dup THEN 0 ELSE 1 END) AS ok")
+    return " ".join(parts)

@@ -1,0 +1,105 @@
+"""Rolling a run back: per step, last step first, a chord of restore tasks (one per committed
+batch, in parallel across workers) whose callback moves on to the step before.
+
+Like the forward path, every decision reads the ledger first and is safe to repeat: restore
+batches are recorded atomically with their restore, so relaunching a step (after a crash, or a
+second `kgmigrate rollback`) only does what is left.
+"""
+
+import logging
+from typing import Any
+
+from celery import Celery, chord
+
+from kgmigrate.celery_app import RESTORE_BATCH, ROLLBACK_CRASHED, ROLLBACK_STEP_DONE
+from kgmigrate.models import MigrationStatus, RunRecord, StepRecord
+from kgmigrate.runtime import Runtime
+from kgmigrate.undo import restore_batch_id
+
+log = logging.getLogger("kgmigrate.orchestrator")
+
+
+def start(rt: Runtime, app: Celery, run_id: str, *, force: bool) -> None:
+    """Launch the rollback of a ROLLING_BACK run from its last step that changed anything."""
+    run = _run(rt, run_id)
+    if run.status is not MigrationStatus.ROLLING_BACK:
+        return
+    _launch_from(rt, app, run, max((s.order for s in run.steps), default=0), force)
+
+
+def _launch_from(rt: Runtime, app: Celery, run: RunRecord, order: int, force: bool) -> None:
+    """The highest step at or below `order` with committed work gets its chord."""
+    for step in sorted(run.steps, key=lambda s: s.order, reverse=True):
+        if step.order > order:
+            continue
+        header = _restore_tasks(rt, app, step, force)
+        if not header:
+            continue
+        rt.lock.renew_for_run(run.id)
+        callback = app.signature(ROLLBACK_STEP_DONE, args=(run.id, step.id, force))
+        callback.link_error(app.signature(ROLLBACK_CRASHED, args=(run.id, step.id)))
+        chord(header)(callback)
+        return
+    finish(rt, run.id)
+
+
+def _restore_tasks(rt: Runtime, app: Celery, step: StepRecord, force: bool) -> list[Any]:
+    committed = [b for b in rt.ledger.batches(step.id) if b.status is MigrationStatus.COMPLETED]
+    done = {r["id"] for r in rt.ledger.restores(step.id)}
+    return [app.signature(RESTORE_BATCH, args=(step.run_id, step.id, b.seq, b.id, b.undo, force),
+                          kwargs={"version": step.version, "step": step.order, "rollback": True})
+            for b in committed if restore_batch_id(b.id, force) not in done]
+
+
+def step_done(rt: Runtime, app: Celery, results: list[dict[str, Any]], run_id: str,
+              step_id: str, force: bool) -> None:
+    run = _run(rt, run_id)
+    if run.status is not MigrationStatus.ROLLING_BACK:
+        return  # a repeated callback
+    failed = [r for r in results if r["status"] == "failed"]
+    if failed:
+        block(rt, run_id, f"rollback of step {rt.ledger.step(step_id).order} stopped: "
+              f"{failed[0]['error']}" + (f" (and {len(failed) - 1} more)" if len(failed) > 1
+                                         else ""))
+        return
+    _launch_from(rt, app, run, rt.ledger.step(step_id).order - 1, force)
+
+
+def finish(rt: Runtime, run_id: str) -> None:
+    """ROLLED_BACK when nothing is left unrestored; else ROLLBACK_BLOCKED, naming the count."""
+    run = _run(rt, run_id)
+    if run.status is not MigrationStatus.ROLLING_BACK:
+        return  # a repeated callback finished it already
+    conflicts = remaining_conflicts(rt, run)
+    if conflicts:
+        block(rt, run_id, f"rollback left {conflicts} conflicts (entities changed by someone "
+              f"else since the migration wrote them, kept as they are); see `kgmigrate status "
+              f"{run_id}`, then `kgmigrate rollback {run_id} --force` to restore them anyway")
+        return
+    rt.ledger.revert_applied(run_id, state="rolled_back", by=run_id)
+    rt.ledger.transition(run_id, MigrationStatus.ROLLED_BACK)
+    rt.lock.release_for_run(run_id)
+
+
+def remaining_conflicts(rt: Runtime, run: RunRecord) -> int:
+    """Conflicts of first passes that no forced pass has dealt with."""
+    total = 0
+    for step in run.steps:
+        restores = {r["id"]: r for r in rt.ledger.restores(step.id)}
+        for rid, record in restores.items():
+            if not rid.endswith(":forced") and f"{rid}:forced" not in restores:
+                total += int(record["conflicts"] or 0)
+    return total
+
+
+def block(rt: Runtime, run_id: str, message: str) -> None:
+    log.warning("run %s: %s", run_id, message)
+    rt.ledger.transition(run_id, MigrationStatus.ROLLBACK_BLOCKED, error=message)
+    rt.lock.release_for_run(run_id)
+
+
+def _run(rt: Runtime, run_id: str) -> RunRecord:
+    run = rt.ledger.run(run_id)
+    if run is None:
+        raise LookupError(f"no run {run_id}")
+    return run

@@ -165,6 +165,11 @@ class DataMigrationManager:
     def resume(self, run_id: str) -> None:
         runs.resume(self.backend, resolve(self.settings), run_id)
 
+    def downgrade(self, target: str) -> str | None:
+        """Start undoing every applied migration `target` does not need (`base`: all); the
+        run id, or None when there is nothing to undo."""
+        return runs.downgrade(self.backend, self.registry(), resolve(self.settings), target)
+
     def rollback_migration(self, run_id: str, *, force: bool = False) -> None:
         """The ticket's verb: restore what a failed run changed, from its undo log (also
         continues a rollback that stopped); `wait` for the outcome."""

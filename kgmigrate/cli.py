@@ -377,6 +377,27 @@ def upgrade(
 
 
 @app.command()
+def downgrade(
+    target: Annotated[str, typer.Argument(help="Version to go back to (it stays applied), "
+                                          "or `base` to undo every migration.")],
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the run to its end.")]
+    = True,
+    local_workers: Annotated[int, typer.Option(min=0, help="Start N worker processes for "
+                                               "this run (no other setup needed).")] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run the inverses of the migrations applied after TARGET, newest first, batched and
+    validated like an upgrade (refused if one of them is irreversible)."""
+
+    def start(backend: GraphBackend, settings: Settings, endpoints: Endpoints) -> str | None:
+        registry = Registry.load(settings.migrations_dir)
+        return runs.downgrade(backend, registry, endpoints, target)
+
+    _follow(start, wait=wait, local_workers=local_workers, as_json=as_json,
+            nothing=f"Nothing to undo: no migration after {target} is applied.")
+
+
+@app.command()
 def resume(
     run_id: Annotated[str, typer.Argument(help="The run to resume.")],
     wait: Annotated[bool, typer.Option("--wait/--no-wait")] = True,
@@ -426,7 +447,8 @@ def fingerprint(as_json: JsonFlag = False) -> None:
 
 def _follow(start: Callable[[GraphBackend, Settings, Endpoints], str | None], *, wait: bool,
             local_workers: int, as_json: bool,
-            success: MigrationStatus = MigrationStatus.COMPLETED) -> None:
+            success: MigrationStatus = MigrationStatus.COMPLETED,
+            nothing: str = "Nothing to apply: the graph is up to date.") -> None:
     """Start (or resume) a run, with local workers if asked, and follow it unless told not to."""
     settings = load_settings()
     endpoints = resolve(settings)
@@ -436,8 +458,7 @@ def _follow(start: Callable[[GraphBackend, Settings, Endpoints], str | None], *,
                                              log_dir=settings.stack_dir / "workers"))
         run_id = start(backend, settings, endpoints)
         if run_id is None:
-            _say(as_json, {"run_id": None, "status": "up_to_date"},
-                 "Nothing to apply: the graph is up to date.")
+            _say(as_json, {"run_id": None, "status": "up_to_date"}, nothing)
             return
         if not (wait or local_workers):
             _say(as_json, {"run_id": run_id, "status": "enqueued"},

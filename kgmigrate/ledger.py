@@ -170,8 +170,28 @@ READ_RESTORES = (
     f"MATCH (b:{BATCH} {{step_id: $step_id}}) "
     "RETURN b.id AS id, b.restored AS restored, b.conflicts AS conflicts ORDER BY b.id"
 )
+RECORD_DOWNGRADED = (
+    f"MATCH (m:{MIGRATION} {{version: $version, state: 'applied'}}) "
+    "SET m.state = 'downgraded', m.downgraded_by = $run_id, m.downgraded_at = $at "
+    f"WITH count(m) AS n MATCH (prev:{MIGRATION}) "
+    "WITH n, prev ORDER BY prev.sequence DESC LIMIT 1 "
+    f"CREATE (prev)-[:{MIGRATED_TO} {{at: $at}}]->(d:{MIGRATION} {{version: $version, "
+    "description: $description, checksum: $checksum, author: $author, applied_at: $at, "
+    "duration_ms: $duration_ms, applied_by: $applied_by, host: $host, run_id: $run_id, "
+    "state: 'downgrade', sequence: prev.sequence + 1}) "
+    "RETURN n, d.sequence AS sequence"
+)
+UNDO_DOWNGRADES = (
+    f"MATCH (m:{MIGRATION} {{state: 'downgraded'}}) WHERE m.downgraded_by = $run_id "
+    "SET m.state = 'applied', m.downgraded_by = null, m.downgraded_at = null "
+    "RETURN m.version AS version"
+)
 MARK_CHAIN = (
     f"MATCH (m:{MIGRATION} {{state: 'applied'}}) WHERE m.run_id = $run_id "
+    "SET m.state = $state, m.reverted_at = $at, m.reverted_by = $by RETURN m.version AS version"
+)
+MARK_DOWNGRADE_EVENTS = (
+    f"MATCH (m:{MIGRATION} {{state: 'downgrade'}}) WHERE m.run_id = $run_id "
     "SET m.state = $state, m.reverted_at = $at, m.reverted_by = $by RETURN m.version AS version"
 )
 
@@ -354,11 +374,24 @@ class Ledger:
         self.backend.write(MARK_RESTORED, {"id": batch_id, "run_id": run_id, "step_id": step_id,
                                            "at": _iso(utc_now())})
 
+    def record_downgraded(self, meta: MigrationMetadata, *, run_id: str,
+                          duration_ms: int) -> None:
+        """The applied link becomes `downgraded`, and the downgrade is a new link."""
+        rows = self.backend.write(RECORD_DOWNGRADED, {
+            "version": meta.version, "description": meta.description,
+            "checksum": meta.checksum, "author": meta.created_by, "at": _iso(utc_now()),
+            "duration_ms": duration_ms, "applied_by": default_holder(),
+            "host": socket.gethostname(), "run_id": run_id}).records
+        if not rows or not rows[0]["n"]:
+            raise KgmError(f"migration {meta.version} is not applied; nothing to downgrade")
+
     def revert_applied(self, run_id: str, *, state: str, by: str) -> list[str]:
-        """Take a run's migrations out of the applied chain (they stay in it for the audit,
-        marked `rolled_back` or `downgraded`)."""
-        rows = self.backend.write(MARK_CHAIN, {"run_id": run_id, "state": state,
-                                               "at": _iso(utc_now()), "by": by}).records
+        """Undo what a rolled-back run wrote to the chain (its links stay, for the audit,
+        marked `state`): migrations it applied, and downgrades it recorded."""
+        params = {"run_id": run_id, "state": state, "at": _iso(utc_now()), "by": by}
+        rows = self.backend.write(MARK_CHAIN, params).records
+        self.backend.write(MARK_DOWNGRADE_EVENTS, params)
+        self.backend.write(UNDO_DOWNGRADES, {"run_id": run_id})
         return [r["version"] for r in rows]
 
     def batches(self, step_id: str) -> list[BatchRecord]:

@@ -96,6 +96,19 @@ class LoadedMigration:
             checksum=self.checksum, path=str(self.file.path),
         )
 
+    def down_metadata(self, dependencies: Sequence[Version]) -> MigrationMetadata:
+        """The migration's inverse as a run of its own (IrreversibleOperationError, naming
+        the op, when a step has no inverse)."""
+        try:
+            steps = self.definition.reverse_steps()
+        except IrreversibleOperationError as exc:
+            raise IrreversibleOperationError(
+                f"{self.file.path.name} cannot be downgraded: {exc}") from None
+        meta = self.metadata(dependencies)
+        return meta.model_copy(update={
+            "direction": "down", "description": f"undo: {meta.description}",
+            "steps": [step_record(i, op) for i, op in enumerate(steps, start=1)]})
+
 
 def step_record(order: int, op: Operation) -> MigrationStep:
     """How a step is recorded: the op's kind, scope and spec."""

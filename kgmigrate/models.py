@@ -58,6 +58,7 @@ class MigrationMetadata(_Model):
     timeout: int = Field(default=3600, ge=1)  # seconds
     checksum: str
     path: str
+    direction: Literal["up", "down"] = "up"  # down: the steps are the migration's inverse
 
     @property
     def id(self) -> str:

@@ -1,6 +1,6 @@
 """All migrations of a directory, ordered by their dependencies."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,9 @@ class Registry:
     def metadata(self, version: Version) -> MigrationMetadata:
         return self.migrations[version].metadata(self.dependencies[version])
 
+    def down_metadata(self, version: Version) -> MigrationMetadata:
+        return self.migrations[version].down_metadata(self.dependencies[version])
+
     def ancestors(self, version: Version) -> set[Version]:
         """`version` and everything it depends on, transitively."""
         seen: set[Version] = set()
@@ -47,6 +50,12 @@ class Registry:
                 seen.add(current)
                 stack.extend(self.dependencies[current])
         return seen
+
+    def to_revert(self, applied: Sequence[Version], target: str) -> list[Version]:
+        """What `downgrade target` would undo, newest first: every applied migration that the
+        target does not need (`base`: all of them)."""
+        keep = set() if target == "base" else self.ancestors(self.get(target).version)
+        return [v for v in reversed(applied) if v not in keep]
 
     def pending(self, applied: Iterable[Version], target: str | None = None) -> list[Version]:
         """What `upgrade [target]` would apply, in order: everything not applied that the

@@ -18,7 +18,14 @@ from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ids import new_id
 from kgmigrate.ledger import Ledger
 from kgmigrate.lock import MigrationLock, default_holder
-from kgmigrate.models import Conflict, MigrationStatus, RunRecord, StepRecord, utc_now
+from kgmigrate.models import (
+    Conflict,
+    MigrationMetadata,
+    MigrationStatus,
+    RunRecord,
+    StepRecord,
+    utc_now,
+)
 from kgmigrate.registry import Registry
 from kgmigrate.runtime import LEASE_S
 from kgmigrate.versions import Version
@@ -40,12 +47,32 @@ def enqueue_migration(backend: GraphBackend, registry: Registry, endpoints: Endp
     versions = registry.pending(applied, target)
     if not versions:
         return None
+    return _start(backend, endpoints, [registry.metadata(v) for v in versions], target,
+                  created_by)
+
+
+def downgrade(backend: GraphBackend, registry: Registry, endpoints: Endpoints, target: str, *,
+              created_by: str | None = None) -> str | None:
+    """Start a run of the inverses of every applied migration `target` does not need, newest
+    first (`base`: all); None when there is nothing to undo. Refused, naming the step, when one
+    of them cannot be reversed. Batched, validated, undo-logged and locked like an upgrade."""
+    ensure_valid(backend, registry)
+    applied = [Version.parse(a.version) for a in Ledger(backend).applied()]
+    versions = registry.to_revert(applied, target)
+    if not versions:
+        return None
+    return _start(backend, endpoints, [registry.down_metadata(v) for v in versions], target,
+                  created_by)
+
+
+def _start(backend: GraphBackend, endpoints: Endpoints, migrations: list[MigrationMetadata],
+           target: str | None, created_by: str | None) -> str:
     run_id = new_id("run")
     lock = MigrationLock(backend, lease_s=LEASE_S)
     lease = lock.acquire(created_by or default_holder(), run_id)
     try:
-        Ledger(backend).create_run([registry.metadata(v) for v in versions], target=target,
-                                   created_by=created_by, run_id=run_id)
+        Ledger(backend).create_run(migrations, target=target, created_by=created_by,
+                                   run_id=run_id)
         _send_start(endpoints, run_id)
     except BaseException:
         lock.release(lease)

@@ -7,6 +7,8 @@ migration = Migration(
     steps=[
         ops.batched("Compound", "SET e.review_status = $default", where="e.review_status IS NULL",
                     default="unreviewed", validation="e.review_status IS NOT NULL",
-                    down="REMOVE e.review_status"),
+                    down="REMOVE e.review_status",
+                    # inverse: clears every 'unreviewed' (also ones set before this migration)
+                    down_where="e.review_status = $default"),
     ],
 )

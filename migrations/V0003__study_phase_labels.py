@@ -9,6 +9,7 @@ migration = Migration(
         ops.batched("Study", "SET e.phase = 'Phase ' + e.phase",
                     where="NOT e.phase STARTS WITH 'Phase '",
                     validation="e.phase STARTS WITH 'Phase '",
-                    down="SET e.phase = substring(e.phase, 6)"),
+                    down="SET e.phase = substring(e.phase, 6)",
+                    down_where="e.phase STARTS WITH 'Phase '"),
     ],
 )

@@ -127,8 +127,11 @@ def _record_applied(rt: Runtime, run: RunRecord, version: str) -> None:
     steps = [s for s in run.steps if s.version == version]
     started = min((s.started_at for s in steps if s.started_at), default=None)
     duration = int((utc_now() - started).total_seconds() * 1000) if started else 0
-    rt.ledger.record_applied(MigrationMetadata(**meta, steps=[]), run_id=run.id,
-                             duration_ms=duration)
+    metadata = MigrationMetadata(**meta, steps=[])
+    if metadata.direction == "down":
+        rt.ledger.record_downgraded(metadata, run_id=run.id, duration_ms=duration)
+    else:
+        rt.ledger.record_applied(metadata, run_id=run.id, duration_ms=duration)
 
 
 def _finish(rt: Runtime, run: RunRecord) -> None:

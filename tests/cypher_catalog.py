@@ -189,8 +189,13 @@ def _undo_and_states() -> list[Rendered]:
     out.append(Rendered("ledger/restores", ledger.READ_RESTORES, {"step_id": "rb:step_1"}))
     out.append(Rendered("ledger/mark-restored", ledger.MARK_RESTORED, {
         "id": "rb:x", "run_id": "run_1", "step_id": "rb:step_1", "at": "2026"}))
-    out.append(Rendered("ledger/mark-chain", ledger.MARK_CHAIN, {
-        "run_id": "run_1", "state": "rolled_back", "at": "2026", "by": "run_1"}))
+    chain = {"run_id": "run_1", "state": "rolled_back", "at": "2026", "by": "run_1"}
+    out.append(Rendered("ledger/mark-chain", ledger.MARK_CHAIN, chain))
+    out.append(Rendered("ledger/mark-downgrade-events", ledger.MARK_DOWNGRADE_EVENTS, chain))
+    out.append(Rendered("ledger/undo-downgrades", ledger.UNDO_DOWNGRADES, {"run_id": "run_1"}))
+    out.append(Rendered("ledger/record-downgraded", ledger.RECORD_DOWNGRADED, {
+        "version": "V0001", "description": "d", "checksum": "c", "author": "a", "at": "2026",
+        "duration_ms": 1, "applied_by": "me", "host": "h", "run_id": "run_1"}))
     return out
 
 

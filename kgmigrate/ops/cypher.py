@@ -66,12 +66,16 @@ class BatchedCypher(Operation):
     # bound to the one entity it creates per `e` (if any), and whether it deletes `e`.
     creates: str | None = None
     deletes: bool = False
-    down_where: str | None = None  # the inverse's scope, when it is not `where` (see reverse)
+    # the inverse's scope, when `apply` moves entities out of this one (see reverse)
+    down_where: str | None = None
+    down_on: str | None = None  # label or relationship type the inverse runs on
     kind = "batched_cypher"
 
     def __post_init__(self) -> None:
         kind = ident.Kind.LABEL if self.entity == "node" else ident.Kind.REL_TYPE
         ident.validate(self.name, kind)
+        if self.down_on is not None:
+            ident.validate(self.down_on, kind)
         _require_text(self.apply, "a batched Cypher step's apply")
         if self.creates is not None:
             ident.param_name(self.creates)
@@ -100,13 +104,15 @@ class BatchedCypher(Operation):
         if self.down is None:
             raise IrreversibleOperationError(
                 f"the batched Cypher step {self.description!r} has no down fragment")
-        return BatchedCypher(self.entity, self.name, self.down,
+        return BatchedCypher(self.entity, self.down_on or self.name, self.down,
                              self.down_where if self.down_where is not None else self.where,
                              dict(self.params), down=self.apply, creates=self.creates,
-                             deletes=self.deletes, down_where=self.where)
+                             deletes=self.deletes, down_where=self.where,
+                             down_on=self.name if self.down_on else None)
 
     def spec(self) -> dict[str, Any]:
         return {"entity": self.entity, "name": self.name, "apply": self.apply,
                 "where": self.where, "params": self.params, "down": self.down,
                 "validation": self.validation, "creates": self.creates,
-                "deletes": self.deletes, "down_where": self.down_where}
+                "deletes": self.deletes, "down_where": self.down_where,
+                "down_on": self.down_on}

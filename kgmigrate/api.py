@@ -5,10 +5,20 @@ CLI only formats those. `DataMigrationManager` keeps the ticket's names.
 """
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from kgmigrate import runs
-from kgmigrate.backup.store import open_store
+from kgmigrate.backup.snapshot import (
+    Progress,
+    SnapshotManifest,
+    SnapshotRestore,
+    create_snapshot,
+    list_snapshots,
+    load_manifest,
+    restore_snapshot,
+)
+from kgmigrate.backup.store import BackupStore, open_store
 from kgmigrate.checks import ensure_valid, list_migrations, validate
 from kgmigrate.config import Settings, load_settings
 from kgmigrate.connect import open_backend, resolve
@@ -16,6 +26,7 @@ from kgmigrate.errors import KgmError
 from kgmigrate.fingerprint import Fingerprint, fingerprint
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
+from kgmigrate.lock import MigrationLock
 from kgmigrate.models import (
     AppliedMigration,
     Conflict,
@@ -27,6 +38,7 @@ from kgmigrate.models import (
     RunRecord,
 )
 from kgmigrate.registry import Registry
+from kgmigrate.runtime import LEASE_S
 from kgmigrate.versions import Version
 
 __all__ = ["DataMigrationManager", "ensure_valid", "history", "list_migrations",
@@ -126,6 +138,29 @@ def new_migration(directory: Path, name: str, *, kind: str = "py",
     return path
 
 
+class BackupService:
+    """The ticket's `backup_service`: snapshots of the graph in the backup store."""
+
+    def __init__(self, backend: GraphBackend, store: BackupStore) -> None:
+        self.backend, self.store = backend, store
+
+    def create_backup(self, labels: Sequence[str] = (), *,
+                      progress: Progress | None = None) -> SnapshotManifest:
+        return create_snapshot(self.backend, self.store, labels=labels, progress=progress)
+
+    def restore_backup(self, snapshot_id: str, *, verify: bool = True,
+                       progress: Progress | None = None) -> SnapshotRestore:
+        """Replace what the snapshot covers with it, holding the migration lock meanwhile
+        (refused while a migration runs)."""
+        load_manifest(self.store, snapshot_id)  # a clear error before taking the lock
+        with MigrationLock(self.backend, lease_s=LEASE_S).held(f"restore {snapshot_id}"):
+            return restore_snapshot(self.backend, self.store, snapshot_id, verify=verify,
+                                    progress=progress)
+
+    def list_backups(self) -> list[SnapshotManifest]:
+        return list_snapshots(self.store)
+
+
 class DataMigrationManager:
     """The ticket's entry point, over the embedded stack or the configured servers."""
 
@@ -181,6 +216,10 @@ class DataMigrationManager:
 
     def fingerprint(self) -> Fingerprint:
         return fingerprint(self.backend)
+
+    @property
+    def backup_service(self) -> BackupService:
+        return BackupService(self.backend, open_store(self.settings.backup_dir))
 
     def close(self) -> None:
         self.backend.close()

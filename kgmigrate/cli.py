@@ -17,6 +17,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from kgmigrate import __version__, api, runs
+from kgmigrate.backup.snapshot import load_manifest
 from kgmigrate.backup.store import open_store
 from kgmigrate.celery_app import BATCH_QUEUE, CONTROL_QUEUE, QUEUE_MODULES, configure
 from kgmigrate.config import Settings, load_settings
@@ -443,6 +444,79 @@ def fingerprint(as_json: JsonFlag = False) -> None:
         _print_json(digest.model_dump())
     else:
         out.print(str(digest))
+
+
+backup_app = typer.Typer(help="Snapshots of the graph in the backup store (KGMIGRATE_BACKUP_DIR).",
+                         no_args_is_help=True)
+app.add_typer(backup_app, name="backup")
+
+
+@backup_app.command("create")
+def backup_create(
+    labels: Annotated[list[str] | None, typer.Option(
+        "--labels", "-l", help="Only nodes with these labels (and their relationships); "
+        "repeat the option for several.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Export the graph (or some labels) to the backup store, streaming, with progress."""
+    with _graph() as (backend, settings), _counting(quiet=as_json) as advance:
+        service = api.BackupService(backend, open_store(settings.backup_dir))
+        manifest = service.create_backup(labels or (), progress=advance)
+    if as_json:
+        _print_json(manifest.model_dump(mode="json"))
+        return
+    scope = ", ".join(manifest.labels) or "whole graph"
+    out.print(f"snapshot [bold]{manifest.id}[/] ({scope}): {manifest.nodes:,} nodes, "
+              f"{manifest.relationships:,} relationships in {settings.backup_dir}")
+
+
+@backup_app.command("list")
+def backup_list(as_json: JsonFlag = False) -> None:
+    """Complete snapshots, newest first."""
+    with _graph() as (backend, settings):
+        manifests = api.BackupService(backend, open_store(settings.backup_dir)).list_backups()
+    if as_json:
+        _print_json([m.model_dump(mode="json") for m in manifests])
+        return
+    if not manifests:
+        out.print(f"no snapshots in {settings.backup_dir}")
+    for m in manifests:
+        scope = ", ".join(m.labels) or "whole graph"
+        out.print(f"{m.id}  {m.created_at:%Y-%m-%d %H:%M:%S}  {scope}"
+                  f"  {m.nodes:,} nodes  {m.relationships:,} relationships  {m.graph}"
+                  + (f"  ({escape(m.reason)})" if m.reason else ""), highlight=False)
+
+
+@backup_app.command("restore")
+def backup_restore(
+    snapshot_id: Annotated[str, typer.Argument(help="Snapshot id (`kgmigrate backup list`).")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Compare the graph's "
+                                         "fingerprint with the snapshot's afterwards.")] = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """Replace what the snapshot covers (the whole graph, or its labels) with the snapshot.
+    Writes applications made since then to those entities are lost: it asks first."""
+    with _graph() as (backend, settings):
+        service = api.BackupService(backend, open_store(settings.backup_dir))
+        manifest = load_manifest(service.store, snapshot_id)
+        scope = ", ".join(manifest.labels) or "the whole graph"
+        if not yes and not typer.confirm(
+                f"Replace {scope} of {backend.target.display} with snapshot {snapshot_id} "
+                f"({manifest.nodes:,} nodes, taken {manifest.created_at:%Y-%m-%d %H:%M})?"):
+            raise typer.Exit(1)
+        with _counting(quiet=as_json) as advance:
+            result = service.restore_backup(snapshot_id, verify=verify, progress=advance)
+    if as_json:
+        _print_json(result.model_dump())
+    else:
+        out.print(f"restored snapshot {result.id}: {result.nodes:,} nodes, "
+                  f"{result.relationships:,} relationships ({result.nodes_deleted:,} nodes "
+                  "replaced)" + {True: "; fingerprint verified", False: "",
+                                 None: ""}[result.verified])
+    if result.verified is False:
+        out.print("[red]the graph's fingerprint differs from the snapshot's[/]")
+        raise typer.Exit(1)
 
 
 def _follow(start: Callable[[GraphBackend, Settings, Endpoints], str | None], *, wait: bool,

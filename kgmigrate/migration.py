@@ -45,6 +45,9 @@ class Migration:
     batch_size: int = 10_000
     timeout: int = 3600
     down: Sequence[Operation] | None = None  # explicit inverse; default: reversed op inverses
+    # A snapshot before the run starts (or the configured external backup command); off by
+    # default: the undo log already protects every batch.
+    snapshot: bool = False
 
     def __post_init__(self) -> None:
         if not self.steps:
@@ -93,7 +96,7 @@ class LoadedMigration:
             steps=[step_record(i, op) for i, op in enumerate(self.definition.steps, start=1)],
             dependencies=[str(v) for v in dependencies],
             batch_size=self.definition.batch_size, timeout=self.definition.timeout,
-            checksum=self.checksum, path=str(self.file.path),
+            checksum=self.checksum, path=str(self.file.path), snapshot=self.definition.snapshot,
         )
 
     def down_metadata(self, dependencies: Sequence[Version]) -> MigrationMetadata:

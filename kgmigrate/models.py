@@ -59,6 +59,7 @@ class MigrationMetadata(_Model):
     checksum: str
     path: str
     direction: Literal["up", "down"] = "up"  # down: the steps are the migration's inverse
+    snapshot: bool = False  # take a snapshot before the run starts
 
     @property
     def id(self) -> str:

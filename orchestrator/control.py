@@ -5,10 +5,15 @@ the step already decided and does nothing.
 """
 
 import logging
+import os
+import shlex
+import subprocess
 from typing import Any
 
 from celery import Celery
 
+from kgmigrate.backup.snapshot import create_snapshot
+from kgmigrate.errors import KgmError
 from kgmigrate.execution import BatchResult, step_validation_statement
 from kgmigrate.models import MigrationMetadata, MigrationStatus, RunRecord, StepRecord, utc_now
 from kgmigrate.ops import BatchedCypher, RunCypher
@@ -27,6 +32,7 @@ def start_run(rt: Runtime, app: Celery, run_id: str) -> None:
     run = _run(rt, run_id)
     if run.status.is_final or run.status in ROLLBACK_STATES:
         return
+    first_start = run.status is MigrationStatus.PENDING
     if run.status is not MigrationStatus.IN_PROGRESS:  # pending, failed (resume), validating
         run = rt.ledger.transition(run_id, MigrationStatus.IN_PROGRESS)
     for step in run.steps:
@@ -34,6 +40,8 @@ def start_run(rt: Runtime, app: Celery, run_id: str) -> None:
             rt.ledger.update_step(step.id, status=MigrationStatus.IN_PROGRESS)
     run = _run(rt, run_id)
     try:
+        if first_start and run.backup_ref is None:
+            pre_run_backup(rt, run)
         _launch_next(rt, app, run)
     except Exception as exc:  # planning or launching failed: end the run, do not hang
         log.exception("run %s could not be started", run_id)
@@ -41,6 +49,31 @@ def start_run(rt: Runtime, app: Celery, run_id: str) -> None:
                        run.steps[-1])
         fail(rt, run_id, current.id, f"step {current.order} could not be started: {exc}",
              app=app)
+
+
+def pre_run_backup(rt: Runtime, run: RunRecord) -> None:
+    """For a run of a migration that asked for one (`snapshot=True`): the configured external
+    backup command (e.g. `neo4j-admin database dump`), or kgmigrate's own snapshot of the
+    labels the run touches (the whole graph when a step is not confined to node labels)."""
+    if not any(meta.get("snapshot") for meta in run.plan):
+        return
+    command = rt.settings.pre_migration_backup_command
+    if command:
+        argv = shlex.split(command)
+        done = subprocess.run(argv, env={**os.environ, "KGMIGRATE_RUN_ID": run.id},
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            raise KgmError(f"the pre-migration backup command {argv[0]} exited with "
+                           f"{done.returncode}: {' / '.join(tail)}")
+        ref = f"external:{argv[0]}"
+    else:
+        labels = {str(s.spec["name"]) for s in run.steps if s.spec.get("entity") == "node"}
+        whole = any(s.spec.get("entity") != "node" for s in run.steps)
+        manifest = create_snapshot(rt.backend, rt.store, labels=() if whole else sorted(labels),
+                                   reason=f"before run {run.id}")
+        ref = f"snapshot:{manifest.id}"
+    rt.ledger.update_run_facts(run.id, backup_ref=ref)
 
 
 def _launch_next(rt: Runtime, app: Celery, run: RunRecord) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kgmigrate import execution, ledger, lock, sample, undo
+from kgmigrate.backup import snapshot
 from kgmigrate.graph import IndexSpec, KeyList, Neo4jDialect, Scope
 from kgmigrate.graph import neo4j as neo4j_backend
 from kgmigrate.ops import BatchedCypher
@@ -189,6 +190,16 @@ def _undo_and_states() -> list[Rendered]:
     out.append(Rendered("ledger/restores", ledger.READ_RESTORES, {"step_id": "rb:step_1"}))
     out.append(Rendered("ledger/mark-restored", ledger.MARK_RESTORED, {
         "id": "rb:x", "run_id": "run_1", "step_id": "rb:step_1", "at": "2026"}))
+    rows = {"rows": [{"k": "4:a:1", "s": "4:a:1", "t": "4:a:2", "p": {"x": 1}}],
+            "labels": ["Compound"]}
+    out.append(Rendered("snapshot/delete", snapshot.delete_statement(False), rows))
+    out.append(Rendered("snapshot/delete-labels", snapshot.delete_statement(True), rows))
+    out.append(Rendered("snapshot/create-nodes", snapshot.create_nodes_statement(
+        N, ["Compound", HOSTILE]), rows))
+    out.append(Rendered("snapshot/create-unlabelled", snapshot.create_nodes_statement(N, []),
+                        rows))
+    out.append(Rendered("snapshot/create-relationships",
+                        snapshot.create_relationships_statement(N, HOSTILE), rows))
     chain = {"run_id": "run_1", "state": "rolled_back", "at": "2026", "by": "run_1"}
     out.append(Rendered("ledger/mark-chain", ledger.MARK_CHAIN, chain))
     out.append(Rendered("ledger/mark-downgrade-events", ledger.MARK_DOWNGRADE_EVENTS, chain))

@@ -55,6 +55,10 @@ class BackupStore(ABC):
     def describe(self) -> str:
         """Where the store is, for messages."""
 
+    @abstractmethod
+    def sha256(self, key: str) -> str:
+        """The sha256 of the object's stored bytes (as `put_rows` returned it)."""
+
     def put_json(self, key: str, value: Any) -> str:
         return self.put_rows(key, [value])
 

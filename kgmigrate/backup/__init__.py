@@ -1,0 +1,1 @@
+"""Backups: the store (undo records, snapshots) and whole-graph snapshots."""

@@ -308,14 +308,19 @@ def status(
     as_json: JsonFlag = False,
 ) -> None:
     """A run's status, history and steps, with progress."""
-    with _graph() as (backend, _):
+    with _graph() as (backend, settings):
         run = api.status(backend, run_id)
         if watch:
             run = _watch(backend, run.id, quiet=as_json)
+        conflicts = (runs.conflicts(open_store(settings.backup_dir), run)
+                     if run.status in runs.ROLLBACK_STATES | {MigrationStatus.ROLLED_BACK}
+                     else [])
     if as_json:
-        _print_json(run.model_dump(mode="json"))
+        _print_json({**run.model_dump(mode="json"),
+                     "conflicts": [c.model_dump(mode="json") for c in conflicts]})
         return
     _show_run(run)
+    _show_conflicts(conflicts)
 
 
 def _show_run(run: RunRecord) -> None:
@@ -323,6 +328,8 @@ def _show_run(run: RunRecord) -> None:
     out.print(f"  by {run.created_by}; history: {' -> '.join(run.history)}", highlight=False)
     if run.error_log:
         out.print(f"  [red]error:[/] {escape(run.error_log)}", highlight=False)
+    if run.backup_ref:
+        out.print(f"  backup before the run: {escape(run.backup_ref)}", highlight=False)
     table = Table("step", "", "status", "batches", "entities", "rate", box=box.SIMPLE_HEAD,
                   padding=(0, 1))
     for column, width in zip(table.columns, (7, 18, 9, 7, 13, 9), strict=True):

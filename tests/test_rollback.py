@@ -4,6 +4,9 @@ The proof that a rollback restored the exact state is the graph fingerprint take
 run (exact floats, labels, relationship types and ends).
 """
 
+import json
+import os
+import subprocess
 from pathlib import Path
 
 from kgmigrate import runs
@@ -16,6 +19,7 @@ from kgmigrate.graph.types import KeyRange, Scope
 from kgmigrate.ledger import Ledger
 from kgmigrate.models import MigrationStatus, RunRecord
 from tests.conftest import Execution
+from tests.test_cli import KGM
 from tests.test_execution import start, wait_for
 
 NODES = 100_000
@@ -86,6 +90,26 @@ def test_a_late_validation_failure_rolls_back_to_the_exact_fingerprint(
     assert committed == restored == [20, 10, 19]
 
 
+def kgm(execution: Execution, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*KGM, *args], env={**os.environ, **execution.env}, text=True,
+                          capture_output=True, timeout=300, check=False)
+
+
+def test_rolling_back_a_completed_or_unknown_run_is_a_one_line_error(
+        execution: Execution, falkordb: FalkorDBBackend) -> None:
+    falkordb.write("UNWIND range(1, 10) AS i CREATE (:Item {i: i, x: 0.5, old: 'o', l: []})")
+    migration(execution, last_valid=NODES)
+    execution.start_worker()
+    run = runs.wait(falkordb, start(execution, falkordb), timeout_s=120)
+    assert run.status is MigrationStatus.COMPLETED, run.error_log
+    done = kgm(execution, "rollback", run.id)
+    assert (done.returncode, done.stderr.strip()) == (1, (
+        f"kgmigrate: error: run {run.id} completed; undo its migrations with "
+        "`kgmigrate downgrade TARGET` instead"))
+    unknown = kgm(execution, "rollback", "run_nope")
+    assert (unknown.returncode, unknown.stderr.strip()) == (1, "kgmigrate: error: no run run_nope")
+
+
 def restores_done(graph: FalkorDBBackend, run: RunRecord) -> int:
     return sum(len(Ledger(graph).restores(s.id)) for s in run.steps)
 
@@ -147,9 +171,14 @@ def test_other_writes_survive_and_a_touched_entity_changed_since_is_a_kept_confl
                          "RETURN collect(e.i) AS changed").value("changed") == [5]
     assert falkordb.read("MATCH ()-[r:FOLLOWS]->() RETURN count(r) AS n").value("n") == 0
     assert falkordb.read("MATCH ()-[r:NEXT]->() RETURN count(r) AS n").value("n") == 50_000
-    # When the rollback is forced
-    runs.rollback(falkordb, resolve(load_settings()), run_id, force=True)
-    run = runs.wait(falkordb, run_id, timeout_s=240)
+    # and the CLI shows it
+    shown = kgm(execution, "status", run_id, "--json")
+    assert [c["key"] for c in json.loads(shown.stdout)["conflicts"]] == [item5["k"]]
+    # When the rollback is forced, from the CLI
+    forced = kgm(execution, "rollback", run_id, "--force")
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert f"run {run_id}: rolled_back" in forced.stdout
+    run = runs.wait(falkordb, run_id, timeout_s=10)
     # Then the conflicting Item is restored too, and the run is rolled back
     assert_rolled_back(run, falkordb)
     [item5] = falkordb.capture(Scope.nodes("Item", "e.i = 5"), KeyRange(0, 2 * NODES))

@@ -4,6 +4,9 @@
 (b) a hand-written loop of 10k-id range batches does the same;
 (c) kgmigrate: the same change as a migration, planned and run as batch tasks on 1 and on 2
     batch-worker processes (plus one control worker), from enqueue to COMPLETED;
+(r) rollback: the same change, failing validation in its last batch, rolled back on its own
+    from the undo log; rollback throughput (entities restored per second) over forward
+    throughput (entities changed per second, undo capture included), from the run's history;
 (p) planning: kgmigrate cuts a label into batches (on the server, window by window);
     throughput and peak Python memory at two graph sizes, to show planning memory does not
     grow with the graph.
@@ -20,6 +23,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,7 @@ from kgmigrate.config import load_settings, parse_graph_url
 from kgmigrate.connect import resolve
 from kgmigrate.graph import Scope
 from kgmigrate.graph.falkordb import FalkorDBBackend
+from kgmigrate.ledger import Ledger
 from kgmigrate.registry import Registry
 from kgmigrate.stack import EmbeddedStack
 from tests.conftest import free_port
@@ -76,7 +81,7 @@ def plan(graph: FalkorDBBackend) -> tuple[float, int, int]:
 
 MIGRATION = """
 from kgmigrate import Migration, ops
-migration = Migration(batch_size=%d, steps=[ops.batched("Item", "SET e.%s = 1")])
+migration = Migration(batch_size=%d, steps=[ops.batched("Item", "SET e.%s = 1"%s)])
 """
 
 
@@ -92,17 +97,20 @@ def peak_rss_kb(pid: int) -> int:
 
 
 def kgmigrate_run(stack: EmbeddedStack, graph: FalkorDBBackend, workers: int, prop: str,
-                  tmp: Path) -> dict[str, Any]:
-    """Enqueue a one-step migration and time it to COMPLETED on real worker processes."""
+                  tmp: Path, *, fail_last: int | None = None) -> dict[str, Any]:
+    """Enqueue a one-step migration and time it to COMPLETED on real worker processes (with
+    `fail_last`: failing validation for keys from there on, and rolled back)."""
     migrations = tmp / f"migrations_{prop}"
     migrations.mkdir()
-    (migrations / "V0001__bench.py").write_text(MIGRATION % (BATCH, prop))
+    validation = "" if fail_last is None else f", validation='e.i < {fail_last}'"
+    (migrations / "V0001__bench.py").write_text(MIGRATION % (BATCH, prop, validation))
     graph.write("MATCH (n:__KGMMigration) DETACH DELETE n")  # each variant starts unapplied
     db = 10 + workers
     env = {**os.environ, "KGMIGRATE_GRAPH_URL": graph.target.display,
            "KGMIGRATE_BROKER_URL": f"redis://127.0.0.1:{stack.port}/{db}",
            "KGMIGRATE_RESULT_BACKEND": f"redis://127.0.0.1:{stack.port}/{db}",
-           "KGMIGRATE_MIGRATIONS_DIR": str(migrations)}
+           "KGMIGRATE_MIGRATIONS_DIR": str(migrations),
+           "KGMIGRATE_BACKUP_DIR": str(tmp / f"backups_{prop}")}
     os.environ.update(env)
 
     def worker(queue: str) -> subprocess.Popen[bytes]:
@@ -119,6 +127,12 @@ def kgmigrate_run(stack: EmbeddedStack, graph: FalkorDBBackend, workers: int, pr
     assert run_id is not None
     run = runs.wait(graph, run_id, poll_s=0.05)
     seconds = time.perf_counter() - start
+    if fail_last is not None:
+        figures = rollback_figures(graph, run)
+        for process in [control, *batch_workers]:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait()
+        return figures
     assert run.status.value == "completed", run.error_log
     memory = {"control_peak_rss_kb": peak_rss_kb(control.pid),
               "batch_worker_peak_rss_kb": max(peak_rss_kb(w.pid) for w in batch_workers)}
@@ -132,6 +146,23 @@ def kgmigrate_run(stack: EmbeddedStack, graph: FalkorDBBackend, workers: int, pr
             / seconds, "batches": len(latencies),
             "first_tenth_batch_s": sum(first) / len(first),
             "last_tenth_batch_s": sum(last) / len(last), **memory}
+
+
+def rollback_figures(graph: FalkorDBBackend, run: Any) -> dict[str, Any]:
+    """Forward and rollback phases timed from the run's own status history."""
+    assert run.status.value == "rolled_back", run.error_log
+    at = {entry.split("@")[0]: datetime.fromisoformat(entry.split("@")[1])
+          for entry in run.history}
+    forward_s = (at["rolling_back"] - at["in_progress"]).total_seconds()
+    rollback_s = (at["rolled_back"] - at["rolling_back"]).total_seconds()
+    changed = sum(s.entities_done for s in run.steps)
+    restored = sum(int(r["restored"] or 0) for s in run.steps
+                   for r in Ledger(graph).restores(s.id))
+    assert restored == changed, (restored, changed)
+    return {"forward_s": forward_s, "entities_changed": changed, "rollback_s": rollback_s,
+            "entities_restored": restored, "forward_per_s": changed / forward_s,
+            "rollback_per_s": restored / rollback_s,
+            "ratio_rollback_over_forward": (restored / rollback_s) / (changed / forward_s)}
 
 
 def main() -> None:
@@ -160,6 +191,9 @@ def main() -> None:
                     "b_keyset_loop"]["nodes_per_s"]
                 figures[f"latency_last_over_first_tenth_c{workers}"] = (
                     c["last_tenth_batch_s"] / c["first_tenth_batch_s"])
+            for workers in (1, 2):
+                figures[f"r_rollback_{workers}_workers"] = kgmigrate_run(
+                    stack, graph, workers, f"r{workers}", Path(tmp), fail_last=args.nodes - 5)
             for size in (args.nodes, 5 * args.nodes):
                 load(graph, size)
                 seconds, batches, peak = plan(graph)

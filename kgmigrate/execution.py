@@ -61,33 +61,44 @@ def address_from_json(data: dict[str, Any]) -> BatchAddress:
 def batch_statement(dialect: Dialect, scope: Scope, op: BatchedCypher) -> str:
     """The statement for one batch of a batched step (parameters: `batch_params`).
 
-    It also returns, per entity, what the undo log needs to detect conflicts later:
-    `[key, state before, state after, created key, created state]`, each state in the server's
-    own rendering (`Dialect.signature`), taken inside the same atomic statement."""
+    It also returns what the undo log needs to detect conflicts later, taken inside the same
+    atomic statement: per entity its key and its state before and after the change, in the
+    server's own rendering (`Dialect.signature`), and the key and state of the entity it
+    created, if the step creates one. Flat lists (see `images`): the client parses them about
+    twice as fast as a list of lists."""
     match, _ = dialect.match_batch(scope, _sample_address(dialect))
     valid = op.validation or "true"
     carried = "e" if scope.entity == "node" else "e, s, t"
     sig = dialect.signature("e", scope.entity)
     made = op.creates
-    image = ", ".join([
-        "kgm_key", "kgm_pre", "null" if op.deletes else sig,
-        dialect.key(made) if made else "null",
-        dialect.signature(made, scope.entity) if made else "null"])
+    post = "[]" if op.deletes else f"collect({sig})"
+    created = (f"collect([{dialect.key(made)}, {dialect.signature(made, scope.entity)}])"
+               if made else "[]")
+    images = "keys, pres, posts, made"
     return (
         f"{match} WITH {carried}, {dialect.key('e')} AS kgm_key, {sig} AS kgm_pre {op.apply} "
-        f"WITH e, kgm_key, [{image}] AS kgm_image, ({valid}) AS ok "
+        f"WITH e, {made + ', ' if made else ''}kgm_key, kgm_pre, ({valid}) AS ok "
         f"WITH count(e) AS n, sum(CASE WHEN ok THEN 0 ELSE 1 END) AS bad, "
         f"collect(CASE WHEN ok THEN null ELSE kgm_key END)[..{BAD_SAMPLE}] AS bad_keys, "
-        "collect(kgm_image) AS images "
+        f"collect(kgm_key) AS keys, collect(kgm_pre) AS pres, {post} AS posts, "
+        f"{created} AS made "
         f"MERGE (b:{BATCH} {{id: $kgm_batch_id}}) "
-        "WITH n, bad, bad_keys, images, b, coalesce(b.status = 'completed', false) AS dup "
+        f"WITH n, bad, bad_keys, {images}, b, coalesce(b.status = 'completed', false) AS dup "
         "SET b.status = 'completed', b.entities = n, b.worker = $kgm_worker, "
         "b.finished_at = $kgm_at, b.attempts = coalesce(b.attempts, 0) + 1, b.undo = $kgm_undo "
-        f"WITH n, bad, bad_keys, images, dup MATCH (st:{STEP} {{id: $kgm_step_id}}) "
+        f"WITH n, bad, bad_keys, {images}, dup MATCH (st:{STEP} {{id: $kgm_step_id}}) "
         "SET st.batches_done = st.batches_done + 1, st.entities_done = st.entities_done + n "
-        "RETURN n, bad, bad_keys, dup, images, st.status <> 'in_progress' AS stopped, "
+        f"RETURN n, bad, bad_keys, dup, {images}, "
         "1 / (CASE WHEN dup OR bad > 0 OR st.status <> 'in_progress' THEN 0 ELSE 1 END) AS ok"
     )
+
+
+def images(row: dict[str, Any]) -> list[list[Any]]:
+    """The batch statement's reply as undo images: [key, before, after, created key, created
+    state] per entity (after is None when the step deletes `e`)."""
+    keys, pres, posts, made = row["keys"], row["pres"], row["posts"], row["made"]
+    return [[key, pre, posts[i] if posts else None, *(made[i] if made else (None, None))]
+            for i, (key, pre) in enumerate(zip(keys, pres, strict=True))]
 
 
 def diagnosis_statement(dialect: Dialect, scope: Scope, apply: str, validation: str) -> str:

@@ -143,6 +143,7 @@ UPDATE_RUN_FACTS = (
     "r.backup_ref = coalesce($backup_ref, r.backup_ref) "
     "RETURN r.id AS id"
 )
+RUNS_IN = f"MATCH (r:{RUN}) WHERE r.status IN $statuses RETURN r.id AS id, r.status AS status"
 LATEST_RUNS = (
     f"MATCH (r:{RUN}) RETURN r.id AS id ORDER BY r.created_at DESC, r.id DESC LIMIT $limit"
 )
@@ -323,6 +324,10 @@ class Ledger:
         if not rows:
             raise KgmError(f"no step {step_id}")
         return _step(rows[0])
+
+    def runs_in(self, statuses: Sequence[MigrationStatus]) -> list[tuple[str, MigrationStatus]]:
+        rows = self.backend.read(RUNS_IN, {"statuses": [s.value for s in statuses]}).records
+        return [(r["id"], MigrationStatus(r["status"])) for r in rows]
 
     def runs(self, limit: int = 20) -> list[RunRecord]:
         ids = [r["id"] for r in self.backend.read(LATEST_RUNS, {"limit": limit}).records]

@@ -67,6 +67,7 @@ def downgrade(backend: GraphBackend, registry: Registry, endpoints: Endpoints, t
 
 def _start(backend: GraphBackend, endpoints: Endpoints, migrations: list[MigrationMetadata],
            target: str | None, created_by: str | None) -> str:
+    _refuse_unfinished(Ledger(backend))
     run_id = new_id("run")
     lock = MigrationLock(backend, lease_s=LEASE_S)
     lease = lock.acquire(created_by or default_holder(), run_id)
@@ -78,6 +79,20 @@ def _start(backend: GraphBackend, endpoints: Endpoints, migrations: list[Migrati
         lock.release(lease)
         raise
     return run_id
+
+
+def _refuse_unfinished(ledger: Ledger) -> None:
+    """A failed run that is neither resumed nor rolled back left the graph half migrated: a new
+    run would apply its steps again on top."""
+    unfinished = ledger.runs_in([MigrationStatus.FAILED, *ROLLBACK_STATES])
+    if not unfinished:
+        return
+    run_id, status = unfinished[0]
+    if status is MigrationStatus.FAILED:
+        raise KgmError(f"run {run_id} failed and is neither resumed nor rolled back: "
+                       f"`kgmigrate resume {run_id}` or `kgmigrate rollback {run_id}` first")
+    raise KgmError(f"run {run_id} is {status}: finish its rollback first "
+                   f"(`kgmigrate rollback {run_id}`)")
 
 
 def resume(backend: GraphBackend, endpoints: Endpoints, run_id: str) -> None:

@@ -61,6 +61,11 @@ def restore_rows(store: BackupStore, undo: str, *, force: bool,
     except BackupStoreError:  # the worker died between commit and writing it
         images, missing_post = {}, True
     rows, early = [], []
+    captured = {state["k"] for state in pre}
+    for key in images.keys() - captured:  # entered the batch after the capture
+        if only is None or key in only:
+            early.append({"key": key, "now": None, "reason": "changed by the batch without a "
+                          "pre-image (it entered the batch's scope after the capture)"})
     for state in pre:
         key = state["k"]
         if only is not None and key not in only:

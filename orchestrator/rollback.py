@@ -71,6 +71,9 @@ def finish(rt: Runtime, run_id: str) -> None:
     if run.status is not MigrationStatus.ROLLING_BACK:
         return  # a repeated callback finished it already
     conflicts = remaining_conflicts(rt, run)
+    restored = sum(int(r["restored"] or 0) for s in run.steps for r in rt.ledger.restores(s.id))
+    rt.ledger.update_run_facts(run_id, counters={**run.counters, "rollback_restored": restored,
+                                                 "rollback_conflicts": conflicts})
     if conflicts:
         block(rt, run_id, f"rollback left {conflicts} conflicts (entities changed by someone "
               f"else since the migration wrote them, kept as they are); see `kgmigrate status "

@@ -9,10 +9,13 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from kgmigrate import runs
 from kgmigrate.backup.store import DirectoryStore
 from kgmigrate.config import load_settings
 from kgmigrate.connect import resolve
+from kgmigrate.errors import KgmError
 from kgmigrate.fingerprint import fingerprint
 from kgmigrate.graph.falkordb import FalkorDBBackend
 from kgmigrate.graph.types import KeyRange, Scope
@@ -88,6 +91,8 @@ def test_a_late_validation_failure_rolls_back_to_the_exact_fingerprint(
                  for s in run.steps]
     restored = [len(ledger.restores(s.id)) for s in run.steps]
     assert committed == restored == [20, 10, 19]
+    assert run.counters["rollback_restored"] == NODES + 50_000 + 19 * 5000
+    assert run.counters["rollback_conflicts"] == 0
 
 
 def kgm(execution: Execution, *args: str) -> subprocess.CompletedProcess[str]:
@@ -149,6 +154,10 @@ def test_other_writes_survive_and_a_touched_entity_changed_since_is_a_kept_confl
     falkordb.write("MATCH (e:Item {i: 5}) SET e.note = 'app'")
     run = runs.wait(falkordb, run_id, timeout_s=240)
     assert run.status is MigrationStatus.FAILED, run.error_log
+    # (a new upgrade would apply step 1 again on top: refused until this run is dealt with)
+    with pytest.raises(KgmError, match=f"run {run_id} failed and is neither resumed nor "
+                                       "rolled back"):
+        start(execution, falkordb)
     # and the failed run is rolled back by hand
     runs.rollback(falkordb, resolve(load_settings()), run_id)
     run = runs.wait(falkordb, run_id, timeout_s=240)
@@ -171,6 +180,9 @@ def test_other_writes_survive_and_a_touched_entity_changed_since_is_a_kept_confl
                          "RETURN collect(e.i) AS changed").value("changed") == [5]
     assert falkordb.read("MATCH ()-[r:FOLLOWS]->() RETURN count(r) AS n").value("n") == 0
     assert falkordb.read("MATCH ()-[r:NEXT]->() RETURN count(r) AS n").value("n") == 50_000
+    with pytest.raises(KgmError, match=f"run {run_id} is rollback_blocked: finish its "
+                                       "rollback first"):
+        start(execution, falkordb)
     # and the CLI shows it
     shown = kgm(execution, "status", run_id, "--json")
     assert [c["key"] for c in json.loads(shown.stdout)["conflicts"]] == [item5["k"]]

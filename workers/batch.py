@@ -15,6 +15,7 @@ from kgmigrate.execution import (
     batch_params,
     batch_statement,
     diagnosis_statement,
+    images,
 )
 from kgmigrate.lock import LockLostError
 from kgmigrate.models import BatchRecord, MigrationStatus, utc_now
@@ -73,7 +74,7 @@ def run_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str) -
     # After the commit: what the batch saw and left, for conflict checks at rollback. Should the
     # worker die right here, rollback treats this batch's entities as conflicts (never guesses).
     try:
-        rt.store.put_rows(undo + ".post", row["images"])
+        rt.store.put_rows(undo + ".post", images(row))
     except BackupStoreError:
         log.exception("batch %s committed, but its post record could not be written", batch_id)
     counters = {k: v for k, v in written.counters.model_dump().items() if v}

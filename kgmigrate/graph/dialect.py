@@ -196,16 +196,13 @@ class FalkorDBDialect(Dialect):
         return f"{self.match_scope(scope, internal=internal)} RETURN max(id(e)) AS max_id"
 
     def signature(self, var: str, entity: EntityKind) -> str:
-        """Labels (or type) and `[key, value]` pairs in the entity's own order. Replies carry
-        doubles with 15 significant digits, so floats (alone or in lists) are rendered by the
-        server's `toJSON`, also 15 digits: a concurrent change below that is not seen."""
+        """The server's JSON text of labels (or type) and properties: one cheap string (about
+        5 µs per entity, a third of a per-property rendering). Replies carry doubles with 15
+        significant digits, and so does `toJSON`: a concurrent change below that precision is
+        not seen. `toJSON` does not escape quotes, so two states could render alike only if
+        strings were crafted to imitate JSON structure across properties."""
         head = f"labels({var})" if entity == "node" else f"type({var})"
-        v = f"{var}[kgm_x]"
-        items = (f"[kgm_y IN CASE WHEN typeOf({v}) = 'List' THEN {v} ELSE [] END | "
-                 "CASE WHEN typeOf(kgm_y) = 'Float' THEN toJSON(kgm_y) ELSE kgm_y END]")
-        value = (f"CASE WHEN typeOf({v}) = 'Float' THEN toJSON({v}) "
-                 f"WHEN typeOf({v}) = 'List' THEN {items} ELSE {v} END")
-        return f"[{head}, [kgm_x IN keys({var}) | [kgm_x, {value}]]]"
+        return f"toJSON([{head}, properties({var})])"
 
     def state_fields(self, var: str, entity: EntityKind) -> list[tuple[str, str]]:
         """Plus `q`: whether a name or string holds `"` or `\\`, which `toJSON` does not
@@ -218,12 +215,23 @@ class FalkorDBDialect(Dialect):
                   f"any(kgm_y IN {items} WHERE {_unsafe(_string('kgm_y'))}))")
         return [*super().state_fields(var, entity), ("q", quoted)]
 
+    def page_fields(self, entity: EntityKind) -> list[tuple[str, str]]:
+        """The fields `state_page` carries: all but the signature, which is itself JSON text
+        with quotes (`state_signatures` brings it)."""
+        return [(n, expr) for n, expr in self.state_fields("e", entity) if n != "sig"]
+
     def state_page(self, match: str, entity: EntityKind) -> str:
         """A whole page as one JSON text: parsing it is about 6x faster than the client's
         reply parser. Only valid when `unsafe` is false."""
-        fields = self.state_fields("e", entity)
+        fields = self.page_fields(entity)
         return (f"{match} WITH collect([{', '.join(expr for _, expr in fields)}]) AS rows "
                 "RETURN toJSON(rows) AS page, any(r IN rows WHERE r[size(r) - 1]) AS unsafe")
+
+    def state_signatures(self, match: str, entity: EntityKind) -> str:
+        """The page's keys and signatures as two flat lists (the cheapest shape for the
+        client's parser)."""
+        return (f"{match} RETURN collect(id(e)) AS keys, "
+                f"collect({self.signature('e', entity)}) AS sigs")
 
     def exact_floats(self, match: str, *, as_json: bool) -> str:
         """Every float of the page's entities (alone or in a list) as

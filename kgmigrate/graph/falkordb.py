@@ -211,7 +211,7 @@ class FalkorDBBackend(GraphBackend):
         """One page of exact state rows, each part as one JSON text when that is safe
         (`toJSON` escapes neither quotes nor backslashes: such a page goes through the client,
         whose reply parser is about 6x slower)."""
-        fields = [name for name, _ in self.dialect.state_fields("e", entity)]
+        fields = [name for name, _ in self.dialect.page_fields(entity)]
         page = self.read(self.dialect.state_page(match, entity), params).single()
         if page["unsafe"]:
             statement = f"{match} RETURN {self.dialect.state_columns('e', entity)}"
@@ -221,6 +221,10 @@ class FalkorDBBackend(GraphBackend):
         else:
             rows = [dict(zip(fields, row, strict=True))
                     for row in json.loads(page["page"], strict=False)]  # raw control chars
+            signed = self.read(self.dialect.state_signatures(match, entity), params).single()
+            sigs = dict(zip(signed["keys"], signed["sigs"], strict=True))
+            for row in rows:
+                row["sig"] = sigs[row["k"]]
             parts = json.loads(self.read(self.dialect.exact_floats(match, as_json=True),
                                          params).value("page"))
         return make_exact(rows, parts)

@@ -107,7 +107,8 @@ class BatchedCypher(Operation):
         return BatchedCypher(self.entity, self.down_on or self.name, self.down,
                              self.down_where if self.down_where is not None else self.where,
                              dict(self.params), down=self.apply, creates=self.creates,
-                             deletes=self.deletes, down_where=self.where,
+                             deletes=self.deletes,
+                             down_where=self.where if self.down_where is not None else None,
                              down_on=self.name if self.down_on else None)
 
     def spec(self) -> dict[str, Any]:

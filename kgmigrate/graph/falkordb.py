@@ -349,6 +349,9 @@ def _has(specs: list[IndexSpec], wanted: IndexSpec) -> bool:
     return set(wanted.properties) <= indexed
 
 
+_COMPOUND = (Node, Edge, Path, list, dict)
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, Node):
         return plain_entity(value.id, list(value.labels or []), dict(value.properties))
@@ -356,8 +359,8 @@ def _plain(value: Any) -> Any:
         return plain_entity(value.id, [value.relation], dict(value.properties))
     if isinstance(value, Path):
         return [_plain(n) for n in value.nodes()]
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
+    if isinstance(value, list):  # long lists of scalars are common (collected keys, states)
+        return [_plain(v) if isinstance(v, _COMPOUND) else v for v in value]
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     return value

@@ -74,14 +74,16 @@ def batch_statement(dialect: Dialect, scope: Scope, op: BatchedCypher) -> str:
     post = "[]" if op.deletes else f"collect({sig})"
     created = (f"collect([{dialect.key(made)}, {dialect.signature(made, scope.entity)}])"
                if made else "[]")
-    images = "keys, pres, posts, made"
+    # labels after the change, by name: a restore must remove labels the step added
+    labelled = "collect(labels(e))" if scope.entity == "node" and not op.deletes else "[]"
+    images = "keys, pres, posts, made, labels"
     return (
         f"{match} WITH {carried}, {dialect.key('e')} AS kgm_key, {sig} AS kgm_pre {op.apply} "
         f"WITH e, {made + ', ' if made else ''}kgm_key, kgm_pre, ({valid}) AS ok "
         f"WITH count(e) AS n, sum(CASE WHEN ok THEN 0 ELSE 1 END) AS bad, "
         f"collect(CASE WHEN ok THEN null ELSE kgm_key END)[..{BAD_SAMPLE}] AS bad_keys, "
         f"collect(kgm_key) AS keys, collect(kgm_pre) AS pres, {post} AS posts, "
-        f"{created} AS made "
+        f"{created} AS made, {labelled} AS labels "
         f"MERGE (b:{BATCH} {{id: $kgm_batch_id}}) "
         f"WITH n, bad, bad_keys, {images}, b, coalesce(b.status = 'completed', false) AS dup "
         "SET b.status = 'completed', b.entities = n, b.worker = $kgm_worker, "
@@ -95,9 +97,12 @@ def batch_statement(dialect: Dialect, scope: Scope, op: BatchedCypher) -> str:
 
 def images(row: dict[str, Any]) -> list[list[Any]]:
     """The batch statement's reply as undo images: [key, before, after, created key, created
-    state] per entity (after is None when the step deletes `e`)."""
-    keys, pres, posts, made = row["keys"], row["pres"], row["posts"], row["made"]
-    return [[key, pre, posts[i] if posts else None, *(made[i] if made else (None, None))]
+    state, labels after] per entity (after is None when the step deletes `e`; labels only for
+    nodes)."""
+    keys, pres, posts, made, labels = (row["keys"], row["pres"], row["posts"], row["made"],
+                                       row["labels"])
+    return [[key, pre, posts[i] if posts else None, *(made[i] if made else (None, None)),
+             labels[i] if labels else None]
             for i, (key, pre) in enumerate(zip(keys, pres, strict=True))]
 
 

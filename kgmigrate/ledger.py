@@ -167,6 +167,14 @@ MARK_RESTORED = (
     "b.run_id = $run_id, b.step_id = $step_id, b.restored = 1, b.conflicts = 0, "
     "b.finished_at = $at RETURN b.id AS id"
 )
+COMPLETE_STATEMENT = (
+    f"MERGE (b:{BATCH} {{id: $id}}) WITH b, coalesce(b.status = 'completed', false) AS dup "
+    "SET b.status = 'completed', b.run_id = $run_id, b.step_id = $step_id, b.seq = 1, "
+    "b.worker = $worker, b.counters = $counters, b.finished_at = $at, "
+    "b.attempts = coalesce(b.attempts, 0) + 1 "
+    f"WITH dup MATCH (st:{STEP} {{id: $step_id}}) "
+    "SET st.batches_done = st.batches_done + CASE WHEN dup THEN 0 ELSE 1 END RETURN dup"
+)
 READ_RESTORES = (
     f"MATCH (b:{BATCH} {{step_id: $step_id}}) "
     "RETURN b.id AS id, b.restored AS restored, b.conflicts AS conflicts ORDER BY b.id"
@@ -370,6 +378,13 @@ class Ledger:
         data["started_at"] = _iso(batch.started_at) if batch.started_at else None
         data["finished_at"] = _iso(batch.finished_at) if batch.finished_at else None
         self.backend.write(UPSERT_BATCH, data)
+
+    def complete_statement(self, batch_id: str, *, run_id: str, step_id: str, worker: str,
+                           counters: dict[str, int]) -> None:
+        """An unbatched step's statement ran: its batch completed and the step counts it, once."""
+        self.backend.write(COMPLETE_STATEMENT, {
+            "id": batch_id, "run_id": run_id, "step_id": step_id, "worker": worker,
+            "counters": json.dumps(counters, sort_keys=True), "at": _iso(utc_now())})
 
     def restores(self, step_id: str) -> list[dict[str, Any]]:
         """The restore batches a rollback recorded for a step (see kgmigrate.undo)."""

@@ -84,6 +84,7 @@ def restore_rows(store: BackupStore, undo: str, *, force: bool,
             "s": state.get("s"), "t": state.get("t"),
             "post": image[2] if image else None, "ck": image[3] if image else None,
             "cpost": image[4] if image else None,
+            "after_labels": image[5] if image and len(image) > 5 else None,
             "force": force,
         })
     return rows, early
@@ -95,8 +96,7 @@ def touched_names(rows: list[dict[str, Any]], shape: Shape) -> list[str]:
     for row in rows:
         if shape.entity == "node":
             names.update(row["l"])
-            if row["post"]:
-                names.update(row["post"][0] or [])
+            names.update(row.get("after_labels") or [])
         elif shape.deletes:
             names.add(row["ty"])
     return sorted(names)

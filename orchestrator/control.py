@@ -16,7 +16,7 @@ from kgmigrate.backup.snapshot import create_snapshot
 from kgmigrate.errors import KgmError
 from kgmigrate.execution import BatchResult, step_validation_statement
 from kgmigrate.models import MigrationMetadata, MigrationStatus, RunRecord, StepRecord, utc_now
-from kgmigrate.ops import BatchedCypher, RunCypher
+from kgmigrate.ops import BatchedCypher, RunCypher, executable
 from kgmigrate.runs import ROLLBACK_STATES
 from kgmigrate.runtime import Runtime
 from orchestrator import rollback
@@ -143,12 +143,17 @@ def _validate_step(rt: Runtime, step: StepRecord) -> str | None:
     if step.batches_done != step.batches_total:
         return (f"only {step.batches_done} of {step.batches_total} batches are recorded as "
                 "committed")
-    _, op = rt.step(step.id)
+    _, declared = rt.step(step.id)
+    op = executable(declared)
     if isinstance(op, BatchedCypher) and op.validation:
         statement = step_validation_statement(rt.backend.dialect, op.scope(), op.validation)
         failing = rt.backend.read(statement, op.params).value("failing")
         if failing:
             return f"validation `{op.validation}` fails for {failing} entities in scope"
+    if (isinstance(op, BatchedCypher) and op.check and rt.backend.read(
+            op.check, {**op.params, "kgm_planned": step.entities_total}).value("valid")
+            is not True):
+        return f"the step's check failed: {op.check}"
     if (isinstance(op, RunCypher) and op.validation
             and rt.backend.read(op.validation).value("valid") is not True):
         return f"validation query returned false: {op.validation}"

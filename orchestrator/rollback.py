@@ -96,7 +96,11 @@ def remaining_conflicts(rt: Runtime, run: RunRecord) -> int:
 
 
 def block(rt: Runtime, run_id: str, message: str) -> None:
+    """The run's own failure stays first in its error log; the rollback's follows."""
     log.warning("run %s: %s", run_id, message)
+    failure = _run(rt, run_id).error_log
+    if failure and not failure.startswith("rollback"):
+        message = f"{failure.split(' || rollback: ')[0]} || rollback: {message}"
     rt.ledger.transition(run_id, MigrationStatus.ROLLBACK_BLOCKED, error=message)
     rt.lock.release_for_run(run_id)
 

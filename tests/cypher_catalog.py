@@ -188,6 +188,9 @@ def _undo_and_states() -> list[Rendered]:
             params = {"kgm_after": "", "kgm_limit": 1000, "kgm_labels": list(labels)}
             out.append(Rendered(f"all-states/{entity}/{len(labels)}", statement, params))
     out.append(Rendered("ledger/restores", ledger.READ_RESTORES, {"step_id": "rb:step_1"}))
+    out.append(Rendered("ledger/complete-statement", ledger.COMPLETE_STATEMENT, {
+        "id": "run_1:1:1", "run_id": "run_1", "step_id": "step_1", "worker": "w",
+        "counters": "{}", "at": "2026"}))
     out.append(Rendered("ledger/mark-restored", ledger.MARK_RESTORED, {
         "id": "rb:x", "run_id": "run_1", "step_id": "rb:step_1", "at": "2026"}))
     rows = {"rows": [{"k": "4:a:1", "s": "4:a:1", "t": "4:a:2", "p": {"x": 1}}],
@@ -210,6 +213,36 @@ def _undo_and_states() -> list[Rendered]:
     return out
 
 
+def _library() -> list[Rendered]:
+    """Each library op's batch statement and check, as the workers run them on Neo4j."""
+    from kgmigrate import ops
+
+    library = {
+        "add-property": ops.add_property("Compound", "status", "new", where="e.x > $min", min=1),
+        "remove-property": ops.remove_property("Compound", HOSTILE),
+        "rename-property": ops.rename_property(rel_type="TREATS", old="since", new=HOSTILE),
+        "copy-property": ops.copy_property("Compound", "name", "label_text"),
+        "add-label": ops.add_label("Compound", "Reviewed"),
+        "remove-label": ops.remove_label("Compound", HOSTILE),
+        "rename-label": ops.rename_label("Disease", "Condition"),
+        "retype": ops.retype_relationship("TREATS", "TREATS_CONDITION"),
+        "invert": ops.invert_relationship("TREATS"),
+    }
+    out = []
+    for tag, op in library.items():
+        rendered = op.render()
+        scope = rendered.scope()
+        params = execution.batch_params(N, scope, KeyList(("4:a:1",)), run_id="run_1",
+                                        step_id="step_1", batch_id="run_1:1:1", worker="w",
+                                        at="2026", undo="u")
+        out.append(Rendered(f"library/{tag}", execution.batch_statement(N, scope, rendered),
+                            params))
+        if rendered.check:
+            out.append(Rendered(f"library/{tag}/check", rendered.check,
+                                {**rendered.params, "kgm_planned": 1}))
+    return out
+
+
 def neo4j_statements() -> list[Rendered]:
     return (_dialect() + _adapter() + _sample() + _ledger_and_lock() + _execution()
-            + _undo_and_states())
+            + _undo_and_states() + _library())

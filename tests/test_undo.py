@@ -58,7 +58,7 @@ def test_a_missing_post_record_makes_every_entity_a_conflict_unless_forced(
 
 
 def test_touched_names_cover_labels_before_and_after() -> None:
-    rows = [{"l": ["A", "B"], "post": [["B", "C"], []]}, {"l": ["A"], "post": None}]
+    rows = [{"l": ["A", "B"], "after_labels": ["B", "C"]}, {"l": ["A"], "after_labels": None}]
     assert touched_names(rows, Shape("node", False, False)) == ["A", "B", "C"]
     rels = [{"ty": "T", "post": None}, {"ty": "U", "post": None}]
     assert touched_names(rels, Shape("relationship", True, True)) == ["T", "U"]

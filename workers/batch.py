@@ -17,9 +17,10 @@ from kgmigrate.execution import (
     diagnosis_statement,
     images,
 )
+from kgmigrate.graph.types import Counters, QueryResult
 from kgmigrate.lock import LockLostError
 from kgmigrate.models import BatchRecord, MigrationStatus, utc_now
-from kgmigrate.ops import BatchedCypher, RunCypher
+from kgmigrate.ops import BatchedCypher, CreateIndex, RunCypher, executable
 from kgmigrate.runtime import Runtime
 from kgmigrate.undo import undo_key
 
@@ -42,7 +43,8 @@ def run_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str) -
         rt.lock.renew_for_run(run_id)
     except LockLostError as exc:
         return result.model_copy(update={"status": "failed", "error": str(exc)})
-    _, op = rt.step(step_id)
+    _, declared = rt.step(step_id)
+    op = executable(declared)
     if not isinstance(op, BatchedCypher):
         return result.model_copy(update={"status": "failed",
                                          "error": f"{op.kind} steps are not batched"})
@@ -129,14 +131,20 @@ def run_statement(rt: Runtime, run_id: str, step_id: str, batch_id: str) -> Batc
                          status="completed", worker=worker_name())
     if rt.ledger.batch_status(batch_id) == "completed":
         return result.model_copy(update={"status": "skipped"})
-    _, op = rt.step(step_id)
-    if not isinstance(op, RunCypher):
+    _, declared = rt.step(step_id)
+    op = executable(declared)
+    if not isinstance(op, RunCypher | CreateIndex):
         return result.model_copy(update={"status": "failed",
                                          "error": f"{op.kind} steps are batched"})
     try:
         rt.lock.renew_for_run(run_id)
-        written = rt.backend.write(op.statement, metadata={"kgmigrate_run": run_id,
-                                                           "kgmigrate_step": step_id})
+        if isinstance(op, CreateIndex):  # DDL differs per server: the backend renders it
+            changed = op.apply_to(rt.backend)
+            written = QueryResult(counters=Counters(
+                **{"indexes_removed" if op.drop else "indexes_added": int(changed)}))
+        else:
+            written = rt.backend.write(op.statement, metadata={"kgmigrate_run": run_id,
+                                                               "kgmigrate_step": step_id})
     except BackendError as exc:
         if exc.transient:
             raise
@@ -144,8 +152,7 @@ def run_statement(rt: Runtime, run_id: str, step_id: str, batch_id: str) -> Batc
     except KgmError as exc:
         return _failed(rt, result, str(exc), time.perf_counter() - started)
     counters = {k: v for k, v in written.counters.model_dump().items() if v}
-    rt.ledger.record_batch(BatchRecord(
-        id=batch_id, run_id=run_id, step_id=step_id, seq=1, status=MigrationStatus.COMPLETED,
-        attempts=1, worker=result.worker, counters=counters, finished_at=utc_now()))
+    rt.ledger.complete_statement(batch_id, run_id=run_id, step_id=step_id,
+                                 worker=result.worker, counters=counters)
     return result.model_copy(update={"counters": counters,
                                      "seconds": time.perf_counter() - started})

@@ -9,7 +9,7 @@ from kgmigrate.backup.store import BackupStoreError
 from kgmigrate.errors import BackendError
 from kgmigrate.ledger import restore_step_id
 from kgmigrate.models import utc_now
-from kgmigrate.ops import BatchedCypher, RunCypher
+from kgmigrate.ops import BatchedCypher, CreateIndex, RunCypher, executable
 from kgmigrate.runtime import Runtime
 from kgmigrate.undo import (
     Shape,
@@ -39,11 +39,16 @@ def restore_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: st
     """Exactly once, like a forward batch: the restore and its ledger record are one statement.
     A forced pass only revisits the entities the first pass left as conflicts."""
     started = time.perf_counter()
-    record, op = rt.step(step_id)
+    record, declared = rt.step(step_id)
+    op = executable(declared)
     rb_id = restore_batch_id(batch_id, force)
     result = RestoreResult(batch_id=rb_id, seq=seq, status="completed")
     if rt.ledger.batch_status(rb_id) == "completed":
         return result.model_copy(update={"status": "skipped"})
+    if isinstance(op, CreateIndex):  # an index the run created is dropped (and vice versa)
+        op.reverse().apply_to(rt.backend)  # type: ignore[attr-defined]
+        rt.ledger.mark_restored(result.batch_id, run_id, restore_step_id(step_id))
+        return result.model_copy(update={"restored": 1})
     if isinstance(op, RunCypher):
         return _run_down(rt, result, op, run_id, step_id, started)
     assert isinstance(op, BatchedCypher)

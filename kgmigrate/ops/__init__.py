@@ -8,6 +8,20 @@ from typing import Any, Literal
 
 from kgmigrate.ops.base import IrreversibleOperationError, Operation
 from kgmigrate.ops.cypher import BatchedCypher, RunCypher
+from kgmigrate.ops.library import (
+    AddLabel,
+    AddProperty,
+    CopyProperty,
+    CreateIndex,
+    InvertRelationship,
+    LibraryOp,
+    RemoveLabel,
+    RemoveProperty,
+    RenameLabel,
+    RenameProperty,
+    RetypeRelationship,
+    executable,
+)
 
 
 def cypher(statement: str, *, down: str | None = None,
@@ -36,7 +50,77 @@ def batched(label: str | None = None, apply: str = "", *, rel_type: str | None =
                          deletes=deletes, down_where=down_where, down_on=down_on)
 
 
-KINDS: dict[str, type[Operation]] = {RunCypher.kind: RunCypher, BatchedCypher.kind: BatchedCypher}
+def _on(label: str | None, rel_type: str | None) -> dict[str, str | None]:
+    return {"label": label, "rel_type": rel_type}
+
+
+def add_property(label: str | None = None, name: str = "", value: Any = None, *,
+                 rel_type: str | None = None, where: str | None = None,
+                 **params: Any) -> AddProperty:
+    """`name` = `value` where the property is absent."""
+    return AddProperty(**_on(label, rel_type), where=where, params=params, name=name,
+                       value=value)
+
+
+def remove_property(label: str | None = None, name: str = "", *, rel_type: str | None = None,
+                    where: str | None = None, **params: Any) -> RemoveProperty:
+    return RemoveProperty(**_on(label, rel_type), where=where, params=params, name=name)
+
+
+def rename_property(label: str | None = None, old: str = "", new: str = "", *,
+                    rel_type: str | None = None, where: str | None = None,
+                    **params: Any) -> RenameProperty:
+    return RenameProperty(**_on(label, rel_type), where=where, params=params, old=old, new=new)
+
+
+def copy_property(label: str | None = None, source: str = "", target: str = "", *,
+                  rel_type: str | None = None, where: str | None = None,
+                  **params: Any) -> CopyProperty:
+    return CopyProperty(**_on(label, rel_type), where=where, params=params, source=source,
+                        target_name=target)
+
+
+def add_label(label: str, name: str, *, where: str | None = None, **params: Any) -> AddLabel:
+    """Nodes with `label` (and `where`) also get label `name`."""
+    return AddLabel(label, None, where, params, name=name)
+
+
+def remove_label(label: str, name: str | None = None, *, where: str | None = None,
+                 **params: Any) -> RemoveLabel:
+    """Remove `name` (default: `label` itself) from nodes with `label`."""
+    return RemoveLabel(label, None, where, params, name=name or label)
+
+
+def rename_label(label: str, new: str, *, where: str | None = None,
+                 **params: Any) -> RenameLabel:
+    return RenameLabel(label, None, where, params, new=new)
+
+
+def retype_relationship(rel_type: str, new: str, *, where: str | None = None,
+                        **params: Any) -> RetypeRelationship:
+    """The ticket's `modify_relationship`: endpoints and properties kept."""
+    return RetypeRelationship(None, rel_type, where, params, new=new)
+
+
+def invert_relationship(rel_type: str, *, where: str | None = None,
+                        **params: Any) -> InvertRelationship:
+    return InvertRelationship(None, rel_type, where, params)
+
+
+def create_index(label: str | None = None, *properties: str, rel_type: str | None = None,
+                 unique: bool = False) -> CreateIndex:
+    return CreateIndex(label, rel_type, tuple(properties), unique)
+
+
+def drop_index(label: str | None = None, *properties: str, rel_type: str | None = None,
+               unique: bool = False) -> CreateIndex:
+    return CreateIndex(label, rel_type, tuple(properties), unique, drop=True)
+
+
+KINDS: dict[str, type[Operation]] = {
+    op.kind: op for op in (RunCypher, BatchedCypher, AddProperty, RemoveProperty,
+                           RenameProperty, CopyProperty, AddLabel, RemoveLabel, RenameLabel,
+                           RetypeRelationship, InvertRelationship, CreateIndex)}
 
 
 def from_spec(kind: str, spec: dict[str, Any]) -> Operation:
@@ -47,5 +131,10 @@ def from_spec(kind: str, spec: dict[str, Any]) -> Operation:
         raise ValueError(f"unknown operation kind {kind!r}") from None
 
 
-__all__ = ["KINDS", "BatchedCypher", "IrreversibleOperationError", "Operation", "RunCypher",
-           "batched", "cypher", "from_spec"]
+__all__ = ["KINDS", "AddLabel", "AddProperty", "BatchedCypher", "CopyProperty", "CreateIndex",
+           "InvertRelationship", "IrreversibleOperationError", "LibraryOp", "Operation",
+           "RemoveLabel", "RemoveProperty", "RenameLabel", "RenameProperty", "RetypeRelationship",
+           "RunCypher", "add_label", "add_property", "batched", "copy_property", "create_index",
+           "cypher", "drop_index", "executable", "from_spec", "invert_relationship",
+           "remove_label", "remove_property", "rename_label", "rename_property",
+           "retype_relationship"]

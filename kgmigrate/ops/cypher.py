@@ -69,6 +69,9 @@ class BatchedCypher(Operation):
     # the inverse's scope, when `apply` moves entities out of this one (see reverse)
     down_where: str | None = None
     down_on: str | None = None  # label or relationship type the inverse runs on
+    # A read statement returning one boolean `valid`, run once after all batches (the step's
+    # proof beyond per-entity validation); $kgm_planned is the number of entities planned.
+    check: str | None = None
     kind = "batched_cypher"
 
     def __post_init__(self) -> None:
@@ -116,4 +119,4 @@ class BatchedCypher(Operation):
                 "where": self.where, "params": self.params, "down": self.down,
                 "validation": self.validation, "creates": self.creates,
                 "deletes": self.deletes, "down_where": self.down_where,
-                "down_on": self.down_on}
+                "down_on": self.down_on, "check": self.check}

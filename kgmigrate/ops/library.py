@@ -1,0 +1,413 @@
+"""The operations library: named schema and data changes that render to the two execution forms.
+
+Each op is a small frozen dataclass: it validates its names when built, says what it is
+(`spec`, JSON in the ledger) and what undoes it (`reverse()`), and `render()`s itself to the form
+the workers execute: a `BatchedCypher` (scope, apply, per-entity validation, step check, what the
+undo log must know) or a `RunCypher` (one statement). Names pass through
+`kgmigrate.identifiers`; values are parameters, never text.
+
+Reversal: an op whose inverse needs data it destroyed (remove a property or a label) has none
+here; a *failed* run of it is still rolled back exactly from the undo log, and a snapshot
+covers a completed one.
+"""
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+from kgmigrate import identifiers as ident
+from kgmigrate.errors import KgmError
+from kgmigrate.graph.base import GraphBackend
+from kgmigrate.graph.types import RESERVED_PARAM_PREFIX, IndexSpec, Scope
+from kgmigrate.ops.base import IrreversibleOperationError, Operation
+from kgmigrate.ops.cypher import BatchedCypher, RunCypher
+
+Rendered = BatchedCypher | RunCypher
+
+
+def _check_params(params: dict[str, Any]) -> None:
+    for name in params:
+        ident.param_name(name)
+        if name.startswith(RESERVED_PARAM_PREFIX):
+            raise KgmError(f"parameter ${name}: the prefix {RESERVED_PARAM_PREFIX!r} is "
+                           "reserved for kgmigrate")
+
+
+def _and(*parts: str | None) -> str | None:
+    present = [f"({p})" for p in parts if p]
+    return " AND ".join(present) or None
+
+
+class LibraryOp(Operation):
+    """An op of the library: rendered to BatchedCypher or RunCypher for execution."""
+
+    kind: ClassVar[str]
+
+    def render(self) -> Rendered:
+        raise NotImplementedError
+
+    def scope(self) -> Scope | None:
+        return self.render().scope()
+
+    def spec(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload, no-any-return]
+
+
+@dataclass(frozen=True)
+class _OnEntities(LibraryOp):
+    """Nodes with `label` or relationships of `rel_type`, narrowed by `where` (Cypher over `e`,
+    with values in `params`)."""
+
+    label: str | None = None
+    rel_type: str | None = None
+    where: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if (self.label is None) == (self.rel_type is None):
+            raise KgmError(f"{self.kind}: give exactly one of label or rel_type")
+        if self.label is not None:
+            ident.validate(self.label, ident.Kind.LABEL)
+        else:
+            ident.validate(self.rel_type, ident.Kind.REL_TYPE)
+        _check_params(self.params)
+
+    @property
+    def entity(self) -> str:
+        return "node" if self.label is not None else "relationship"
+
+    @property
+    def target(self) -> str:
+        return f":{self.label}" if self.label is not None else f"[:{self.rel_type}]"
+
+    def _batched(self, apply: str, *, where: str | None = None, validation: str | None = None,
+                 check: str | None = None, values: dict[str, Any] | None = None,
+                 creates: str | None = None, deletes: bool = False) -> BatchedCypher:
+        name = self.label if self.label is not None else self.rel_type
+        assert name is not None
+        return BatchedCypher("node" if self.label is not None else "relationship", name, apply,
+                             _and(self.where, where), {**self.params, **(values or {})},
+                             validation=validation, check=check, creates=creates,
+                             deletes=deletes)
+
+
+# -- properties -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AddProperty(_OnEntities):
+    """Set `name` to `value` (a parameter) where the entity has no such property."""
+
+    name: str = ""
+    value: Any = None
+    kind = "add_property"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        ident.validate(self.name, ident.Kind.PROPERTY)
+        if self.value is None:
+            raise KgmError("add_property: a default value is required (null removes)")
+
+    @property
+    def description(self) -> str:
+        return f"add {self.target}.{self.name} = {self.value!r} where absent"
+
+    def render(self) -> BatchedCypher:
+        p = ident.prop(self.name)
+        return self._batched(f"SET e.{p} = $op_value", where=f"e.{p} IS NULL",
+                             validation=f"e.{p} IS NOT NULL", values={"op_value": self.value})
+
+    def reverse(self) -> Operation:
+        raise IrreversibleOperationError(
+            f"{self.description}: which entities had the value before is not recorded; a failed "
+            "run is rolled back from its undo log, a completed one needs a snapshot")
+
+
+@dataclass(frozen=True)
+class RemoveProperty(_OnEntities):
+    name: str = ""
+    kind = "remove_property"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        ident.validate(self.name, ident.Kind.PROPERTY)
+
+    @property
+    def description(self) -> str:
+        return f"remove {self.target}.{self.name}"
+
+    def render(self) -> BatchedCypher:
+        p = ident.prop(self.name)
+        return self._batched(f"REMOVE e.{p}", where=f"e.{p} IS NOT NULL",
+                             validation=f"e.{p} IS NULL")
+
+    def reverse(self) -> Operation:
+        raise IrreversibleOperationError(
+            f"{self.description} drops data; a failed run is rolled back from its undo log, a "
+            "completed one needs a snapshot (Migration(snapshot=True))")
+
+
+@dataclass(frozen=True)
+class RenameProperty(_OnEntities):
+    old: str = ""
+    new: str = ""
+    kind = "rename_property"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        ident.validate(self.old, ident.Kind.PROPERTY)
+        ident.validate(self.new, ident.Kind.PROPERTY)
+        if self.old == self.new:
+            raise KgmError(f"rename_property: {self.old!r} to itself")
+
+    @property
+    def description(self) -> str:
+        return f"rename {self.target}.{self.old} to {self.new}"
+
+    def render(self) -> BatchedCypher:
+        old, new = ident.prop(self.old), ident.prop(self.new)
+        return self._batched(f"SET e.{new} = e.{old} REMOVE e.{old}", where=f"e.{old} IS NOT NULL",
+                             validation=f"e.{old} IS NULL AND e.{new} IS NOT NULL")
+
+    def reverse(self) -> Operation:
+        return RenameProperty(self.label, self.rel_type, self.where, dict(self.params),
+                              old=self.new, new=self.old)
+
+
+@dataclass(frozen=True)
+class CopyProperty(_OnEntities):
+    source: str = ""
+    target_name: str = ""
+    kind = "copy_property"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        ident.validate(self.source, ident.Kind.PROPERTY)
+        ident.validate(self.target_name, ident.Kind.PROPERTY)
+
+    @property
+    def description(self) -> str:
+        return f"copy {self.target}.{self.source} to {self.target_name}"
+
+    def render(self) -> BatchedCypher:
+        src, dst = ident.prop(self.source), ident.prop(self.target_name)
+        return self._batched(f"SET e.{dst} = e.{src}", where=f"e.{src} IS NOT NULL",
+                             validation=f"e.{dst} = e.{src}")
+
+    def reverse(self) -> Operation:
+        return RemoveProperty(self.label, self.rel_type, self.where, dict(self.params),
+                              name=self.target_name)
+
+
+# -- labels ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AddLabel(_OnEntities):
+    """Add `name` to nodes with `label` (and `where`)."""
+
+    name: str = ""
+    kind = "add_label"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.label is None:
+            raise KgmError("add_label works on nodes (give label=...)")
+        ident.validate(self.name, ident.Kind.LABEL)
+
+    @property
+    def description(self) -> str:
+        return f"add label :{self.name} to {self.target}"
+
+    def render(self) -> BatchedCypher:
+        new = ident.label(self.name)
+        return self._batched(f"SET e:{new}", where=f"NOT e:{new}", validation=f"e:{new}")
+
+    def reverse(self) -> Operation:
+        return RemoveLabel(self.name, None, self.where, dict(self.params), name=self.name)
+
+
+@dataclass(frozen=True)
+class RemoveLabel(_OnEntities):
+    """Remove label `name` from nodes with `label` (`label` may be `name` itself)."""
+
+    name: str = ""
+    kind = "remove_label"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.label is None:
+            raise KgmError("remove_label works on nodes (give label=...)")
+        ident.validate(self.name, ident.Kind.LABEL)
+
+    @property
+    def description(self) -> str:
+        return f"remove label :{self.name} from {self.target}"
+
+    def render(self) -> BatchedCypher:
+        old = ident.label(self.name)
+        return self._batched(f"REMOVE e:{old}", where=f"e:{old}", validation=f"NOT e:{old}")
+
+    def reverse(self) -> Operation:
+        if self.label == self.name:
+            raise IrreversibleOperationError(
+                f"{self.description}: once removed, the nodes cannot be found by it again")
+        assert self.label is not None
+        return AddLabel(self.label, None, self.where, dict(self.params), name=self.name)
+
+
+@dataclass(frozen=True)
+class RenameLabel(_OnEntities):
+    """Nodes with `label` get label `new` instead."""
+
+    new: str = ""
+    kind = "rename_label"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.label is None:
+            raise KgmError("rename_label works on nodes (give label=...)")
+        ident.validate(self.new, ident.Kind.LABEL)
+        if self.new == self.label:
+            raise KgmError(f"rename_label: {self.label!r} to itself")
+
+    @property
+    def description(self) -> str:
+        return f"rename label :{self.label} to :{self.new}"
+
+    def render(self) -> BatchedCypher:
+        old, new = ident.label(self.label), ident.label(self.new)
+        return self._batched(f"SET e:{new} REMOVE e:{old}", validation=f"e:{new} AND NOT e:{old}",
+                             check=f"MATCH (e:{old}) RETURN count(e) = 0 AS valid")
+
+    def reverse(self) -> Operation:
+        assert self.label is not None
+        return RenameLabel(self.new, None, self.where, dict(self.params), new=self.label)
+
+
+# -- relationships --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetypeRelationship(_OnEntities):
+    """The ticket's `modify_relationship`: same endpoints and properties, type `new`."""
+
+    new: str = ""
+    kind = "retype_relationship"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.rel_type is None:
+            raise KgmError("retype_relationship works on relationships (give rel_type=...)")
+        ident.validate(self.new, ident.Kind.REL_TYPE)
+        if self.new == self.rel_type:
+            raise KgmError(f"retype_relationship: {self.rel_type!r} to itself")
+
+    @property
+    def description(self) -> str:
+        return f"retype [:{self.rel_type}] to [:{self.new}]"
+
+    def render(self) -> BatchedCypher:
+        old, new = ident.rel_type(self.rel_type), ident.rel_type(self.new)
+        return self._batched(
+            f"CREATE (s)-[op_r:{new}]->(t) SET op_r = properties(e) DELETE e",
+            creates="op_r", deletes=True,
+            # (FalkorDB returns null for an expression mixing a grouping key and an aggregate)
+            check=(f"MATCH ()-[o:{old}]->() WITH count(o) AS remaining "
+                   f"MATCH ()-[n:{new}]->() WITH remaining, count(n) AS made "
+                   "RETURN remaining = 0 AND made >= $kgm_planned AS valid")
+            if self.where is None else None)
+
+    def reverse(self) -> Operation:
+        assert self.rel_type is not None
+        return RetypeRelationship(None, self.new, self.where, dict(self.params),
+                                  new=self.rel_type)
+
+
+@dataclass(frozen=True)
+class InvertRelationship(_OnEntities):
+    """Swap the direction of relationships, keeping type and properties."""
+
+    kind = "invert_relationship"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.rel_type is None:
+            raise KgmError("invert_relationship works on relationships (give rel_type=...)")
+
+    @property
+    def description(self) -> str:
+        return f"invert [:{self.rel_type}]"
+
+    def render(self) -> BatchedCypher:
+        rel = ident.rel_type(self.rel_type)
+        return self._batched(f"CREATE (t)-[op_r:{rel}]->(s) SET op_r = properties(e) DELETE e",
+                             creates="op_r", deletes=True)
+
+    def reverse(self) -> Operation:
+        raise IrreversibleOperationError(
+            f"{self.description}: inverted relationships cannot be told from others of the "
+            "type; invert them again with a `where` that selects them")
+
+
+# -- schema (unbatched) ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreateIndex(LibraryOp):
+    """A range index (or, `unique=True`, a uniqueness constraint), idempotent."""
+
+    label: str | None = None
+    rel_type: str | None = None
+    properties: tuple[str, ...] = ()
+    unique: bool = False
+    drop: bool = False
+    kind = "index"
+
+    def __post_init__(self) -> None:
+        if (self.label is None) == (self.rel_type is None):
+            raise KgmError("index: give exactly one of label or rel_type")
+        if not self.properties:
+            raise KgmError("index: name at least one property")
+        object.__setattr__(self, "properties", tuple(self.properties))
+        if self.label is not None:
+            ident.validate(self.label, ident.Kind.LABEL)
+        else:
+            ident.validate(self.rel_type, ident.Kind.REL_TYPE)
+        for name in self.properties:
+            ident.validate(name, ident.Kind.PROPERTY)
+
+    def index_spec(self) -> IndexSpec:
+        if self.label is not None:
+            return IndexSpec("node", self.label, self.properties, unique=self.unique)
+        assert self.rel_type is not None
+        return IndexSpec("relationship", self.rel_type, self.properties, unique=self.unique)
+
+    @property
+    def description(self) -> str:
+        what = "uniqueness constraint" if self.unique else "index"
+        on = f":{self.label}" if self.label else f"[:{self.rel_type}]"
+        return f"{'drop' if self.drop else 'create'} {what} on {on}({', '.join(self.properties)})"
+
+    def render(self) -> RunCypher:
+        raise TypeError("index ops run through the backend's ensure_index / drop_index "
+                        "(their DDL differs per server), not as a Cypher text")
+
+    def scope(self) -> Scope | None:
+        return None
+
+    def apply_to(self, backend: GraphBackend) -> bool:
+        """Idempotent: True when something changed."""
+        spec = self.index_spec()
+        return backend.drop_index(spec) if self.drop else backend.ensure_index(spec)
+
+    def reverse(self) -> Operation:
+        return CreateIndex(self.label, self.rel_type, self.properties, self.unique,
+                           not self.drop)
+
+
+def executable(op: Operation) -> Operation:
+    """What the workers run for `op`: a library op's rendering, index ops and raw ops as they
+    are."""
+    if isinstance(op, LibraryOp) and not isinstance(op, CreateIndex):
+        return op.render()
+    return op

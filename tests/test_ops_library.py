@@ -1,0 +1,131 @@
+"""The operations library: the Cypher each op renders (no server), and each op run forward,
+checked, and reversed on the embedded stack with real workers (fingerprint restored)."""
+
+import pytest
+
+from kgmigrate import ops, runs
+from kgmigrate.config import load_settings
+from kgmigrate.connect import resolve
+from kgmigrate.errors import IdentifierError, KgmError
+from kgmigrate.fingerprint import fingerprint
+from kgmigrate.graph.falkordb import FalkorDBBackend
+from kgmigrate.ledger import Ledger
+from kgmigrate.models import MigrationStatus
+from kgmigrate.ops import IrreversibleOperationError, from_spec
+from kgmigrate.registry import Registry
+from tests.conftest import Execution
+from tests.test_execution import start
+
+# -- rendering (no server) ------------------------------------------------------------------
+
+
+def test_rename_property_renders_quoted_names_and_reverses_itself() -> None:
+    op = ops.rename_property("Compound", "mol weight", "molecular_weight", where="e.x > $min",
+                             min=1)
+    rendered = op.render()
+    assert rendered.apply == "SET e.`molecular_weight` = e.`mol weight` REMOVE e.`mol weight`"
+    assert rendered.where == "(e.x > $min) AND (e.`mol weight` IS NOT NULL)"
+    assert rendered.params == {"min": 1}
+    assert rendered.validation == "e.`mol weight` IS NULL AND e.`molecular_weight` IS NOT NULL"
+    assert op.reverse().reverse() == op
+    assert from_spec(op.kind, op.spec()) == op  # the ledger round trip workers rely on
+
+
+def test_add_property_sets_only_where_absent_with_the_value_as_a_parameter() -> None:
+    rendered = ops.add_property("Compound", "status", "x') DETACH DELETE e //").render()
+    assert rendered.apply == "SET e.`status` = $op_value"
+    assert rendered.params == {"op_value": "x') DETACH DELETE e //"}
+    assert rendered.where == "(e.`status` IS NULL)"
+    with pytest.raises(IrreversibleOperationError, match="snapshot"):
+        ops.add_property("Compound", "status", "x").reverse()
+
+
+def test_label_and_relationship_ops_render_what_they_say() -> None:
+    assert ops.add_label("Gene", "Reviewed").render().apply == "SET e:`Reviewed`"
+    assert ops.add_label("Gene", "Reviewed").reverse() == ops.remove_label("Reviewed")
+    rename = ops.rename_label("Gene", "Protein").render()
+    assert rename.apply == "SET e:`Protein` REMOVE e:`Gene`"
+    assert rename.check == "MATCH (e:`Gene`) RETURN count(e) = 0 AS valid"
+    retype = ops.retype_relationship("TREATS", "TREATS_CONDITION").render()
+    assert retype.apply == ("CREATE (s)-[op_r:`TREATS_CONDITION`]->(t) SET op_r = "
+                            "properties(e) DELETE e")
+    assert (retype.creates, retype.deletes) == ("op_r", True)
+    assert ops.retype_relationship("A", "B").reverse() == ops.retype_relationship("B", "A")
+    assert ops.invert_relationship("R").render().apply.startswith("CREATE (t)-[op_r:`R`]->(s)")
+
+
+@pytest.mark.parametrize("build", [
+    lambda: ops.rename_property("A", "x`y", "z"),
+    lambda: ops.add_label("A", "__KGMRun"),
+    lambda: ops.retype_relationship("R", "bad\nname"),
+    lambda: ops.create_index("A", ""),
+])
+def test_hostile_names_are_refused_when_the_op_is_built(build: object) -> None:
+    with pytest.raises(IdentifierError):
+        build()  # type: ignore[operator]
+
+
+def test_ops_refuse_what_they_cannot_mean() -> None:
+    with pytest.raises(KgmError, match="exactly one of label or rel_type"):
+        ops.rename_property(None, "a", "b")
+    with pytest.raises(KgmError, match="to itself"):
+        ops.rename_label("A", "A")
+    with pytest.raises(KgmError, match="reserved"):
+        ops.rename_property("A", "a", "b", kgm_x=1)
+    with pytest.raises(IrreversibleOperationError, match="drops data"):
+        ops.remove_property("A", "x").reverse()
+
+
+# -- end to end -----------------------------------------------------------------------------
+
+FORWARD = '''
+from kgmigrate import Migration, ops
+
+migration = Migration(author="test", batch_size=2500, steps=[
+    ops.rename_property("Gene", "sym", "symbol"),
+    ops.copy_property("Gene", "symbol", "label_text"),
+    ops.add_label("Gene", "Reviewed", where="e.i % 2 = 0"),
+    ops.rename_label("Disease", "Condition"),
+    ops.retype_relationship("LINKED", "ASSOCIATED_WITH"),
+    ops.create_index("Gene", "symbol"),
+    ops.create_index("Condition", "code", unique=True),
+])
+'''
+
+
+def test_library_ops_run_validate_and_reverse_to_the_same_fingerprint(
+        execution: Execution, falkordb: FalkorDBBackend) -> None:
+    falkordb.write("UNWIND range(1, 10000) AS i CREATE (:Gene {i: i, sym: 'G' + toString(i), "
+                   "w: i / 7.0})")
+    falkordb.write("UNWIND range(1, 2000) AS i CREATE (:Disease {code: 'D' + toString(i)})")
+    falkordb.write("MATCH (g:Gene), (d:Disease) WHERE g.i = toInteger(substring(d.code, 1)) "
+                   "CREATE (g)-[:LINKED {score: g.w}]->(d)")
+    before = fingerprint(falkordb)
+    execution.write_migration("V0001__library.py", FORWARD)
+    execution.start_worker(concurrency=2)
+    run = runs.wait(falkordb, start(execution, falkordb), timeout_s=240)
+    assert run.status is MigrationStatus.COMPLETED, (run.error_log, [
+        (s.order, s.status, [b.error for b in Ledger(falkordb).batches(s.id) if b.error])
+        for s in run.steps])
+    # Then each op did what it says, and its step's proof held
+    row = falkordb.read(
+        "MATCH (g:Gene) RETURN count(g.sym) AS sym, count(g.symbol) AS symbol, "
+        "sum(CASE WHEN g.label_text = g.symbol THEN 1 ELSE 0 END) AS copied, "
+        "sum(CASE WHEN g:Reviewed THEN 1 ELSE 0 END) AS reviewed").single()
+    assert row == {"sym": 0, "symbol": 10_000, "copied": 10_000, "reviewed": 5_000}
+    assert falkordb.read("MATCH (d:Disease) RETURN count(d) AS n").value("n") == 0
+    assert falkordb.read("MATCH ()-[r:ASSOCIATED_WITH]->(:Condition) RETURN count(r) AS n"
+                         ).value("n") == 2000
+    indexed = {(s.name, s.properties, s.unique) for s in falkordb.indexes()}
+    assert {("Gene", ("symbol",), False), ("Condition", ("code",), True)} <= indexed
+    # When it is downgraded
+    registry = Registry.load(execution.migrations)
+    run_id = runs.downgrade(falkordb, registry, resolve(load_settings()), "base")
+    assert run_id is not None
+    run = runs.wait(falkordb, run_id, timeout_s=240)
+    # Then the graph is exactly as before, indexes included
+    assert run.status is MigrationStatus.COMPLETED, run.error_log
+    assert fingerprint(falkordb) == before
+    indexed = {(s.name, s.properties) for s in falkordb.indexes()}
+    assert ("Gene", ("symbol",)) not in indexed and ("Condition", ("code",)) not in indexed
+    assert Ledger(falkordb).applied() == []

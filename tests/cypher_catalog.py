@@ -227,6 +227,11 @@ def _library() -> list[Rendered]:
         "rename-label": ops.rename_label("Disease", "Condition"),
         "retype": ops.retype_relationship("TREATS", "TREATS_CONDITION"),
         "invert": ops.invert_relationship("TREATS"),
+        "change-type": ops.change_type("Compound", "weight", "float"),
+        "change-type-date": ops.change_type(rel_type="TREATS", name="since", to="date",
+                                            on_error="null"),
+        "transform": ops.transform_property("Compound", "name", "toUpper(trim(value)) + $s",
+                                            s="!"),
     }
     out = []
     for tag, op in library.items():

@@ -76,6 +76,53 @@ def test_ops_refuse_what_they_cannot_mean() -> None:
         ops.remove_property("A", "x").reverse()
 
 
+def test_transforms_are_expressions_bound_to_the_old_value() -> None:
+    op = ops.transform_property("Gene", "symbol", "toUpper(trim(value)) + $suffix",
+                                inverse="toLower(value)", suffix="!")
+    rendered = op.render()
+    assert rendered.apply == ("FOREACH (op_v IN [toUpper(trim(e.`symbol`)) + $suffix] | "
+                              "REMOVE e.`symbol` SET e.`symbol` = op_v)")
+    assert rendered.params == {"suffix": "!"}
+    assert op.reverse().render().apply.startswith("FOREACH (op_v IN [toLower(e.`symbol`)] |")
+    # `value` inside quotes, as a property key or a parameter name is left alone
+    quoted = ops.transform_property("G", "s", "value + ' value' + e.value + $value", value=1)
+    assert quoted.render().apply.startswith(
+        "FOREACH (op_v IN [e.`s` + ' value' + e.value + $value] |")
+    with pytest.raises(IrreversibleOperationError, match="no inverse expression"):
+        ops.transform_property("G", "s", "value + 1").reverse()
+
+
+@pytest.mark.parametrize("expression", [
+    "value}) DETACH DELETE e //", "value) WITH e MATCH (x) DELETE x", "1; MATCH (n) DELETE n",
+    "value /* hidden */", "(value", "value]", "'constant'", "CALL db.labels()",
+])
+def test_a_transform_cannot_smuggle_in_a_clause(expression: str) -> None:
+    with pytest.raises(KgmError, match="transform expression"):
+        ops.transform_property("Gene", "symbol", expression)
+
+
+def test_change_type_renders_a_map_update_and_a_policy() -> None:
+    fail = ops.change_type("Gene", "w", "integer").render()
+    # `SET e.w = toInteger(e.w)` would keep a Float a Float on FalkorDB
+    assert fail.apply == "FOREACH (op_v IN [toInteger(e.`w`)] | REMOVE e.`w` SET e.`w` = op_v)"
+    assert fail.validation == "e.`w` IS NOT NULL"
+    assert ops.change_type("Gene", "w", "date", on_error="null").render().validation is None
+    with pytest.raises(KgmError, match="to='decimal'"):
+        ops.change_type("Gene", "w", "decimal")
+    with pytest.raises(IrreversibleOperationError):
+        ops.change_type("Gene", "w", "string").reverse()
+
+
+def test_the_ticket_managers_build_the_same_ops() -> None:
+    from kgmigrate.managers import DataTransformationManager, SchemaEvolutionManager
+
+    assert SchemaEvolutionManager.modify_relationship("A", "B") == (
+        ops.retype_relationship("A", "B"))
+    assert SchemaEvolutionManager.add_property("A", "p", 1) == ops.add_property("A", "p", 1)
+    assert DataTransformationManager.transform_property("A", "p", "value * 2") == (
+        ops.transform_property("A", "p", "value * 2"))
+
+
 # -- end to end -----------------------------------------------------------------------------
 
 FORWARD = '''
@@ -89,6 +136,15 @@ migration = Migration(author="test", batch_size=2500, steps=[
     ops.retype_relationship("LINKED", "ASSOCIATED_WITH"),
     ops.create_index("Gene", "symbol"),
     ops.create_index("Condition", "code", unique=True),
+    ops.transform_property("Gene", "symbol", "'g-' + value", inverse="substring(value, 2)"),
+])
+'''
+CONVERSIONS = '''
+from kgmigrate import Migration, ops
+
+migration = Migration(author="test", batch_size=500, steps=[
+    ops.change_type("Item", "n", "integer", on_error="{policy}"),
+    ops.change_type("Item", "f", "float"),
 ])
 '''
 
@@ -110,7 +166,7 @@ def test_library_ops_run_validate_and_reverse_to_the_same_fingerprint(
     # Then each op did what it says, and its step's proof held
     row = falkordb.read(
         "MATCH (g:Gene) RETURN count(g.sym) AS sym, count(g.symbol) AS symbol, "
-        "sum(CASE WHEN g.label_text = g.symbol THEN 1 ELSE 0 END) AS copied, "
+        "sum(CASE WHEN 'g-' + g.label_text = g.symbol THEN 1 ELSE 0 END) AS copied, "
         "sum(CASE WHEN g:Reviewed THEN 1 ELSE 0 END) AS reviewed").single()
     assert row == {"sym": 0, "symbol": 10_000, "copied": 10_000, "reviewed": 5_000}
     assert falkordb.read("MATCH (d:Disease) RETURN count(d) AS n").value("n") == 0
@@ -129,3 +185,27 @@ def test_library_ops_run_validate_and_reverse_to_the_same_fingerprint(
     indexed = {(s.name, s.properties) for s in falkordb.indexes()}
     assert ("Gene", ("symbol",)) not in indexed and ("Condition", ("code",)) not in indexed
     assert Ledger(falkordb).applied() == []
+
+
+@pytest.mark.parametrize("policy", ["fail", "null"])
+def test_change_type_policies_on_values_that_do_not_convert(
+        execution: Execution, falkordb: FalkorDBBackend, policy: str) -> None:
+    # Given strings that mostly convert, three that do not, and integers to make floats
+    falkordb.write("UNWIND range(1, 3000) AS i CREATE (:Item {i: i, f: i, n: CASE WHEN "
+                   "i IN [7, 1500, 2999] THEN 'n/a' ELSE toString(i) END})")
+    before = fingerprint(falkordb)
+    execution.write_migration("V0001__types.py", CONVERSIONS.format(policy=policy))
+    execution.start_worker(concurrency=2)
+    run = runs.wait(falkordb, start(execution, falkordb), timeout_s=180)
+    if policy == "fail":
+        # Then the batches holding them fail with their keys, and the run rolls back exactly
+        assert run.status is MigrationStatus.ROLLED_BACK, run.error_log
+        assert "failed validation `e.`n` IS NOT NULL`" in (run.error_log or "")
+        assert fingerprint(falkordb) == before
+        return
+    # Then they become absent (the undo log keeps them), the rest converted, types changed
+    assert run.status is MigrationStatus.COMPLETED, run.error_log
+    rows = falkordb.read("MATCH (e:Item) RETURN typeOf(e.n) AS n, typeOf(e.f) AS f, "
+                         "count(*) AS c").records
+    assert {(r["n"], r["f"]): r["c"] for r in rows} == {("Integer", "Float"): 2997,
+                                                        ("Null", "Float"): 3}

@@ -11,6 +11,7 @@ from kgmigrate.ops.cypher import BatchedCypher, RunCypher
 from kgmigrate.ops.library import (
     AddLabel,
     AddProperty,
+    ChangeType,
     CopyProperty,
     CreateIndex,
     InvertRelationship,
@@ -20,6 +21,7 @@ from kgmigrate.ops.library import (
     RenameLabel,
     RenameProperty,
     RetypeRelationship,
+    TransformProperty,
     executable,
 )
 
@@ -107,6 +109,24 @@ def invert_relationship(rel_type: str, *, where: str | None = None,
     return InvertRelationship(None, rel_type, where, params)
 
 
+def change_type(label: str | None = None, name: str = "", to: str = "string", *,
+                on_error: str = "fail", rel_type: str | None = None, where: str | None = None,
+                **params: Any) -> ChangeType:
+    """Convert `name` to integer, float, string, boolean or date; values that do not convert
+    fail the batch with their keys (`on_error="fail"`) or become absent (`"null"`)."""
+    return ChangeType(**_on(label, rel_type), where=where, params=params, name=name, to=to,
+                      on_error=on_error)
+
+
+def transform_property(label: str | None = None, name: str = "", expression: str = "", *,
+                       inverse: str | None = None, rel_type: str | None = None,
+                       where: str | None = None, **params: Any) -> TransformProperty:
+    """`name` = `expression` over its old value `value` (e.g. "toLower(trim(value))"); no
+    `*_old` copy is left behind: the undo log keeps the old values."""
+    return TransformProperty(**_on(label, rel_type), where=where, params=params, name=name,
+                             expression=expression, inverse=inverse)
+
+
 def create_index(label: str | None = None, *properties: str, rel_type: str | None = None,
                  unique: bool = False) -> CreateIndex:
     return CreateIndex(label, rel_type, tuple(properties), unique)
@@ -120,7 +140,8 @@ def drop_index(label: str | None = None, *properties: str, rel_type: str | None 
 KINDS: dict[str, type[Operation]] = {
     op.kind: op for op in (RunCypher, BatchedCypher, AddProperty, RemoveProperty,
                            RenameProperty, CopyProperty, AddLabel, RemoveLabel, RenameLabel,
-                           RetypeRelationship, InvertRelationship, CreateIndex)}
+                           RetypeRelationship, InvertRelationship, CreateIndex, ChangeType,
+                           TransformProperty)}
 
 
 def from_spec(kind: str, spec: dict[str, Any]) -> Operation:
@@ -131,10 +152,40 @@ def from_spec(kind: str, spec: dict[str, Any]) -> Operation:
         raise ValueError(f"unknown operation kind {kind!r}") from None
 
 
-__all__ = ["KINDS", "AddLabel", "AddProperty", "BatchedCypher", "CopyProperty", "CreateIndex",
-           "InvertRelationship", "IrreversibleOperationError", "LibraryOp", "Operation",
-           "RemoveLabel", "RemoveProperty", "RenameLabel", "RenameProperty", "RetypeRelationship",
-           "RunCypher", "add_label", "add_property", "batched", "copy_property", "create_index",
-           "cypher", "drop_index", "executable", "from_spec", "invert_relationship",
-           "remove_label", "remove_property", "rename_label", "rename_property",
-           "retype_relationship"]
+__all__ = [
+    "KINDS",
+    "AddLabel",
+    "AddProperty",
+    "BatchedCypher",
+    "ChangeType",
+    "CopyProperty",
+    "CreateIndex",
+    "InvertRelationship",
+    "IrreversibleOperationError",
+    "LibraryOp",
+    "Operation",
+    "RemoveLabel",
+    "RemoveProperty",
+    "RenameLabel",
+    "RenameProperty",
+    "RetypeRelationship",
+    "RunCypher",
+    "TransformProperty",
+    "add_label",
+    "add_property",
+    "batched",
+    "change_type",
+    "copy_property",
+    "create_index",
+    "cypher",
+    "drop_index",
+    "executable",
+    "from_spec",
+    "invert_relationship",
+    "remove_label",
+    "remove_property",
+    "rename_label",
+    "rename_property",
+    "retype_relationship",
+    "transform_property",
+]

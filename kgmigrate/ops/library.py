@@ -11,10 +11,12 @@ here; a *failed* run of it is still rolled back exactly from the undo log, and a
 covers a completed one.
 """
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 from kgmigrate import identifiers as ident
+from kgmigrate.cypher_text import tokens
 from kgmigrate.errors import KgmError
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.graph.types import RESERVED_PARAM_PREFIX, IndexSpec, Scope
@@ -411,3 +413,132 @@ def executable(op: Operation) -> Operation:
     if isinstance(op, LibraryOp) and not isinstance(op, CreateIndex):
         return op.render()
     return op
+
+
+# -- types and transforms -------------------------------------------------------------------
+
+CONVERSIONS = {"integer": "toInteger", "float": "toFloat", "string": "toString",
+               "boolean": "toBoolean", "date": "date"}
+CLAUSES = frozenset({
+    "MATCH", "OPTIONAL", "CREATE", "MERGE", "DELETE", "DETACH", "SET", "REMOVE", "CALL", "WITH",
+    "RETURN", "UNWIND", "FOREACH", "LOAD", "USE", "UNION", "ORDER", "LIMIT", "SKIP", "YIELD",
+    "DROP", "ALTER", "GRANT", "DENY", "REVOKE", "SHOW", "START", "STOP", "TERMINATE", "FINISH",
+    "INSERT",
+})
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_expression(expression: str, variable: str = "value") -> str:
+    """An expression over `variable`, refused when it could be more than an expression: a
+    clause keyword, a comment, `;`, or unbalanced brackets. Returns it with `variable` bound
+    as `e`'s property by the caller (see `bind`)."""
+    depth = 0
+    for kind, chunk in tokens(expression):
+        if kind in ("comment", "end"):
+            raise KgmError(f"transform expression {expression!r}: comments and `;` are not "
+                           "allowed in an expression")
+        if kind != "code":
+            continue
+        for word in _WORD.findall(chunk):
+            if word.upper() in CLAUSES:
+                raise KgmError(f"transform expression {expression!r}: `{word}` is a clause, "
+                               "not part of an expression")
+        for ch in chunk:
+            depth += ch in "([{"
+            depth -= ch in ")]}"
+            if depth < 0:
+                break
+        if depth < 0:
+            break
+    if depth != 0:
+        raise KgmError(f"transform expression {expression!r}: unbalanced brackets")
+    if not any(variable in _WORD.findall(c) for k, c in tokens(expression) if k == "code"):
+        raise KgmError(f"transform expression {expression!r} does not use `{variable}`")
+    return expression
+
+
+def bind(expression: str, variable: str, replacement: str) -> str:
+    """`variable` (a whole word outside quotes, not a property or parameter) -> replacement."""
+    out = []
+    for kind, chunk in tokens(expression):
+        if kind == "code":
+            chunk = re.sub(rf"(?<![.$\w]){re.escape(variable)}(?!\w)", replacement, chunk)
+        out.append(chunk)
+    return "".join(out)
+
+
+def _replace_value(prop: str, expression: str) -> str:
+    """Set `e.prop` to `expression` (computed from the old value first), letting its type
+    change: on FalkorDB `SET e.p = toFloat(e.p)` (and `SET e += {p: ...}`) keep an Integer an
+    Integer; removing the property first does not."""
+    return f"FOREACH (op_v IN [{expression}] | REMOVE e.{prop} SET e.{prop} = op_v)"
+
+
+@dataclass(frozen=True)
+class ChangeType(_OnEntities):
+    """Convert `name` to `to`; values that do not convert fail the batch (`on_error="fail"`,
+    with their keys) or become absent (`"null"`, the undo log keeps them)."""
+
+    name: str = ""
+    to: str = "string"
+    on_error: str = "fail"
+    kind = "change_type"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        ident.validate(self.name, ident.Kind.PROPERTY)
+        if self.to not in CONVERSIONS:
+            raise KgmError(f"change_type: to={self.to!r}; use one of {', '.join(CONVERSIONS)}")
+        if self.on_error not in ("fail", "null"):
+            raise KgmError(f"change_type: on_error={self.on_error!r}; use 'fail' or 'null'")
+
+    @property
+    def description(self) -> str:
+        return f"change {self.target}.{self.name} to {self.to} ({self.on_error} on error)"
+
+    def render(self) -> BatchedCypher:
+        p = ident.prop(self.name)
+        return self._batched(_replace_value(p, f"{CONVERSIONS[self.to]}(e.{p})"),
+                             where=f"e.{p} IS NOT NULL",
+                             validation=f"e.{p} IS NOT NULL" if self.on_error == "fail" else None)
+
+    def reverse(self) -> Operation:
+        raise IrreversibleOperationError(
+            f"{self.description}: a conversion can lose what the old value was; a failed run "
+            "is rolled back from its undo log, a completed one needs a snapshot")
+
+
+@dataclass(frozen=True)
+class TransformProperty(_OnEntities):
+    """`name` = `expression` over its old value (`value`), e.g. "toUpper(trim(value))"; an
+    `inverse` expression (over `value`, the new value) makes it reversible."""
+
+    name: str = ""
+    expression: str = ""
+    inverse: str | None = None
+    kind = "transform_property"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        ident.validate(self.name, ident.Kind.PROPERTY)
+        check_expression(self.expression)
+        if self.inverse is not None:
+            check_expression(self.inverse)
+
+    @property
+    def description(self) -> str:
+        return f"set {self.target}.{self.name} = {self.expression}"
+
+    def render(self) -> BatchedCypher:
+        p = ident.prop(self.name)
+        return self._batched(_replace_value(p, bind(self.expression, "value", f"e.{p}")),
+                             where=f"e.{p} IS NOT NULL")
+
+    def reverse(self) -> Operation:
+        if self.inverse is None:
+            raise IrreversibleOperationError(
+                f"{self.description}: no inverse expression; a failed run is rolled back from "
+                "its undo log")
+        return TransformProperty(self.label, self.rel_type, self.where, dict(self.params),
+                                 name=self.name, expression=self.inverse,
+                                 inverse=self.expression)

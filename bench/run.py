@@ -7,6 +7,8 @@
 (r) rollback: the same change, failing validation in its last batch, rolled back on its own
     from the undo log; rollback throughput (entities restored per second) over forward
     throughput (entities changed per second, undo capture included), from the run's history;
+(t) a deliberately CPU-bound Python-callable transform (`tests.transforms:burn`, about 1 ms a
+    value) over 20k nodes, with 1 and 2 batch workers: where more workers pay off;
 (p) planning: kgmigrate cuts a label into batches (on the server, window by window);
     throughput and peak Python memory at two graph sizes, to show planning memory does not
     grow with the graph.
@@ -96,14 +98,23 @@ def peak_rss_kb(pid: int) -> int:
     return total
 
 
+PYTHON_TRANSFORM = """
+from kgmigrate import Migration, ops
+migration = Migration(batch_size=1000, steps=[
+    ops.python_transform("Doc", "%s", "tests.transforms:burn")])
+"""
+TRANSFORM_NODES = 20_000
+
+
 def kgmigrate_run(stack: EmbeddedStack, graph: FalkorDBBackend, workers: int, prop: str,
-                  tmp: Path, *, fail_last: int | None = None) -> dict[str, Any]:
+                  tmp: Path, *, fail_last: int | None = None,
+                  text: str | None = None) -> dict[str, Any]:
     """Enqueue a one-step migration and time it to COMPLETED on real worker processes (with
     `fail_last`: failing validation for keys from there on, and rolled back)."""
     migrations = tmp / f"migrations_{prop}"
     migrations.mkdir()
     validation = "" if fail_last is None else f", validation='e.i < {fail_last}'"
-    (migrations / "V0001__bench.py").write_text(MIGRATION % (BATCH, prop, validation))
+    (migrations / "V0001__bench.py").write_text(text or MIGRATION % (BATCH, prop, validation))
     graph.write("MATCH (n:__KGMMigration) DETACH DELETE n")  # each variant starts unapplied
     db = 10 + workers
     env = {**os.environ, "KGMIGRATE_GRAPH_URL": graph.target.display,
@@ -194,6 +205,15 @@ def main() -> None:
             for workers in (1, 2):
                 figures[f"r_rollback_{workers}_workers"] = kgmigrate_run(
                     stack, graph, workers, f"r{workers}", Path(tmp), fail_last=args.nodes - 5)
+            graph.write("UNWIND range(1, $n) AS i CREATE (:Doc {i: i, t1: i, t2: i})",
+                        {"n": TRANSFORM_NODES})
+            for workers in (1, 2):
+                prop = f"t{workers}"
+                figures[f"t_python_transform_{workers}_workers"] = kgmigrate_run(
+                    stack, graph, workers, prop, Path(tmp), text=PYTHON_TRANSFORM % prop)
+            figures["ratio_t2_over_t1_throughput"] = (
+                figures["t_python_transform_2_workers"]["nodes_per_s"]
+                / figures["t_python_transform_1_workers"]["nodes_per_s"])
             for size in (args.nodes, 5 * args.nodes):
                 load(graph, size)
                 seconds, batches, peak = plan(graph)

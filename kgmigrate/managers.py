@@ -27,3 +27,4 @@ class SchemaEvolutionManager:
 class DataTransformationManager:
     transform_property = staticmethod(ops.transform_property)
     change_type = staticmethod(ops.change_type)
+    python_transform = staticmethod(ops.python_transform)

@@ -209,3 +209,55 @@ def test_change_type_policies_on_values_that_do_not_convert(
                          "count(*) AS c").records
     assert {(r["n"], r["f"]): r["c"] for r in rows} == {("Integer", "Float"): 2997,
                                                         ("Null", "Float"): 3}
+
+
+PYTHON_TRANSFORMS = '''
+from kgmigrate import Migration, ops
+
+migration = Migration(author="test", batch_size=10000, steps=[
+    ops.python_transform("Doc", "title", "tests.transforms:normalize"),
+    ops.python_transform("Doc", "vector", "tests.transforms:embed", vectorized=True),
+])
+'''
+
+
+def test_a_python_transform_over_100k_nodes_runs_on_two_workers(
+        execution: Execution, falkordb: FalkorDBBackend) -> None:
+    from tests.transforms import embed, normalize
+
+    falkordb.write("UNWIND range(1, 100000) AS i CREATE (:Doc {i: i, title: '  Title  OF ' + "
+                   "toString(i) + '  ', vector: 'text ' + toString(i)})")
+    execution.write_migration("V0001__python.py", PYTHON_TRANSFORMS)
+    execution.start_worker()
+    execution.start_worker()
+    run = runs.wait(falkordb, start(execution, falkordb), timeout_s=300)
+    assert run.status is MigrationStatus.COMPLETED, run.error_log
+    # every value is the function's result, computed from the exact old value
+    sample = falkordb.read("MATCH (d:Doc) WHERE d.i IN [1, 50000, 100000] "
+                           "RETURN d.i AS i, d.title AS title, d.vector AS vector").records
+    for row in sample:
+        assert row["title"] == normalize(f"  Title  OF {row['i']}  ")
+        assert row["vector"] == pytest.approx(embed([f"text {row['i']}"])[0], abs=1e-9)
+    assert falkordb.read("MATCH (d:Doc) WHERE d.title STARTS WITH 'title of ' "
+                         "RETURN count(d) AS n").value("n") == 100_000
+    # and both worker processes (each one pool process) did part of it
+    workers = {b.worker for s in run.steps for b in Ledger(falkordb).batches(s.id)}
+    assert len(workers) == 2 and None not in workers
+
+
+def test_a_failing_python_transform_rolls_back_to_the_same_fingerprint(
+        execution: Execution, falkordb: FalkorDBBackend) -> None:
+    falkordb.write("UNWIND range(1, 5000) AS i CREATE (:Doc {i: i, title: 'T' + toString(i)})")
+    before = fingerprint(falkordb)
+    execution.write_migration("V0001__python.py", '''
+from kgmigrate import Migration, ops
+migration = Migration(author="test", batch_size=1000, steps=[
+    ops.python_transform("Doc", "title", "tests.transforms:normalize"),
+    ops.python_transform("Doc", "title", "tests.transforms:broken"),
+])
+''')
+    execution.start_worker(concurrency=2)
+    run = runs.wait(falkordb, start(execution, falkordb), timeout_s=180)
+    assert run.status is MigrationStatus.ROLLED_BACK, run.error_log
+    assert "python_transform tests.transforms:broken raised ValueError" in (run.error_log or "")
+    assert fingerprint(falkordb) == before

@@ -20,7 +20,7 @@ from kgmigrate.execution import (
 from kgmigrate.graph.types import Counters, QueryResult
 from kgmigrate.lock import LockLostError
 from kgmigrate.models import BatchRecord, MigrationStatus, utc_now
-from kgmigrate.ops import BatchedCypher, CreateIndex, RunCypher, executable
+from kgmigrate.ops import BatchedCypher, CreateIndex, PythonTransform, RunCypher, executable
 from kgmigrate.runtime import Runtime
 from kgmigrate.undo import undo_key
 
@@ -54,12 +54,15 @@ def run_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str) -
     # record; the batch statement names the one that committed.
     undo = undo_key(run_id, rt.step(step_id)[0].order, seq, uuid.uuid4().hex[:12])
     try:
-        rt.store.put_rows(undo + ".pre", rt.backend.capture(scope, address))
-    except BackupStoreError as exc:  # no undo record, no change
+        states = rt.backend.capture(scope, address)
+        rt.store.put_rows(undo + ".pre", states)
+        computed = (declared.batch_values(states) if isinstance(declared, PythonTransform)
+                    else {})
+    except KgmError as exc:  # no undo record (or no values): no change
         return _failed(rt, result, f"batch {seq}: {exc}", time.perf_counter() - started)
-    params = batch_params(dialect, scope, address, run_id=run_id, step_id=step_id,
-                          batch_id=batch_id, worker=result.worker, at=utc_now().isoformat(),
-                          undo=undo)
+    params = {**batch_params(dialect, scope, address, run_id=run_id, step_id=step_id,
+                             batch_id=batch_id, worker=result.worker, at=utc_now().isoformat(),
+                             undo=undo), **computed}
     statement = batch_statement(dialect, scope, op)
     try:
         written = rt.backend.write(statement, params, metadata={

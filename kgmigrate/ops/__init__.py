@@ -16,6 +16,7 @@ from kgmigrate.ops.library import (
     CreateIndex,
     InvertRelationship,
     LibraryOp,
+    PythonTransform,
     RemoveLabel,
     RemoveProperty,
     RenameLabel,
@@ -127,6 +128,15 @@ def transform_property(label: str | None = None, name: str = "", expression: str
                              expression=expression, inverse=inverse)
 
 
+def python_transform(label: str | None = None, name: str = "", function: str = "", *,
+                     vectorized: bool = False, rel_type: str | None = None,
+                     where: str | None = None, **params: Any) -> PythonTransform:
+    """`name` = `function(old value)`, computed in the workers (import path
+    "package.module:callable"; `vectorized=True`: list of old values in, list of new out)."""
+    return PythonTransform(**_on(label, rel_type), where=where, params=params, name=name,
+                           function=function, vectorized=vectorized)
+
+
 def create_index(label: str | None = None, *properties: str, rel_type: str | None = None,
                  unique: bool = False) -> CreateIndex:
     return CreateIndex(label, rel_type, tuple(properties), unique)
@@ -141,7 +151,7 @@ KINDS: dict[str, type[Operation]] = {
     op.kind: op for op in (RunCypher, BatchedCypher, AddProperty, RemoveProperty,
                            RenameProperty, CopyProperty, AddLabel, RemoveLabel, RenameLabel,
                            RetypeRelationship, InvertRelationship, CreateIndex, ChangeType,
-                           TransformProperty)}
+                           TransformProperty, PythonTransform)}
 
 
 def from_spec(kind: str, spec: dict[str, Any]) -> Operation:
@@ -164,6 +174,7 @@ __all__ = [
     "IrreversibleOperationError",
     "LibraryOp",
     "Operation",
+    "PythonTransform",
     "RemoveLabel",
     "RemoveProperty",
     "RenameLabel",
@@ -182,6 +193,7 @@ __all__ = [
     "executable",
     "from_spec",
     "invert_relationship",
+    "python_transform",
     "remove_label",
     "remove_property",
     "rename_label",

@@ -11,9 +11,11 @@ here; a *failed* run of it is still rolled back exactly from the undo log, and a
 covers a completed one.
 """
 
+import importlib
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from kgmigrate import identifiers as ident
 from kgmigrate.cypher_text import tokens
@@ -542,3 +544,70 @@ class TransformProperty(_OnEntities):
         return TransformProperty(self.label, self.rel_type, self.where, dict(self.params),
                                  name=self.name, expression=self.inverse,
                                  inverse=self.expression)
+
+
+@dataclass(frozen=True)
+class PythonTransform(_OnEntities):
+    """`name` = `function(old value)` computed in the workers, batch by batch: where more
+    workers pay off (text normalization, embeddings). `function` is an import path
+    ("package.module:callable") every worker can import; with `vectorized=True` it takes the
+    batch's list of old values and returns the list of new ones. A None result removes the
+    property. Values must be JSON-able: a list of floats for an embedding is fine."""
+
+    name: str = ""
+    function: str = ""
+    vectorized: bool = False
+    kind = "python_transform"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        ident.validate(self.name, ident.Kind.PROPERTY)
+        if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", self.function or ""):
+            raise KgmError(f"python_transform: function={self.function!r}; give an import path "
+                           "like 'package.module:callable'")
+
+    @property
+    def description(self) -> str:
+        return f"set {self.target}.{self.name} = {self.function}(value)"
+
+    def render(self) -> BatchedCypher:
+        """The new values arrive per batch as parameters keyed by entity key, with the state
+        each was computed from: an entity changed since its capture is left alone (and its
+        old value was never read into the computation)."""
+        p = ident.prop(self.name)
+        lookup = "toString(kgm_key)"
+        return self._batched(
+            f"FOREACH (op_v IN CASE WHEN kgm_pre = $op_sigs[{lookup}] "
+            f"THEN [$op_values[{lookup}]] ELSE [] END | REMOVE e.{p} SET e.{p} = op_v)",
+            where=f"e.{p} IS NOT NULL")
+
+    def load(self) -> Callable[[Any], Any]:
+        module, _, attr = self.function.partition(":")
+        try:
+            found = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise KgmError(f"python_transform: cannot import {self.function}: {exc}") from None
+        if not callable(found):
+            raise KgmError(f"python_transform: {self.function} is not callable")
+        return cast(Callable[[Any], Any], found)
+
+    def batch_values(self, states: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The parameters one batch needs, computed from its captured (exact) states."""
+        function = self.load()
+        olds = [state["p"].get(self.name) for state in states]
+        try:
+            news = function(olds) if self.vectorized else [function(v) for v in olds]
+        except Exception as exc:  # user code: report it as this batch's failure
+            raise KgmError(f"python_transform {self.function} raised "
+                           f"{type(exc).__name__}: {exc}") from None
+        if len(news) != len(olds):
+            raise KgmError(f"python_transform {self.function} returned {len(news)} values for "
+                           f"{len(olds)}")
+        keys = [str(state["k"]) for state in states]
+        return {"op_values": dict(zip(keys, news, strict=True)),
+                "op_sigs": {k: state["sig"] for k, state in zip(keys, states, strict=True)}}
+
+    def reverse(self) -> Operation:
+        raise IrreversibleOperationError(
+            f"{self.description}: no inverse function; a failed run is rolled back from its "
+            "undo log, a completed one needs a snapshot")

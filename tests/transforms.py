@@ -1,0 +1,25 @@
+"""Python-callable transforms the tests and the benchmark import by name, as workers do."""
+
+import hashlib
+
+
+def normalize(value: object) -> object:
+    """Text normalization: trimmed, lower case, inner whitespace collapsed."""
+    return " ".join(str(value).split()).lower() if value is not None else None
+
+
+def embed(values: list[object]) -> list[list[float]]:
+    """A vectorized stand-in for an embedding model: a deterministic 4-float vector per text."""
+    return [[b / 255.0 for b in hashlib.sha256(str(v).encode()).digest()[:4]] for v in values]
+
+
+def burn(value: object, rounds: int = 2000) -> str:
+    """Deliberately CPU-bound (about 1 ms): what makes a second worker pay off."""
+    digest = str(value).encode()
+    for _ in range(rounds):
+        digest = hashlib.sha256(digest).digest()
+    return digest.hex()[:16]
+
+
+def broken(value: object) -> object:
+    raise ValueError(f"cannot transform {value!r}")

@@ -219,6 +219,9 @@ def _library() -> list[Rendered]:
 
     library = {
         "add-property": ops.add_property("Compound", "status", "new", where="e.x > $min", min=1),
+        "add-computed": ops.add_property("Compound", "label_text",
+                                         expression="e.name + ' (' + e.cid + ')'"),
+        "python-transform": ops.python_transform("Compound", "name", "pkg.mod:fn"),
         "remove-property": ops.remove_property("Compound", HOSTILE),
         "rename-property": ops.rename_property(rel_type="TREATS", old="since", new=HOSTILE),
         "copy-property": ops.copy_property("Compound", "name", "label_text"),
@@ -240,6 +243,8 @@ def _library() -> list[Rendered]:
         params = execution.batch_params(N, scope, KeyList(("4:a:1",)), run_id="run_1",
                                         step_id="step_1", batch_id="run_1:1:1", worker="w",
                                         at="2026", undo="u")
+        if tag == "python-transform":  # computed per batch by the worker
+            params.update(op_values={"4:a:1": "v"}, op_sigs={"4:a:1": "[]"})
         out.append(Rendered(f"library/{tag}", execution.batch_statement(N, scope, rendered),
                             params))
         if rendered.check:

@@ -38,6 +38,12 @@ def test_add_property_sets_only_where_absent_with_the_value_as_a_parameter() -> 
     assert rendered.where == "(e.`status` IS NULL)"
     with pytest.raises(IrreversibleOperationError, match="snapshot"):
         ops.add_property("Compound", "status", "x").reverse()
+    computed = ops.add_property("Person", "full", expression="e.first + ' ' + e.last").render()
+    assert computed.apply == "SET e.`full` = (e.first + ' ' + e.last)"
+    with pytest.raises(KgmError, match="clause"):
+        ops.add_property("Person", "full", expression="e.first) DETACH DELETE e //")
+    with pytest.raises(KgmError, match="not both"):
+        ops.add_property("Person", "full")
 
 
 def test_label_and_relationship_ops_render_what_they_say() -> None:
@@ -145,6 +151,7 @@ from kgmigrate import Migration, ops
 migration = Migration(author="test", batch_size=500, steps=[
     ops.change_type("Item", "n", "integer", on_error="{policy}"),
     ops.change_type("Item", "f", "float"),
+    ops.add_property("Item", "score", expression="e.i * 2 + e.f"),
 ])
 '''
 
@@ -209,6 +216,8 @@ def test_change_type_policies_on_values_that_do_not_convert(
                          "count(*) AS c").records
     assert {(r["n"], r["f"]): r["c"] for r in rows} == {("Integer", "Float"): 2997,
                                                         ("Null", "Float"): 3}
+    assert falkordb.read("MATCH (e:Item) WHERE e.score = e.i * 3 RETURN count(e) AS n"
+                         ).value("n") == 3000  # computed from the other properties
 
 
 PYTHON_TRANSFORMS = '''

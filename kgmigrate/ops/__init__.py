@@ -58,11 +58,12 @@ def _on(label: str | None, rel_type: str | None) -> dict[str, str | None]:
 
 
 def add_property(label: str | None = None, name: str = "", value: Any = None, *,
-                 rel_type: str | None = None, where: str | None = None,
-                 **params: Any) -> AddProperty:
-    """`name` = `value` where the property is absent."""
+                 expression: str | None = None, rel_type: str | None = None,
+                 where: str | None = None, **params: Any) -> AddProperty:
+    """`name` = `value` (or `expression` over `e`, e.g. "e.first + ' ' + e.last") where the
+    property is absent."""
     return AddProperty(**_on(label, rel_type), where=where, params=params, name=name,
-                       value=value)
+                       value=value, expression=expression)
 
 
 def remove_property(label: str | None = None, name: str = "", *, rel_type: str | None = None,

@@ -99,24 +99,33 @@ class _OnEntities(LibraryOp):
 
 @dataclass(frozen=True)
 class AddProperty(_OnEntities):
-    """Set `name` to `value` (a parameter) where the entity has no such property."""
+    """Set `name` to `value` (a parameter), or to `expression` computed from the entity's other
+    properties (Cypher over `e`, checked like a transform), where the entity has no such
+    property."""
 
     name: str = ""
     value: Any = None
+    expression: str | None = None
     kind = "add_property"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         ident.validate(self.name, ident.Kind.PROPERTY)
-        if self.value is None:
-            raise KgmError("add_property: a default value is required (null removes)")
+        if (self.value is None) == (self.expression is None):
+            raise KgmError("add_property: give a default value or an expression (not both)")
+        if self.expression is not None:
+            check_expression(self.expression, variable="e")
 
     @property
     def description(self) -> str:
-        return f"add {self.target}.{self.name} = {self.value!r} where absent"
+        default = self.expression if self.expression is not None else repr(self.value)
+        return f"add {self.target}.{self.name} = {default} where absent"
 
     def render(self) -> BatchedCypher:
         p = ident.prop(self.name)
+        if self.expression is not None:
+            return self._batched(f"SET e.{p} = ({self.expression})", where=f"e.{p} IS NULL",
+                                 validation=f"e.{p} IS NOT NULL")
         return self._batched(f"SET e.{p} = $op_value", where=f"e.{p} IS NULL",
                              validation=f"e.{p} IS NOT NULL", values={"op_value": self.value})
 

@@ -36,6 +36,8 @@ def test_add_property_sets_only_where_absent_with_the_value_as_a_parameter() -> 
     assert rendered.apply == "SET e.`status` = $op_value"
     assert rendered.params == {"op_value": "x') DETACH DELETE e //"}
     assert rendered.where == "(e.`status` IS NULL)"
+    assert rendered.check == ("MATCH (e:`Compound`) WHERE (e.`status` IS NOT NULL) WITH "
+                              "count(e) AS n RETURN n >= $kgm_planned AS valid")
     with pytest.raises(IrreversibleOperationError, match="snapshot"):
         ops.add_property("Compound", "status", "x").reverse()
     computed = ops.add_property("Person", "full", expression="e.first + ' ' + e.last").render()

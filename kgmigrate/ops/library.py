@@ -83,6 +83,15 @@ class _OnEntities(LibraryOp):
     def target(self) -> str:
         return f":{self.label}" if self.label is not None else f"[:{self.rel_type}]"
 
+    def _at_least_planned(self, condition: str) -> str:
+        """A step check: at least the planned number of entities in scope now meet
+        `condition` (entities that met it before the step count too)."""
+        pattern = (f"(e:{ident.label(self.label)})" if self.label is not None else
+                   f"()-[e:{ident.rel_type(self.rel_type)}]->()")
+        where = _and(self.where, condition)
+        return (f"MATCH {pattern} WHERE {where} WITH count(e) AS n "
+                "RETURN n >= $kgm_planned AS valid")
+
     def _batched(self, apply: str, *, where: str | None = None, validation: str | None = None,
                  check: str | None = None, values: dict[str, Any] | None = None,
                  creates: str | None = None, deletes: bool = False) -> BatchedCypher:
@@ -123,11 +132,13 @@ class AddProperty(_OnEntities):
 
     def render(self) -> BatchedCypher:
         p = ident.prop(self.name)
+        check = self._at_least_planned(f"e.{p} IS NOT NULL")
         if self.expression is not None:
             return self._batched(f"SET e.{p} = ({self.expression})", where=f"e.{p} IS NULL",
-                                 validation=f"e.{p} IS NOT NULL")
+                                 validation=f"e.{p} IS NOT NULL", check=check)
         return self._batched(f"SET e.{p} = $op_value", where=f"e.{p} IS NULL",
-                             validation=f"e.{p} IS NOT NULL", values={"op_value": self.value})
+                             validation=f"e.{p} IS NOT NULL", values={"op_value": self.value},
+                             check=check)
 
     def reverse(self) -> Operation:
         raise IrreversibleOperationError(

@@ -118,9 +118,14 @@ def restore_statement(dialect: Dialect, shape: Shape, names: list[str]) -> str:
         pattern = "(e)" if entity == "node" else "(s)-[e]->(t)"
         parts.append(f"OPTIONAL MATCH {pattern} WHERE {where}")
         checks.append(f"(e IS NOT NULL AND {dialect.signature('e', entity)} = row.post)")
+    if shape.creates and entity == "node":
+        parts.append(f"OPTIONAL MATCH (c) WHERE {key('c')} = row.ck")
+    elif shape.creates:  # either direction: an inversion creates it from t to s
+        parts.append(f"OPTIONAL MATCH (s)-[c1]->(t) WHERE {key('c1')} = row.ck "
+                     f"OPTIONAL MATCH (t)-[c2]->(s) WHERE {key('c2')} = row.ck "
+                     f"WITH {'row, s, t' + (', e' if not shape.deletes else '')}, "
+                     "coalesce(c1, c2) AS c")
     if shape.creates:
-        pattern = "(c)" if entity == "node" else "(s)-[c]->(t)"
-        parts.append(f"OPTIONAL MATCH {pattern} WHERE {key('c')} = row.ck")
         checks.append(f"(c IS NOT NULL AND {dialect.signature('c', entity)} = row.cpost)")
     carried = "row" + (", s, t" if entity == "relationship" else "") + \
         (", e" if not shape.deletes else "") + (", c" if shape.creates else "")

@@ -131,6 +131,42 @@ def test_the_ticket_managers_build_the_same_ops() -> None:
         ops.transform_property("A", "p", "value * 2"))
 
 
+LIBRARY = [
+    ops.add_property("Compound", "status", "new"),
+    ops.add_property("Compound", "full", expression="e.a + e.b"),
+    ops.remove_property("Compound", "weird name"),
+    ops.rename_property(rel_type="TREATS", old="since", new="from"),
+    ops.copy_property("Compound", "name", "label_text"),
+    ops.change_type("Compound", "weight", "float"),
+    ops.transform_property("Compound", "name", "toLower(value)"),
+    ops.python_transform("Compound", "name", "pkg.mod:fn"),
+    ops.add_label("Compound", "Reviewed"),
+    ops.remove_label("Compound", "Old"),
+    ops.rename_label("Disease", "Condition"),
+    ops.retype_relationship("TREATS", "TREATS_CONDITION"),
+    ops.invert_relationship("TREATS"),
+]
+
+
+@pytest.mark.parametrize("op", LIBRARY, ids=lambda op: op.kind)
+def test_each_op_renders_its_batch_statement_for_both_dialects(op: ops.LibraryOp) -> None:
+    from kgmigrate.execution import batch_statement
+    from kgmigrate.graph.dialect import FalkorDBDialect, Neo4jDialect
+
+    rendered = op.render()
+    scope = rendered.scope()
+    falkor = batch_statement(FalkorDBDialect(), scope, rendered)
+    neo4j = batch_statement(Neo4jDialect(), scope, rendered)
+    # the same change on both, addressed the way each server seeks: id ranges / elementId lists
+    assert rendered.apply in falkor and rendered.apply in neo4j
+    anchor = "id(e)" if scope.entity == "node" else "id(s)"
+    assert f"{anchor} >= $kgm_lo AND {anchor} < $kgm_hi" in falkor
+    assert "elementId(e) IN $kgm_keys" in neo4j and "id(" not in neo4j.replace("elementId(", "")
+    # names only ever quoted, values only ever parameters
+    assert "weird name" not in falkor or "`weird name`" in falkor
+    assert "'new'" not in falkor and "'new'" not in neo4j
+
+
 # -- end to end -----------------------------------------------------------------------------
 
 FORWARD = '''
@@ -271,4 +307,38 @@ migration = Migration(author="test", batch_size=1000, steps=[
     run = runs.wait(falkordb, start(execution, falkordb), timeout_s=180)
     assert run.status is MigrationStatus.ROLLED_BACK, run.error_log
     assert "python_transform tests.transforms:broken raised ValueError" in (run.error_log or "")
+    assert fingerprint(falkordb) == before
+
+
+IRREVERSIBLE = '''
+from kgmigrate import Migration, ops
+
+migration = Migration(author="test", batch_size=700, steps=[
+    ops.add_property("Gene", "status", "new"),
+    ops.remove_property("Gene", "sym"),
+    ops.invert_relationship("LINKED"),
+    ops.remove_label("Gene", "Old"),
+    ops.add_property("Gene", "score", expression="e.w * 2", where="e.i < 2990"),
+    ops.change_type("Gene", "i", "string"),
+    ops.transform_property("Gene", "i", "value + 'x'"),
+    ops.add_label("Gene", "Late", where="e.i < 'zzz'"),
+    ops.batched("Gene", "SET e.checked = true", validation="e.i <> '2999x'"),
+])
+'''
+
+
+def test_irreversible_ops_are_undone_exactly_by_the_rollback_of_a_failed_run(
+        execution: Execution, falkordb: FalkorDBBackend) -> None:
+    # Given ops without an inverse, and a last step that fails in its last batch
+    falkordb.write("UNWIND range(1, 3000) AS i CREATE (:Gene:Old {i: i, sym: 'G' + toString(i), "
+                   "w: i / 7.0})")
+    falkordb.write("MATCH (a:Gene), (b:Gene) WHERE b.i = a.i + 1 AND a.i % 3 = 0 "
+                   "CREATE (a)-[:LINKED {k: a.i}]->(b)")
+    before = fingerprint(falkordb)
+    execution.write_migration("V0001__irreversible.py", IRREVERSIBLE)
+    execution.start_worker(concurrency=2)
+    run = runs.wait(falkordb, start(execution, falkordb), timeout_s=240)
+    # Then every step's committed batches are restored from the undo log
+    assert run.status is MigrationStatus.ROLLED_BACK, run.error_log
+    assert "step 9" in (run.error_log or "")
     assert fingerprint(falkordb) == before

@@ -327,6 +327,13 @@ class Ledger:
                "plan": [json.loads(p) for p in rows[0]["plan"] or []]}
         return RunRecord(**_present(run), steps=steps)
 
+    def require_run(self, run_id: str) -> RunRecord:
+        """The run, for control code that was handed its id (a missing run is a bug there)."""
+        run = self.run(run_id)
+        if run is None:
+            raise LookupError(f"no run {run_id}")
+        return run
+
     def step(self, step_id: str) -> StepRecord:
         rows = self.backend.read(READ_STEP, {"id": step_id}).records
         if not rows:

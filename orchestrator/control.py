@@ -29,7 +29,7 @@ FINAL_STEP = {MigrationStatus.COMPLETED, MigrationStatus.FAILED}
 
 def start_run(rt: Runtime, app: Celery, run_id: str) -> None:
     """Start a PENDING run, or resume an IN_PROGRESS/FAILED one from its uncommitted batches."""
-    run = _run(rt, run_id)
+    run = rt.ledger.require_run(run_id)
     if run.status.is_final or run.status in ROLLBACK_STATES:
         return
     first_start = run.status is MigrationStatus.PENDING
@@ -38,7 +38,7 @@ def start_run(rt: Runtime, app: Celery, run_id: str) -> None:
     for step in run.steps:
         if step.status is MigrationStatus.FAILED:
             rt.ledger.update_step(step.id, status=MigrationStatus.IN_PROGRESS)
-    run = _run(rt, run_id)
+    run = rt.ledger.require_run(run_id)
     try:
         if first_start and run.backup_ref is None:
             pre_run_backup(rt, run)
@@ -96,7 +96,7 @@ def step_done(rt: Runtime, app: Celery, results: list[dict[str, Any]], run_id: s
     if step.status in FINAL_STEP:
         return  # a repeated callback: already decided
     try:
-        _decide(rt, app, [BatchResult(**r) for r in results], _run(rt, run_id), step)
+        _decide(rt, app, [BatchResult(**r) for r in results], rt.ledger.require_run(run_id), step)
     except Exception as exc:  # a bug or a lost server must not leave the run hanging
         log.exception("step %s of run %s could not be finished", step.order, run_id)
         fail(rt, run_id, step_id, f"step {step.order} could not be finished: {exc}", app=app)
@@ -126,7 +126,7 @@ def _decide(rt: Runtime, app: Celery, results: list[BatchResult], run: RunRecord
                if r.status == "completed"]
     rt.ledger.update_step(step.id, status=MigrationStatus.COMPLETED, counters=counters,
                           finished_at=utc_now(), batch_seconds=seconds)
-    run = _run(rt, run.id)
+    run = rt.ledger.require_run(run.id)
     later = [s for s in run.steps if s.order > step.order]
     if not later or later[0].version != step.version:
         _record_applied(rt, run, step.version)
@@ -191,7 +191,7 @@ def fail(rt: Runtime, run_id: str, step_id: str, message: str, *,
     while something still runs."""
     rt.ledger.update_step(step_id, status=MigrationStatus.FAILED, counters=counters,
                           finished_at=utc_now())
-    run = _run(rt, run_id)
+    run = rt.ledger.require_run(run_id)
     if run.status in (MigrationStatus.IN_PROGRESS, MigrationStatus.VALIDATING,
                       MigrationStatus.PENDING):
         if app is not None and rt.settings.auto_rollback:
@@ -201,9 +201,3 @@ def fail(rt: Runtime, run_id: str, step_id: str, message: str, *,
         rt.ledger.transition(run_id, MigrationStatus.FAILED, error=message)
     rt.lock.release_for_run(run_id)
 
-
-def _run(rt: Runtime, run_id: str) -> RunRecord:
-    run = rt.ledger.run(run_id)
-    if run is None:
-        raise LookupError(f"no run {run_id}")
-    return run

@@ -21,7 +21,7 @@ log = logging.getLogger("kgmigrate.orchestrator")
 
 def start(rt: Runtime, app: Celery, run_id: str, *, force: bool) -> None:
     """Launch the rollback of a ROLLING_BACK run from its last step that changed anything."""
-    run = _run(rt, run_id)
+    run = rt.ledger.require_run(run_id)
     if run.status is not MigrationStatus.ROLLING_BACK:
         return
     _launch_from(rt, app, run, max((s.order for s in run.steps), default=0), force)
@@ -53,7 +53,7 @@ def _restore_tasks(rt: Runtime, app: Celery, step: StepRecord, force: bool) -> l
 
 def step_done(rt: Runtime, app: Celery, results: list[dict[str, Any]], run_id: str,
               step_id: str, force: bool) -> None:
-    run = _run(rt, run_id)
+    run = rt.ledger.require_run(run_id)
     if run.status is not MigrationStatus.ROLLING_BACK:
         return  # a repeated callback
     failed = [r for r in results if r["status"] == "failed"]
@@ -67,7 +67,7 @@ def step_done(rt: Runtime, app: Celery, results: list[dict[str, Any]], run_id: s
 
 def finish(rt: Runtime, run_id: str) -> None:
     """ROLLED_BACK when nothing is left unrestored; else ROLLBACK_BLOCKED, naming the count."""
-    run = _run(rt, run_id)
+    run = rt.ledger.require_run(run_id)
     if run.status is not MigrationStatus.ROLLING_BACK:
         return  # a repeated callback finished it already
     conflicts = remaining_conflicts(rt, run)
@@ -98,15 +98,9 @@ def remaining_conflicts(rt: Runtime, run: RunRecord) -> int:
 def block(rt: Runtime, run_id: str, message: str) -> None:
     """The run's own failure stays first in its error log; the rollback's follows."""
     log.warning("run %s: %s", run_id, message)
-    failure = _run(rt, run_id).error_log
+    failure = rt.ledger.require_run(run_id).error_log
     if failure and not failure.startswith("rollback"):
         message = f"{failure.split(' || rollback: ')[0]} || rollback: {message}"
     rt.ledger.transition(run_id, MigrationStatus.ROLLBACK_BLOCKED, error=message)
     rt.lock.release_for_run(run_id)
 
-
-def _run(rt: Runtime, run_id: str) -> RunRecord:
-    run = rt.ledger.run(run_id)
-    if run is None:
-        raise LookupError(f"no run {run_id}")
-    return run

@@ -36,6 +36,11 @@ def _check_params(params: dict[str, Any]) -> None:
                            "reserved for kgmigrate")
 
 
+def _ref(var: str, name: str) -> str:
+    """`var.name` with the name through the one escaping function."""
+    return f"{var}.{ident.prop(name)}"
+
+
 def _and(*parts: str | None) -> str | None:
     present = [f"({p})" for p in parts if p]
     return " AND ".join(present) or None
@@ -131,13 +136,13 @@ class AddProperty(_OnEntities):
         return f"add {self.target}.{self.name} = {default} where absent"
 
     def render(self) -> BatchedCypher:
-        p = ident.prop(self.name)
-        check = self._at_least_planned(f"e.{p} IS NOT NULL")
+        ref = _ref("e", self.name)
+        check = self._at_least_planned(f"{ref} IS NOT NULL")
         if self.expression is not None:
-            return self._batched(f"SET e.{p} = ({self.expression})", where=f"e.{p} IS NULL",
-                                 validation=f"e.{p} IS NOT NULL", check=check)
-        return self._batched(f"SET e.{p} = $op_value", where=f"e.{p} IS NULL",
-                             validation=f"e.{p} IS NOT NULL", values={"op_value": self.value},
+            return self._batched(f"SET {ref} = ({self.expression})", where=f"{ref} IS NULL",
+                                 validation=f"{ref} IS NOT NULL", check=check)
+        return self._batched(f"SET {ref} = $op_value", where=f"{ref} IS NULL",
+                             validation=f"{ref} IS NOT NULL", values={"op_value": self.value},
                              check=check)
 
     def reverse(self) -> Operation:
@@ -160,9 +165,9 @@ class RemoveProperty(_OnEntities):
         return f"remove {self.target}.{self.name}"
 
     def render(self) -> BatchedCypher:
-        p = ident.prop(self.name)
-        return self._batched(f"REMOVE e.{p}", where=f"e.{p} IS NOT NULL",
-                             validation=f"e.{p} IS NULL")
+        ref = _ref("e", self.name)
+        return self._batched(f"REMOVE {ref}", where=f"{ref} IS NOT NULL",
+                             validation=f"{ref} IS NULL")
 
     def reverse(self) -> Operation:
         raise IrreversibleOperationError(
@@ -188,9 +193,9 @@ class RenameProperty(_OnEntities):
         return f"rename {self.target}.{self.old} to {self.new}"
 
     def render(self) -> BatchedCypher:
-        old, new = ident.prop(self.old), ident.prop(self.new)
-        return self._batched(f"SET e.{new} = e.{old} REMOVE e.{old}", where=f"e.{old} IS NOT NULL",
-                             validation=f"e.{old} IS NULL AND e.{new} IS NOT NULL")
+        old, new = _ref("e", self.old), _ref("e", self.new)
+        return self._batched(f"SET {new} = {old} REMOVE {old}", where=f"{old} IS NOT NULL",
+                             validation=f"{old} IS NULL AND {new} IS NOT NULL")
 
     def reverse(self) -> Operation:
         return RenameProperty(self.label, self.rel_type, self.where, dict(self.params),
@@ -213,9 +218,9 @@ class CopyProperty(_OnEntities):
         return f"copy {self.target}.{self.source} to {self.target_name}"
 
     def render(self) -> BatchedCypher:
-        src, dst = ident.prop(self.source), ident.prop(self.target_name)
-        return self._batched(f"SET e.{dst} = e.{src}", where=f"e.{src} IS NOT NULL",
-                             validation=f"e.{dst} = e.{src}")
+        src, dst = _ref("e", self.source), _ref("e", self.target_name)
+        return self._batched(f"SET {dst} = {src}", where=f"{src} IS NOT NULL",
+                             validation=f"{dst} = {src}")
 
     def reverse(self) -> Operation:
         return RemoveProperty(self.label, self.rel_type, self.where, dict(self.params),
@@ -489,11 +494,11 @@ def bind(expression: str, variable: str, replacement: str) -> str:
     return "".join(out)
 
 
-def _replace_value(prop: str, expression: str) -> str:
-    """Set `e.prop` to `expression` (computed from the old value first), letting its type
-    change: on FalkorDB `SET e.p = toFloat(e.p)` (and `SET e += {p: ...}`) keep an Integer an
-    Integer; removing the property first does not."""
-    return f"FOREACH (op_v IN [{expression}] | REMOVE e.{prop} SET e.{prop} = op_v)"
+def _replace_value(ref: str, expression: str) -> str:
+    """Set `ref` (`e.<prop>`) to `expression` (computed from the old value first), letting its
+    type change: on FalkorDB `SET e.p = toFloat(e.p)` (and `SET e += {p: ...}`) keep an Integer
+    an Integer; removing the property first does not."""
+    return f"FOREACH (op_v IN [{expression}] | REMOVE {ref} SET {ref} = op_v)"
 
 
 @dataclass(frozen=True)
@@ -519,10 +524,10 @@ class ChangeType(_OnEntities):
         return f"change {self.target}.{self.name} to {self.to} ({self.on_error} on error)"
 
     def render(self) -> BatchedCypher:
-        p = ident.prop(self.name)
-        return self._batched(_replace_value(p, f"{CONVERSIONS[self.to]}(e.{p})"),
-                             where=f"e.{p} IS NOT NULL",
-                             validation=f"e.{p} IS NOT NULL" if self.on_error == "fail" else None)
+        ref = _ref("e", self.name)
+        return self._batched(_replace_value(ref, f"{CONVERSIONS[self.to]}({ref})"),
+                             where=f"{ref} IS NOT NULL",
+                             validation=f"{ref} IS NOT NULL" if self.on_error == "fail" else None)
 
     def reverse(self) -> Operation:
         raise IrreversibleOperationError(
@@ -552,9 +557,9 @@ class TransformProperty(_OnEntities):
         return f"set {self.target}.{self.name} = {self.expression}"
 
     def render(self) -> BatchedCypher:
-        p = ident.prop(self.name)
-        return self._batched(_replace_value(p, bind(self.expression, "value", f"e.{p}")),
-                             where=f"e.{p} IS NOT NULL")
+        ref = _ref("e", self.name)
+        return self._batched(_replace_value(ref, bind(self.expression, "value", ref)),
+                             where=f"{ref} IS NOT NULL")
 
     def reverse(self) -> Operation:
         if self.inverse is None:
@@ -594,12 +599,12 @@ class PythonTransform(_OnEntities):
         """The new values arrive per batch as parameters keyed by entity key, with the state
         each was computed from: an entity changed since its capture is left alone (and its
         old value was never read into the computation)."""
-        p = ident.prop(self.name)
+        ref = _ref("e", self.name)
         lookup = "toString(kgm_key)"
         return self._batched(
             f"FOREACH (op_v IN CASE WHEN kgm_pre = $op_sigs[{lookup}] "
-            f"THEN [$op_values[{lookup}]] ELSE [] END | REMOVE e.{p} SET e.{p} = op_v)",
-            where=f"e.{p} IS NOT NULL")
+            f"THEN [$op_values[{lookup}]] ELSE [] END | REMOVE {ref} SET {ref} = op_v)",
+            where=f"{ref} IS NOT NULL")
 
     def load(self) -> Callable[[Any], Any]:
         module, _, attr = self.function.partition(":")

@@ -57,7 +57,11 @@ def _apply_config(target: Celery, broker_url: str, result_backend: str,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        broker_transport_options={"visibility_timeout": timeout},
+        # A worker SIGKILLed while holding kombu's restore mutex blocks every other worker's
+        # redelivery of unacknowledged tasks until the mutex expires (kombu's default: 300 s);
+        # the scan it guards takes milliseconds.
+        broker_transport_options={"visibility_timeout": timeout,
+                                  "unacked_mutex_expire": min(60, timeout)},
         result_backend_transport_options={"visibility_timeout": timeout},
         result_expires=7 * 24 * 3600,
         task_default_queue=CONTROL_QUEUE,

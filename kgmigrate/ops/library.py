@@ -41,6 +41,16 @@ def _ref(var: str, name: str) -> str:
     return f"{var}.{ident.prop(name)}"
 
 
+def _labelled(var: str, name: str) -> str:
+    """`var:Label` with the label through the one escaping function."""
+    return f"{var}:{ident.label(name)}"
+
+
+def _typed(var: str, name: str) -> str:
+    """`var:TYPE` (inside a relationship pattern) through the one escaping function."""
+    return f"{var}:{ident.rel_type(name)}"
+
+
 def _and(*parts: str | None) -> str | None:
     present = [f"({p})" for p in parts if p]
     return " AND ".join(present) or None
@@ -91,8 +101,8 @@ class _OnEntities(LibraryOp):
     def _at_least_planned(self, condition: str) -> str:
         """A step check: at least the planned number of entities in scope now meet
         `condition` (entities that met it before the step count too)."""
-        pattern = (f"(e:{ident.label(self.label)})" if self.label is not None else
-                   f"()-[e:{ident.rel_type(self.rel_type)}]->()")
+        pattern = (f"({_labelled('e', self.label)})" if self.label is not None else
+                   f"()-[{_typed('e', str(self.rel_type))}]->()")
         where = _and(self.where, condition)
         return (f"MATCH {pattern} WHERE {where} WITH count(e) AS n "
                 "RETURN n >= $kgm_planned AS valid")
@@ -248,8 +258,8 @@ class AddLabel(_OnEntities):
         return f"add label :{self.name} to {self.target}"
 
     def render(self) -> BatchedCypher:
-        new = ident.label(self.name)
-        return self._batched(f"SET e:{new}", where=f"NOT e:{new}", validation=f"e:{new}")
+        has = _labelled("e", self.name)
+        return self._batched(f"SET {has}", where=f"NOT {has}", validation=has)
 
     def reverse(self) -> Operation:
         return RemoveLabel(self.name, None, self.where, dict(self.params), name=self.name)
@@ -273,8 +283,8 @@ class RemoveLabel(_OnEntities):
         return f"remove label :{self.name} from {self.target}"
 
     def render(self) -> BatchedCypher:
-        old = ident.label(self.name)
-        return self._batched(f"REMOVE e:{old}", where=f"e:{old}", validation=f"NOT e:{old}")
+        has = _labelled("e", self.name)
+        return self._batched(f"REMOVE {has}", where=has, validation=f"NOT {has}")
 
     def reverse(self) -> Operation:
         if self.label == self.name:
@@ -304,9 +314,10 @@ class RenameLabel(_OnEntities):
         return f"rename label :{self.label} to :{self.new}"
 
     def render(self) -> BatchedCypher:
-        old, new = ident.label(self.label), ident.label(self.new)
-        return self._batched(f"SET e:{new} REMOVE e:{old}", validation=f"e:{new} AND NOT e:{old}",
-                             check=f"MATCH (e:{old}) RETURN count(e) = 0 AS valid")
+        assert self.label is not None
+        old, new = _labelled("e", self.label), _labelled("e", self.new)
+        return self._batched(f"SET {new} REMOVE {old}", validation=f"{new} AND NOT {old}",
+                             check=f"MATCH ({old}) RETURN count(e) = 0 AS valid")
 
     def reverse(self) -> Operation:
         assert self.label is not None
@@ -336,13 +347,14 @@ class RetypeRelationship(_OnEntities):
         return f"retype [:{self.rel_type}] to [:{self.new}]"
 
     def render(self) -> BatchedCypher:
-        old, new = ident.rel_type(self.rel_type), ident.rel_type(self.new)
+        assert self.rel_type is not None
+        old, new = _typed("o", self.rel_type), _typed("n", self.new)
         return self._batched(
-            f"CREATE (s)-[op_r:{new}]->(t) SET op_r = properties(e) DELETE e",
+            f"CREATE (s)-[{_typed('op_r', self.new)}]->(t) SET op_r = properties(e) DELETE e",
             creates="op_r", deletes=True,
             # (FalkorDB returns null for an expression mixing a grouping key and an aggregate)
-            check=(f"MATCH ()-[o:{old}]->() WITH count(o) AS remaining "
-                   f"MATCH ()-[n:{new}]->() WITH remaining, count(n) AS made "
+            check=(f"MATCH ()-[{old}]->() WITH count(o) AS remaining "
+                   f"MATCH ()-[{new}]->() WITH remaining, count(n) AS made "
                    "RETURN remaining = 0 AND made >= $kgm_planned AS valid")
             if self.where is None else None)
 
@@ -368,8 +380,8 @@ class InvertRelationship(_OnEntities):
         return f"invert [:{self.rel_type}]"
 
     def render(self) -> BatchedCypher:
-        rel = ident.rel_type(self.rel_type)
-        return self._batched(f"CREATE (t)-[op_r:{rel}]->(s) SET op_r = properties(e) DELETE e",
+        rel = _typed("op_r", str(self.rel_type))
+        return self._batched(f"CREATE (t)-[{rel}]->(s) SET op_r = properties(e) DELETE e",
                              creates="op_r", deletes=True)
 
     def reverse(self) -> Operation:

@@ -37,6 +37,7 @@ from kgmigrate.models import (
     RepairResult,
     RunRecord,
 )
+from kgmigrate.ops import executable
 from kgmigrate.registry import Registry
 from kgmigrate.runtime import LEASE_S
 from kgmigrate.versions import Version
@@ -66,8 +67,8 @@ def plan(backend: GraphBackend, registry: Registry,
     for version in registry.pending(applied, target):
         migration = registry.migrations[version]
         steps = []
-        for order, op in enumerate(migration.definition.steps, start=1):
-            scope = op.scope()
+        for order, op in enumerate(migration.definition.operations, start=1):
+            scope = executable(op, backend.dialect.name).scope()
             estimate = None
             if scope is not None:
                 estimate = int(backend.read(backend.dialect.count_scope(scope),

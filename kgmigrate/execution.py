@@ -66,9 +66,7 @@ def batch_statement(dialect: Dialect, scope: Scope, op: BatchedCypher) -> str:
     server's own rendering (`Dialect.signature`), and the key and state of the entity it
     created, if the step creates one. Flat lists (see `images`): the client parses them about
     twice as fast as a list of lists."""
-    match, _ = dialect.match_batch(scope, _sample_address(dialect))
     valid = op.validation or "true"
-    carried = "e" if scope.entity == "node" else "e, s, t"
     sig = dialect.signature("e", scope.entity)
     made = op.creates
     post = "[]" if op.deletes else f"collect({sig})"
@@ -78,7 +76,7 @@ def batch_statement(dialect: Dialect, scope: Scope, op: BatchedCypher) -> str:
     labelled = "collect(labels(e))" if scope.entity == "node" and not op.deletes else "[]"
     images = "keys, pres, posts, made, labels"
     return (
-        f"{match} WITH {carried}, {dialect.key('e')} AS kgm_key, {sig} AS kgm_pre {op.apply} "
+        f"{_bound(dialect, scope)} {op.apply} "
         f"WITH e, {made + ', ' if made else ''}kgm_key, kgm_pre, ({valid}) AS ok "
         f"WITH count(e) AS n, sum(CASE WHEN ok THEN 0 ELSE 1 END) AS bad, "
         f"collect(CASE WHEN ok THEN null ELSE kgm_key END)[..{BAD_SAMPLE}] AS bad_keys, "
@@ -106,11 +104,23 @@ def images(row: dict[str, Any]) -> list[list[Any]]:
             for i, (key, pre) in enumerate(zip(keys, pres, strict=True))]
 
 
-def diagnosis_statement(dialect: Dialect, scope: Scope, apply: str, validation: str) -> str:
-    """Apply and return the entities that fail validation, with their values after apply."""
+def _bound(dialect: Dialect, scope: Scope) -> str:
+    """One batch's entities with what `apply` may use besides `e` (and `s`, `t`): `kgm_key`
+    and `kgm_pre`, its key and state signature before the change. An `apply` that needs a
+    WITH carries them (and `s`, `t`) through it."""
     match, _ = dialect.match_batch(scope, _sample_address(dialect))
-    return (f"{match} {apply} WITH e WHERE NOT ({validation}) "
-            f"RETURN {dialect.key('e')} AS key, properties(e) AS properties LIMIT {BAD_SAMPLE}")
+    carried = "e" if scope.entity == "node" else "e, s, t"
+    return (f"{match} WITH {carried}, {dialect.key('e')} AS kgm_key, "
+            f"{dialect.signature('e', scope.entity)} AS kgm_pre")
+
+
+def diagnosis_statement(dialect: Dialect, scope: Scope, apply: str, validation: str) -> str:
+    """Apply and return the entities that fail validation, with their values after apply.
+    The validation is projected before it filters: FalkorDB allows pattern comprehensions
+    only in projections."""
+    return (f"{_bound(dialect, scope)} {apply} WITH e, ({validation}) AS kgm_ok "
+            f"WHERE NOT kgm_ok RETURN {dialect.key('e')} AS key, properties(e) AS properties "
+            f"LIMIT {BAD_SAMPLE}")
 
 
 def batch_params(dialect: Dialect, scope: Scope, address: BatchAddress, *, run_id: str,
@@ -123,9 +133,9 @@ def batch_params(dialect: Dialect, scope: Scope, address: BatchAddress, *, run_i
 
 def step_validation_statement(dialect: Dialect, scope: Scope, validation: str) -> str:
     """Step-level proof: no entity in scope fails the per-entity validation."""
-    failing = f"({scope.where}) AND NOT ({validation})" if scope.where else f"NOT ({validation})"
-    narrowed = Scope(scope.entity, scope.name, failing, scope.params)
-    return f"{dialect.match_scope(narrowed)} RETURN count(e) AS failing"
+    carried = "e" if scope.entity == "node" else "e, s, t"
+    return (f"{dialect.match_scope(scope)} WITH {carried}, ({validation}) AS kgm_ok "
+            "WHERE NOT kgm_ok RETURN count(e) AS failing")
 
 
 def _sample_address(dialect: Dialect) -> BatchAddress:

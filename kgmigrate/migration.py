@@ -24,6 +24,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from kgmigrate.cypher_text import CypherTextError, split_statements
 from kgmigrate.errors import KgmError
@@ -36,20 +37,35 @@ DOWN_MARKER = re.compile(r"^\s*//\s*kgmigrate:down\s*$", re.MULTILINE)
 HEADER = re.compile(r"^\s*//\s*(author|depends_on|batch_size|timeout|description)\s*:\s*(.*?)\s*$")
 
 
+def _flatten(steps: "Sequence[Operation | Sequence[Operation]]") -> list[Operation]:
+    flat: list[Operation] = []
+    for step in steps:
+        if isinstance(step, list | tuple):
+            flat.extend(step)
+        else:
+            flat.append(step)  # type: ignore[arg-type]  # checked below
+    return flat
+
+
 @dataclass(frozen=True)
 class Migration:
-    steps: Sequence[Operation]
+    steps: Sequence[Operation | Sequence[Operation]]
     description: str | None = None
     author: str | None = None
     depends_on: Sequence[str] | None = None
     batch_size: int = 10_000
     timeout: int = 3600
-    down: Sequence[Operation] | None = None  # explicit inverse; default: reversed op inverses
+    # the explicit inverse; default: the steps' inverses in reverse order
+    down: Sequence[Operation | Sequence[Operation]] | None = None
     # A snapshot before the run starts (or the configured external backup command); off by
     # default: the undo log already protects every batch.
     snapshot: bool = False
 
     def __post_init__(self) -> None:
+        # an op built of several steps (ops.move_property) is given as one item
+        object.__setattr__(self, "steps", _flatten(self.steps))
+        if self.down is not None:
+            object.__setattr__(self, "down", _flatten(self.down))
         if not self.steps:
             raise KgmError("a migration needs at least one step")
         for step in [*self.steps, *(self.down or [])]:
@@ -60,10 +76,14 @@ class Migration:
         if not isinstance(self.timeout, int) or self.timeout < 1:
             raise KgmError(f"timeout must be a positive number of seconds, got {self.timeout!r}")
 
+    @property
+    def operations(self) -> list[Operation]:
+        return cast(list[Operation], self.steps)  # flattened and checked in __post_init__
+
     def reverse_steps(self) -> list[Operation]:
         if self.down is not None:
-            return list(self.down)
-        return [step.reverse() for step in reversed(self.steps)]
+            return cast(list[Operation], self.down)
+        return [step.reverse() for step in reversed(self.operations)]
 
     @property
     def reversible(self) -> bool:
@@ -93,7 +113,7 @@ class LoadedMigration:
         return MigrationMetadata(
             version=str(self.version), description=self.description,
             created_by=self.definition.author or "unknown",
-            steps=[step_record(i, op) for i, op in enumerate(self.definition.steps, start=1)],
+            steps=[step_record(i, op) for i, op in enumerate(self.definition.operations, start=1)],
             dependencies=[str(v) for v in dependencies],
             batch_size=self.definition.batch_size, timeout=self.definition.timeout,
             checksum=self.checksum, path=str(self.file.path), snapshot=self.definition.snapshot,

@@ -144,7 +144,7 @@ def _validate_step(rt: Runtime, step: StepRecord) -> str | None:
         return (f"only {step.batches_done} of {step.batches_total} batches are recorded as "
                 "committed")
     _, declared = rt.step(step.id)
-    op = executable(declared)
+    op = executable(declared, rt.backend.dialect.name)
     if isinstance(op, BatchedCypher) and op.validation:
         statement = step_validation_statement(rt.backend.dialect, op.scope(), op.validation)
         failing = rt.backend.read(statement, op.params).value("failing")

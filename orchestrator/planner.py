@@ -10,7 +10,7 @@ from kgmigrate.execution import address_to_json, batch_id
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
 from kgmigrate.models import StepRecord
-from kgmigrate.ops import Operation
+from kgmigrate.ops import Operation, executable
 
 LEDGER_CHUNK = 500
 
@@ -19,7 +19,7 @@ def plan_step(backend: GraphBackend, ledger: Ledger, step: StepRecord, op: Opera
     """Record the step's batches (once: a planned step is not planned again); return how many."""
     if step.planned:
         return step.batches_total
-    scope = op.scope()
+    scope = executable(op, backend.dialect.name).scope()  # as the workers will address it
     if scope is None:  # unbatched: one task, one "batch" that stands for the statement
         ledger.create_batches(step.run_id, step.id, [(batch_id(step.run_id, step.order, 1), 1,
                                                       {"statement": True})])

@@ -217,7 +217,7 @@ def _library() -> list[Rendered]:
     """Each library op's batch statement and check, as the workers run them on Neo4j."""
     from kgmigrate import ops
 
-    library = {
+    library: dict[str, ops.LibraryOp] = {
         "add-property": ops.add_property("Compound", "status", "new", where="e.x > $min", min=1),
         "add-computed": ops.add_property("Compound", "label_text",
                                          expression="e.name + ' (' + e.cid + ')'"),
@@ -231,14 +231,19 @@ def _library() -> list[Rendered]:
         "retype": ops.retype_relationship("TREATS", "TREATS_CONDITION"),
         "invert": ops.invert_relationship("TREATS"),
         "change-type": ops.change_type("Compound", "weight", "float"),
-        "change-type-date": ops.change_type(rel_type="TREATS", name="since", to="date",
-                                            on_error="null"),
+        "change-type-date": ops.change_type(rel_type="TREATS", name="since", to="date"),
         "transform": ops.transform_property("Compound", "name", "toUpper(trim(value)) + $s",
                                             s="!"),
     }
+    to_node = ops.move_property("TREATS", HOSTILE, label="Compound")
+    to_relationship = ops.move_property("TREATS", "since", label="Disease", to="relationship",
+                                        end="end")
+    for phase, (node, rel) in enumerate(zip(to_node, to_relationship, strict=True)):
+        library[f"move-to-node-{phase}"] = node
+        library[f"move-to-relationship-{phase}"] = rel
     out = []
     for tag, op in library.items():
-        rendered = op.render()
+        rendered = op.render("neo4j")
         scope = rendered.scope()
         params = execution.batch_params(N, scope, KeyList(("4:a:1",)), run_id="run_1",
                                         step_id="step_1", batch_id="run_1:1:1", worker="w",

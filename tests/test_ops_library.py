@@ -3,7 +3,7 @@ checked, and reversed on the embedded stack with real workers (fingerprint resto
 
 import pytest
 
-from kgmigrate import ops, runs
+from kgmigrate import Migration, ops, runs
 from kgmigrate.config import load_settings
 from kgmigrate.connect import resolve
 from kgmigrate.errors import IdentifierError, KgmError
@@ -22,7 +22,7 @@ from tests.test_execution import start
 def test_rename_property_renders_quoted_names_and_reverses_itself() -> None:
     op = ops.rename_property("Compound", "mol weight", "molecular_weight", where="e.x > $min",
                              min=1)
-    rendered = op.render()
+    rendered = op.render("neo4j")
     assert rendered.apply == "SET e.`molecular_weight` = e.`mol weight` REMOVE e.`mol weight`"
     assert rendered.where == "(e.x > $min) AND (e.`mol weight` IS NOT NULL)"
     assert rendered.params == {"min": 1}
@@ -32,15 +32,16 @@ def test_rename_property_renders_quoted_names_and_reverses_itself() -> None:
 
 
 def test_add_property_sets_only_where_absent_with_the_value_as_a_parameter() -> None:
-    rendered = ops.add_property("Compound", "status", "x') DETACH DELETE e //").render()
+    rendered = ops.add_property("Compound", "status", "x') DETACH DELETE e //").render("neo4j")
     assert rendered.apply == "SET e.`status` = $op_value"
     assert rendered.params == {"op_value": "x') DETACH DELETE e //"}
     assert rendered.where == "(e.`status` IS NULL)"
-    assert rendered.check == ("MATCH (e:`Compound`) WHERE (e.`status` IS NOT NULL) WITH "
-                              "count(e) AS n RETURN n >= $kgm_planned AS valid")
+    assert rendered.check == ("OPTIONAL MATCH (e:`Compound`) WHERE (e.`status` IS NOT NULL) "
+                              "WITH count(e) AS made RETURN made >= $kgm_planned AS valid")
     with pytest.raises(IrreversibleOperationError, match="snapshot"):
         ops.add_property("Compound", "status", "x").reverse()
-    computed = ops.add_property("Person", "full", expression="e.first + ' ' + e.last").render()
+    op = ops.add_property("Person", "full", expression="e.first + ' ' + e.last")
+    computed = op.render("neo4j")
     assert computed.apply == "SET e.`full` = (e.first + ' ' + e.last)"
     with pytest.raises(KgmError, match="clause"):
         ops.add_property("Person", "full", expression="e.first) DETACH DELETE e //")
@@ -49,17 +50,20 @@ def test_add_property_sets_only_where_absent_with_the_value_as_a_parameter() -> 
 
 
 def test_label_and_relationship_ops_render_what_they_say() -> None:
-    assert ops.add_label("Gene", "Reviewed").render().apply == "SET e:`Reviewed`"
+    assert ops.add_label("Gene", "Reviewed").render("neo4j").apply == "SET e:`Reviewed`"
     assert ops.add_label("Gene", "Reviewed").reverse() == ops.remove_label("Reviewed")
-    rename = ops.rename_label("Gene", "Protein").render()
+    rename = ops.rename_label("Gene", "Protein").render("neo4j")
     assert rename.apply == "SET e:`Protein` REMOVE e:`Gene`"
-    assert rename.check == "MATCH (e:`Gene`) RETURN count(e) = 0 AS valid"
-    retype = ops.retype_relationship("TREATS", "TREATS_CONDITION").render()
+    assert rename.check == ("OPTIONAL MATCH (e:`Gene`) WITH count(e) AS remaining "
+                            "OPTIONAL MATCH (e:`Protein`) WITH remaining, count(e) AS made "
+                            "RETURN remaining = 0 AND made >= $kgm_planned AS valid")
+    retype = ops.retype_relationship("TREATS", "TREATS_CONDITION").render("neo4j")
     assert retype.apply == ("CREATE (s)-[op_r:`TREATS_CONDITION`]->(t) SET op_r = "
                             "properties(e) DELETE e")
     assert (retype.creates, retype.deletes) == ("op_r", True)
     assert ops.retype_relationship("A", "B").reverse() == ops.retype_relationship("B", "A")
-    assert ops.invert_relationship("R").render().apply.startswith("CREATE (t)-[op_r:`R`]->(s)")
+    invert = ops.invert_relationship("R").render("neo4j")
+    assert invert.apply.startswith("CREATE (t)-[op_r:`R`]->(s)")
 
 
 @pytest.mark.parametrize("build", [
@@ -87,14 +91,14 @@ def test_ops_refuse_what_they_cannot_mean() -> None:
 def test_transforms_are_expressions_bound_to_the_old_value() -> None:
     op = ops.transform_property("Gene", "symbol", "toUpper(trim(value)) + $suffix",
                                 inverse="toLower(value)", suffix="!")
-    rendered = op.render()
+    rendered = op.render("neo4j")
     assert rendered.apply == ("FOREACH (op_v IN [toUpper(trim(e.`symbol`)) + $suffix] | "
                               "REMOVE e.`symbol` SET e.`symbol` = op_v)")
     assert rendered.params == {"suffix": "!"}
-    assert op.reverse().render().apply.startswith("FOREACH (op_v IN [toLower(e.`symbol`)] |")
+    assert op.reverse().render("neo4j").apply.startswith("FOREACH (op_v IN [toLower(e.`symbol`)] |")
     # `value` inside quotes, as a property key or a parameter name is left alone
     quoted = ops.transform_property("G", "s", "value + ' value' + e.value + $value", value=1)
-    assert quoted.render().apply.startswith(
+    assert quoted.render("neo4j").apply.startswith(
         "FOREACH (op_v IN [e.`s` + ' value' + e.value + $value] |")
     with pytest.raises(IrreversibleOperationError, match="no inverse expression"):
         ops.transform_property("G", "s", "value + 1").reverse()
@@ -109,16 +113,87 @@ def test_a_transform_cannot_smuggle_in_a_clause(expression: str) -> None:
         ops.transform_property("Gene", "symbol", expression)
 
 
-def test_change_type_renders_a_map_update_and_a_policy() -> None:
-    fail = ops.change_type("Gene", "w", "integer").render()
+def test_change_type_renders_a_map_update_a_policy_and_a_type_proof_per_dialect() -> None:
+    op = ops.change_type("Gene", "w", "integer")
+    fail = op.render("neo4j")
     # `SET e.w = toInteger(e.w)` would keep a Float a Float on FalkorDB
     assert fail.apply == "FOREACH (op_v IN [toInteger(e.`w`)] | REMOVE e.`w` SET e.`w` = op_v)"
     assert fail.validation == "e.`w` IS NOT NULL"
-    assert ops.change_type("Gene", "w", "date", on_error="null").render().validation is None
+    # only values not of the type yet are in scope, and the proof is that none is left
+    assert fail.where == "(e.`w` IS NOT NULL AND NOT (e.`w` IS :: INTEGER))"
+    assert fail.check == ("OPTIONAL MATCH (e:`Gene`) WHERE (e.`w` IS NOT NULL AND NOT (e.`w` "
+                          "IS :: INTEGER)) WITH count(e) AS remaining RETURN remaining = 0 "
+                          "AS valid")
+    assert op.render("falkordb").where == "(e.`w` IS NOT NULL AND NOT (typeOf(e.`w`) = 'Integer'))"
+    assert ops.change_type("Gene", "w", "float", on_error="null").render("neo4j").validation is None
+    with pytest.raises(KgmError, match="only on_error='fail' applies"):
+        ops.change_type("Gene", "w", "date", on_error="null")
     with pytest.raises(KgmError, match="to='decimal'"):
         ops.change_type("Gene", "w", "decimal")
+    with pytest.raises(KgmError, match="unknown dialect 'sqlite'"):
+        ops.executable(op, "sqlite")
     with pytest.raises(IrreversibleOperationError):
         ops.change_type("Gene", "w", "string").reverse()
+
+
+@pytest.mark.parametrize(("op", "check"), [
+    (ops.remove_property("A", "x", where="e.k > $k", k=1),
+     "OPTIONAL MATCH (e:`A`) WHERE (e.k > $k) AND (e.`x` IS NOT NULL) WITH count(e) AS "
+     "remaining RETURN remaining = 0 AS valid"),
+    (ops.rename_property(rel_type="R", old="a", new="b"),
+     "OPTIONAL MATCH (s)-[e:`R`]->(t) WHERE (e.`a` IS NOT NULL) WITH count(e) AS remaining "
+     "OPTIONAL MATCH (s)-[e:`R`]->(t) WHERE (e.`b` IS NOT NULL) WITH remaining, count(e) AS made "
+     "RETURN remaining = 0 AND made >= $kgm_planned AS valid"),
+    (ops.copy_property("A", "a", "b"),
+     "OPTIONAL MATCH (e:`A`) WHERE (e.`b` = e.`a`) WITH count(e) AS made RETURN made >= "
+     "$kgm_planned AS valid"),
+    (ops.add_label("A", "B"),
+     "OPTIONAL MATCH (e:`A`) WHERE (e:`B`) WITH count(e) AS made RETURN made >= $kgm_planned "
+     "AS valid"),
+    (ops.remove_label("A", "B"),
+     "OPTIONAL MATCH (e:`A`) WHERE (e:`B`) WITH count(e) AS remaining RETURN remaining = 0 AS "
+     "valid"),
+    (ops.retype_relationship("R", "S", where="s.k = 1"),
+     "OPTIONAL MATCH (s)-[e:`R`]->(t) WHERE (s.k = 1) WITH count(e) AS remaining "
+     "OPTIONAL MATCH (s)-[e:`S`]->(t) WHERE (s.k = 1) WITH remaining, count(e) AS made "
+     "RETURN remaining = 0 AND made >= $kgm_planned AS valid"),
+])
+def test_each_step_check_proves_what_its_op_did(op: ops.LibraryOp, check: str) -> None:
+    # no entity left in the old state, at least as many as planned in the new one
+    rendered = op.render("neo4j")
+    assert isinstance(rendered, ops.BatchedCypher)
+    assert rendered.check == check
+
+
+def test_move_property_is_two_steps_each_changing_one_side_and_reverses_to_the_move_back(
+        ) -> None:
+    copy, clear = ops.move_property("TREATS", "since", label="Drug")
+    to_node = copy.render("neo4j")
+    # Given a move to the start node: the nodes take the value their relationships agree on
+    assert (to_node.entity, to_node.name) == ("node", "Drug")
+    assert to_node.where == "(e.`since` IS NULL) AND ((e)-[:`TREATS`]->())"
+    assert to_node.apply == (
+        "WITH e, kgm_key, kgm_pre, [(e)-[op_r:`TREATS`]->() WHERE op_r.`since` IS NOT NULL | "
+        "op_r.`since`] AS op_vs SET e.`since` = CASE WHEN all(op_v IN op_vs WHERE op_v = "
+        "op_vs[0]) THEN op_vs[0] END")
+    # then the relationships drop it only where their node holds the same value
+    cleared = clear.render("falkordb")
+    assert (cleared.entity, cleared.name, cleared.apply) == ("relationship", "TREATS",
+                                                             "REMOVE e.`since`")
+    assert cleared.where == ("(e.`since` IS NOT NULL) AND (s:`Drug`) AND "
+                             "(s.`since` = e.`since`)")
+    # the reverse of the pair is the move back, in order: copy to the relationships, clear
+    back = Migration(steps=[ops.move_property("TREATS", "since", label="Drug")])
+    assert back.operations == [copy, clear]
+    assert back.reverse_steps() == list(ops.move_property("TREATS", "since", label="Drug",
+                                                          to="relationship"))
+    assert back.reverse_steps()[0].render("neo4j").apply == "SET e.`since` = s.`since`"
+    incoming = ops.move_property("TREATS", "since", label="Disease", end="end")[0]
+    assert "(e)<-[op_r:`TREATS`]-()" in incoming.render("neo4j").apply
+    with pytest.raises(KgmError, match="to='nowhere'"):
+        ops.move_property("TREATS", "since", label="Drug", to="nowhere")
+    with pytest.raises(IdentifierError):
+        ops.move_property("TREATS", "since", label="Drug`) DETACH DELETE e //")
 
 
 def test_the_ticket_managers_build_the_same_ops() -> None:
@@ -153,7 +228,7 @@ def test_each_op_renders_its_batch_statement_for_both_dialects(op: ops.LibraryOp
     from kgmigrate.execution import batch_statement
     from kgmigrate.graph.dialect import FalkorDBDialect, Neo4jDialect
 
-    rendered = op.render()
+    rendered = op.render("neo4j")
     scope = rendered.scope()
     falkor = batch_statement(FalkorDBDialect(), scope, rendered)
     neo4j = batch_statement(Neo4jDialect(), scope, rendered)
@@ -177,6 +252,7 @@ migration = Migration(author="test", batch_size=2500, steps=[
     ops.copy_property("Gene", "symbol", "label_text"),
     ops.add_label("Gene", "Reviewed", where="e.i % 2 = 0"),
     ops.rename_label("Disease", "Condition"),
+    ops.move_property("LINKED", "score", label="Gene"),
     ops.retype_relationship("LINKED", "ASSOCIATED_WITH"),
     ops.create_index("Gene", "symbol"),
     ops.create_index("Condition", "code", unique=True),
@@ -217,6 +293,10 @@ def test_library_ops_run_validate_and_reverse_to_the_same_fingerprint(
     assert falkordb.read("MATCH (d:Disease) RETURN count(d) AS n").value("n") == 0
     assert falkordb.read("MATCH ()-[r:ASSOCIATED_WITH]->(:Condition) RETURN count(r) AS n"
                          ).value("n") == 2000
+    moved = falkordb.read("MATCH (g:Gene) OPTIONAL MATCH (g)-[r:ASSOCIATED_WITH]->() RETURN "
+                          "sum(CASE WHEN g.score = g.w THEN 1 ELSE 0 END) AS on_nodes, "
+                          "count(g.score) AS scored, count(r.score) AS left").single()
+    assert moved == {"on_nodes": 2000, "scored": 2000, "left": 0}
     indexed = {(s.name, s.properties, s.unique) for s in falkordb.indexes()}
     assert {("Gene", ("symbol",), False), ("Condition", ("code",), True)} <= indexed
     # When it is downgraded
@@ -230,6 +310,29 @@ def test_library_ops_run_validate_and_reverse_to_the_same_fingerprint(
     indexed = {(s.name, s.properties) for s in falkordb.indexes()}
     assert ("Gene", ("symbol",)) not in indexed and ("Condition", ("code",)) not in indexed
     assert Ledger(falkordb).applied() == []
+
+
+def test_a_move_whose_relationships_disagree_fails_with_their_nodes_and_rolls_back(
+        execution: Execution, falkordb: FalkorDBBackend) -> None:
+    # Given drugs with two TREATS each, and three drugs whose two disagree on `since`
+    falkordb.write("UNWIND range(1, 3000) AS i CREATE (d:Drug {i: i}) "
+                   "CREATE (d)-[:TREATS {since: 2000 + i % 20}]->(:Disease {i: i}) "
+                   "CREATE (d)-[:TREATS {since: CASE WHEN i IN [5, 1200, 2999] THEN 1999 "
+                   "ELSE 2000 + i % 20 END}]->(:Disease {i: -i})")
+    before = fingerprint(falkordb)
+    execution.write_migration("V0001__move.py", '''
+from kgmigrate import Migration, ops
+migration = Migration(author="test", batch_size=500, steps=[
+    ops.move_property("TREATS", "since", label="Drug"),
+])
+''')
+    execution.start_worker(concurrency=2)
+    run = runs.wait(falkordb, start(execution, falkordb), timeout_s=180)
+    # Then the batches holding them fail naming the value they could not pick, and nothing
+    # is lost: the run rolls back to the same graph
+    assert run.status is MigrationStatus.ROLLED_BACK, run.error_log
+    assert "failed validation `e.`since` IS NOT NULL OR size(" in (run.error_log or "")
+    assert fingerprint(falkordb) == before
 
 
 @pytest.mark.parametrize("policy", ["fail", "null"])

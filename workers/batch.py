@@ -44,7 +44,7 @@ def run_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str) -
     except LockLostError as exc:
         return result.model_copy(update={"status": "failed", "error": str(exc)})
     _, declared = rt.step(step_id)
-    op = executable(declared)
+    op = executable(declared, rt.backend.dialect.name)
     if not isinstance(op, BatchedCypher):
         return result.model_copy(update={"status": "failed",
                                          "error": f"{op.kind} steps are not batched"})
@@ -135,7 +135,7 @@ def run_statement(rt: Runtime, run_id: str, step_id: str, batch_id: str) -> Batc
     if rt.ledger.batch_status(batch_id) == "completed":
         return result.model_copy(update={"status": "skipped"})
     _, declared = rt.step(step_id)
-    op = executable(declared)
+    op = executable(declared, rt.backend.dialect.name)
     if not isinstance(op, RunCypher | CreateIndex):
         return result.model_copy(update={"status": "failed",
                                          "error": f"{op.kind} steps are batched"})

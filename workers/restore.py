@@ -40,7 +40,7 @@ def restore_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: st
     A forced pass only revisits the entities the first pass left as conflicts."""
     started = time.perf_counter()
     record, declared = rt.step(step_id)
-    op = executable(declared)
+    op = executable(declared, rt.backend.dialect.name)
     rb_id = restore_batch_id(batch_id, force)
     result = RestoreResult(batch_id=rb_id, seq=seq, status="completed")
     if rt.ledger.batch_status(rb_id) == "completed":

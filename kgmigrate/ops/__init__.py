@@ -8,23 +8,23 @@ from typing import Any, Literal
 
 from kgmigrate.ops.base import IrreversibleOperationError, Operation
 from kgmigrate.ops.cypher import BatchedCypher, RunCypher
-from kgmigrate.ops.library import (
-    AddLabel,
+from kgmigrate.ops.library import LibraryOp, executable
+from kgmigrate.ops.properties import (
     AddProperty,
-    ChangeType,
     CopyProperty,
-    CreateIndex,
-    InvertRelationship,
-    LibraryOp,
-    PythonTransform,
-    RemoveLabel,
+    MoveProperty,
     RemoveProperty,
-    RenameLabel,
     RenameProperty,
-    RetypeRelationship,
-    TransformProperty,
-    executable,
 )
+from kgmigrate.ops.schema import CreateIndex
+from kgmigrate.ops.structure import (
+    AddLabel,
+    InvertRelationship,
+    RemoveLabel,
+    RenameLabel,
+    RetypeRelationship,
+)
+from kgmigrate.ops.transforms import ChangeType, PythonTransform, TransformProperty
 
 
 def cypher(statement: str, *, down: str | None = None,
@@ -82,6 +82,17 @@ def copy_property(label: str | None = None, source: str = "", target: str = "", 
                   **params: Any) -> CopyProperty:
     return CopyProperty(**_on(label, rel_type), where=where, params=params, source=source,
                         target_name=target)
+
+
+def move_property(rel_type: str, name: str, *, label: str, to: str = "node",
+                  end: str = "start") -> tuple[MoveProperty, MoveProperty]:
+    """Move `name` from relationships of `rel_type` to their `end` ("start" or "end") node
+    labelled `label` (`to="node"`), or back (`to="relationship"`): two steps, copy then clear.
+    A node whose relationships disagree on the value fails its batch; nothing is cleared where
+    the copy did not land. Put both in `steps` (they are flattened): `steps=[ops.move_property(
+    "TREATS", "since", label="Drug")]`."""
+    return (MoveProperty(rel_type, label, name, to=to, end=end, phase="copy"),
+            MoveProperty(rel_type, label, name, to=to, end=end, phase="clear"))
 
 
 def add_label(label: str, name: str, *, where: str | None = None, **params: Any) -> AddLabel:
@@ -152,7 +163,7 @@ KINDS: dict[str, type[Operation]] = {
     op.kind: op for op in (RunCypher, BatchedCypher, AddProperty, RemoveProperty,
                            RenameProperty, CopyProperty, AddLabel, RemoveLabel, RenameLabel,
                            RetypeRelationship, InvertRelationship, CreateIndex, ChangeType,
-                           TransformProperty, PythonTransform)}
+                           TransformProperty, PythonTransform, MoveProperty)}
 
 
 def from_spec(kind: str, spec: dict[str, Any]) -> Operation:
@@ -174,6 +185,7 @@ __all__ = [
     "InvertRelationship",
     "IrreversibleOperationError",
     "LibraryOp",
+    "MoveProperty",
     "Operation",
     "PythonTransform",
     "RemoveLabel",
@@ -194,6 +206,7 @@ __all__ = [
     "executable",
     "from_spec",
     "invert_relationship",
+    "move_property",
     "python_transform",
     "remove_label",
     "remove_property",

@@ -21,6 +21,15 @@ def _summary(statement: str, limit: int = 72) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def check_params(params: dict[str, Any]) -> None:
+    """User parameter names: valid, and clear of the prefix kgmigrate's own parameters use."""
+    for name in params:
+        ident.param_name(name)
+        if name.startswith(RESERVED_PARAM_PREFIX):
+            raise KgmError(f"parameter ${name}: the prefix {RESERVED_PARAM_PREFIX!r} is "
+                           "reserved for kgmigrate")
+
+
 def _require_text(value: str, what: str) -> str:
     if not isinstance(value, str) or not strip_comments(value):
         raise KgmError(f"{what} must be a non-empty Cypher text")
@@ -89,11 +98,7 @@ class BatchedCypher(Operation):
             raise KgmError("a batched step that deletes nodes cannot be undone from the undo "
                            "log (their relationships are not captured); take a snapshot and "
                            "use ops.cypher, or keep the nodes")
-        for name in self.params:
-            ident.param_name(name)
-            if name.startswith(RESERVED_PARAM_PREFIX):
-                raise KgmError(f"parameter ${name}: the prefix {RESERVED_PARAM_PREFIX!r} is "
-                               "reserved for kgmigrate")
+        check_params(self.params)
 
     @property
     def description(self) -> str:

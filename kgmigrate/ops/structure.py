@@ -1,0 +1,157 @@
+"""Label and relationship ops: add, remove and rename labels; retype and invert relationships."""
+
+from dataclasses import dataclass
+
+from kgmigrate import identifiers as ident
+from kgmigrate.errors import KgmError
+from kgmigrate.ops.base import IrreversibleOperationError, Operation
+from kgmigrate.ops.cypher import BatchedCypher
+from kgmigrate.ops.library import OnEntities, labelled, typed
+
+
+@dataclass(frozen=True)
+class _OnNodes(OnEntities):
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.label is None:
+            raise KgmError(f"{self.kind} works on nodes (give label=...)")
+
+
+@dataclass(frozen=True)
+class _OnRelationships(OnEntities):
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.rel_type is None:
+            raise KgmError(f"{self.kind} works on relationships (give rel_type=...)")
+
+
+@dataclass(frozen=True)
+class AddLabel(_OnNodes):
+    """Add `name` to nodes with `label` (and `where`)."""
+
+    name: str = ""
+    kind = "add_label"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        ident.validate(self.name, ident.Kind.LABEL)
+
+    @property
+    def description(self) -> str:
+        return f"add label :{self.name} to {self.target}"
+
+    def render(self, dialect: str) -> BatchedCypher:
+        has = labelled("e", self.name)
+        return self.batched(f"SET {has}", where=f"NOT {has}", validation=has,
+                            check=self.proof(at_least=has))
+
+    def reverse(self) -> Operation:
+        return RemoveLabel(self.name, None, self.where, dict(self.params), name=self.name)
+
+
+@dataclass(frozen=True)
+class RemoveLabel(_OnNodes):
+    """Remove label `name` from nodes with `label` (`label` may be `name` itself)."""
+
+    name: str = ""
+    kind = "remove_label"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        ident.validate(self.name, ident.Kind.LABEL)
+
+    @property
+    def description(self) -> str:
+        return f"remove label :{self.name} from {self.target}"
+
+    def render(self, dialect: str) -> BatchedCypher:
+        has = labelled("e", self.name)
+        return self.batched(f"REMOVE {has}", where=has, validation=f"NOT {has}",
+                            check=self.proof(none=has))
+
+    def reverse(self) -> Operation:
+        if self.label == self.name:
+            raise IrreversibleOperationError(
+                f"{self.description}: once removed, the nodes cannot be found by it again")
+        assert self.label is not None
+        return AddLabel(self.label, None, self.where, dict(self.params), name=self.name)
+
+
+@dataclass(frozen=True)
+class RenameLabel(_OnNodes):
+    """Nodes with `label` (and `where`) get label `new` instead."""
+
+    new: str = ""
+    kind = "rename_label"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        ident.validate(self.new, ident.Kind.LABEL)
+        if self.new == self.label:
+            raise KgmError(f"rename_label: {self.label!r} to itself")
+
+    @property
+    def description(self) -> str:
+        return f"rename label :{self.label} to :{self.new}"
+
+    def render(self, dialect: str) -> BatchedCypher:
+        assert self.label is not None
+        old, new = labelled("e", self.label), labelled("e", self.new)
+        return self.batched(f"SET {new} REMOVE {old}", validation=f"{new} AND NOT {old}",
+                            check=self.proof(none="true", at_least="true", moved_to=self.new))
+
+    def reverse(self) -> Operation:
+        assert self.label is not None
+        return RenameLabel(self.new, None, self.where, dict(self.params), new=self.label)
+
+
+@dataclass(frozen=True)
+class RetypeRelationship(_OnRelationships):
+    """The ticket's `modify_relationship`: same endpoints and properties, type `new`."""
+
+    new: str = ""
+    kind = "retype_relationship"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        ident.validate(self.new, ident.Kind.REL_TYPE)
+        if self.new == self.rel_type:
+            raise KgmError(f"retype_relationship: {self.rel_type!r} to itself")
+
+    @property
+    def description(self) -> str:
+        return f"retype [:{self.rel_type}] to [:{self.new}]"
+
+    def render(self, dialect: str) -> BatchedCypher:
+        return self.batched(
+            f"CREATE (s)-[{typed('op_r', self.new)}]->(t) SET op_r = properties(e) DELETE e",
+            creates="op_r", deletes=True,
+            check=self.proof(none="true", at_least="true", moved_to=self.new))
+
+    def reverse(self) -> Operation:
+        assert self.rel_type is not None
+        return RetypeRelationship(None, self.new, self.where, dict(self.params),
+                                  new=self.rel_type)
+
+
+@dataclass(frozen=True)
+class InvertRelationship(_OnRelationships):
+    """Swap the direction of relationships, keeping type and properties. No step check: the
+    relationships cannot be told apart afterwards; each batch creates one per one it
+    deletes, in the same statement."""
+
+    kind = "invert_relationship"
+
+    @property
+    def description(self) -> str:
+        return f"invert [:{self.rel_type}]"
+
+    def render(self, dialect: str) -> BatchedCypher:
+        rel = typed("op_r", str(self.rel_type))
+        return self.batched(f"CREATE (t)-[{rel}]->(s) SET op_r = properties(e) DELETE e",
+                            creates="op_r", deletes=True)
+
+    def reverse(self) -> Operation:
+        raise IrreversibleOperationError(
+            f"{self.description}: inverted relationships cannot be told from others of the "
+            "type; invert them again with a `where` that selects them")

@@ -1,0 +1,233 @@
+"""Value ops: change a property's type, transform it with a Cypher expression or a Python
+callable run in the workers."""
+
+import importlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+from kgmigrate import identifiers as ident
+from kgmigrate.cypher_text import tokens
+from kgmigrate.errors import KgmError
+from kgmigrate.graph.types import Scope
+from kgmigrate.ops.base import IrreversibleOperationError, Operation
+from kgmigrate.ops.cypher import BatchedCypher
+from kgmigrate.ops.library import OnEntities, all_of, ref
+
+CONVERSIONS = {"integer": "toInteger", "float": "toFloat", "string": "toString",
+               "boolean": "toBoolean", "date": "date"}
+# "{x} is a value of type {t}", per server (they share no type function)
+TYPE_TESTS = {"falkordb": "typeOf({x}) = '{t}'", "neo4j": "{x} IS :: {t}"}
+TYPE_NAMES = {"falkordb": {"integer": "Integer", "float": "Float", "string": "String",
+                           "boolean": "Boolean", "date": "Date"},
+              "neo4j": {"integer": "INTEGER", "float": "FLOAT", "string": "STRING",
+                        "boolean": "BOOLEAN", "date": "DATE"}}
+
+
+def is_of_type(dialect: str, expression: str, to: str) -> str:
+    return TYPE_TESTS[dialect].format(x=expression, t=TYPE_NAMES[dialect][to])
+CLAUSES = frozenset({
+    "MATCH", "OPTIONAL", "CREATE", "MERGE", "DELETE", "DETACH", "SET", "REMOVE", "CALL", "WITH",
+    "RETURN", "UNWIND", "FOREACH", "LOAD", "USE", "UNION", "ORDER", "LIMIT", "SKIP", "YIELD",
+    "DROP", "ALTER", "GRANT", "DENY", "REVOKE", "SHOW", "START", "STOP", "TERMINATE", "FINISH",
+    "INSERT",
+})
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_expression(expression: str, variable: str = "value") -> str:
+    """An expression over `variable`, refused when it could be more than an expression: a
+    clause keyword, a comment, `;`, or unbalanced brackets. Returns it with `variable` bound
+    as `e`'s property by the caller (see `bind`)."""
+    depth = 0
+    for kind, chunk in tokens(expression):
+        if kind in ("comment", "end"):
+            raise KgmError(f"transform expression {expression!r}: comments and `;` are not "
+                           "allowed in an expression")
+        if kind != "code":
+            continue
+        for word in _WORD.findall(chunk):
+            if word.upper() in CLAUSES:
+                raise KgmError(f"transform expression {expression!r}: `{word}` is a clause, "
+                               "not part of an expression")
+        for ch in chunk:
+            depth += ch in "([{"
+            depth -= ch in ")]}"
+            if depth < 0:
+                break
+        if depth < 0:
+            break
+    if depth != 0:
+        raise KgmError(f"transform expression {expression!r}: unbalanced brackets")
+    if not any(variable in _WORD.findall(c) for k, c in tokens(expression) if k == "code"):
+        raise KgmError(f"transform expression {expression!r} does not use `{variable}`")
+    return expression
+
+
+def bind(expression: str, variable: str, replacement: str) -> str:
+    """`variable` (a whole word outside quotes, not a property or parameter) -> replacement."""
+    out = []
+    for kind, chunk in tokens(expression):
+        if kind == "code":
+            chunk = re.sub(rf"(?<![.$\w]){re.escape(variable)}(?!\w)", replacement, chunk)
+        out.append(chunk)
+    return "".join(out)
+
+
+def _replace_value(prop: str, expression: str) -> str:
+    """Set `prop` (`e.<name>`) to `expression` (computed from the old value first), letting its
+    type change: on FalkorDB `SET e.p = toFloat(e.p)` (and `SET e += {p: ...}`) keep an Integer
+    an Integer; removing the property first does not."""
+    return f"FOREACH (op_v IN [{expression}] | REMOVE {prop} SET {prop} = op_v)"
+
+
+@dataclass(frozen=True)
+class ChangeType(OnEntities):
+    """Convert `name` to `to` where it is not of that type yet; values that do not convert
+    fail the batch (`on_error="fail"`, with their keys) or become absent (`"null"`, the undo
+    log keeps them). A string that is not a date makes the server raise: the batch fails
+    (without the keys) whatever the policy. The step's check proves every value in scope is
+    now of the type (the one place rendering differs per dialect: they share no type test)."""
+
+    name: str = ""
+    to: str = "string"
+    on_error: str = "fail"
+    kind = "change_type"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        ident.validate(self.name, ident.Kind.PROPERTY)
+        if self.to not in CONVERSIONS:
+            raise KgmError(f"change_type: to={self.to!r}; use one of {', '.join(CONVERSIONS)}")
+        if self.on_error not in ("fail", "null"):
+            raise KgmError(f"change_type: on_error={self.on_error!r}; use 'fail' or 'null'")
+        if self.to == "date" and self.on_error == "null":
+            raise KgmError("change_type to date: both servers raise on a string that is not a "
+                           "date (no null to keep), so only on_error='fail' applies; clean the "
+                           "values first with transform_property if some are not dates")
+
+    @property
+    def description(self) -> str:
+        return f"change {self.target}.{self.name} to {self.to} ({self.on_error} on error)"
+
+    def scope(self) -> Scope:
+        """As declared, for the record; each dialect's rendering narrows it to the values
+        not of the type yet."""
+        return Scope(self.entity, self.scope_name, all_of(self.where, f"{ref('e', self.name)} "
+                                                          "IS NOT NULL"), dict(self.params))
+
+    def render(self, dialect: str) -> BatchedCypher:
+        prop = ref("e", self.name)
+        unconverted = f"{prop} IS NOT NULL AND NOT ({is_of_type(dialect, prop, self.to)})"
+        return self.batched(_replace_value(prop, f"{CONVERSIONS[self.to]}({prop})"),
+                            where=unconverted,
+                            validation=f"{prop} IS NOT NULL" if self.on_error == "fail" else None,
+                            check=self.proof(none=unconverted))
+
+    def reverse(self) -> Operation:
+        raise IrreversibleOperationError(
+            f"{self.description}: a conversion can lose what the old value was; a failed run "
+            "is rolled back from its undo log, a completed one needs a snapshot")
+
+
+@dataclass(frozen=True)
+class TransformProperty(OnEntities):
+    """`name` = `expression` over its old value (`value`), e.g. "toUpper(trim(value))"; an
+    `inverse` expression (over `value`, the new value) makes it reversible."""
+
+    name: str = ""
+    expression: str = ""
+    inverse: str | None = None
+    kind = "transform_property"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        ident.validate(self.name, ident.Kind.PROPERTY)
+        check_expression(self.expression)
+        if self.inverse is not None:
+            check_expression(self.inverse)
+
+    @property
+    def description(self) -> str:
+        return f"set {self.target}.{self.name} = {self.expression}"
+
+    def render(self, dialect: str) -> BatchedCypher:
+        prop = ref("e", self.name)
+        return self.batched(_replace_value(prop, bind(self.expression, "value", prop)),
+                            where=f"{prop} IS NOT NULL")
+
+    def reverse(self) -> Operation:
+        if self.inverse is None:
+            raise IrreversibleOperationError(
+                f"{self.description}: no inverse expression; a failed run is rolled back from "
+                "its undo log")
+        return TransformProperty(**self.on_scope(), name=self.name, expression=self.inverse,
+                                 inverse=self.expression)
+
+
+@dataclass(frozen=True)
+class PythonTransform(OnEntities):
+    """`name` = `function(old value)` computed in the workers, batch by batch: where more
+    workers pay off (text normalization, embeddings). `function` is an import path
+    ("package.module:callable") every worker can import; with `vectorized=True` it takes the
+    batch's list of old values and returns the list of new ones. A None result removes the
+    property. Values must be JSON-able: a list of floats for an embedding is fine."""
+
+    name: str = ""
+    function: str = ""
+    vectorized: bool = False
+    kind = "python_transform"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        ident.validate(self.name, ident.Kind.PROPERTY)
+        if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", self.function or ""):
+            raise KgmError(f"python_transform: function={self.function!r}; give an import path "
+                           "like 'package.module:callable'")
+
+    @property
+    def description(self) -> str:
+        return f"set {self.target}.{self.name} = {self.function}(value)"
+
+    def render(self, dialect: str) -> BatchedCypher:
+        """The new values arrive per batch as parameters keyed by entity key, with the state
+        each was computed from: an entity changed since its capture is left alone (and its
+        old value was never read into the computation)."""
+        prop = ref("e", self.name)
+        lookup = "toString(kgm_key)"
+        return self.batched(
+            f"FOREACH (op_v IN CASE WHEN kgm_pre = $op_sigs[{lookup}] "
+            f"THEN [$op_values[{lookup}]] ELSE [] END | REMOVE {prop} SET {prop} = op_v)",
+            where=f"{prop} IS NOT NULL")
+
+    def load(self) -> Callable[[Any], Any]:
+        module, _, attr = self.function.partition(":")
+        try:
+            found = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise KgmError(f"python_transform: cannot import {self.function}: {exc}") from None
+        if not callable(found):
+            raise KgmError(f"python_transform: {self.function} is not callable")
+        return cast(Callable[[Any], Any], found)
+
+    def batch_values(self, states: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The parameters one batch needs, computed from its captured (exact) states."""
+        function = self.load()
+        olds = [state["p"].get(self.name) for state in states]
+        try:
+            news = function(olds) if self.vectorized else [function(v) for v in olds]
+        except Exception as exc:  # user code: report it as this batch's failure
+            raise KgmError(f"python_transform {self.function} raised "
+                           f"{type(exc).__name__}: {exc}") from None
+        if len(news) != len(olds):
+            raise KgmError(f"python_transform {self.function} returned {len(news)} values for "
+                           f"{len(olds)}")
+        keys = [str(state["k"]) for state in states]
+        return {"op_values": dict(zip(keys, news, strict=True)),
+                "op_sigs": {k: state["sig"] for k, state in zip(keys, states, strict=True)}}
+
+    def reverse(self) -> Operation:
+        raise IrreversibleOperationError(
+            f"{self.description}: no inverse function; a failed run is rolled back from its "
+            "undo log, a completed one needs a snapshot")

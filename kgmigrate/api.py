@@ -37,8 +37,10 @@ from kgmigrate.models import (
     RepairResult,
     RunRecord,
 )
+from kgmigrate.monitor import MigrationMetrics, MigrationMonitor
 from kgmigrate.ops import executable
 from kgmigrate.registry import Registry
+from kgmigrate.report import build_report, write_report
 from kgmigrate.runtime import LEASE_S
 from kgmigrate.versions import Version
 
@@ -217,6 +219,17 @@ class DataMigrationManager:
 
     def fingerprint(self) -> Fingerprint:
         return fingerprint(self.backend)
+
+    def get_migration_metrics(self, run_id: str) -> MigrationMetrics | None:
+        """The ticket's monitor verb, from the ledger (None: no such run)."""
+        return MigrationMonitor(self.backend).get_migration_metrics(run_id)
+
+    def report(self, run_id: str, out_dir: Path | None = None) -> list[Path]:
+        """Write the run's report (JSON, Markdown, PNG); the paths written."""
+        built = build_report(self.backend, open_store(self.settings.backup_dir), run_id)
+        if built is None:
+            raise KgmError(f"no run {run_id}")
+        return write_report(built, out_dir or self.settings.reports_dir)
 
     @property
     def backup_service(self) -> BackupService:

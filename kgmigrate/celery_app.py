@@ -68,6 +68,9 @@ def _apply_config(target: Celery, broker_url: str, result_backend: str,
         task_routes={"workers.*": {"queue": BATCH_QUEUE},
                      "orchestrator.*": {"queue": CONTROL_QUEUE}},
         task_track_started=True,
+        # events for Flower: tasks show up there as they are sent, started and finished
+        worker_send_task_events=True,
+        task_send_sent_event=True,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
     )

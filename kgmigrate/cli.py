@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kgmigrate import __version__, api, runs
+from kgmigrate import __version__, api, hooks, logs, runs
 from kgmigrate.backup.snapshot import load_manifest
 from kgmigrate.backup.store import open_store
 from kgmigrate.celery_app import BATCH_QUEUE, CONTROL_QUEUE, QUEUE_MODULES, configure
@@ -30,6 +30,7 @@ from kgmigrate.local_workers import LocalWorkers
 from kgmigrate.lock import MigrationLock, default_holder
 from kgmigrate.models import Conflict, MigrationStatus, RunRecord
 from kgmigrate.registry import Registry
+from kgmigrate.report import build_report, write_report
 from kgmigrate.sample import GraphSummary, load_sample, summarize
 from kgmigrate.stack import EmbeddedStack, StackStatus
 
@@ -40,6 +41,10 @@ app.add_typer(stack_app, name="stack")
 out = Console()
 DEMO_GRAPH = "kgmigrate_demo"
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
+LatestRun = Annotated[str | None, typer.Argument(help="Run id (default: the latest run).")]
+WaitFlag = Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the run to its end.")]
+LocalWorkersFlag = Annotated[int, typer.Option(
+    min=0, help="Start N worker processes for this run (no other setup needed).")]
 
 
 def _print_json(data: Any) -> None:
@@ -181,6 +186,14 @@ def demo(
         out.print("[bold]4.[/] the run, as the ledger in the graph records it:")
         _show_run(run)
         _show_summary(summarize(backend), False)
+        built = build_report(backend, open_store(settings.backup_dir), run.id)
+        assert built is not None
+        paths = write_report(built, settings.reports_dir)
+        m = built.metrics
+        out.print(f"[bold]5.[/] report: {m.entities_done:,} entities in {m.duration_s:.1f} s, "
+                  f"{m.batches_done} batches, error rate {m.error_rate:.1%}, validation "
+                  f"{'passed' if m.validation_success else m.validation_success}; written to "
+                  + ", ".join(str(p) for p in paths))
     out.print(f"Explore with `KGMIGRATE_GRAPH_NAME={DEMO_GRAPH} kgmigrate history` (or list, "
               f"status {run.id}); stop the server with `kgmigrate stack down`.")
     if run.status is not MigrationStatus.COMPLETED:
@@ -301,8 +314,7 @@ def new(
 
 @app.command()
 def status(
-    run_id: Annotated[str | None, typer.Argument(help="Run id (default: the latest run).")]
-    = None,
+    run_id: LatestRun = None,
     watch: Annotated[bool, typer.Option("--watch", help="Live progress until the run ends.")]
     = False,
     as_json: JsonFlag = False,
@@ -357,6 +369,8 @@ def worker(
         raise KgmError(f"unknown queue(s) {', '.join(unknown) or '(none)'}; "
                        f"use {BATCH_QUEUE} and/or {CONTROL_QUEUE}")
     endpoints = resolve(load_settings())
+    logs.configure()  # kgmigrate's own lines: JSON with run, step and batch (by default)
+    hooks.load_configured()  # KGMIGRATE_HOOKS: imported before the pool forks
     celery_app = configure(endpoints.broker_url.get_secret_value(),
                            endpoints.result_backend.get_secret_value())
     celery_app.conf.imports = [QUEUE_MODULES[q] for q in wanted]
@@ -369,10 +383,8 @@ def worker(
 def upgrade(
     target: Annotated[str | None, typer.Argument(help="Version to upgrade to (default: all).")]
     = None,
-    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the run to its end.")]
-    = True,
-    local_workers: Annotated[int, typer.Option(min=0, help="Start N worker processes for "
-                                               "this run (no other setup needed).")] = 0,
+    wait: WaitFlag = True,
+    local_workers: LocalWorkersFlag = 0,
     as_json: JsonFlag = False,
 ) -> None:
     """Apply pending migrations as batched tasks on the workers, with live progress."""
@@ -388,10 +400,8 @@ def upgrade(
 def downgrade(
     target: Annotated[str, typer.Argument(help="Version to go back to (it stays applied), "
                                           "or `base` to undo every migration.")],
-    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the run to its end.")]
-    = True,
-    local_workers: Annotated[int, typer.Option(min=0, help="Start N worker processes for "
-                                               "this run (no other setup needed).")] = 0,
+    wait: WaitFlag = True,
+    local_workers: LocalWorkersFlag = 0,
     as_json: JsonFlag = False,
 ) -> None:
     """Run the inverses of the migrations applied after TARGET, newest first, batched and
@@ -408,8 +418,8 @@ def downgrade(
 @app.command()
 def resume(
     run_id: Annotated[str, typer.Argument(help="The run to resume.")],
-    wait: Annotated[bool, typer.Option("--wait/--no-wait")] = True,
-    local_workers: Annotated[int, typer.Option(min=0)] = 0,
+    wait: WaitFlag = True,
+    local_workers: LocalWorkersFlag = 0,
     as_json: JsonFlag = False,
 ) -> None:
     """Re-enqueue the batches of a run that are not committed (after any crash)."""
@@ -427,8 +437,8 @@ def rollback(
     force: Annotated[bool, typer.Option(
         "--force", help="Also restore entities changed by someone else since the run wrote "
         "them (their change is lost).")] = False,
-    wait: Annotated[bool, typer.Option("--wait/--no-wait")] = True,
-    local_workers: Annotated[int, typer.Option(min=0)] = 0,
+    wait: WaitFlag = True,
+    local_workers: LocalWorkersFlag = 0,
     as_json: JsonFlag = False,
 ) -> None:
     """Restore what a failed run changed from its undo log (or continue a stopped rollback)."""
@@ -631,6 +641,10 @@ def version() -> None:
     out.print(__version__)
 
 
+# the monitoring verbs live in their own module and register on `app` when imported
+from kgmigrate import cli_monitoring  # noqa: E402, F401
+
+
 def main() -> None:
     try:
         app()
@@ -640,4 +654,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m kgmigrate.cli`: run the importable module's app, the one that
+    # cli_monitoring registered its verbs on
+    from kgmigrate import cli as importable
+
+    importable.main()

@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     # Graph key used on FalkorDB when the URL names none (and by the embedded stack).
     graph_name: str = Field(default="vitalyst", min_length=1, max_length=200)
     query_timeout_s: float = Field(default=0.0, ge=0.0)  # 0: no timeout
+    # `kgmigrate flower` requires both (HTTP basic auth) unless started --insecure-local.
+    flower_user: str | None = None
+    flower_password: SecretStr | None = None
+    reports_dir: Path = Path(".kgmigrate/reports")  # where `kgmigrate report` writes
 
     @field_validator("graph_url")
     @classmethod

@@ -85,7 +85,8 @@ def batch_statement(dialect: Dialect, scope: Scope, op: BatchedCypher) -> str:
         f"MERGE (b:{BATCH} {{id: $kgm_batch_id}}) "
         f"WITH n, bad, bad_keys, {images}, b, coalesce(b.status = 'completed', false) AS dup "
         "SET b.status = 'completed', b.entities = n, b.worker = $kgm_worker, "
-        "b.finished_at = $kgm_at, b.attempts = coalesce(b.attempts, 0) + 1, b.undo = $kgm_undo "
+        "b.started_at = $kgm_started, b.finished_at = $kgm_at, "
+        "b.attempts = coalesce(b.attempts, 0) + 1, b.undo = $kgm_undo "
         f"WITH n, bad, bad_keys, {images}, dup MATCH (st:{STEP} {{id: $kgm_step_id}}) "
         "SET st.batches_done = st.batches_done + 1, st.entities_done = st.entities_done + n "
         f"RETURN n, bad, bad_keys, dup, {images}, "
@@ -124,11 +125,13 @@ def diagnosis_statement(dialect: Dialect, scope: Scope, apply: str, validation: 
 
 
 def batch_params(dialect: Dialect, scope: Scope, address: BatchAddress, *, run_id: str,
-                 step_id: str, batch_id: str, worker: str, at: str,
-                 undo: str) -> dict[str, Any]:
+                 step_id: str, batch_id: str, worker: str, at: str, undo: str,
+                 started: str | None = None) -> dict[str, Any]:
+    """`started`: when the worker took the batch (default `at`), for its latency."""
     _, params = dialect.match_batch(scope, address)
     return {**params, "kgm_batch_id": batch_id, "kgm_step_id": step_id, "kgm_run_id": run_id,
-            "kgm_worker": worker, "kgm_at": at, "kgm_undo": undo}
+            "kgm_worker": worker, "kgm_at": at, "kgm_undo": undo,
+            "kgm_started": started or at}
 
 
 def step_validation_statement(dialect: Dialect, scope: Scope, validation: str) -> str:

@@ -13,7 +13,7 @@ import json
 import socket
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from kgmigrate import identifiers as ident
 from kgmigrate.errors import KgmError
@@ -103,7 +103,7 @@ STEP_FIELDS = (
     "s.entities_total AS entities_total, s.entities_done AS entities_done, "
     "s.counters AS counters, s.started_at AS started_at, s.finished_at AS finished_at, "
     "s.spec AS spec, s.batch_size AS batch_size, s.planned AS planned, "
-    "s.batch_seconds AS batch_seconds"
+    "s.batch_seconds AS batch_seconds, s.validation AS validation, s.error AS error"
 )
 READ_STEPS = f"MATCH (s:{STEP} {{run_id: $id}}) {STEP_FIELDS} ORDER BY s.order"
 READ_STEP = f"MATCH (s:{STEP} {{id: $id}}) {STEP_FIELDS}"
@@ -124,6 +124,8 @@ PENDING_BATCHES = (
 )
 BATCH_STATUS = f"MATCH (b:{BATCH} {{id: $id}}) RETURN b.status AS status"
 BATCH_ADDRESS = f"MATCH (b:{BATCH} {{id: $id}}) RETURN b.address AS address"
+NOTE_RETRY = (f"MATCH (b:{BATCH} {{id: $id}}) SET b.retries = coalesce(b.retries, 0) + 1 "
+              "RETURN b.retries AS retries")
 UPDATE_STEP = (
     f"MATCH (s:{STEP} {{id: $id}}) "
     "SET s.status = coalesce($status, s.status), "
@@ -134,7 +136,8 @@ UPDATE_STEP = (
     "s.counters = coalesce($counters, s.counters), "
     "s.started_at = coalesce($started_at, s.started_at), "
     "s.finished_at = coalesce($finished_at, s.finished_at), "
-    "s.batch_seconds = coalesce($batch_seconds, s.batch_seconds) "
+    "s.batch_seconds = coalesce($batch_seconds, s.batch_seconds), "
+    "s.validation = coalesce($validation, s.validation), s.error = coalesce($error, s.error) "
     "RETURN s.id AS id"
 )
 UPDATE_RUN_FACTS = (
@@ -160,7 +163,7 @@ READ_BATCHES = (
     "RETURN b.id AS id, b.run_id AS run_id, b.step_id AS step_id, b.seq AS seq, "
     "b.status AS status, b.attempts AS attempts, b.worker AS worker, b.entities AS entities, "
     "b.counters AS counters, b.error AS error, b.started_at AS started_at, "
-    "b.finished_at AS finished_at, b.undo AS undo ORDER BY b.seq"
+    "b.finished_at AS finished_at, b.undo AS undo, b.retries AS retries ORDER BY b.seq"
 )
 MARK_RESTORED = (
     f"MERGE (b:{BATCH} {{id: $id}}) SET b.status = 'completed', b.kind = 'restore', "
@@ -177,7 +180,8 @@ COMPLETE_STATEMENT = (
 )
 READ_RESTORES = (
     f"MATCH (b:{BATCH} {{step_id: $step_id}}) "
-    "RETURN b.id AS id, b.restored AS restored, b.conflicts AS conflicts ORDER BY b.id"
+    "RETURN b.id AS id, b.restored AS restored, b.conflicts AS conflicts, "
+    "b.finished_at AS finished_at ORDER BY b.id"
 )
 RECORD_DOWNGRADED = (
     f"MATCH (m:{MIGRATION} {{version: $version, state: 'applied'}}) "
@@ -294,7 +298,9 @@ class Ledger:
                     entities_total: int | None = None, entities_done: int | None = None,
                     counters: dict[str, int] | None = None, started_at: datetime | None = None,
                     finished_at: datetime | None = None,
-                    batch_seconds: list[float] | None = None) -> None:
+                    batch_seconds: list[float] | None = None,
+                    validation: Literal["passed", "failed"] | None = None,
+                    error: str | None = None) -> None:
         """Set the given facts of a step; what is not given stays as it is."""
         rows = self.backend.write(UPDATE_STEP, {
             "id": step_id, "status": status.value if status else None,
@@ -303,7 +309,8 @@ class Ledger:
             "counters": json.dumps(counters, sort_keys=True) if counters is not None else None,
             "started_at": _iso(started_at) if started_at else None,
             "finished_at": _iso(finished_at) if finished_at else None,
-            "batch_seconds": batch_seconds,
+            "batch_seconds": batch_seconds, "validation": validation,
+            "error": error[:4000] if error else None,
         }).records
         if not rows:
             raise KgmError(f"no step {step_id}")
@@ -366,6 +373,11 @@ class Ledger:
         """Batches of a step not yet committed: what a (re)launch must enqueue."""
         return [(r["id"], r["seq"], json.loads(r["address"]))
                 for r in self.backend.read(PENDING_BATCHES, {"step_id": step_id}).records]
+
+    def note_retry(self, batch_id: str) -> None:
+        """One more delivery of a batch's task (a transient error's retry, or a redelivery
+        after a worker died), for the metrics."""
+        self.backend.write(NOTE_RETRY, {"id": batch_id})
 
     def batch_status(self, batch_id: str) -> str | None:
         rows = self.backend.read(BATCH_STATUS, {"id": batch_id}).records

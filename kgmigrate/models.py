@@ -149,6 +149,9 @@ class StepRecord(_Model):
     batch_size: int = 10_000
     planned: bool = False
     batch_seconds: list[float] = []  # each batch's duration in the worker, by batch order
+    # the step's proof (per-entity validation and step check): None until it has run
+    validation: Literal["passed", "failed"] | None = None
+    error: str | None = None  # why the step failed
 
 
 class BatchRecord(_Model):
@@ -165,6 +168,7 @@ class BatchRecord(_Model):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     undo: str | None = None  # the undo record of the attempt that committed
+    retries: int = 0  # deliveries beyond the first (transient-error retries, redeliveries)
 
 
 class RunRecord(_Model):

@@ -42,13 +42,9 @@ def enqueue_migration(backend: GraphBackend, registry: Registry, endpoints: Endp
                       target: str | None = None, created_by: str | None = None) -> str | None:
     """Start a run of everything pending up to `target`; None when nothing is pending.
     Refused at once (LockHeldError) while another run holds the migration lock."""
-    ensure_valid(backend, registry)
-    applied = [Version.parse(a.version) for a in Ledger(backend).applied()]
-    versions = registry.pending(applied, target)
-    if not versions:
-        return None
-    return _start(backend, endpoints, [registry.metadata(v) for v in versions], target,
-                  created_by)
+    return _start_from(backend, registry, endpoints,
+                       lambda applied: registry.pending(applied, target), registry.metadata,
+                       target, created_by)
 
 
 def downgrade(backend: GraphBackend, registry: Registry, endpoints: Endpoints, target: str, *,
@@ -56,13 +52,22 @@ def downgrade(backend: GraphBackend, registry: Registry, endpoints: Endpoints, t
     """Start a run of the inverses of every applied migration `target` does not need, newest
     first (`base`: all); None when there is nothing to undo. Refused, naming the step, when one
     of them cannot be reversed. Batched, validated, undo-logged and locked like an upgrade."""
+    return _start_from(backend, registry, endpoints,
+                       lambda applied: registry.to_revert(applied, target),
+                       registry.down_metadata, target, created_by)
+
+
+def _start_from(backend: GraphBackend, registry: Registry, endpoints: Endpoints,
+                pick: Callable[[list[Version]], list[Version]],
+                describe: Callable[[Version], MigrationMetadata], target: str | None,
+                created_by: str | None) -> str | None:
+    """A run of the migrations `pick` chooses given the applied ones (None: nothing to do)."""
     ensure_valid(backend, registry)
     applied = [Version.parse(a.version) for a in Ledger(backend).applied()]
-    versions = registry.to_revert(applied, target)
+    versions = pick(applied)
     if not versions:
         return None
-    return _start(backend, endpoints, [registry.down_metadata(v) for v in versions], target,
-                  created_by)
+    return _start(backend, endpoints, [describe(v) for v in versions], target, created_by)
 
 
 def _start(backend: GraphBackend, endpoints: Endpoints, migrations: list[MigrationMetadata],

@@ -28,9 +28,17 @@ def _batch_signature(app: Celery, step: StepRecord, batched: bool, bid: str, seq
                      address: dict[str, Any]) -> Any:
     labels = {"version": step.version, "step": step.order, "of": step.batches_total}
     if not batched:
-        return app.signature(RUN_STATEMENT, args=(step.run_id, step.id, bid), kwargs=labels)
+        return app.signature(RUN_STATEMENT, args=(step.run_id, step.id, bid), kwargs=labels,
+                             shadow=shown(RUN_STATEMENT, step, "statement"))
     if "lo" in address:
         labels["keys"] = f"[{address['lo']}, {address['hi']})"
     else:
         labels["keys"] = f"{len(address.get('keys', []))} keys"
-    return app.signature(APPLY_BATCH, args=(step.run_id, step.id, seq, bid), kwargs=labels)
+    return app.signature(APPLY_BATCH, args=(step.run_id, step.id, seq, bid), kwargs=labels,
+                         shadow=shown(APPLY_BATCH, step, f"batch {seq}/{step.batches_total}"))
+
+
+def shown(task: str, step: StepRecord, what: str) -> str:
+    """The name Flower lists a task under (Celery's `shadow`; routing keeps the real name):
+    `workers.apply_batch V0003 step 2 batch 7/40 run_01J...`, readable without a click."""
+    return f"{task} {step.version} step {step.order} {what} {step.run_id}"

@@ -8,10 +8,11 @@ import logging
 import os
 import shlex
 import subprocess
-from typing import Any
+from typing import Any, Literal
 
 from celery import Celery
 
+from kgmigrate import hooks
 from kgmigrate.backup.snapshot import create_snapshot
 from kgmigrate.errors import KgmError
 from kgmigrate.execution import BatchResult, step_validation_statement
@@ -39,6 +40,11 @@ def start_run(rt: Runtime, app: Celery, run_id: str) -> None:
         if step.status is MigrationStatus.FAILED:
             rt.ledger.update_step(step.id, status=MigrationStatus.IN_PROGRESS)
     run = rt.ledger.require_run(run_id)
+    log.info("run %s %s: %s", run_id, "started" if first_start else "resumed",
+             ", ".join(run.migrations))
+    if first_start:
+        hooks.emit("before_migration", run_id, status=run.status.value,
+                   detail={"migrations": run.migrations, "target": run.target})
     try:
         if first_start and run.backup_ref is None:
             pre_run_backup(rt, run)
@@ -84,9 +90,13 @@ def _launch_next(rt: Runtime, app: Celery, run: RunRecord) -> None:
     rt.lock.renew_for_run(run.id)
     if step.status is MigrationStatus.PENDING:
         rt.ledger.update_step(step.id, status=MigrationStatus.IN_PROGRESS, started_at=utc_now())
+        hooks.emit("before_step", run.id, step=step.order, status="in_progress",
+                   detail={"version": step.version, "description": step.description})
     _, op = rt.step(step.id)
     plan_step(rt.backend, rt.ledger, step, op)
     step = rt.ledger.step(step.id)
+    log.info("step %s of run %s: %s batches, %s entities", step.order, run.id,
+             step.batches_total, step.entities_total)
     launch_step(app, step, op.scope() is not None, rt.ledger.pending_batches(step.id))
 
 
@@ -113,19 +123,26 @@ def _decide(rt: Runtime, app: Celery, results: list[BatchResult], run: RunRecord
         first = failed[0]
         fail(rt, run.id, step.id, f"step {step.order} ({step.description}): {first.error}"
              + (f" (and {len(failed) - 1} more failed batches)" if len(failed) > 1 else ""),
-             counters=counters, app=app)
+             counters=counters, app=app,
+             validation="failed" if any(r.offending for r in failed) else None)
         return
     rt.ledger.transition(run.id, MigrationStatus.VALIDATING)
     rt.ledger.update_step(step.id, status=MigrationStatus.VALIDATING)
-    problem = _validate_step(rt, step)
+    problem, proved = _validate_step(rt, step)
     if problem:
         fail(rt, run.id, step.id, f"step {step.order} ({step.description}): {problem}",
-             counters=counters, app=app)
+             counters=counters, app=app, validation="failed")
         return
     seconds = [round(r.seconds, 4) for r in sorted(results, key=lambda r: r.seq)
                if r.status == "completed"]
     rt.ledger.update_step(step.id, status=MigrationStatus.COMPLETED, counters=counters,
-                          finished_at=utc_now(), batch_seconds=seconds)
+                          finished_at=utc_now(), batch_seconds=seconds,
+                          validation="passed" if proved else None)
+    log.info("step %s of run %s completed: %s entities", step.order, run.id,
+             step.entities_done)
+    hooks.emit("after_step", run.id, step=step.order, status="completed",
+               detail={"version": step.version, "counters": counters,
+                       "validation": "passed" if proved else None})
     run = rt.ledger.require_run(run.id)
     later = [s for s in run.steps if s.order > step.order]
     if not later or later[0].version != step.version:
@@ -137,27 +154,28 @@ def _decide(rt: Runtime, app: Celery, results: list[BatchResult], run: RunRecord
         _finish(rt, run)
 
 
-def _validate_step(rt: Runtime, step: StepRecord) -> str | None:
-    """The step's own proof, run after all its batches: None when it holds."""
+def _validate_step(rt: Runtime, step: StepRecord) -> tuple[str | None, bool]:
+    """The step's own proof, run after all its batches: (what does not hold, or None; whether
+    the step declares any proof beyond its batches being committed)."""
     step = rt.ledger.step(step.id)
     if step.batches_done != step.batches_total:
         return (f"only {step.batches_done} of {step.batches_total} batches are recorded as "
-                "committed")
+                "committed"), True
     _, declared = rt.step(step.id)
     op = executable(declared, rt.backend.dialect.name)
     if isinstance(op, BatchedCypher) and op.validation:
         statement = step_validation_statement(rt.backend.dialect, op.scope(), op.validation)
         failing = rt.backend.read(statement, op.params).value("failing")
         if failing:
-            return f"validation `{op.validation}` fails for {failing} entities in scope"
+            return f"validation `{op.validation}` fails for {failing} entities in scope", True
     if (isinstance(op, BatchedCypher) and op.check and rt.backend.read(
             op.check, {**op.params, "kgm_planned": step.entities_total}).value("valid")
             is not True):
-        return f"the step's check failed: {op.check}"
+        return f"the step's check failed: {op.check}", True
     if (isinstance(op, RunCypher) and op.validation
             and rt.backend.read(op.validation).value("valid") is not True):
-        return f"validation query returned false: {op.validation}"
-    return None
+        return f"validation query returned false: {op.validation}", True
+    return None, bool(getattr(op, "validation", None) or getattr(op, "check", None))
 
 
 def _record_applied(rt: Runtime, run: RunRecord, version: str) -> None:
@@ -182,16 +200,23 @@ def _finish(rt: Runtime, run: RunRecord) -> None:
         rt.ledger.transition(run.id, MigrationStatus.VALIDATING)
     rt.ledger.transition(run.id, MigrationStatus.COMPLETED)
     rt.lock.release_for_run(run.id)
+    log.info("run %s completed", run.id)
+    hooks.emit("after_migration", run.id, status="completed",
+               detail={"migrations": run.migrations, "counters": totals})
 
 
 def fail(rt: Runtime, run_id: str, step_id: str, message: str, *,
-         counters: dict[str, int] | None = None, app: Celery | None = None) -> None:
+         counters: dict[str, int] | None = None, app: Celery | None = None,
+         validation: Literal["failed"] | None = None) -> None:
     """The step is FAILED (from here on its late batches abort instead of committing); the run
     rolls back (KGMIGRATE_AUTO_ROLLBACK, the default) or ends FAILED, keeping the lock only
     while something still runs."""
     rt.ledger.update_step(step_id, status=MigrationStatus.FAILED, counters=counters,
-                          finished_at=utc_now())
+                          finished_at=utc_now(), validation=validation, error=message)
     run = rt.ledger.require_run(run_id)
+    log.error("run %s failed: %s", run_id, message)
+    hooks.emit("on_failure", run_id, step=rt.ledger.step(step_id).order, status="failed",
+               detail={"error": message, "validation": validation})
     if run.status in (MigrationStatus.IN_PROGRESS, MigrationStatus.VALIDATING,
                       MigrationStatus.PENDING):
         if app is not None and rt.settings.auto_rollback:

@@ -11,10 +11,12 @@ from typing import Any
 
 from celery import Celery, chord
 
+from kgmigrate import hooks
 from kgmigrate.celery_app import RESTORE_BATCH, ROLLBACK_CRASHED, ROLLBACK_STEP_DONE
 from kgmigrate.models import MigrationStatus, RunRecord, StepRecord
 from kgmigrate.runtime import Runtime
 from kgmigrate.undo import restore_batch_id
+from orchestrator.canvas import shown
 
 log = logging.getLogger("kgmigrate.orchestrator")
 
@@ -24,6 +26,9 @@ def start(rt: Runtime, app: Celery, run_id: str, *, force: bool) -> None:
     run = rt.ledger.require_run(run_id)
     if run.status is not MigrationStatus.ROLLING_BACK:
         return
+    log.info("run %s: rollback started%s", run_id, " (forced)" if force else "")
+    hooks.emit("before_rollback", run_id, status="rolling_back",
+               detail={"force": force, "error": run.error_log})
     _launch_from(rt, app, run, max((s.order for s in run.steps), default=0), force)
 
 
@@ -47,7 +52,8 @@ def _restore_tasks(rt: Runtime, app: Celery, step: StepRecord, force: bool) -> l
     committed = [b for b in rt.ledger.batches(step.id) if b.status is MigrationStatus.COMPLETED]
     done = {r["id"] for r in rt.ledger.restores(step.id)}
     return [app.signature(RESTORE_BATCH, args=(step.run_id, step.id, b.seq, b.id, b.undo, force),
-                          kwargs={"version": step.version, "step": step.order, "rollback": True})
+                          kwargs={"version": step.version, "step": step.order, "rollback": True},
+                          shadow=shown(RESTORE_BATCH, step, f"restore batch {b.seq}"))
             for b in committed if restore_batch_id(b.id, force) not in done]
 
 
@@ -82,6 +88,9 @@ def finish(rt: Runtime, run_id: str) -> None:
     rt.ledger.revert_applied(run_id, state="rolled_back", by=run_id)
     rt.ledger.transition(run_id, MigrationStatus.ROLLED_BACK)
     rt.lock.release_for_run(run_id)
+    log.info("run %s rolled back: %s entities restored", run_id, restored)
+    hooks.emit("after_rollback", run_id, status="rolled_back",
+               detail={"restored": restored, "conflicts": 0})
 
 
 def remaining_conflicts(rt: Runtime, run: RunRecord) -> int:
@@ -103,4 +112,5 @@ def block(rt: Runtime, run_id: str, message: str) -> None:
         message = f"{failure.split(' || rollback: ')[0]} || rollback: {message}"
     rt.ledger.transition(run_id, MigrationStatus.ROLLBACK_BLOCKED, error=message)
     rt.lock.release_for_run(run_id)
+    hooks.emit("after_rollback", run_id, status="rollback_blocked", detail={"error": message})
 

@@ -109,7 +109,9 @@ def _ledger_and_lock() -> list[Rendered]:
         Rendered("ledger/update-step", ledger.UPDATE_STEP, {
             "id": "step_1", "status": "completed", "batches_total": 4, "batches_done": 4,
             "entities_total": 10, "entities_done": 10, "counters": "{}", "started_at": at,
-            "finished_at": at, "batch_seconds": [0.5, 0.25]}),
+            "finished_at": at, "batch_seconds": [0.5, 0.25], "validation": "passed",
+            "error": None}),
+        Rendered("ledger/note-retry", ledger.NOTE_RETRY, {"id": "run_1:1:1"}),
         Rendered("ledger/update-run-facts", ledger.UPDATE_RUN_FACTS,
                  {"id": "run_1", "counters": "{}", "backup_ref": "undo/run_1"}),
         *[Rendered(f"ledger/schema/{spec.describe()}", N.create_index(spec))

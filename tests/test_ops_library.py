@@ -62,6 +62,15 @@ def test_label_and_relationship_ops_render_what_they_say() -> None:
                             "properties(e) DELETE e")
     assert (retype.creates, retype.deletes) == ("op_r", True)
     assert ops.retype_relationship("A", "B").reverse() == ops.retype_relationship("B", "A")
+    # the ticket's modify_relationship(from_label, to_label, old_type, new_type)
+    between = ops.retype_relationship("A", "B", from_label="Drug", to_label="Dis ease",
+                                      where="e.w > $w", w=1)
+    assert between.where == "(s:`Drug`) AND (t:`Dis ease`) AND (e.w > $w)"
+    assert between.reverse().where == between.where
+    with pytest.raises(IdentifierError):
+        ops.retype_relationship("A", "B", from_label="Drug`) DETACH DELETE s //")
+    with pytest.raises(KgmError, match="works on relationships"):
+        ops.InvertRelationship("Gene")
     invert = ops.invert_relationship("R").render("neo4j")
     assert invert.apply.startswith("CREATE (t)-[op_r:`R`]->(s)")
 

@@ -6,6 +6,7 @@ import os
 import socket
 import time
 import uuid
+from typing import Any
 
 from kgmigrate.backup.store import BackupStoreError
 from kgmigrate.errors import BackendError, KgmError
@@ -32,9 +33,24 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def write_tagged(rt: Runtime, statement: str, params: dict[str, Any] | None = None, *,
+                 run_id: str, step_id: str, **tags: str) -> QueryResult | BackendError:
+    """Run a step's statement, tagged with the run and step (and `tags`) for the server's
+    query log. A permanent error is returned for the caller to report; a transient one is
+    raised, so the task retries."""
+    metadata = {"kgmigrate_run": run_id, "kgmigrate_step": step_id,
+                **{f"kgmigrate_{name}": value for name, value in tags.items()}}
+    try:
+        return rt.backend.write(statement, params, metadata=metadata)
+    except BackendError as exc:
+        if exc.transient:
+            raise
+        return exc
+
+
 def run_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str) -> BatchResult:
     """Apply one batch exactly once. Transient errors propagate (the task retries them)."""
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), utc_now().isoformat()
     result = BatchResult(run_id=run_id, step_id=step_id, batch_id=batch_id, seq=seq,
                          status="completed", worker=worker_name())
     if rt.ledger.batch_status(batch_id) == "completed":
@@ -62,17 +78,14 @@ def run_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str) -
         return _failed(rt, result, f"batch {seq}: {exc}", time.perf_counter() - started)
     params = {**batch_params(dialect, scope, address, run_id=run_id, step_id=step_id,
                              batch_id=batch_id, worker=result.worker, at=utc_now().isoformat(),
-                             undo=undo), **computed}
+                             undo=undo, started=started_at), **computed}
     statement = batch_statement(dialect, scope, op)
-    try:
-        written = rt.backend.write(statement, params, metadata={
-            "kgmigrate_run": run_id, "kgmigrate_step": step_id, "kgmigrate_batch": batch_id})
-    except BackendError as exc:
-        if exc.transient:
-            raise
+    written = write_tagged(rt, statement, params, run_id=run_id, step_id=step_id,
+                           batch=batch_id)
+    if isinstance(written, BackendError):
         seconds = time.perf_counter() - started
         _, probe_params = dialect.match_batch(scope, address)
-        return _aborted(rt, result, exc, op, statement=diagnosis_statement(
+        return _aborted(rt, result, written, op, statement=diagnosis_statement(
             dialect, scope, op.apply, op.validation or "true"), params=probe_params,
             seconds=seconds)
     row = written.single()
@@ -143,17 +156,18 @@ def run_statement(rt: Runtime, run_id: str, step_id: str, batch_id: str) -> Batc
         rt.lock.renew_for_run(run_id)
         if isinstance(op, CreateIndex):  # DDL differs per server: the backend renders it
             changed = op.apply_to(rt.backend)
-            written = QueryResult(counters=Counters(
+            written: QueryResult | BackendError = QueryResult(counters=Counters(
                 **{"indexes_removed" if op.drop else "indexes_added": int(changed)}))
         else:
-            written = rt.backend.write(op.statement, metadata={"kgmigrate_run": run_id,
-                                                               "kgmigrate_step": step_id})
-    except BackendError as exc:
+            written = write_tagged(rt, op.statement, run_id=run_id, step_id=step_id)
+    except BackendError as exc:  # from the index DDL
         if exc.transient:
             raise
-        return _failed(rt, result, f"statement failed: {exc}", time.perf_counter() - started)
+        written = exc
     except KgmError as exc:
         return _failed(rt, result, str(exc), time.perf_counter() - started)
+    if isinstance(written, BackendError):
+        return _failed(rt, result, f"statement failed: {written}", time.perf_counter() - started)
     counters = {k: v for k, v in written.counters.model_dump().items() if v}
     rt.ledger.complete_statement(batch_id, run_id=run_id, step_id=step_id,
                                  worker=result.worker, counters=counters)

@@ -19,7 +19,7 @@ from kgmigrate.undo import (
     restore_statement,
     touched_names,
 )
-from workers.batch import ABORT_MARKERS, worker_name
+from workers.batch import ABORT_MARKERS, worker_name, write_tagged
 
 
 class RestoreResult(BaseModel):
@@ -75,16 +75,13 @@ def restore_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: st
     params = {"kgm_rows": rows, "kgm_names": names, "kgm_batch_id": rb_id,
               "kgm_run_id": run_id, "kgm_step_id": restore_step_id(step_id),
               "kgm_at": utc_now().isoformat(), "kgm_worker": worker_name()}
-    try:
-        written = rt.backend.write(statement, params, metadata={
-            "kgmigrate_run": run_id, "kgmigrate_step": step_id, "kgmigrate_restore": batch_id})
-    except BackendError as exc:
-        if exc.transient:
-            raise
-        if any(m in str(exc).lower() for m in ABORT_MARKERS):  # done by an earlier delivery
+    written = write_tagged(rt, statement, params, run_id=run_id, step_id=step_id,
+                           restore=batch_id)
+    if isinstance(written, BackendError):
+        if any(m in str(written).lower() for m in ABORT_MARKERS):  # done by an earlier delivery
             return result.model_copy(update={"status": "skipped"})
         return result.model_copy(update={"status": "failed",
-                                         "error": f"restore of batch {seq} failed: {exc}"})
+                                         "error": f"restore of batch {seq} failed: {written}"})
     row = written.single()
     conflicts: list[dict[str, Any]] = early + [
         {"key": key, "reason": "changed by someone else since the batch wrote it"
@@ -104,12 +101,9 @@ def _run_down(rt: Runtime, result: RestoreResult, op: RunCypher, run_id: str, st
         return result.model_copy(update={"status": "failed", "error": (
             f"the Cypher step {op.description!r} has no down statement; undo it by hand, "
             "then roll back again with --force")})
-    try:
-        rt.backend.write(op.down, metadata={"kgmigrate_run": run_id, "kgmigrate_step": step_id})
-    except BackendError as exc:
-        if exc.transient:
-            raise
+    failed = write_tagged(rt, op.down, run_id=run_id, step_id=step_id)
+    if isinstance(failed, BackendError):
         return result.model_copy(update={"status": "failed",
-                                         "error": f"down statement failed: {exc}"})
+                                         "error": f"down statement failed: {failed}"})
     rt.ledger.mark_restored(result.batch_id, run_id, restore_step_id(step_id))
     return result.model_copy(update={"restored": 1, "seconds": time.perf_counter() - started})

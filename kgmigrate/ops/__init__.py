@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from kgmigrate.ops.base import IrreversibleOperationError, Operation
 from kgmigrate.ops.cypher import BatchedCypher, RunCypher
-from kgmigrate.ops.library import LibraryOp, executable
+from kgmigrate.ops.library import LibraryOp, all_of, executable, labelled
 from kgmigrate.ops.properties import (
     AddProperty,
     CopyProperty,
@@ -111,9 +111,14 @@ def rename_label(label: str, new: str, *, where: str | None = None,
     return RenameLabel(label, None, where, params, new=new)
 
 
-def retype_relationship(rel_type: str, new: str, *, where: str | None = None,
+def retype_relationship(rel_type: str, new: str, *, from_label: str | None = None,
+                        to_label: str | None = None, where: str | None = None,
                         **params: Any) -> RetypeRelationship:
-    """The ticket's `modify_relationship`: endpoints and properties kept."""
+    """The ticket's `modify_relationship`: endpoints and properties kept; `from_label` and
+    `to_label` narrow it to relationships between nodes with those labels."""
+    if from_label is not None or to_label is not None:
+        where = all_of(from_label and labelled("s", from_label),
+                       to_label and labelled("t", to_label), where)
     return RetypeRelationship(None, rel_type, where, params, new=new)
 
 

@@ -13,12 +13,12 @@ completed one.
 """
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NoReturn
 
 from kgmigrate import identifiers as ident
 from kgmigrate.errors import KgmError
 from kgmigrate.graph.types import Scope
-from kgmigrate.ops.base import Operation
+from kgmigrate.ops.base import IrreversibleOperationError, Operation
 from kgmigrate.ops.cypher import BatchedCypher, RunCypher, check_params
 
 Rendered = BatchedCypher | RunCypher
@@ -86,10 +86,21 @@ def require_dialect(dialect: str) -> str:
     return dialect
 
 
+UNDO_LOG_ONLY = ("a failed run is rolled back from its undo log, a completed one needs a "
+                 "snapshot (Migration(snapshot=True))")
+
+
 class LibraryOp(Operation):
     """An op of the library: rendered, per dialect, to BatchedCypher or RunCypher."""
 
     kind: ClassVar[str]
+
+    def irreversible(self, why: str) -> NoReturn:
+        raise IrreversibleOperationError(f"{self.description}: {why}")
+
+    def not_itself(self, old: str, new: str) -> None:
+        if old == new:
+            raise KgmError(f"{self.kind}: {old!r} to itself")
 
     def render(self, dialect: str) -> Rendered:
         raise NotImplementedError
@@ -111,13 +122,23 @@ class OnEntities(LibraryOp):
     where: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
 
+    # the op's own name fields, each validated as that kind of identifier
+    names: ClassVar[tuple[tuple[str, ident.Kind], ...]] = ()
+    # the one kind of entity the op works on, if it is not for both
+    only: ClassVar[Literal["node", "relationship"] | None] = None
+
     def __post_init__(self) -> None:
         if (self.label is None) == (self.rel_type is None):
             raise KgmError(f"{self.kind}: give exactly one of label or rel_type")
+        if self.only is not None and self.entity != self.only:
+            given = "label=..." if self.only == "node" else "rel_type=..."
+            raise KgmError(f"{self.kind} works on {self.only}s (give {given})")
         if self.label is not None:
             ident.validate(self.label, ident.Kind.LABEL)
         else:
             ident.validate(self.rel_type, ident.Kind.REL_TYPE)
+        for name, kind in self.names:
+            ident.validate(getattr(self, name), kind)
         check_params(self.params)
 
     @property

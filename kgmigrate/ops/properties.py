@@ -5,9 +5,17 @@ from typing import Any
 
 from kgmigrate import identifiers as ident
 from kgmigrate.errors import KgmError
-from kgmigrate.ops.base import IrreversibleOperationError, Operation
+from kgmigrate.ops.base import Operation
 from kgmigrate.ops.cypher import BatchedCypher
-from kgmigrate.ops.library import LibraryOp, OnEntities, labelled, proof, ref, typed
+from kgmigrate.ops.library import (
+    UNDO_LOG_ONLY,
+    LibraryOp,
+    OnEntities,
+    labelled,
+    proof,
+    ref,
+    typed,
+)
 from kgmigrate.ops.transforms import check_expression
 
 
@@ -21,10 +29,10 @@ class AddProperty(OnEntities):
     value: Any = None
     expression: str | None = None
     kind = "add_property"
+    names = (("name", ident.Kind.PROPERTY),)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        ident.validate(self.name, ident.Kind.PROPERTY)
         if (self.value is None) == (self.expression is None):
             raise KgmError("add_property: give a default value or an expression (not both)")
         if self.expression is not None:
@@ -46,19 +54,14 @@ class AddProperty(OnEntities):
                             check=check)
 
     def reverse(self) -> Operation:
-        raise IrreversibleOperationError(
-            f"{self.description}: which entities had the value before is not recorded; a failed "
-            "run is rolled back from its undo log, a completed one needs a snapshot")
+        self.irreversible(f"which entities had the value before is not recorded; {UNDO_LOG_ONLY}")
 
 
 @dataclass(frozen=True)
 class RemoveProperty(OnEntities):
     name: str = ""
     kind = "remove_property"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        ident.validate(self.name, ident.Kind.PROPERTY)
+    names = (("name", ident.Kind.PROPERTY),)
 
     @property
     def description(self) -> str:
@@ -71,9 +74,7 @@ class RemoveProperty(OnEntities):
                             check=self.proof(none=f"{prop} IS NOT NULL"))
 
     def reverse(self) -> Operation:
-        raise IrreversibleOperationError(
-            f"{self.description} drops data; a failed run is rolled back from its undo log, a "
-            "completed one needs a snapshot (Migration(snapshot=True))")
+        self.irreversible(f"it drops data; {UNDO_LOG_ONLY}")
 
 
 @dataclass(frozen=True)
@@ -81,13 +82,11 @@ class RenameProperty(OnEntities):
     old: str = ""
     new: str = ""
     kind = "rename_property"
+    names = (("old", ident.Kind.PROPERTY), ("new", ident.Kind.PROPERTY))
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        ident.validate(self.old, ident.Kind.PROPERTY)
-        ident.validate(self.new, ident.Kind.PROPERTY)
-        if self.old == self.new:
-            raise KgmError(f"rename_property: {self.old!r} to itself")
+        self.not_itself(self.old, self.new)
 
     @property
     def description(self) -> str:
@@ -109,13 +108,11 @@ class CopyProperty(OnEntities):
     source: str = ""
     target_name: str = ""
     kind = "copy_property"
+    names = (("source", ident.Kind.PROPERTY), ("target_name", ident.Kind.PROPERTY))
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        ident.validate(self.source, ident.Kind.PROPERTY)
-        ident.validate(self.target_name, ident.Kind.PROPERTY)
-        if self.source == self.target_name:
-            raise KgmError(f"copy_property: {self.source!r} onto itself")
+        self.not_itself(self.source, self.target_name)
 
     @property
     def description(self) -> str:

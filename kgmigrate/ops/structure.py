@@ -3,38 +3,19 @@
 from dataclasses import dataclass
 
 from kgmigrate import identifiers as ident
-from kgmigrate.errors import KgmError
-from kgmigrate.ops.base import IrreversibleOperationError, Operation
+from kgmigrate.ops.base import Operation
 from kgmigrate.ops.cypher import BatchedCypher
 from kgmigrate.ops.library import OnEntities, labelled, typed
 
 
 @dataclass(frozen=True)
-class _OnNodes(OnEntities):
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.label is None:
-            raise KgmError(f"{self.kind} works on nodes (give label=...)")
-
-
-@dataclass(frozen=True)
-class _OnRelationships(OnEntities):
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.rel_type is None:
-            raise KgmError(f"{self.kind} works on relationships (give rel_type=...)")
-
-
-@dataclass(frozen=True)
-class AddLabel(_OnNodes):
+class AddLabel(OnEntities):
     """Add `name` to nodes with `label` (and `where`)."""
 
     name: str = ""
     kind = "add_label"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        ident.validate(self.name, ident.Kind.LABEL)
+    names = (("name", ident.Kind.LABEL),)
+    only = "node"
 
     @property
     def description(self) -> str:
@@ -50,15 +31,13 @@ class AddLabel(_OnNodes):
 
 
 @dataclass(frozen=True)
-class RemoveLabel(_OnNodes):
+class RemoveLabel(OnEntities):
     """Remove label `name` from nodes with `label` (`label` may be `name` itself)."""
 
     name: str = ""
     kind = "remove_label"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        ident.validate(self.name, ident.Kind.LABEL)
+    names = (("name", ident.Kind.LABEL),)
+    only = "node"
 
     @property
     def description(self) -> str:
@@ -71,24 +50,23 @@ class RemoveLabel(_OnNodes):
 
     def reverse(self) -> Operation:
         if self.label == self.name:
-            raise IrreversibleOperationError(
-                f"{self.description}: once removed, the nodes cannot be found by it again")
+            self.irreversible("once removed, the nodes cannot be found by it again")
         assert self.label is not None
         return AddLabel(self.label, None, self.where, dict(self.params), name=self.name)
 
 
 @dataclass(frozen=True)
-class RenameLabel(_OnNodes):
+class RenameLabel(OnEntities):
     """Nodes with `label` (and `where`) get label `new` instead."""
 
     new: str = ""
     kind = "rename_label"
+    names = (("new", ident.Kind.LABEL),)
+    only = "node"
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        ident.validate(self.new, ident.Kind.LABEL)
-        if self.new == self.label:
-            raise KgmError(f"rename_label: {self.label!r} to itself")
+        self.not_itself(str(self.label), self.new)
 
     @property
     def description(self) -> str:
@@ -106,17 +84,17 @@ class RenameLabel(_OnNodes):
 
 
 @dataclass(frozen=True)
-class RetypeRelationship(_OnRelationships):
+class RetypeRelationship(OnEntities):
     """The ticket's `modify_relationship`: same endpoints and properties, type `new`."""
 
     new: str = ""
     kind = "retype_relationship"
+    names = (("new", ident.Kind.REL_TYPE),)
+    only = "relationship"
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        ident.validate(self.new, ident.Kind.REL_TYPE)
-        if self.new == self.rel_type:
-            raise KgmError(f"retype_relationship: {self.rel_type!r} to itself")
+        self.not_itself(str(self.rel_type), self.new)
 
     @property
     def description(self) -> str:
@@ -135,12 +113,13 @@ class RetypeRelationship(_OnRelationships):
 
 
 @dataclass(frozen=True)
-class InvertRelationship(_OnRelationships):
+class InvertRelationship(OnEntities):
     """Swap the direction of relationships, keeping type and properties. No step check: the
     relationships cannot be told apart afterwards; each batch creates one per one it
     deletes, in the same statement."""
 
     kind = "invert_relationship"
+    only = "relationship"
 
     @property
     def description(self) -> str:
@@ -152,6 +131,5 @@ class InvertRelationship(_OnRelationships):
                             creates="op_r", deletes=True)
 
     def reverse(self) -> Operation:
-        raise IrreversibleOperationError(
-            f"{self.description}: inverted relationships cannot be told from others of the "
-            "type; invert them again with a `where` that selects them")
+        self.irreversible("inverted relationships cannot be told from others of the type; "
+                          "invert them again with a `where` that selects them")

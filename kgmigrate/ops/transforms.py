@@ -11,9 +11,9 @@ from kgmigrate import identifiers as ident
 from kgmigrate.cypher_text import tokens
 from kgmigrate.errors import KgmError
 from kgmigrate.graph.types import Scope
-from kgmigrate.ops.base import IrreversibleOperationError, Operation
+from kgmigrate.ops.base import Operation
 from kgmigrate.ops.cypher import BatchedCypher
-from kgmigrate.ops.library import OnEntities, all_of, ref
+from kgmigrate.ops.library import UNDO_LOG_ONLY, OnEntities, all_of, ref
 
 CONVERSIONS = {"integer": "toInteger", "float": "toFloat", "string": "toString",
                "boolean": "toBoolean", "date": "date"}
@@ -94,10 +94,10 @@ class ChangeType(OnEntities):
     to: str = "string"
     on_error: str = "fail"
     kind = "change_type"
+    names = (("name", ident.Kind.PROPERTY),)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        ident.validate(self.name, ident.Kind.PROPERTY)
         if self.to not in CONVERSIONS:
             raise KgmError(f"change_type: to={self.to!r}; use one of {', '.join(CONVERSIONS)}")
         if self.on_error not in ("fail", "null"):
@@ -126,9 +126,7 @@ class ChangeType(OnEntities):
                             check=self.proof(none=unconverted))
 
     def reverse(self) -> Operation:
-        raise IrreversibleOperationError(
-            f"{self.description}: a conversion can lose what the old value was; a failed run "
-            "is rolled back from its undo log, a completed one needs a snapshot")
+        self.irreversible(f"a conversion can lose what the old value was; {UNDO_LOG_ONLY}")
 
 
 @dataclass(frozen=True)
@@ -140,10 +138,10 @@ class TransformProperty(OnEntities):
     expression: str = ""
     inverse: str | None = None
     kind = "transform_property"
+    names = (("name", ident.Kind.PROPERTY),)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        ident.validate(self.name, ident.Kind.PROPERTY)
         check_expression(self.expression)
         if self.inverse is not None:
             check_expression(self.inverse)
@@ -159,9 +157,7 @@ class TransformProperty(OnEntities):
 
     def reverse(self) -> Operation:
         if self.inverse is None:
-            raise IrreversibleOperationError(
-                f"{self.description}: no inverse expression; a failed run is rolled back from "
-                "its undo log")
+            self.irreversible(f"no inverse expression; {UNDO_LOG_ONLY}")
         return TransformProperty(**self.on_scope(), name=self.name, expression=self.inverse,
                                  inverse=self.expression)
 
@@ -178,10 +174,10 @@ class PythonTransform(OnEntities):
     function: str = ""
     vectorized: bool = False
     kind = "python_transform"
+    names = (("name", ident.Kind.PROPERTY),)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        ident.validate(self.name, ident.Kind.PROPERTY)
         if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", self.function or ""):
             raise KgmError(f"python_transform: function={self.function!r}; give an import path "
                            "like 'package.module:callable'")
@@ -228,6 +224,4 @@ class PythonTransform(OnEntities):
                 "op_sigs": {k: state["sig"] for k, state in zip(keys, states, strict=True)}}
 
     def reverse(self) -> Operation:
-        raise IrreversibleOperationError(
-            f"{self.description}: no inverse function; a failed run is rolled back from its "
-            "undo log, a completed one needs a snapshot")
+        self.irreversible(f"no inverse function; {UNDO_LOG_ONLY}")

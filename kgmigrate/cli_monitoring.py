@@ -1,0 +1,118 @@
+"""The monitoring verbs of the CLI: `report`, `metrics`, `metrics-server` and `flower`.
+
+Registered on the CLI's app by `kgmigrate.cli` (imported at its end); kept apart so each CLI
+module stays small.
+"""
+
+import contextlib
+import os
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markdown import Markdown
+
+from kgmigrate import api, exporter, logs
+from kgmigrate.backup.store import open_store
+from kgmigrate.celery_app import configure
+from kgmigrate.cli import JsonFlag, LatestRun, _graph, _print_json, app, out
+from kgmigrate.config import load_settings
+from kgmigrate.connect import open_backend, resolve
+from kgmigrate.errors import ConfigError, KgmError
+from kgmigrate.monitor import MigrationMonitor
+from kgmigrate.report import build_report, markdown, write_report
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@app.command()
+def report(
+    run_id: LatestRun = None,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="Where to write <run>.json, .md and .png (default: "
+        "KGMIGRATE_REPORTS_DIR, .kgmigrate/reports).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """A run's full story: steps, counts, timings, validations, failures, conflicts, rollback,
+    and a throughput chart; printed, and written as JSON, Markdown and PNG."""
+    with _graph() as (backend, settings):
+        run = api.status(backend, run_id)
+        built = build_report(backend, open_store(settings.backup_dir), run.id)
+    if built is None:
+        raise KgmError(f"no run {run.id}")
+    paths = write_report(built, out_dir or settings.reports_dir)
+    if as_json:
+        _print_json({**built.model_dump(mode="json"), "files": [str(p) for p in paths]})
+        return
+    out.print(Markdown(markdown(built)))
+    out.print("written: " + ", ".join(str(p) for p in paths))
+
+
+@app.command()
+def metrics(
+    run_id: LatestRun = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The ticket's get_migration_metrics: duration, entities, error rate, validation, steps,
+    throughput and ETA, from the ledger."""
+    with _graph() as (backend, _):
+        run = api.status(backend, run_id)
+        found = MigrationMonitor(backend).get_migration_metrics(run.id)
+    if found is None:
+        raise KgmError(f"no run {run.id}")
+    if as_json:
+        _print_json(found.model_dump(mode="json", exclude={"steps"}))
+        return
+    for name, value in found.model_dump(mode="json", exclude={"steps"}).items():
+        out.print(f"{name:>20}  {value}")
+
+
+@app.command("metrics-server")
+def metrics_server(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port for /metrics.")] = 9808,
+    runs: Annotated[int, typer.Option(min=1, help="How many recent runs to export.")] = 5,
+) -> None:
+    """Serve Prometheus metrics of migration runs (progress, batch latency, errors, retries,
+    rollbacks), read from the ledger at each scrape."""
+    logs.configure()
+    settings = load_settings()
+    with open_backend(settings) as backend:
+        exporter.serve(backend, host=host, port=port, runs=runs)
+        out.print(f"kgmigrate metrics on http://{host}:{port}/metrics (Ctrl-C to stop)")
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+
+
+@app.command()
+def flower(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port for the web UI.")] = 5555,
+    address: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    insecure_local: Annotated[bool, typer.Option(
+        "--insecure-local", help="Run without authentication, on loopback only.")] = False,
+) -> None:
+    """Start Flower on kgmigrate's Celery app: live batch tasks, workers, /metrics.
+
+    Basic auth is required: KGMIGRATE_FLOWER_USER and KGMIGRATE_FLOWER_PASSWORD. The
+    credentials reach Flower through its environment, never the command line (which `ps`
+    shows)."""
+    settings = load_settings()
+    user, password = settings.flower_user, settings.flower_password
+    if insecure_local:
+        if address not in LOOPBACK:
+            raise ConfigError(f"--insecure-local serves loopback only, not {address}")
+        os.environ.pop("FLOWER_BASIC_AUTH", None)
+    elif not user or password is None or not password.get_secret_value():
+        raise ConfigError("Flower needs basic auth: set KGMIGRATE_FLOWER_USER and "
+                          "KGMIGRATE_FLOWER_PASSWORD (or pass --insecure-local to run "
+                          "without, on loopback only)")
+    else:
+        if ":" in user or "," in user:
+            raise ConfigError("KGMIGRATE_FLOWER_USER cannot contain ':' or ','")
+        os.environ["FLOWER_BASIC_AUTH"] = f"{user}:{password.get_secret_value()}"
+    endpoints = resolve(settings)
+    celery_app = configure(endpoints.broker_url.get_secret_value(),
+                           endpoints.result_backend.get_secret_value())
+    celery_app.start(["flower", f"--port={port}", f"--address={address}",
+                      "--purge_offline_workers=60"])

@@ -1,0 +1,179 @@
+"""Flower on kgmigrate's Celery app: it refuses to start without credentials, keeps out a
+browser without them, and, logged in from headless Chromium during a real run, shows that run's
+batch tasks with readable arguments and their counters as results."""
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+
+from kgmigrate.graph.falkordb import FalkorDBBackend
+from kgmigrate.models import MigrationStatus
+from tests.conftest import Execution, free_port
+from tests.test_execution import start, wait_for
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+USER, PASSWORD = "ops", "flower-test-password"
+SLOW_STEPS = """
+from kgmigrate import Migration, ops
+
+migration = Migration(author="test", batch_size=500, steps=[
+    ops.add_property("Item", "status", "new"),
+    ops.python_transform("Item", "status", "tests.transforms:burn"),
+])
+"""
+
+
+def kgmigrate(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "kgmigrate.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def get(url: str, auth: tuple[str, str] | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url)
+    if auth:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return reply.status, reply.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, b""
+    except urllib.error.URLError:  # not listening yet
+        return 0, b""
+
+
+@pytest.fixture
+def flower(execution: Execution) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, **execution.env, "KGMIGRATE_FLOWER_USER": USER,
+           "KGMIGRATE_FLOWER_PASSWORD": PASSWORD}
+    log = (execution.logs / "flower.log").open("ab")
+    process = subprocess.Popen([sys.executable, "-m", "kgmigrate.cli", "flower", "--port",
+                                str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while get(f"{url}/healthcheck")[0] not in (200, 401):
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            raise AssertionError((execution.logs / "flower.log").read_text())
+        time.sleep(0.3)
+    yield url
+    process.terminate()
+    process.wait(timeout=20)
+
+
+def test_flower_refuses_to_start_without_credentials(execution: Execution) -> None:
+    env = {k: v for k, v in {**os.environ, **execution.env}.items()
+           if not k.startswith("KGMIGRATE_FLOWER_")}
+    refused = kgmigrate("flower", env=env)
+    assert refused.returncode == 1
+    assert "Flower needs basic auth: set KGMIGRATE_FLOWER_USER" in refused.stderr
+    exposed = kgmigrate("flower", "--insecure-local", "--address", "0.0.0.0", env=env)
+    assert exposed.returncode == 1 and "loopback only" in exposed.stderr
+    assert "Traceback" not in refused.stderr + exposed.stderr
+
+
+def browser(profile: Path) -> webdriver.Chrome:
+    for needed in (CHROMIUM, CHROMEDRIVER):
+        assert needed.exists(), f"{needed} is missing: `make install` installs Debian's " \
+                                "chromium and chromium-driver"
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync",
+                 "--window-size=1600,1000", f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)),
+                            options=options)
+
+
+def test_a_browser_logged_into_flower_sees_the_batch_tasks_of_a_real_run(
+        execution: Execution, falkordb: FalkorDBBackend, flower: str, output_dir: Path,
+        tmp_path: Path) -> None:
+    # Given Flower behind basic auth, and a run of two steps on two workers
+    assert get(f"{flower}/tasks")[0] == 401
+    assert get(f"{flower}/tasks", (USER, "wrong"))[0] == 401
+    falkordb.write("UNWIND range(1, 12000) AS i CREATE (:Item {i: i})")
+    execution.write_migration("V0001__slow.py", SLOW_STEPS)
+    execution.start_worker()
+    execution.start_worker()
+    run_id = start(execution, falkordb)
+    wait_for(falkordb, run_id, lambda r: r.steps[1].batches_done >= 2, timeout_s=120)
+    # When a browser logs in while the run goes on
+    driver = browser(tmp_path / "chromium")
+    try:
+        token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        driver.execute_cdp_cmd("Network.enable", {})
+        driver.execute_cdp_cmd("Network.setExtraHTTPHeaders",
+                               {"headers": {"Authorization": f"Basic {token}"}})
+        driver.get(f"{flower}/tasks")
+        deadline = time.monotonic() + 90
+        loaded = time.monotonic()
+        while "workers.apply_batch V0001 step 2 batch" not in driver.page_source:
+            assert time.monotonic() < deadline, driver.page_source[-3000:]
+            time.sleep(1)
+            if time.monotonic() - loaded > 10:  # the task table fills in by XHR: give it time
+                driver.refresh()
+                loaded = time.monotonic()
+        # Then it lists the run's batch tasks by version, step, batch and run id
+        page = driver.page_source
+        driver.save_screenshot(str(output_dir / "flower-tasks.png"))
+        # and a task's own page shows its arguments and, once done, its counters
+        run = _wait(falkordb, run_id)
+        done = [t for t in _tasks(flower, run_id) if t["state"] == "SUCCESS"
+                and t["name"].startswith("workers.apply_batch V0001 step 1 ")]
+        driver.get(f"{flower}/task/{done[0]['uuid']}")
+        detail = driver.page_source
+        driver.save_screenshot(str(output_dir / "flower-task.png"))
+    finally:
+        driver.quit()
+    assert "step 2 batch" in page and run_id in page
+    assert run_id in detail and "properties_set" in detail and "'keys': '[" in detail
+    assert (output_dir / "flower-tasks.png").stat().st_size > 20_000
+    assert run.status is MigrationStatus.COMPLETED, run.error_log
+    # And Flower's API gives each batch task's result with its counters
+    tasks = _tasks(flower, run_id)
+    done = [t for t in tasks
+            if t["name"].startswith("workers.apply_batch V0001 ") and t["state"] == "SUCCESS"]
+    assert len(done) == sum(s.batches_total for s in run.steps) == 48
+    results = [_result(t["result"]) for t in done]
+    assert {r["run_id"] for r in results} == {run_id}
+    assert sum(r["counters"].get("properties_set", 0) for r in results) >= 24_000
+    assert all("'version': 'V0001'" in t["kwargs"] for t in done)
+
+
+def _tasks(flower: str, run_id: str) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 30
+    while True:
+        status, body = get(f"{flower}/api/tasks?limit=1000", (USER, PASSWORD))
+        assert status == 200
+        tasks = [t for t in json.loads(body).values() if run_id in (t.get("args") or "")]
+        if all(t["state"] == "SUCCESS" for t in tasks) or time.monotonic() > deadline:
+            return tasks
+        time.sleep(1)
+
+
+def _result(text: str) -> dict[str, Any]:
+    """Flower shows a result as its repr (a dict of the batch's JSON result)."""
+    import ast
+
+    return ast.literal_eval(text)  # type: ignore[no-any-return]
+
+
+def _wait(graph: FalkorDBBackend, run_id: str) -> Any:
+    from kgmigrate import runs
+
+    return runs.wait(graph, run_id, timeout_s=240)

@@ -63,6 +63,17 @@ def wait_for(graph: FalkorDBBackend, run_id: str, condition: object,
     raise AssertionError(f"condition not reached: {Ledger(graph).run(run_id)}")
 
 
+def queued_batch_tasks(execution: Execution, expected: int, timeout_s: float = 30) -> None:
+    """Wait until the broker's batch queue holds `expected` tasks."""
+    import redis
+
+    queue = redis.Redis(port=execution.stack.port, db=execution.db)
+    deadline = time.monotonic() + timeout_s
+    while queue.llen("kgm.batches") < expected:
+        assert time.monotonic() < deadline, f"{queue.llen('kgm.batches')} batch tasks queued"
+        time.sleep(0.05)
+
+
 def assert_every_entity_changed_exactly_once(graph: FalkorDBBackend) -> None:
     assert counts(graph, "c1") == {1: NODES}
     assert counts(graph, "c2") == {1: NODES // 2, None: NODES // 2}
@@ -193,6 +204,7 @@ def test_a_crashing_batch_task_fails_the_run_through_the_chord_error_callback(
     execution.start_worker(queues="kgm.control")
     run_id = start(execution, falkordb)
     wait_for(falkordb, run_id, lambda r: r.steps[0].planned, timeout_s=60)
+    queued_batch_tasks(execution, 10)  # planned is recorded before the chord is sent
     # When one batch's ledger record vanishes, its task raises instead of returning a result
     falkordb.write("MATCH (b:__KGMBatch) WHERE b.seq = 3 DELETE b")
     execution.start_worker(queues="kgm.batches")

@@ -51,7 +51,10 @@ def test_add_property_sets_only_where_absent_with_the_value_as_a_parameter() -> 
 
 def test_label_and_relationship_ops_render_what_they_say() -> None:
     assert ops.add_label("Gene", "Reviewed").render("neo4j").apply == "SET e:`Reviewed`"
-    assert ops.add_label("Gene", "Reviewed").reverse() == ops.remove_label("Reviewed")
+    # the inverse removes it from the same nodes only, not from every node labelled Reviewed
+    assert ops.add_label("Gene", "Reviewed").reverse() == ops.remove_label("Gene", "Reviewed")
+    with pytest.raises(IrreversibleOperationError, match="which nodes had the label"):
+        ops.remove_label("Gene", "Reviewed").reverse()
     rename = ops.rename_label("Gene", "Protein").render("neo4j")
     assert rename.apply == "SET e:`Protein` REMOVE e:`Gene`"
     assert rename.check == ("OPTIONAL MATCH (e:`Gene`) WITH count(e) AS remaining "

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from kgmigrate import identifiers as ident
 from kgmigrate.ops.base import Operation
 from kgmigrate.ops.cypher import BatchedCypher
-from kgmigrate.ops.library import OnEntities, labelled, typed
+from kgmigrate.ops.library import UNDO_LOG_ONLY, OnEntities, labelled, typed
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,9 @@ class AddLabel(OnEntities):
                             check=self.proof(at_least=has))
 
     def reverse(self) -> Operation:
-        return RemoveLabel(self.name, None, self.where, dict(self.params), name=self.name)
+        """Remove it again from the same nodes: exact when none of them had it before the
+        step (it only adds where absent); otherwise a snapshot is the way back."""
+        return RemoveLabel(self.label, None, self.where, dict(self.params), name=self.name)
 
 
 @dataclass(frozen=True)
@@ -49,10 +51,8 @@ class RemoveLabel(OnEntities):
                             check=self.proof(none=has))
 
     def reverse(self) -> Operation:
-        if self.label == self.name:
-            self.irreversible("once removed, the nodes cannot be found by it again")
-        assert self.label is not None
-        return AddLabel(self.label, None, self.where, dict(self.params), name=self.name)
+        self.irreversible("which nodes had the label is not recorded (adding it back to every "
+                          f"node in scope would invent it on others); {UNDO_LOG_ONLY}")
 
 
 @dataclass(frozen=True)

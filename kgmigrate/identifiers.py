@@ -80,3 +80,22 @@ def param_name(name: str) -> str:
     if not _PARAM_NAME.fullmatch(name):
         raise IdentifierError(f"parameter name {name!r} must match {_PARAM_NAME.pattern}")
     return name
+
+
+# Fragments of a pattern or an expression, with the name through the escaping above.
+
+
+def ref(var: str, name: str) -> str:
+    """`var.name`: a property of a bound variable."""
+    return f"{var}.{prop(name)}"
+
+
+def labelled(var: str, name: str) -> str:
+    """`var:Label`, as a predicate or in SET/REMOVE."""
+    return f"{var}:{label(name)}"
+
+
+def typed(var: str, name: str) -> str:
+    """`var:TYPE`, inside a relationship pattern."""
+    return f"{var}:{rel_type(name)}"
+

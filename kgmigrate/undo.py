@@ -143,11 +143,11 @@ def restore_statement(dialect: Dialect, shape: Shape, names: list[str]) -> str:
                      "SET x = row.p)")
         if entity == "node":
             for i, name in enumerate(names):
-                label = ident.label(name)
+                has = ident.labelled("x", name)
                 parts.append(f"FOREACH (x IN CASE WHEN go AND e IS NOT NULL AND $kgm_names[{i}] "
-                             f"IN row.l THEN [e] ELSE [] END | SET x:{label})")
+                             f"IN row.l THEN [e] ELSE [] END | SET {has})")
                 parts.append(f"FOREACH (x IN CASE WHEN go AND e IS NOT NULL AND NOT "
-                             f"$kgm_names[{i}] IN row.l THEN [e] ELSE [] END | REMOVE x:{label})")
+                             f"$kgm_names[{i}] IN row.l THEN [e] ELSE [] END | REMOVE {has})")
     else:
         for i, name in enumerate(names):
             parts.append(f"FOREACH (x IN CASE WHEN go AND row.ty = $kgm_names[{i}] THEN [1] "

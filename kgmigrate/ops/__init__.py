@@ -6,9 +6,10 @@
 
 from typing import Any, Literal
 
+from kgmigrate.identifiers import labelled
 from kgmigrate.ops.base import IrreversibleOperationError, Operation
 from kgmigrate.ops.cypher import BatchedCypher, RunCypher
-from kgmigrate.ops.library import LibraryOp, all_of, executable, labelled
+from kgmigrate.ops.library import LibraryOp, all_of, executable
 from kgmigrate.ops.properties import (
     AddProperty,
     CopyProperty,

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal, NoReturn
 from kgmigrate import identifiers as ident
 from kgmigrate.errors import KgmError
 from kgmigrate.graph.types import Scope
+from kgmigrate.identifiers import labelled, typed
 from kgmigrate.ops.base import IrreversibleOperationError, Operation
 from kgmigrate.ops.cypher import BatchedCypher, RunCypher, check_params
 
@@ -25,21 +26,6 @@ Rendered = BatchedCypher | RunCypher
 DIALECTS = ("falkordb", "neo4j")
 # what scope() renders with: an op's scope never depends on the dialect
 _ANY_DIALECT = "neo4j"
-
-
-def ref(var: str, name: str) -> str:
-    """`var.name` with the name through the one escaping function."""
-    return f"{var}.{ident.prop(name)}"
-
-
-def labelled(var: str, name: str) -> str:
-    """`var:Label` with the label through the one escaping function."""
-    return f"{var}:{ident.label(name)}"
-
-
-def typed(var: str, name: str) -> str:
-    """`var:TYPE` (inside a relationship pattern) through the one escaping function."""
-    return f"{var}:{ident.rel_type(name)}"
 
 
 def all_of(*parts: str | None) -> str | None:

@@ -5,17 +5,10 @@ from typing import Any
 
 from kgmigrate import identifiers as ident
 from kgmigrate.errors import KgmError
+from kgmigrate.identifiers import labelled, ref, typed
 from kgmigrate.ops.base import Operation
 from kgmigrate.ops.cypher import BatchedCypher
-from kgmigrate.ops.library import (
-    UNDO_LOG_ONLY,
-    LibraryOp,
-    OnEntities,
-    labelled,
-    proof,
-    ref,
-    typed,
-)
+from kgmigrate.ops.library import UNDO_LOG_ONLY, LibraryOp, OnEntities, proof
 from kgmigrate.ops.transforms import check_expression
 
 

@@ -3,9 +3,10 @@
 from dataclasses import dataclass
 
 from kgmigrate import identifiers as ident
+from kgmigrate.identifiers import labelled, typed
 from kgmigrate.ops.base import Operation
 from kgmigrate.ops.cypher import BatchedCypher
-from kgmigrate.ops.library import UNDO_LOG_ONLY, OnEntities, labelled, typed
+from kgmigrate.ops.library import UNDO_LOG_ONLY, OnEntities
 
 
 @dataclass(frozen=True)

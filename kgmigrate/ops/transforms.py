@@ -11,9 +11,10 @@ from kgmigrate import identifiers as ident
 from kgmigrate.cypher_text import tokens
 from kgmigrate.errors import KgmError
 from kgmigrate.graph.types import Scope
+from kgmigrate.identifiers import ref
 from kgmigrate.ops.base import Operation
 from kgmigrate.ops.cypher import BatchedCypher
-from kgmigrate.ops.library import UNDO_LOG_ONLY, OnEntities, all_of, ref
+from kgmigrate.ops.library import UNDO_LOG_ONLY, OnEntities, all_of
 
 CONVERSIONS = {"integer": "toInteger", "float": "toFloat", "string": "toString",
                "boolean": "toBoolean", "date": "date"}

@@ -153,6 +153,10 @@ def test_a_browser_logged_into_flower_sees_the_batch_tasks_of_a_real_run(
     assert {r["run_id"] for r in results} == {run_id}
     assert sum(r["counters"].get("properties_set", 0) for r in results) >= 24_000
     assert all("'version': 'V0001'" in t["kwargs"] for t in done)
+    # And Flower's own Prometheus metrics stay available, behind the same auth
+    status, body = get(f"{flower}/metrics", (USER, PASSWORD))
+    assert status == 200 and b"flower_events_total" in body
+    assert get(f"{flower}/metrics")[0] == 401
 
 
 def _tasks(flower: str, run_id: str) -> list[dict[str, Any]]:

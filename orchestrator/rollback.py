@@ -53,7 +53,7 @@ def _restore_tasks(rt: Runtime, app: Celery, step: StepRecord, force: bool) -> l
     done = {r["id"] for r in rt.ledger.restores(step.id)}
     return [app.signature(RESTORE_BATCH, args=(step.run_id, step.id, b.seq, b.id, b.undo, force),
                           kwargs={"version": step.version, "step": step.order, "rollback": True},
-                          shadow=shown(RESTORE_BATCH, step, f"restore batch {b.seq}"))
+                          shadow=shown(RESTORE_BATCH, step))
             for b in committed if restore_batch_id(b.id, force) not in done]
 
 

@@ -19,7 +19,6 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from kgmigrate.graph.base import GraphBackend
-from kgmigrate.ledger import Ledger
 from kgmigrate.monitor import MigrationMetrics, MigrationMonitor
 from kgmigrate.status import MigrationStatus
 
@@ -34,8 +33,7 @@ class LedgerCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             monitor = MigrationMonitor(self.backend)
-            recent = Ledger(self.backend).runs(limit=self.runs)
-            metrics = [m for m in (monitor.get_migration_metrics(r.id) for r in recent) if m]
+            metrics = [monitor.metrics(run) for run in monitor.ledger.runs(limit=self.runs)]
         yield from families(metrics)
 
 

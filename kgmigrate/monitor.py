@@ -71,10 +71,11 @@ class MigrationMonitor:
     def get_migration_metrics(self, run_id: str) -> MigrationMetrics | None:
         """None when there is no such run."""
         run = self.ledger.run(run_id)
-        if run is None:
-            return None
-        steps = [self._step(step) for step in run.steps]
-        return summarize(run, steps)
+        return None if run is None else self.metrics(run)
+
+    def metrics(self, run: RunRecord) -> MigrationMetrics:
+        """For a run already read (the exporter reads the recent ones in one go)."""
+        return summarize(run, [self._step(step) for step in run.steps])
 
     def _step(self, step: StepRecord) -> StepMetrics:
         batches = self.ledger.batches(step.id) if step.batched else []

@@ -13,7 +13,7 @@ from kgmigrate.backup.store import BackupStore
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
 from kgmigrate.models import Conflict, _Model
-from kgmigrate.monitor import MigrationMetrics, MigrationMonitor
+from kgmigrate.monitor import MigrationMetrics, step_metrics, summarize
 from kgmigrate.runs import conflicts
 from kgmigrate.status import MigrationStatus
 
@@ -47,26 +47,28 @@ def build_report(backend: GraphBackend, store: BackupStore, run_id: str) -> RunR
     """None when there is no such run."""
     ledger = Ledger(backend)
     run = ledger.run(run_id)
-    metrics = MigrationMonitor(backend).get_migration_metrics(run_id)
-    if run is None or metrics is None:
+    if run is None:
         return None
-    timeline, failures = [], []
-    for step in run.steps:
-        for batch in ledger.batches(step.id) if step.batched else []:
+    timeline, failures, steps = [], [], []
+    for step in run.steps:  # each step's batches and restores read once, for both uses
+        batches = ledger.batches(step.id) if step.batched else []
+        restores = ledger.restores(step.id)
+        steps.append(step_metrics(step, batches, len(restores)))
+        for batch in batches:
             if batch.status is MigrationStatus.COMPLETED and batch.finished_at is not None:
                 timeline.append(BatchEvent(step=step.order, seq=batch.seq, at=batch.finished_at,
                                            entities=batch.entities, kind="forward",
                                            worker=batch.worker))
             if batch.error:
                 failures.append(f"step {step.order}: {batch.error}")
-        for restore in ledger.restores(step.id):
+        for restore in restores:
             if restore.get("finished_at"):
                 timeline.append(BatchEvent(
                     step=step.order, seq=_restored_seq(restore["id"]),
                     at=datetime.fromisoformat(restore["finished_at"]),
                     entities=int(restore.get("restored") or 0), kind="restore"))
     timeline.sort(key=lambda event: event.at)
-    return RunReport(metrics=metrics, history=run.history, error_log=run.error_log,
+    return RunReport(metrics=summarize(run, steps), history=run.history, error_log=run.error_log,
                      backup_ref=run.backup_ref, created_by=run.created_by, target=run.target,
                      conflicts=conflicts(store, run), failures=failures, timeline=timeline)
 

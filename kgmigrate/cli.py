@@ -29,6 +29,9 @@ from kgmigrate.graph.falkordb import FalkorDBBackend
 from kgmigrate.local_workers import LocalWorkers
 from kgmigrate.lock import MigrationLock, default_holder
 from kgmigrate.models import Conflict, MigrationStatus, RunRecord
+from kgmigrate.neo4j_stack import EmbeddedNeo4j, Neo4jStatus, version_named
+from kgmigrate.neo4j_stack import build as build_neo4j
+from kgmigrate.neo4j_stack import versions as neo4j_versions
 from kgmigrate.registry import Registry
 from kgmigrate.report import build_report, write_report
 from kgmigrate.sample import GraphSummary, load_sample, summarize
@@ -51,40 +54,87 @@ def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def _stack() -> EmbeddedStack:
-    return EmbeddedStack.from_settings(load_settings())
+GraphOption = Annotated[str | None, typer.Option(
+    "--graph", help="falkordb or neo4j: also start the embedded Neo4j (default: "
+    "KGMIGRATE_STACK_GRAPH).")]
 
 
-def _show_stack(status: StackStatus, as_json: bool, verb: str = "") -> None:
+def _stack_graph(graph: str | None) -> str:
+    chosen = graph or load_settings().stack_graph
+    if chosen not in ("falkordb", "neo4j"):
+        raise KgmError(f"--graph must be falkordb or neo4j, not {chosen!r}")
+    return chosen
+
+
+def _show_stack(status: StackStatus, neo4j: Neo4jStatus | None, as_json: bool,
+                verb: str = "") -> None:
     if as_json:
-        _print_json({**dataclasses.asdict(status), "redis_url": status.redis_url})
+        _print_json({**dataclasses.asdict(status), "redis_url": status.redis_url,
+                     "neo4j": ({**dataclasses.asdict(neo4j), "bolt_url": neo4j.bolt_url}
+                               if neo4j else None)})
         return
     if not status.running:
         out.print(f"stack: [bold]stopped[/] (port {status.port}, data {status.data_dir})")
+    else:
+        note = " (already running)" if status.already_running else ""
+        out.print(f"stack: [bold green]{verb or 'running'}[/]{note} pid {status.pid} on "
+                  f"{status.redis_url}  data {status.data_dir}")
+        out.print(f"       graphs: {', '.join(status.graphs) or '(none)'}; "
+                  f"memory {status.used_memory}")
+    if neo4j is None:
         return
-    note = " (already running)" if status.already_running else ""
-    out.print(f"stack: [bold green]{verb or 'running'}[/]{note} pid {status.pid} on "
-              f"{status.redis_url}  data {status.data_dir}")
-    out.print(f"       graphs: {', '.join(status.graphs) or '(none)'}; "
-              f"memory {status.used_memory}")
+    if not neo4j.running:
+        out.print(f"neo4j: [bold]stopped[/] (port {neo4j.port}, data {neo4j.data_dir})")
+        return
+    note = " (already running)" if neo4j.already_running else ""
+    out.print(f"neo4j: [bold green]{verb or 'running'}[/]{note} pid {neo4j.pid} on "
+              f"{neo4j.bolt_url}  Neo4j {neo4j.version} Community, user neo4j, password in "
+              f"KGMIGRATE_NEO4J_PASSWORD or {neo4j.data_dir / 'password'}")
 
 
 @stack_app.command("up")
-def stack_up(as_json: JsonFlag = False) -> None:
-    """Start the embedded server (idempotent)."""
-    _show_stack(_stack().up(), as_json, "started")
+def stack_up(graph: GraphOption = None, as_json: JsonFlag = False) -> None:
+    """Start the embedded server (idempotent); with --graph neo4j the embedded Neo4j too."""
+    settings = load_settings()
+    status = EmbeddedStack.from_settings(settings).up()
+    neo4j = (EmbeddedNeo4j.from_settings(settings).up() if _stack_graph(graph) == "neo4j"
+             else None)
+    _show_stack(status, neo4j, as_json, "started")
 
 
 @stack_app.command("down")
 def stack_down(as_json: JsonFlag = False) -> None:
-    """Save the graph and stop the embedded server."""
-    _show_stack(_stack().down(), as_json)
+    """Stop the embedded Neo4j (if it runs) and save the graph and stop the embedded server."""
+    settings = load_settings()
+    neo4j = EmbeddedNeo4j.from_settings(settings)
+    neo4j_status = neo4j.down() if neo4j.status().pid is not None else None
+    _show_stack(EmbeddedStack.from_settings(settings).down(), neo4j_status, as_json)
 
 
 @stack_app.command("status")
 def stack_status(as_json: JsonFlag = False) -> None:
-    """Show whether the embedded server runs, and what it holds."""
-    _show_stack(_stack().status(), as_json)
+    """Show whether the embedded servers run, and what they hold."""
+    settings = load_settings()
+    _show_stack(EmbeddedStack.from_settings(settings).status(),
+                EmbeddedNeo4j.from_settings(settings).status(), as_json)
+
+
+@stack_app.command("build")
+def stack_build(
+    version: Annotated[str | None, typer.Option(
+        "--neo4j-version", help="A name or version of tools/neo4j-server/versions.properties "
+        "(default: KGMIGRATE_STACK_NEO4J_VERSION, else the first).")] = None,
+    every: Annotated[bool, typer.Option("--all", help="Every pinned version.")] = False,
+) -> None:
+    """Resolve the embedded Neo4j's jars from Maven Central and build its launcher."""
+    chosen = (list(neo4j_versions().values()) if every
+              else [version_named(version or load_settings().stack_neo4j_version)])
+    for neo4j_version in chosen:
+        already = neo4j_version.built
+        build_neo4j(neo4j_version)
+        out.print(f"neo4j {neo4j_version.name} {neo4j_version.version} (Java "
+                  f"{neo4j_version.java}): {'built already' if already else 'built'} in "
+                  f"{neo4j_version.lib_dir}")
 
 
 @app.command()
@@ -164,13 +214,16 @@ def demo(
         raise KgmError("the demo runs on the embedded stack; unset KGMIGRATE_GRAPH_URL")
     endpoints = resolve(settings)
     assert endpoints.stack is not None
-    out.print(f"[bold]1.[/] embedded stack up on {endpoints.stack.broker_url.rsplit('/', 1)[0]}")
+    out.print(f"[bold]1.[/] embedded stack up on {endpoints.stack.broker_url.rsplit('/', 1)[0]}"
+              + (f", embedded Neo4j on {endpoints.graph.driver_uri}" if endpoints.neo4j else ""))
     registry = Registry.load(settings.migrations_dir)
-    with FalkorDBBackend(endpoints.graph) as backend:
-        backend.delete_graph()
+    with backend_for(endpoints.graph, settings, verify=True) as backend:
+        _reset_demo_graph(backend, endpoints)
         out.print(f"[bold]2.[/] loading a {nodes:,}-node Vitalyst-like sample graph into "
                   f"{endpoints.graph.display}")
         before = load_sample(backend, nodes)
+        if endpoints.neo4j is not None:
+            endpoints.neo4j.mark_demo(backend)  # a later demo may replace what this one loads
         _show_summary(before, False)
         out.print(f"[bold]3.[/] {len(registry)} migrations in {settings.migrations_dir}, "
                   f"run by {workers} local worker processes:")
@@ -194,10 +247,26 @@ def demo(
                   f"{m.batches_done} batches, error rate {m.error_rate:.1%}, validation "
                   f"{'passed' if m.validation_success else m.validation_success}; written to "
                   + ", ".join(str(p) for p in paths))
-    out.print(f"Explore with `KGMIGRATE_GRAPH_NAME={DEMO_GRAPH} kgmigrate history` (or list, "
+    explore = ("KGMIGRATE_STACK_GRAPH=neo4j" if endpoints.neo4j is not None
+               else f"KGMIGRATE_GRAPH_NAME={DEMO_GRAPH}")
+    out.print(f"Explore with `{explore} kgmigrate history` (or list, "
               f"status {run.id}); stop the server with `kgmigrate stack down`.")
     if run.status is not MigrationStatus.COMPLETED:
         raise typer.Exit(1)
+
+
+def _reset_demo_graph(backend: GraphBackend, endpoints: Endpoints) -> None:
+    """Replace the demo's own graph, and nothing else: FalkorDB's `kgmigrate_demo` graph, or
+    the embedded Neo4j's database when it is empty or holds only an earlier demo."""
+    if isinstance(backend, FalkorDBBackend):
+        backend.delete_graph()
+        return
+    assert endpoints.neo4j is not None
+    if not endpoints.neo4j.holds_only_demo(backend):
+        raise KgmError("the embedded Neo4j holds data that is not the demo's; the demo only "
+                       "replaces its own. Stop it (`kgmigrate stack down`) and use another "
+                       "KGMIGRATE_STACK_DIR, or empty it yourself")
+    endpoints.neo4j.empty(backend)
 
 
 def _dump(value: Any) -> Any:
@@ -543,7 +612,8 @@ def _follow(start: Callable[[GraphBackend, Settings, Endpoints], str | None], *,
     """Start (or resume) a run, with local workers if asked, and follow it unless told not to."""
     settings = load_settings()
     endpoints = resolve(settings)
-    with backend_for(endpoints.graph, settings) as backend, contextlib.ExitStack() as stack:
+    with backend_for(endpoints.graph, settings, verify=True) as backend, \
+            contextlib.ExitStack() as stack:
         if local_workers:
             stack.enter_context(LocalWorkers(local_workers, endpoints,
                                              log_dir=settings.stack_dir / "workers"))

@@ -104,6 +104,13 @@ class Settings(BaseSettings):
     # The embedded stack: where it keeps its data and which loopback port it listens on.
     stack_dir: Path = Path(".kgmigrate/stack")
     stack_port: int = Field(default=6399, ge=1, le=65535)
+    # Which server holds the embedded stack's graph: FalkorDB in the broker's Redis, or an
+    # embedded Neo4j (a JVM; see kgmigrate.neo4j_stack) beside it.
+    stack_graph: Literal["falkordb", "neo4j"] = "falkordb"
+    stack_neo4j_port: int = Field(default=7688, ge=1, le=65535)
+    stack_neo4j_version: str | None = None  # a name of tools/neo4j-server/versions.properties
+    stack_neo4j_heap: str = "2g"
+    stack_neo4j_page_cache: str = "1g"
     # Graph key used on FalkorDB when the URL names none (and by the embedded stack).
     graph_name: str = Field(default="vitalyst", min_length=1, max_length=200)
     query_timeout_s: float = Field(default=0.0, ge=0.0)  # 0: no timeout

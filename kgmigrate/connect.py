@@ -6,6 +6,7 @@ from pydantic import SecretStr
 
 from kgmigrate.config import GraphTarget, Settings, parse_graph_url
 from kgmigrate.graph.base import GraphBackend
+from kgmigrate.neo4j_stack import EmbeddedNeo4j
 from kgmigrate.stack import EmbeddedStack
 
 
@@ -15,6 +16,7 @@ class Endpoints:
     broker_url: SecretStr = field(repr=False)
     result_backend: SecretStr = field(repr=False)
     stack: EmbeddedStack | None = None  # set when anything comes from the embedded stack
+    neo4j: EmbeddedNeo4j | None = None  # set when the graph is the embedded Neo4j
 
 
 def resolve(settings: Settings, *, start_stack: bool = True, broker: bool = True) -> Endpoints:
@@ -24,29 +26,48 @@ def resolve(settings: Settings, *, start_stack: bool = True, broker: bool = True
     starts the embedded stack just for an unused broker.
     """
     graph = settings.graph_target
-    needs_stack = graph is None or (broker and (settings.broker_url is None
-                                                or settings.result_backend is None))
+    neo4j = (EmbeddedNeo4j.from_settings(settings)
+             if graph is None and settings.stack_graph == "neo4j" else None)
+    needs_broker = broker and (settings.broker_url is None or settings.result_backend is None)
+    needs_stack = (graph is None and neo4j is None) or needs_broker
     stack = EmbeddedStack.from_settings(settings) if needs_stack else None
     if stack is not None and start_stack:
         stack.ensure_up()
+    if neo4j is not None:
+        if start_stack:
+            neo4j.ensure_up()
+        graph = neo4j.target
     if graph is None:
         assert stack is not None
         graph = parse_graph_url(stack.graph_url(settings.graph_name))
     broker_url = settings.broker_url or SecretStr(stack.broker_url if stack else "")
     results = settings.result_backend or SecretStr(stack.result_backend_url if stack else "")
-    return Endpoints(graph, broker_url, results, stack)
+    return Endpoints(graph, broker_url, results, stack, neo4j)
 
 
-def backend_for(target: GraphTarget, settings: Settings) -> GraphBackend:
+def backend_for(target: GraphTarget, settings: Settings, *, verify: bool = False
+                ) -> GraphBackend:
+    """The backend for `target`. `verify`: connect once now, so that a server that is down or
+    refuses the credentials is one line within seconds, not a minute of driver retries
+    (commands verify; workers do not: they wait for a restarting server)."""
+    backend: GraphBackend
     if target.backend == "falkordb":
         from kgmigrate.graph.falkordb import FalkorDBBackend
 
-        return FalkorDBBackend(target, query_timeout_s=settings.query_timeout_s)
-    from kgmigrate.graph.neo4j import Neo4jBackend
+        backend = FalkorDBBackend(target, query_timeout_s=settings.query_timeout_s)
+    else:
+        from kgmigrate.graph.neo4j import Neo4jBackend
 
-    return Neo4jBackend(target, query_timeout_s=settings.query_timeout_s)
+        backend = Neo4jBackend(target, query_timeout_s=settings.query_timeout_s)
+    if verify:
+        try:
+            backend.verify()
+        except BaseException:
+            backend.close()
+            raise
+    return backend
 
 
 def open_backend(settings: Settings) -> GraphBackend:
-    """The graph backend the settings name, or the embedded stack's graph."""
-    return backend_for(resolve(settings, broker=False).graph, settings)
+    """The graph backend the settings name, or the embedded stack's graph, verified."""
+    return backend_for(resolve(settings, broker=False).graph, settings, verify=True)

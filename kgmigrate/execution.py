@@ -8,7 +8,10 @@ transaction). In that statement:
 1. the batch's entities are matched by key (range or list) and the step's `apply` runs on them;
 2. each entity is checked against the step's per-entity validation;
 3. the step's progress counters advance and the batch is marked completed in the ledger, with
-   the name of the undo record that belongs to this attempt;
+   the name of the undo record that belongs to this attempt. The batch's status is read only
+   after the statement holds the batch record's write lock (it writes `attempts` first): Neo4j
+   reads at read-committed isolation, so a status read before the lock could predate a
+   concurrent delivery's commit of the same batch;
 4. the statement divides by zero - and so the server undoes *all* of it - when the batch was
    already completed (a redelivered task: exactly-once), when any entity failed validation, or
    when its step is no longer running (it failed: a rollback may be planning already).
@@ -69,11 +72,14 @@ def batch_statement(dialect: Dialect, scope: Scope, op: BatchedCypher) -> str:
     valid = op.validation or "true"
     sig = dialect.signature("e", scope.entity)
     made = op.creates
-    post = "[]" if op.deletes else f"collect({sig})"
+    # `collect(null)` for "nothing": a constant would be a grouping key, and a batch whose
+    # entities are all gone (or filtered out by `apply`) would then return no row at all
+    post = "collect(null)" if op.deletes else f"collect({sig})"
     created = (f"collect([{dialect.key(made)}, {dialect.signature(made, scope.entity)}])"
-               if made else "[]")
+               if made else "collect(null)")
     # labels after the change, by name: a restore must remove labels the step added
-    labelled = "collect(labels(e))" if scope.entity == "node" and not op.deletes else "[]"
+    labelled = ("collect(labels(e))" if scope.entity == "node" and not op.deletes
+                else "collect(null)")
     images = "keys, pres, posts, made, labels"
     return (
         f"{_bound(dialect, scope)} {op.apply} "
@@ -82,11 +88,10 @@ def batch_statement(dialect: Dialect, scope: Scope, op: BatchedCypher) -> str:
         f"collect(CASE WHEN ok THEN null ELSE kgm_key END)[..{BAD_SAMPLE}] AS bad_keys, "
         f"collect(kgm_key) AS keys, collect(kgm_pre) AS pres, {post} AS posts, "
         f"{created} AS made, {labelled} AS labels "
-        f"MERGE (b:{BATCH} {{id: $kgm_batch_id}}) "
+        f"MERGE (b:{BATCH} {{id: $kgm_batch_id}}) SET b.attempts = coalesce(b.attempts, 0) + 1 "
         f"WITH n, bad, bad_keys, {images}, b, coalesce(b.status = 'completed', false) AS dup "
         "SET b.status = 'completed', b.entities = n, b.worker = $kgm_worker, "
-        "b.started_at = $kgm_started, b.finished_at = $kgm_at, "
-        "b.attempts = coalesce(b.attempts, 0) + 1, b.undo = $kgm_undo "
+        "b.started_at = $kgm_started, b.finished_at = $kgm_at, b.undo = $kgm_undo "
         f"WITH n, bad, bad_keys, {images}, dup MATCH (st:{STEP} {{id: $kgm_step_id}}) "
         "SET st.batches_done = st.batches_done + 1, st.entities_done = st.entities_done + n "
         f"RETURN n, bad, bad_keys, dup, {images}, "

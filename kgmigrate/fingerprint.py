@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from kgmigrate.graph import values
 from kgmigrate.graph.base import GraphBackend
 
 MOD = 2**256
@@ -32,8 +33,8 @@ class Fingerprint(BaseModel):
 
 def canonical(value: Any) -> bytes:
     """Exact and unambiguous: 1 and 1.0 differ, floats keep every bit (repr round-trips)."""
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
-                      allow_nan=True).encode()
+    return json.dumps(values.jsonable(value), sort_keys=True, ensure_ascii=False,
+                      separators=(",", ":"), allow_nan=True).encode()
 
 
 def node_hash(row: dict[str, Any]) -> bytes:

@@ -124,7 +124,7 @@ PENDING_BATCHES = (
 )
 BATCH_STATUS = f"MATCH (b:{BATCH} {{id: $id}}) RETURN b.status AS status"
 BATCH_ADDRESS = f"MATCH (b:{BATCH} {{id: $id}}) RETURN b.address AS address"
-NOTE_RETRY = (f"MATCH (b:{BATCH} {{id: $id}}) SET b.retries = coalesce(b.retries, 0) + 1 "
+NOTE_RETRY = (f"MATCH (b:{BATCH} {{id: $id}}) SET b.retries = coalesce(b.retries, 0) + $n "
               "RETURN b.retries AS retries")
 UPDATE_STEP = (
     f"MATCH (s:{STEP} {{id: $id}}) "
@@ -374,10 +374,10 @@ class Ledger:
         return [(r["id"], r["seq"], json.loads(r["address"]))
                 for r in self.backend.read(PENDING_BATCHES, {"step_id": step_id}).records]
 
-    def note_retry(self, batch_id: str) -> None:
-        """One more delivery of a batch's task (a transient error's retry, or a redelivery
-        after a worker died), for the metrics."""
-        self.backend.write(NOTE_RETRY, {"id": batch_id})
+    def note_retry(self, batch_id: str, count: int = 1) -> None:
+        """More attempts at a batch, for the metrics: a task's retry after a transient error,
+        a redelivery after a worker died, or the driver's own retries of its transaction."""
+        self.backend.write(NOTE_RETRY, {"id": batch_id, "n": count})
 
     def batch_status(self, batch_id: str) -> str | None:
         rows = self.backend.read(BATCH_STATUS, {"id": batch_id}).records

@@ -121,11 +121,11 @@ class EmbeddedStack:
                 return StackStatus(False, None, self.port, self.data_dir)
             with contextlib.suppress(redis.RedisError):
                 self._client().shutdown(save=True)
-            if not _wait_exit(pid, _STOP_TIMEOUT_S):
+            if not wait_exit(pid, _STOP_TIMEOUT_S):
                 os.kill(pid, signal.SIGTERM)
-                if not _wait_exit(pid, 10):
+                if not wait_exit(pid, 10):
                     os.kill(pid, signal.SIGKILL)
-                    _wait_exit(pid, 5)
+                    wait_exit(pid, 5)
             self.pid_file.unlink(missing_ok=True)
             return StackStatus(False, None, self.port, self.data_dir)
 
@@ -163,7 +163,7 @@ class EmbeddedStack:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             return None
-        if b"redis-server" not in cmdline or _is_zombie(pid):
+        if b"redis-server" not in cmdline or is_zombie(pid):
             return None
         return pid
 
@@ -246,7 +246,7 @@ def graph_module_version(modules: list[object]) -> str | None:
     return None
 
 
-def _is_zombie(pid: int) -> bool:
+def is_zombie(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -254,12 +254,12 @@ def _is_zombie(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
-def _wait_exit(pid: int, timeout_s: float) -> bool:
+def wait_exit(pid: int, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # reap it if we happen to be its parent
-        if not Path(f"/proc/{pid}").exists() or _is_zombie(pid):
+        if not Path(f"/proc/{pid}").exists() or is_zombie(pid):
             return True
         time.sleep(0.05)
     return False

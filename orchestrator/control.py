@@ -198,8 +198,9 @@ def _finish(rt: Runtime, run: RunRecord) -> None:
     rt.ledger.update_run_facts(run.id, counters=totals)
     if run.status is not MigrationStatus.VALIDATING:
         rt.ledger.transition(run.id, MigrationStatus.VALIDATING)
-    rt.ledger.transition(run.id, MigrationStatus.COMPLETED)
+    # The lock first: whoever sees the run COMPLETED may start the next one at once
     rt.lock.release_for_run(run.id)
+    rt.ledger.transition(run.id, MigrationStatus.COMPLETED)
     log.info("run %s completed", run.id)
     hooks.emit("after_migration", run.id, status="completed",
                detail={"migrations": run.migrations, "counters": totals})
@@ -224,6 +225,8 @@ def fail(rt: Runtime, run_id: str, step_id: str, message: str, *,
             rt.ledger.transition(run_id, MigrationStatus.ROLLING_BACK, error=message)
             rollback.start(rt, app, run_id, force=False)
             return
+        rt.lock.release_for_run(run_id)  # before the state others wait for
         rt.ledger.transition(run_id, MigrationStatus.FAILED, error=message)
+        return
     rt.lock.release_for_run(run_id)
 

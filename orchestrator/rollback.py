@@ -86,8 +86,8 @@ def finish(rt: Runtime, run_id: str) -> None:
               f"{run_id}`, then `kgmigrate rollback {run_id} --force` to restore them anyway")
         return
     rt.ledger.revert_applied(run_id, state="rolled_back", by=run_id)
+    rt.lock.release_for_run(run_id)  # before the state others wait for
     rt.ledger.transition(run_id, MigrationStatus.ROLLED_BACK)
-    rt.lock.release_for_run(run_id)
     log.info("run %s rolled back: %s entities restored", run_id, restored)
     hooks.emit("after_rollback", run_id, status="rolled_back",
                detail={"restored": restored, "conflicts": 0})
@@ -110,7 +110,7 @@ def block(rt: Runtime, run_id: str, message: str) -> None:
     failure = rt.ledger.require_run(run_id).error_log
     if failure and not failure.startswith("rollback"):
         message = f"{failure.split(' || rollback: ')[0]} || rollback: {message}"
+    rt.lock.release_for_run(run_id)  # before the state others wait for
     rt.ledger.transition(run_id, MigrationStatus.ROLLBACK_BLOCKED, error=message)
-    rt.lock.release_for_run(run_id)
     hooks.emit("after_rollback", run_id, status="rollback_blocked", detail={"error": message})
 

@@ -1,8 +1,13 @@
-"""Real-server fixtures: one embedded FalkorDB/Redis server per test session on a free loopback
-port, a fresh graph per test, and Neo4j when `NEO4J_URI` names one (skipped otherwise)."""
+"""Real-server fixtures. One embedded FalkorDB/Redis server per test session on a free loopback
+port (the graph server and the Celery broker), and one embedded Neo4j (Community, real Bolt)
+started the first time a test asks for it. Integration tests take `graph` (or `graph_target`)
+and run once per server: a fresh FalkorDB graph per test, or the Neo4j database emptied before
+the test. A Neo4j server of your own named by `NEO4J_URI` adds a third run of the backend
+contract suite (its data is only ever touched under the test's own label prefix)."""
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -14,12 +19,14 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from kgmigrate.config import GraphTarget, parse_graph_url
+from kgmigrate.config import GraphTarget, load_settings, parse_graph_url
+from kgmigrate.connect import backend_for
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.graph.falkordb import FalkorDBBackend
+from kgmigrate.neo4j_stack import EmbeddedNeo4j
 from kgmigrate.stack import EmbeddedStack
 
-NEO4J_SKIP_REASON = "NEO4J_URI is not set: no Neo4j server to test against (never faked)"
+SERVERS = ["falkordb", pytest.param("neo4j", marks=pytest.mark.neo4j)]
 
 
 def free_port() -> int:
@@ -36,21 +43,71 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
     server.down()
 
 
+def _embedded_neo4j(tmp_path_factory: pytest.TempPathFactory,
+                    version: str | None) -> Iterator[EmbeddedNeo4j]:
+    server = EmbeddedNeo4j(tmp_path_factory.mktemp("neo4j"), free_port(), version=version,
+                           heap="1g", page_cache="256m", tx_memory="512m",
+                           password=SecretStr(secrets.token_urlsafe(12)))
+    server.up()
+    yield server
+    server.down()
+
+
+@pytest.fixture(scope="session")
+def neo4j_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNeo4j]:
+    """The default (LTS) Neo4j, started once, on first use."""
+    yield from _embedded_neo4j(tmp_path_factory, None)
+
+
+@pytest.fixture(scope="session")
+def neo4j_calendar_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNeo4j]:
+    """The newest calendar release (on its own JDK), for the contract suite."""
+    yield from _embedded_neo4j(tmp_path_factory, "calendar")
+
+
+@pytest.fixture(params=SERVERS)
+def server(request: pytest.FixtureRequest) -> str:
+    """Which graph server the test runs on."""
+    return str(request.param)
+
+
 @pytest.fixture
-def graph_target(stack: EmbeddedStack) -> GraphTarget:
-    """A graph of its own for each test, on the session's server."""
+def graph_target(server: str, request: pytest.FixtureRequest) -> GraphTarget:
+    """A graph of its own for each test: a new FalkorDB graph, or the emptied Neo4j database."""
+    if server == "falkordb":
+        return request.getfixturevalue("falkordb_target")  # type: ignore[no-any-return]
+    neo4j: EmbeddedNeo4j = request.getfixturevalue("neo4j_server")
+    with backend_for(neo4j.target, load_settings()) as backend:
+        neo4j.empty(backend)
+    return neo4j.target
+
+
+@pytest.fixture
+def falkordb_target(stack: EmbeddedStack) -> GraphTarget:
+    """A new FalkorDB graph on the session's server, for tests of FalkorDB itself."""
     return parse_graph_url(stack.graph_url(f"test_{uuid.uuid4().hex[:12]}"))
 
 
 @pytest.fixture
-def falkordb(graph_target: GraphTarget) -> Iterator[FalkorDBBackend]:
-    backend = FalkorDBBackend(graph_target)
+def graph(graph_target: GraphTarget) -> Iterator[GraphBackend]:
+    """The test's graph, on the server the test is parametrized with."""
+    backend = backend_for(graph_target, load_settings())
+    yield backend
+    if isinstance(backend, FalkorDBBackend):
+        backend.delete_graph()
+    backend.close()
+
+
+@pytest.fixture
+def falkordb(falkordb_target: GraphTarget) -> Iterator[FalkorDBBackend]:
+    backend = FalkorDBBackend(falkordb_target)
     yield backend
     backend.delete_graph()
     backend.close()
 
 
-def neo4j_target() -> GraphTarget | None:
+def neo4j_external_target() -> GraphTarget | None:
+    """A user's own Neo4j named by NEO4J_URI (+ NEO4J_USER, NEO4J_PASSWORD, NEO4J_DATABASE)."""
     uri = os.environ.get("NEO4J_URI")
     if not uri:
         return None
@@ -62,26 +119,43 @@ def neo4j_target() -> GraphTarget | None:
                        SecretStr(password) if password else target.password)
 
 
-@pytest.fixture
-def neo4j(ns: str) -> Iterator[GraphBackend]:
-    """The Neo4j server named by NEO4J_URI; the test's own labels (prefix `ns`) are deleted
-    afterwards, so tests never see each other's data."""
-    target = neo4j_target()
-    if target is None:
-        pytest.skip(NEO4J_SKIP_REASON)
+CONTRACT_SERVERS = [
+    "falkordb",
+    pytest.param("neo4j", marks=pytest.mark.neo4j),
+    pytest.param("neo4j-calendar", marks=pytest.mark.neo4j),
+    *([pytest.param("neo4j-external", marks=pytest.mark.neo4j)]
+      if neo4j_external_target() else []),
+]
+
+
+@pytest.fixture(params=CONTRACT_SERVERS)
+def backend(request: pytest.FixtureRequest, ns: str) -> Iterator[GraphBackend]:
+    """The contract suite runs once per server, each test under its own label prefix `ns`
+    (deleted afterwards), so it never touches anything else in a shared database."""
+    if request.param == "falkordb":
+        yield request.getfixturevalue("falkordb")
+        return
+    if request.param == "neo4j-external":
+        target = neo4j_external_target()
+        assert target is not None
+    else:
+        fixture = "neo4j_server" if request.param == "neo4j" else "neo4j_calendar_server"
+        target = request.getfixturevalue(fixture).target
     from kgmigrate.graph.neo4j import Neo4jBackend
 
-    backend = Neo4jBackend(target)
-    yield backend
-    backend.write("MATCH (n) WHERE any(l IN labels(n) WHERE l STARTS WITH $ns) DETACH DELETE n",
-                  {"ns": ns})
-    backend.close()
+    neo4j = Neo4jBackend(target)
+    yield neo4j
+    neo4j.write("MATCH (n) WHERE any(l IN labels(n) WHERE l STARTS WITH $ns) DETACH DELETE n",
+                {"ns": ns})
+    neo4j.close()
 
 
-@pytest.fixture(params=["falkordb", pytest.param("neo4j", marks=pytest.mark.neo4j)])
-def backend(request: pytest.FixtureRequest) -> GraphBackend:
-    """The contract suite runs once per backend."""
-    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
+def link_items(graph: GraphBackend, count: int, properties: str = "") -> None:
+    """`(:Item {i: k + 1})-[:NEXT]->(:Item {i: k + 2})` for k in [0, count), with `properties`
+    (a map literal over k), on either server: by the items' order, never by internal ids."""
+    graph.write("MATCH (a:Item) WITH a ORDER BY a.i LIMIT $n WITH collect(a) AS items "
+                "UNWIND range(0, $n - 2) AS k WITH k, items[k] AS a, items[k + 1] AS b "
+                f"CREATE (a)-[:NEXT {properties}]->(b)", {"n": count + 1})
 
 
 @pytest.fixture
@@ -96,6 +170,15 @@ def output_dir(request: pytest.FixtureRequest) -> Path:
     path = Path(__file__).parent.parent / "test-output" / request.node.name
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def graph_env(target: GraphTarget) -> dict[str, str]:
+    """The environment a kgmigrate process needs to reach `target` (credentials included)."""
+    env = {"KGMIGRATE_GRAPH_URL": target.display}
+    if target.backend == "neo4j" and target.password is not None:
+        env["KGMIGRATE_NEO4J_USER"] = target.username or "neo4j"
+        env["KGMIGRATE_NEO4J_PASSWORD"] = target.password.get_secret_value()
+    return env
 
 
 class Execution:
@@ -114,7 +197,7 @@ class Execution:
         self.logs = root / "logs"
         self.logs.mkdir()
         self.env = {
-            "KGMIGRATE_GRAPH_URL": target.display,
+            **graph_env(target),
             "KGMIGRATE_BROKER_URL": f"redis://127.0.0.1:{stack.port}/{db}",
             "KGMIGRATE_RESULT_BACKEND": f"redis://127.0.0.1:{stack.port}/{db}",
             "KGMIGRATE_MIGRATIONS_DIR": str(self.migrations),

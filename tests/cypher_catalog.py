@@ -111,7 +111,7 @@ def _ledger_and_lock() -> list[Rendered]:
             "entities_total": 10, "entities_done": 10, "counters": "{}", "started_at": at,
             "finished_at": at, "batch_seconds": [0.5, 0.25], "validation": "passed",
             "error": None}),
-        Rendered("ledger/note-retry", ledger.NOTE_RETRY, {"id": "run_1:1:1"}),
+        Rendered("ledger/note-retry", ledger.NOTE_RETRY, {"id": "run_1:1:1", "n": 1}),
         Rendered("ledger/update-run-facts", ledger.UPDATE_RUN_FACTS,
                  {"id": "run_1", "counters": "{}", "backup_ref": "undo/run_1"}),
         *[Rendered(f"ledger/schema/{spec.describe()}", N.create_index(spec))

@@ -13,10 +13,10 @@ from kgmigrate.backup.snapshot import create_snapshot, list_snapshots, restore_s
 from kgmigrate.backup.store import BackupStoreError, DirectoryStore
 from kgmigrate.config import GraphTarget
 from kgmigrate.fingerprint import fingerprint
-from kgmigrate.graph.falkordb import FalkorDBBackend
+from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
 from kgmigrate.models import MigrationStatus
-from tests.conftest import Execution
+from tests.conftest import Execution, graph_env
 from tests.test_cli import KGM
 from tests.test_execution import start
 
@@ -60,37 +60,30 @@ def test_store_reports_missing_and_damaged_objects_in_one_line(tmp_path: Path) -
 
 
 GRAPH = [
-    "CREATE (a:A:B {x: 0.30000000000000004, l: [1, 0.1, 'q\"'], s: 'back\\\\slash'}), "
+    "CREATE (a:A:B {x: 0.30000000000000004, l: [1.5, 0.1], q: ['q\"'], s: 'back\\\\slash'}), "
     "(b:B {i: 9007199254740993}), (c {}), (a)-[:R {w: 1.0}]->(b), (a)-[:R {w: 1.0}]->(b), "
     "(b)-[:S]->(c), (c)-[:S]->(c)",
 ]
+OTHER_ORDER = ("CREATE (c {}), (b:B {i: 9007199254740993}), "
+               "(a:B:A {q: ['q\"'], l: [1.5, 0.1], s: 'back\\\\slash', x: 0.30000000000000004}), "
+               "(c)-[:S]->(c), (b)-[:S]->(c), (a)-[:R {w: 1.0}]->(b), (a)-[:R {w: 1.0}]->(b)")
 
 
-def test_the_fingerprint_ignores_order_and_ids_but_sees_every_bit(falkordb: FalkorDBBackend,
-                                                                  graph_target: GraphTarget
-                                                                  ) -> None:
+def test_the_fingerprint_ignores_order_and_ids_but_sees_every_bit(graph: GraphBackend) -> None:
     for statement in GRAPH:
-        falkordb.write(statement)
-    first = fingerprint(falkordb)
+        graph.write(statement)
+    first = fingerprint(graph)
     assert (first.nodes, first.relationships) == (3, 4)
     # the same graph built in another order, with other ids, has the same digest
-    other = FalkorDBBackend(GraphTarget("falkordb", "falkordb", graph_target.host,
-                                        graph_target.port, f"{graph_target.name}_other"))
-    try:
-        other.write("CREATE (:Filler)")
-        other.write("CREATE (c {}), (b:B {i: 9007199254740993}), "
-                    "(a:B:A {l: [1, 0.1, 'q\"'], s: 'back\\\\slash', x: 0.30000000000000004}), "
-                    "(c)-[:S]->(c), (b)-[:S]->(c), (a)-[:R {w: 1.0}]->(b), "
-                    "(a)-[:R {w: 1.0}]->(b)")
-        other.write("MATCH (f:Filler) DELETE f")
-        assert fingerprint(other) == first
-    finally:
-        other.delete_graph()
-        other.close()
+    graph.write("MATCH (n) DETACH DELETE n")
+    graph.write("CREATE (:Filler)")
+    graph.write(OTHER_ORDER)
+    graph.write("MATCH (f:Filler) DELETE f")
+    assert fingerprint(graph) == first
     # ledger entities do not count
-    Ledger(falkordb).ensure_schema()
-    falkordb.write("CREATE (:__KGMRun {id: 'x'})")
-    assert fingerprint(falkordb) == first
+    Ledger(graph).ensure_schema()
+    graph.write("CREATE (:__KGMRun {id: 'x'})")
+    assert fingerprint(graph) == first
     # one ulp, an int for a float, a reversed relationship: each changes the digest (`SET r.w =
     # 1` would keep the property a Float on FalkorDB: replacing the map changes its type)
     for change, undo in [
@@ -98,78 +91,78 @@ def test_the_fingerprint_ignores_order_and_ids_but_sees_every_bit(falkordb: Falk
         ("MATCH ()-[r:R]->() WITH r LIMIT 1 SET r = {w: 1}", None),
         ("MATCH (b:B {i: 9007199254740993})-[s:S]->(c) DELETE s CREATE (c)-[:S]->(b)", None),
     ]:
-        falkordb.write(change)
-        assert fingerprint(falkordb) != first
+        graph.write(change)
+        assert fingerprint(graph) != first
         if undo:
-            falkordb.write(undo)
-            assert fingerprint(falkordb) == first
+            graph.write(undo)
+            assert fingerprint(graph) == first
 
 
 # -- snapshots ------------------------------------------------------------------------------
 
 
-def test_a_snapshot_restores_the_exact_graph(falkordb: FalkorDBBackend, tmp_path: Path) -> None:
+def test_a_snapshot_restores_the_exact_graph(graph: GraphBackend, tmp_path: Path) -> None:
     # Given a graph with floats, lists, quotes, parallel relationships, an unlabelled node
     for statement in GRAPH:
-        falkordb.write(statement)
-    falkordb.write("UNWIND range(1, 3000) AS i CREATE (:C {i: i, f: i / 3.0})-[:T {k: i}]->"
+        graph.write(statement)
+    graph.write("UNWIND range(1, 3000) AS i CREATE (:C {i: i, f: i / 3.0})-[:T {k: i}]->"
                    "(:D {j: i})")
-    Ledger(falkordb).ensure_schema()
-    falkordb.write("CREATE (:__KGMRun {id: 'keep-me'})")
-    before = fingerprint(falkordb)
+    Ledger(graph).ensure_schema()
+    graph.write("CREATE (:__KGMRun {id: 'keep-me'})")
+    before = fingerprint(graph)
     store = DirectoryStore(tmp_path)
     counted: dict[str, int] = {}
-    manifest = create_snapshot(falkordb, store, progress=lambda what, n: counted.update(
+    manifest = create_snapshot(graph, store, progress=lambda what, n: counted.update(
         {what: counted.get(what, 0) + n}))
     assert (manifest.nodes, manifest.relationships) == (6003, 3004)
     assert counted == {"nodes": 6003, "relationships": 3004}
     assert manifest.fingerprint == before.digest
     assert [m.id for m in list_snapshots(store)] == [manifest.id]
     # When the graph changes in every way and the snapshot is restored
-    falkordb.write("MATCH (c:C) WHERE c.i % 2 = 0 DETACH DELETE c")
-    falkordb.write("MATCH (d:D) SET d.j = -1, d:Changed")
-    falkordb.write("CREATE (:New {v: 1})")
-    assert fingerprint(falkordb) != before
-    result = restore_snapshot(falkordb, store, manifest.id)
+    graph.write("MATCH (c:C) WHERE c.i % 2 = 0 DETACH DELETE c")
+    graph.write("MATCH (d:D) SET d.j = -1, d:Changed")
+    graph.write("CREATE (:New {v: 1})")
+    assert fingerprint(graph) != before
+    result = restore_snapshot(graph, store, manifest.id)
     # Then it is exactly as it was, and the ledger was left alone
     assert result.verified is True
-    assert fingerprint(falkordb) == before
-    assert falkordb.read("MATCH (r:__KGMRun) RETURN r.id AS id").value("id") == "keep-me"
+    assert fingerprint(graph) == before
+    assert graph.read("MATCH (r:__KGMRun) RETURN r.id AS id").value("id") == "keep-me"
 
 
-def test_a_label_snapshot_restores_only_its_labels(falkordb: FalkorDBBackend,
+def test_a_label_snapshot_restores_only_its_labels(graph: GraphBackend,
                                                    tmp_path: Path) -> None:
-    falkordb.write("UNWIND range(1, 100) AS i CREATE (:C {i: i})-[:T {k: i}]->(:D {j: i})")
+    graph.write("UNWIND range(1, 100) AS i CREATE (:C {i: i})-[:T {k: i}]->(:D {j: i})")
     store = DirectoryStore(tmp_path)
-    manifest = create_snapshot(falkordb, store, labels=["C"])
+    manifest = create_snapshot(graph, store, labels=["C"])
     assert (manifest.nodes, manifest.relationships, manifest.fingerprint) == (100, 100, None)
-    falkordb.write("MATCH (c:C) SET c.i = 0")
-    falkordb.write("MATCH (d:D) SET d.j = 0")
-    restore_snapshot(falkordb, store, manifest.id)
-    rows = falkordb.read("MATCH (c:C)-[t:T]->(d:D) RETURN c.i AS i, t.k AS k, d.j AS j").records
+    graph.write("MATCH (c:C) SET c.i = 0")
+    graph.write("MATCH (d:D) SET d.j = 0")
+    restore_snapshot(graph, store, manifest.id)
+    rows = graph.read("MATCH (c:C)-[t:T]->(d:D) RETURN c.i AS i, t.k AS k, d.j AS j").records
     assert sorted(r["i"] for r in rows) == list(range(1, 101))  # C restored
     assert all(r["i"] == r["k"] for r in rows)  # with their relationships to D
     assert {r["j"] for r in rows} == {0}  # D, not in the snapshot, kept its new values
 
 
 def test_a_damaged_snapshot_is_refused_before_anything_is_deleted(
-        falkordb: FalkorDBBackend, tmp_path: Path) -> None:
-    falkordb.write("UNWIND range(1, 10) AS i CREATE (:C {i: i})")
+        graph: GraphBackend, tmp_path: Path) -> None:
+    graph.write("UNWIND range(1, 10) AS i CREATE (:C {i: i})")
     store = DirectoryStore(tmp_path)
-    manifest = create_snapshot(falkordb, store)
+    manifest = create_snapshot(graph, store)
     part = tmp_path / (manifest.parts[0].key + ".jsonl.gz")
     part.write_bytes(gzip.compress(b'[{"k": 0, "l": ["C"], "p": {"i": 99}}]\n'))
-    falkordb.write("CREATE (:Later)")
+    graph.write("CREATE (:Later)")
     with pytest.raises(BackupStoreError, match="does not match its checksum"):
-        restore_snapshot(falkordb, store, manifest.id)
-    assert falkordb.read("MATCH (n) RETURN count(n) AS n").value("n") == 11
+        restore_snapshot(graph, store, manifest.id)
+    assert graph.read("MATCH (n) RETURN count(n) AS n").value("n") == 11
 
 
-def test_backup_cli_create_list_restore(falkordb: FalkorDBBackend, graph_target: GraphTarget,
+def test_backup_cli_create_list_restore(graph: GraphBackend, graph_target: GraphTarget,
                                         tmp_path: Path) -> None:
-    falkordb.write("UNWIND range(1, 50) AS i CREATE (:C {i: i, f: i / 7.0})")
-    before = fingerprint(falkordb)
-    env = {**os.environ, "KGMIGRATE_GRAPH_URL": graph_target.display,
+    graph.write("UNWIND range(1, 50) AS i CREATE (:C {i: i, f: i / 7.0})")
+    before = fingerprint(graph)
+    env = {**os.environ, **graph_env(graph_target),
            "KGMIGRATE_BACKUP_DIR": str(tmp_path / "b")}
 
     def kgm(*args: str) -> subprocess.CompletedProcess[str]:
@@ -181,14 +174,14 @@ def test_backup_cli_create_list_restore(falkordb: FalkorDBBackend, graph_target:
     snapshot_id = json.loads(created.stdout)["id"]
     listed = kgm("backup", "list", "--json")
     assert [m["id"] for m in json.loads(listed.stdout)] == [snapshot_id]
-    falkordb.write("MATCH (c:C) DELETE c")
+    graph.write("MATCH (c:C) DELETE c")
     refused = kgm("backup", "restore", snapshot_id)  # no --yes, no terminal: not confirmed
     assert refused.returncode == 1
-    assert falkordb.read("MATCH (n) RETURN count(n) AS n").value("n") == 0
+    assert graph.read("MATCH (n) RETURN count(n) AS n").value("n") == 0
     restored = kgm("backup", "restore", snapshot_id, "--yes", "--json")
     assert restored.returncode == 0, restored.stderr
     assert json.loads(restored.stdout)["verified"] is True
-    assert fingerprint(falkordb) == before
+    assert fingerprint(graph) == before
     missing = kgm("backup", "restore", "snap_nope", "--yes")
     assert missing.returncode == 1
     assert missing.stderr.startswith("kgmigrate: error: no complete snapshot snap_nope")
@@ -209,32 +202,32 @@ migration = Migration(author="test", snapshot=True, steps=[
 
 
 def test_a_migration_that_asks_for_a_snapshot_gets_one_before_it_starts(
-        execution: Execution, falkordb: FalkorDBBackend) -> None:
-    falkordb.write("UNWIND range(1, 100) AS i CREATE (:C {i: i})")
-    before = fingerprint(falkordb)
+        execution: Execution, graph: GraphBackend) -> None:
+    graph.write("UNWIND range(1, 100) AS i CREATE (:C {i: i})")
+    before = fingerprint(graph)
     execution.write_migration("V0001__bump.py", SNAPSHOT_FIRST)
     execution.start_worker()
-    run = runs.wait(falkordb, start(execution, falkordb), timeout_s=120)
+    run = runs.wait(graph, start(execution, graph), timeout_s=120)
     assert run.status is MigrationStatus.COMPLETED, run.error_log
     assert run.backup_ref is not None and run.backup_ref.startswith("snapshot:")
     store = DirectoryStore(Path(execution.env["KGMIGRATE_BACKUP_DIR"]))
     [manifest] = list_snapshots(store)
     assert (f"snapshot:{manifest.id}", manifest.labels) == (run.backup_ref, ["C"])
     assert manifest.reason == f"before run {run.id}"
-    restore_snapshot(falkordb, store, manifest.id)
-    assert fingerprint(falkordb) == before
+    restore_snapshot(graph, store, manifest.id)
+    assert fingerprint(graph) == before
 
 
 def test_the_external_backup_hook_runs_first_and_its_failure_stops_the_run(
-        execution: Execution, falkordb: FalkorDBBackend, tmp_path: Path) -> None:
-    falkordb.write("UNWIND range(1, 100) AS i CREATE (:C {i: i})")
+        execution: Execution, graph: GraphBackend, tmp_path: Path) -> None:
+    graph.write("UNWIND range(1, 100) AS i CREATE (:C {i: i})")
     execution.write_migration("V0001__bump.py", SNAPSHOT_FIRST)
     marker = tmp_path / "dumped"
     execution.env["KGMIGRATE_PRE_MIGRATION_BACKUP_COMMAND"] = (
         f"sh -c 'echo $KGMIGRATE_RUN_ID > {marker}; exit 3'")
     execution.start_worker()
-    run = runs.wait(falkordb, start(execution, falkordb), timeout_s=120)
+    run = runs.wait(graph, start(execution, graph), timeout_s=120)
     assert marker.read_text().strip() == run.id
     assert run.status is MigrationStatus.ROLLED_BACK
     assert "the pre-migration backup command sh exited with 3" in (run.error_log or "")
-    assert falkordb.read("MATCH (c:C) RETURN sum(c.i) AS s").value("s") == 5050  # untouched
+    assert graph.read("MATCH (c:C) RETURN sum(c.i) AS s").value("s") == 5050  # untouched

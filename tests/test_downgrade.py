@@ -7,11 +7,11 @@ from kgmigrate.config import load_settings
 from kgmigrate.connect import resolve
 from kgmigrate.errors import KgmError
 from kgmigrate.fingerprint import fingerprint
-from kgmigrate.graph.falkordb import FalkorDBBackend
+from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
 from kgmigrate.models import MigrationStatus
 from kgmigrate.registry import Registry
-from tests.conftest import Execution
+from tests.conftest import Execution, link_items
 from tests.test_execution import start
 
 RENAME = '''
@@ -38,57 +38,56 @@ migration = Migration(author="test", steps=[ops.batched("Item", "REMOVE e.name")
 '''
 
 
-def load(graph: FalkorDBBackend) -> None:
+def load(graph: GraphBackend) -> None:
     graph.write("UNWIND range(1, 20000) AS i CREATE (:Item {i: i, name: 'item ' + toString(i), "
                 "w: i / 3.0})")
-    graph.write("UNWIND range(0, 9999) AS k MATCH (a) WHERE id(a) = k MATCH (b) WHERE id(b) = "
-                "k + 1 CREATE (a)-[:NEXT {w: k / 7.0, since: k}]->(b)")
+    link_items(graph, 10_000, "{w: k / 7.0, since: k}")
 
 
 def test_downgrading_a_rename_and_a_retype_restores_the_fingerprint(
-        execution: Execution, falkordb: FalkorDBBackend) -> None:
+        execution: Execution, graph: GraphBackend) -> None:
     # Given an upgraded graph
-    load(falkordb)
-    before = fingerprint(falkordb)
+    load(graph)
+    before = fingerprint(graph)
     execution.write_migration("V0001__rename_name.py", RENAME)
     execution.write_migration("V0002__retype_next.py", RETYPE)
     execution.start_worker(concurrency=2)
-    run = runs.wait(falkordb, start(execution, falkordb), timeout_s=180)
+    run = runs.wait(graph, start(execution, graph), timeout_s=180)
     assert run.status is MigrationStatus.COMPLETED, run.error_log
-    upgraded = fingerprint(falkordb)
+    upgraded = fingerprint(graph)
     assert upgraded != before
-    assert falkordb.read("MATCH ()-[r:FOLLOWS]->() RETURN count(r) AS n").value("n") == 10_000
+    assert graph.read("MATCH ()-[r:FOLLOWS]->() RETURN count(r) AS n").value("n") == 10_000
     # When it is downgraded to base
     registry = Registry.load(execution.migrations)
-    run_id = runs.downgrade(falkordb, registry, resolve(load_settings()), "base")
+    run_id = runs.downgrade(graph, registry, resolve(load_settings()), "base")
     assert run_id is not None
-    run = runs.wait(falkordb, run_id, timeout_s=180)
+    run = runs.wait(graph, run_id, timeout_s=180)
     # Then the inverses ran newest first and the graph is exactly as before
     assert run.status is MigrationStatus.COMPLETED, run.error_log
     assert [s.version for s in run.steps] == ["V0002", "V0001"]
-    assert fingerprint(falkordb) == before
+    assert fingerprint(graph) == before
     # and the chain records it: nothing applied, both migrations pending again
-    ledger = Ledger(falkordb)
+    ledger = Ledger(graph)
     assert ledger.applied() == []
     assert [str(v) for v in registry.pending([])] == ["V0001", "V0002"]
-    states = falkordb.read("MATCH (m:__KGMMigration) RETURN m.version AS v, m.state AS s "
+    states = graph.read("MATCH (m:__KGMMigration) RETURN m.version AS v, m.state AS s "
                            "ORDER BY m.sequence").records
     assert [(r["v"], r["s"]) for r in states] == [
         ("V0001", "downgraded"), ("V0002", "downgraded"), ("V0002", "downgrade"),
         ("V0001", "downgrade")]
     # and downgrading again has nothing to do
-    assert runs.downgrade(falkordb, registry, resolve(load_settings()), "base") is None
+    assert runs.downgrade(graph, registry, resolve(load_settings()), "base") is None
 
 
 def test_an_irreversible_migration_refuses_to_be_downgraded(
-        execution: Execution, falkordb: FalkorDBBackend) -> None:
-    load(falkordb)
+        execution: Execution, graph: GraphBackend) -> None:
+    load(graph)
     execution.write_migration("V0001__drop_name.py", IRREVERSIBLE)
     execution.start_worker()
-    run = runs.wait(falkordb, start(execution, falkordb), timeout_s=120)
+    run = runs.wait(graph, start(execution, graph), timeout_s=120)
     assert run.status is MigrationStatus.COMPLETED, run.error_log
     registry = Registry.load(execution.migrations)
     with pytest.raises(KgmError, match=r"V0001__drop_name.py cannot be downgraded: the batched "
                                        r"Cypher step .* has no down fragment"):
-        runs.downgrade(falkordb, registry, resolve(load_settings()), "base")
-    assert [a.version for a in Ledger(falkordb).applied()] == ["V0001"]
+        runs.downgrade(graph, registry, resolve(load_settings()), "base")
+    assert [a.version for a in Ledger(graph).applied()] == ["V0001"]

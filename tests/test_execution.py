@@ -7,13 +7,13 @@ import pytest
 from kgmigrate import runs
 from kgmigrate.config import load_settings
 from kgmigrate.connect import resolve
-from kgmigrate.graph.falkordb import FalkorDBBackend
+from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
 from kgmigrate.lock import LockHeldError, MigrationLock
 from kgmigrate.models import MigrationStatus, RunRecord
 from kgmigrate.registry import Registry
 from kgmigrate.versions import Version
-from tests.conftest import Execution
+from tests.conftest import Execution, link_items
 
 NODES = 100_000
 THREE_STEPS = """
@@ -32,13 +32,12 @@ migration = Migration(
 """
 
 
-def load_items(graph: FalkorDBBackend) -> None:
+def load_items(graph: GraphBackend) -> None:
     graph.write(f"UNWIND range(1, {NODES}) AS i CREATE (:Item {{i: i}})")
-    graph.write("UNWIND range(0, 49999) AS k MATCH (a) WHERE id(a) = k "
-                "MATCH (b) WHERE id(b) = k + 1 CREATE (a)-[:NEXT]->(b)")
+    link_items(graph, 50_000)
 
 
-def start(execution: Execution, graph: FalkorDBBackend) -> str:
+def start(execution: Execution, graph: GraphBackend) -> str:
     settings = load_settings()
     run_id = runs.enqueue_migration(graph, Registry.load(settings.migrations_dir),
                                     resolve(settings))
@@ -46,12 +45,12 @@ def start(execution: Execution, graph: FalkorDBBackend) -> str:
     return run_id
 
 
-def counts(graph: FalkorDBBackend, prop: str, pattern: str = "(e:Item)") -> dict[object, int]:
+def counts(graph: GraphBackend, prop: str, pattern: str = "(e:Item)") -> dict[object, int]:
     rows = graph.read(f"MATCH {pattern} RETURN e.{prop} AS v, count(*) AS n").records
     return {r["v"]: r["n"] for r in rows}
 
 
-def wait_for(graph: FalkorDBBackend, run_id: str, condition: object,
+def wait_for(graph: GraphBackend, run_id: str, condition: object,
              timeout_s: float = 120) -> RunRecord:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -74,32 +73,32 @@ def queued_batch_tasks(execution: Execution, expected: int, timeout_s: float = 3
         time.sleep(0.05)
 
 
-def assert_every_entity_changed_exactly_once(graph: FalkorDBBackend) -> None:
+def assert_every_entity_changed_exactly_once(graph: GraphBackend) -> None:
     assert counts(graph, "c1") == {1: NODES}
     assert counts(graph, "c2") == {1: NODES // 2, None: NODES // 2}
     assert counts(graph, "c3", "()-[e:NEXT]->()") == {1: 50_000}
 
 
 def test_a_three_step_migration_changes_every_entity_exactly_once(
-        execution: Execution, falkordb: FalkorDBBackend) -> None:
+        execution: Execution, graph: GraphBackend) -> None:
     # Given 100k nodes and 50k relationships, and a three-step migration
-    load_items(falkordb)
+    load_items(graph)
     execution.write_migration("V0001__three_steps.py",
                               THREE_STEPS.format(batch=5000, validation="e.c2 = 1"))
     # When it runs on two worker processes
     execution.start_worker()
     execution.start_worker()
-    run = runs.wait(falkordb, start(execution, falkordb), timeout_s=180)
+    run = runs.wait(graph, start(execution, graph), timeout_s=180)
     # Then it completes, every entity changed exactly once, and the ledger agrees
     assert run.status is MigrationStatus.COMPLETED, run.error_log
-    assert_every_entity_changed_exactly_once(falkordb)
+    assert_every_entity_changed_exactly_once(graph)
     assert [(s.batches_done, s.batches_total, s.entities_done, s.entities_total)
             for s in run.steps] == [(20, 20, NODES, NODES), (10, 10, NODES // 2, NODES // 2),
                                     (10, 10, 50_000, 50_000)]
     assert all(s.status is MigrationStatus.COMPLETED for s in run.steps)
     assert [h.split("@")[0] for h in run.history][:2] == ["pending", "in_progress"]
     assert run.history[-1].startswith("completed@")
-    assert [a.version for a in Ledger(falkordb).applied()] == ["V0001"]
+    assert [a.version for a in Ledger(graph).applied()] == ["V0001"]
     # the statement counters include the ledger's bookkeeping in the same statement: nine
     # properties per batch (batch status, entities, worker, started_at, finished_at, attempts,
     # undo record; step batches_done, entities_done), 40 batches here
@@ -107,19 +106,19 @@ def test_a_three_step_migration_changes_every_entity_exactly_once(
     assert runs.progress(run)[0].entities_per_s
     assert len(run.steps[0].batch_seconds) == 20
     assert all(s > 0 for s in run.steps[0].batch_seconds)
-    applied = [Version.parse(a.version) for a in Ledger(falkordb).applied()]
+    applied = [Version.parse(a.version) for a in Ledger(graph).applied()]
     assert Registry.load(execution.migrations).pending(applied) == []
 
 
 def test_a_failing_validation_leaves_the_run_failed_with_batch_and_keys(
-        execution: Execution, falkordb: FalkorDBBackend) -> None:
-    load_items(falkordb)
+        execution: Execution, graph: GraphBackend) -> None:
+    load_items(graph)
     # the per-entity validation fails for the last ten even nodes, all in one late batch
     execution.write_migration("V0001__three_steps.py", THREE_STEPS.format(
         batch=5000, validation="e.i <= 99980"))
     execution.env["KGMIGRATE_AUTO_ROLLBACK"] = "false"  # rollback: see test_rollback.py
     execution.start_worker()
-    run = runs.wait(falkordb, start(execution, falkordb), timeout_s=180)
+    run = runs.wait(graph, start(execution, graph), timeout_s=180)
     assert run.status is MigrationStatus.FAILED
     assert "step 2" in (run.error_log or "")
     assert "10 entities failed validation `e.i <= 99980`" in (run.error_log or "")
@@ -127,114 +126,114 @@ def test_a_failing_validation_leaves_the_run_failed_with_batch_and_keys(
     assert steps[1].status is MigrationStatus.COMPLETED
     assert steps[2].status is MigrationStatus.FAILED
     assert steps[3].status is MigrationStatus.PENDING  # never started
-    failed = [b for b in Ledger(falkordb).batches(steps[2].id) if b.status.value == "failed"]
+    failed = [b for b in Ledger(graph).batches(steps[2].id) if b.status.value == "failed"]
     assert len(failed) == 1
     assert "keys" in (failed[0].error or "")
     # the failed batch's transaction was rolled back: its entities are untouched
-    untouched = falkordb.read("MATCH (e:Item) WHERE e.i > 99980 AND e.i % 2 = 0 "
+    untouched = graph.read("MATCH (e:Item) WHERE e.i > 99980 AND e.i % 2 = 0 "
                               "RETURN count(e) AS n, count(e.c2) AS changed").single()
     assert untouched == {"n": 10, "changed": 0}
-    assert [a.version for a in Ledger(falkordb).applied()] == []
-    assert Ledger(falkordb).runs()[0].id == run.id
+    assert [a.version for a in Ledger(graph).applied()] == []
+    assert Ledger(graph).runs()[0].id == run.id
 
 
 def test_a_worker_killed_mid_run_still_changes_every_entity_exactly_once(
-        execution: Execution, falkordb: FalkorDBBackend) -> None:
-    load_items(falkordb)
+        execution: Execution, graph: GraphBackend) -> None:
+    load_items(graph)
     execution.write_migration("V0001__three_steps.py", THREE_STEPS.format(
         batch=500, validation="e.c2 = 1"))
     victim = execution.start_worker()
     execution.start_worker()
-    run_id = start(execution, falkordb)
+    run_id = start(execution, graph)
     # When one worker is SIGKILLed while step 1 is under way
-    wait_for(falkordb, run_id, lambda r: r.steps[0].batches_done >= 30)
+    wait_for(graph, run_id, lambda r: r.steps[0].batches_done >= 30)
     execution.kill(victim)
-    run = runs.wait(falkordb, run_id, timeout_s=240)
+    run = runs.wait(graph, run_id, timeout_s=240)
     # Then its unacknowledged task is redelivered, and nothing is applied twice
     assert run.status is MigrationStatus.COMPLETED, run.error_log
-    assert_every_entity_changed_exactly_once(falkordb)
+    assert_every_entity_changed_exactly_once(graph)
 
 
 def test_resume_after_killing_everything_completes_without_reapplying(
-        execution: Execution, falkordb: FalkorDBBackend) -> None:
-    load_items(falkordb)
+        execution: Execution, graph: GraphBackend) -> None:
+    load_items(graph)
     execution.write_migration("V0001__three_steps.py", THREE_STEPS.format(
         batch=500, validation="e.c2 = 1"))
     first = execution.start_worker()
-    run_id = start(execution, falkordb)
-    run = wait_for(falkordb, run_id, lambda r: r.steps[0].batches_done >= 40)
+    run_id = start(execution, graph)
+    run = wait_for(graph, run_id, lambda r: r.steps[0].batches_done >= 40)
     # When the worker dies and the broker loses every message (a crash of everything)
     execution.kill(first)
     execution.flush_broker()
-    stopped = Ledger(falkordb).run(run_id)
+    stopped = Ledger(graph).run(run_id)
     assert stopped is not None and stopped.status is MigrationStatus.IN_PROGRESS
     committed = stopped.steps[0].batches_done
     assert 40 <= committed < stopped.steps[0].batches_total
     # Then resume re-enqueues only what is not committed, and the run completes
-    runs.resume(falkordb, resolve(load_settings()), run_id)
+    runs.resume(graph, resolve(load_settings()), run_id)
     execution.start_worker()
     execution.start_worker()
-    run = runs.wait(falkordb, run_id, timeout_s=240)
+    run = runs.wait(graph, run_id, timeout_s=240)
     assert run.status is MigrationStatus.COMPLETED, run.error_log
-    assert_every_entity_changed_exactly_once(falkordb)  # committed batches not re-applied
+    assert_every_entity_changed_exactly_once(graph)  # committed batches not re-applied
 
 
 def test_a_step_that_cannot_start_ends_the_run_instead_of_hanging(
-        execution: Execution, falkordb: FalkorDBBackend) -> None:
-    falkordb.write("UNWIND range(1, 100) AS i CREATE (:Item {i: i})")
+        execution: Execution, graph: GraphBackend) -> None:
+    graph.write("UNWIND range(1, 100) AS i CREATE (:Item {i: i})")
     execution.write_migration("V0001__x.py", THREE_STEPS.format(batch=10, validation="true"))
-    run_id = start(execution, falkordb)
+    run_id = start(execution, graph)
     # the recorded operation of step 1 is corrupted before any worker sees it
-    falkordb.write("MATCH (s:__KGMStep {run_id: $id}) WHERE s.order = 1 "
+    graph.write("MATCH (s:__KGMStep {run_id: $id}) WHERE s.order = 1 "
                    "SET s.operation = 'no_such_op'", {"id": run_id})
     execution.start_worker()
-    run = runs.wait(falkordb, run_id, timeout_s=120)
+    run = runs.wait(graph, run_id, timeout_s=120)
     # nothing was committed, so the automatic rollback has nothing to restore
     assert run.status is MigrationStatus.ROLLED_BACK
     assert "step 1 could not be started: unknown operation kind 'no_such_op'" in (
         run.error_log or "")
-    assert MigrationLock(falkordb).info() is None  # the lock was released
+    assert MigrationLock(graph).info() is None  # the lock was released
 
 
 def test_a_crashing_batch_task_fails_the_run_through_the_chord_error_callback(
-        execution: Execution, falkordb: FalkorDBBackend) -> None:
-    falkordb.write("UNWIND range(1, 1000) AS i CREATE (:Item {i: i})")
+        execution: Execution, graph: GraphBackend) -> None:
+    graph.write("UNWIND range(1, 1000) AS i CREATE (:Item {i: i})")
     execution.write_migration("V0001__x.py", THREE_STEPS.format(batch=100, validation="true"))
     # Given only a control worker: the run is planned and its batch tasks wait in the queue
     execution.start_worker(queues="kgm.control")
-    run_id = start(execution, falkordb)
-    wait_for(falkordb, run_id, lambda r: r.steps[0].planned, timeout_s=60)
+    run_id = start(execution, graph)
+    wait_for(graph, run_id, lambda r: r.steps[0].planned, timeout_s=60)
     queued_batch_tasks(execution, 10)  # planned is recorded before the chord is sent
     # When one batch's ledger record vanishes, its task raises instead of returning a result
-    falkordb.write("MATCH (b:__KGMBatch) WHERE b.seq = 3 DELETE b")
+    graph.write("MATCH (b:__KGMBatch) WHERE b.seq = 3 DELETE b")
     execution.start_worker(queues="kgm.batches")
     # Then the chord's error callback rolls the run back, and the lock is released
-    run = runs.wait(falkordb, run_id, timeout_s=120)
+    run = runs.wait(graph, run_id, timeout_s=120)
     assert run.status is MigrationStatus.ROLLED_BACK, run.error_log
     assert "a batch task crashed" in (run.error_log or "")
     assert "no batch" in (run.error_log or "")
-    assert MigrationLock(falkordb).info() is None
-    assert counts(falkordb, "c1") == {None: 1000}  # every committed batch restored
+    assert MigrationLock(graph).info() is None
+    assert counts(graph, "c1") == {None: 1000}  # every committed batch restored
 
 
 def test_a_second_concurrent_upgrade_is_refused_by_the_lock(
-        execution: Execution, falkordb: FalkorDBBackend) -> None:
-    falkordb.write("CREATE (:Item {i: 1})")
+        execution: Execution, graph: GraphBackend) -> None:
+    graph.write("CREATE (:Item {i: 1})")
     execution.write_migration("V0001__one.py", THREE_STEPS.format(batch=10, validation="true"))
-    first = start(execution, falkordb)  # no workers: it stays pending, holding the lock
+    first = start(execution, graph)  # no workers: it stays pending, holding the lock
     execution.write_migration("V0002__two.cypher", "RETURN 1;")
     with pytest.raises(LockHeldError, match=f"run {first}"):
-        start(execution, falkordb)
+        start(execution, graph)
 
 
 def test_upgrade_with_local_workers_from_the_command_line(
-        execution: Execution, falkordb: FalkorDBBackend) -> None:
+        execution: Execution, graph: GraphBackend) -> None:
     import json
     import os
     import subprocess
     import sys
 
-    falkordb.write("UNWIND range(1, 3000) AS i CREATE (:Item {i: i})")
+    graph.write("UNWIND range(1, 3000) AS i CREATE (:Item {i: i})")
     execution.write_migration("V0001__flag.py", THREE_STEPS.format(batch=1000,
                                                                    validation="e.c2 = 1"))
     env = {**os.environ, **execution.env, "KGMIGRATE_STACK_DIR": str(execution.logs)}
@@ -256,16 +255,16 @@ def test_upgrade_with_local_workers_from_the_command_line(
 
 
 def test_the_tickets_execute_migration_enqueues_and_waits(
-        execution: Execution, falkordb: FalkorDBBackend) -> None:
+        execution: Execution, graph: GraphBackend) -> None:
     from kgmigrate.api import DataMigrationManager
 
-    falkordb.write("UNWIND range(1, 500) AS i CREATE (:Item {i: i})")
+    graph.write("UNWIND range(1, 500) AS i CREATE (:Item {i: i})")
     execution.write_migration("V0001__flag.py", THREE_STEPS.format(batch=100,
                                                                    validation="e.c2 = 1"))
     execution.start_worker()
-    manager = DataMigrationManager(load_settings(), backend=falkordb)
+    manager = DataMigrationManager(load_settings(), backend=graph)
     assert manager.execute_migration(timeout_s=120) is True
-    assert counts(falkordb, "c1") == {1: 500}
+    assert counts(graph, "c1") == {1: 500}
     assert manager.execute_migration(timeout_s=10) is True  # nothing pending
-    run = manager.get_migration_status(Ledger(falkordb).runs()[0].id)
+    run = manager.get_migration_status(Ledger(graph).runs()[0].id)
     assert run is not None and run.status is MigrationStatus.COMPLETED

@@ -10,9 +10,9 @@ from kgmigrate.graph import Scope
 from kgmigrate.graph.falkordb import FalkorDBBackend
 
 
-def test_keys_stream_across_many_windows_with_gaps(graph_target: GraphTarget) -> None:
+def test_keys_stream_across_many_windows_with_gaps(falkordb_target: GraphTarget) -> None:
     # Given 500 nodes with every third one deleted (ids with holes), and a tiny window
-    with FalkorDBBackend(graph_target, window=7) as backend:
+    with FalkorDBBackend(falkordb_target, window=7) as backend:
         backend.write("UNWIND range(1, 500) AS i CREATE (:N {i: i})")
         backend.write("MATCH (n:N) WHERE n.i % 3 = 0 DELETE n")
         expected = sorted(r["k"] for r in backend.read("MATCH (e:N) RETURN id(e) AS k").records)
@@ -22,8 +22,8 @@ def test_keys_stream_across_many_windows_with_gaps(graph_target: GraphTarget) ->
         backend.delete_graph()
 
 
-def test_relationship_keys_are_start_node_ids_in_order(graph_target: GraphTarget) -> None:
-    with FalkorDBBackend(graph_target, window=5) as backend:
+def test_relationship_keys_are_start_node_ids_in_order(falkordb_target: GraphTarget) -> None:
+    with FalkorDBBackend(falkordb_target, window=5) as backend:
         backend.write("UNWIND range(1, 40) AS i CREATE (:N {i: i})")
         backend.write("MATCH (a:N), (b:N) WHERE b.i IN [a.i + 1, a.i + 2] CREATE (a)-[:R]->(b)")
         keys = list(backend.iter_keys(Scope.relationships("R")))
@@ -35,8 +35,8 @@ def test_relationship_keys_are_start_node_ids_in_order(graph_target: GraphTarget
 
 
 def test_reading_a_graph_that_was_never_written_reads_an_empty_graph(
-        graph_target: GraphTarget) -> None:
-    with FalkorDBBackend(graph_target) as backend:
+        falkordb_target: GraphTarget) -> None:
+    with FalkorDBBackend(falkordb_target) as backend:
         assert backend.read("MATCH (n) RETURN count(n) AS n").value("n") == 0
         assert list(backend.iter_keys(Scope.nodes("Anything"))) == []
         backend.delete_graph()

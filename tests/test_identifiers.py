@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from kgmigrate import identifiers as ident
 from kgmigrate.errors import IdentifierError
-from kgmigrate.graph.falkordb import FalkorDBBackend
+from kgmigrate.graph.base import GraphBackend
 
 HOSTILE = ["a b", "//comment", "}", ")", "a)-[:X]->(b", "x}) DETACH DELETE n //", "MATCH",
            "ünïcødé", "漢字", "🧬", "with.dot", "semi;colon", "$param", "'quote'", '"dq"',
@@ -73,14 +73,14 @@ NAMES = st.one_of(
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                    HealthCheck.function_scoped_fixture])
 @given(name=NAMES)
-def test_names_round_trip_on_the_real_server(falkordb: FalkorDBBackend, name: str) -> None:
+def test_names_round_trip_on_the_real_server(graph: GraphBackend, name: str) -> None:
     # Given any name: either it is refused before anything is sent ...
     try:
         label, rel, prop = ident.label(name), ident.rel_type(name), ident.prop(name)
     except IdentifierError:
         return
     # ... or, used as label, relationship type and property key at once,
-    result = falkordb.write(
+    result = graph.write(
         f"CREATE (a:{label} {{{prop}: $v}})-[r:{rel} {{{prop}: $v}}]->(b:{label}) "
         f"RETURN labels(a) AS labels, type(r) AS type, keys(a) AS keys, a.{prop} AS value",
         {"v": name},
@@ -92,11 +92,11 @@ def test_names_round_trip_on_the_real_server(falkordb: FalkorDBBackend, name: st
         assert result.counters.nodes_created == 2
         assert result.counters.relationships_created == 1
         assert result.counters.nodes_deleted == 0
-        totals = falkordb.read("MATCH (n) OPTIONAL MATCH (n)-[r]->() "
+        totals = graph.read("MATCH (n) OPTIONAL MATCH (n)-[r]->() "
                                "RETURN count(DISTINCT n) AS n, count(r) AS r").single()
         assert totals == {"n": 2, "r": 1}
-        found = falkordb.read(f"MATCH (a:{label})-[:{rel}]->(b) WHERE a.{prop} = $v "
+        found = graph.read(f"MATCH (a:{label})-[:{rel}]->(b) WHERE a.{prop} = $v "
                               "RETURN count(b) AS n", {"v": name}).value("n")
         assert found == 1
     finally:
-        falkordb.write("MATCH (n) DETACH DELETE n")
+        graph.write("MATCH (n) DETACH DELETE n")

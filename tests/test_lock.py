@@ -9,31 +9,33 @@ import time
 import pytest
 
 from kgmigrate.config import GraphTarget
-from kgmigrate.graph.falkordb import FalkorDBBackend
+from kgmigrate.graph.base import GraphBackend
 from kgmigrate.lock import LockHeldError, LockLostError, MigrationLock
+from tests.conftest import graph_env
 
 HOLDER = """
 import sys, time
-from kgmigrate.config import parse_graph_url
-from kgmigrate.graph.falkordb import FalkorDBBackend
+from kgmigrate.config import load_settings
+from kgmigrate.connect import open_backend
 from kgmigrate.lock import MigrationLock
-backend = FalkorDBBackend(parse_graph_url(sys.argv[1]))
-with MigrationLock(backend, lease_s=float(sys.argv[2])).held("holder-proc", "run_held"):
+backend = open_backend(load_settings())
+with MigrationLock(backend, lease_s=float(sys.argv[1])).held("holder-proc", "run_held"):
     print("acquired", flush=True)
     time.sleep(600)
 """
 
 
 def start_holder(target: GraphTarget, lease_s: float) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, target.display, str(lease_s)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(lease_s)],
+                            env={**os.environ, **graph_env(target)}, stdout=subprocess.PIPE,
+                            text=True)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "acquired"
     return proc
 
 
-def test_acquire_renew_release_and_fencing_tokens(falkordb: FalkorDBBackend) -> None:
-    lock = MigrationLock(falkordb, lease_s=30)
+def test_acquire_renew_release_and_fencing_tokens(graph: GraphBackend) -> None:
+    lock = MigrationLock(graph, lease_s=30)
     first = lock.acquire("a", "run_1")
     info = lock.info()
     assert info is not None
@@ -51,12 +53,12 @@ def test_acquire_renew_release_and_fencing_tokens(falkordb: FalkorDBBackend) -> 
 
 
 def test_a_second_process_is_refused_at_once_naming_the_holder(
-        falkordb: FalkorDBBackend, graph_target: GraphTarget) -> None:
+        graph: GraphBackend, graph_target: GraphTarget) -> None:
     holder = start_holder(graph_target, lease_s=30)
     try:
         started = time.monotonic()
         with pytest.raises(LockHeldError) as refused:
-            MigrationLock(falkordb).acquire("second")
+            MigrationLock(graph).acquire("second")
         assert time.monotonic() - started < 2  # fails at once, does not wait
         message = str(refused.value)
         assert "held by holder-proc (run run_held)" in message
@@ -66,15 +68,15 @@ def test_a_second_process_is_refused_at_once_naming_the_holder(
         holder.send_signal(signal.SIGINT)  # an interrupted holder leaves through `finally`
         holder.wait()
     # a clean exit released it
-    assert MigrationLock(falkordb).info() is None
+    assert MigrationLock(graph).info() is None
 
 
 def test_a_killed_holders_lock_expires_after_its_lease(
-        falkordb: FalkorDBBackend, graph_target: GraphTarget) -> None:
+        graph: GraphBackend, graph_target: GraphTarget) -> None:
     # Given a holder renewing a 2 s lease, when it is SIGKILLed
     holder = start_holder(graph_target, lease_s=2)
     time.sleep(2.5)  # longer than the lease: only renewals keep it
-    lock = MigrationLock(falkordb)
+    lock = MigrationLock(graph)
     with pytest.raises(LockHeldError):
         lock.acquire("waiting")
     token_before = lock.info().token  # type: ignore[union-attr]
@@ -93,8 +95,8 @@ def test_a_killed_holders_lock_expires_after_its_lease(
     lock.release(lease)
 
 
-def test_unlock_clears_only_expired_locks_unless_forced(falkordb: FalkorDBBackend) -> None:
-    live = MigrationLock(falkordb, lease_s=60)
+def test_unlock_clears_only_expired_locks_unless_forced(graph: GraphBackend) -> None:
+    live = MigrationLock(graph, lease_s=60)
     lease = live.acquire("busy")
     with pytest.raises(LockHeldError):
         live.break_lock()
@@ -104,7 +106,7 @@ def test_unlock_clears_only_expired_locks_unless_forced(falkordb: FalkorDBBacken
     with pytest.raises(LockLostError):
         live.renew(lease)
     assert live.break_lock() is None
-    short = MigrationLock(falkordb, lease_s=0.3)
+    short = MigrationLock(graph, lease_s=0.3)
     short.acquire("expiring")
     time.sleep(0.5)
     assert short.break_lock() is not None  # expired: no --force needed

@@ -18,7 +18,7 @@ from kgmigrate import hooks
 from kgmigrate.api import DataMigrationManager
 from kgmigrate.backup.store import open_store
 from kgmigrate.errors import ConfigError, KgmError
-from kgmigrate.graph.falkordb import FalkorDBBackend
+from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
 from kgmigrate.models import MigrationStatus, RunRecord
 from kgmigrate.monitor import MigrationMonitor
@@ -36,7 +36,7 @@ migration = Migration(author="test", batch_size=500, steps=[
 """
 
 
-def load(graph: FalkorDBBackend, n: int = 20_000) -> None:
+def load(graph: GraphBackend, n: int = 20_000) -> None:
     graph.write(f"UNWIND range(1, {n}) AS i CREATE (:Item {{i: i}})")
 
 
@@ -53,7 +53,7 @@ def sample(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: 
     return samples[(name, tuple(sorted(labels.items())))]
 
 
-def ledger_done(graph: FalkorDBBackend, run_id: str) -> tuple[int, int]:
+def ledger_done(graph: GraphBackend, run_id: str) -> tuple[int, int]:
     run = Ledger(graph).run(run_id)
     assert run is not None
     return (sum(s.entities_done for s in run.steps), sum(s.batches_done for s in run.steps))
@@ -82,30 +82,30 @@ def exporter_port(execution: Execution) -> Iterator[int]:
 
 
 def test_metrics_scraped_during_a_real_run_match_the_ledger(
-        execution: Execution, falkordb: FalkorDBBackend, exporter_port: int,
+        execution: Execution, graph: GraphBackend, exporter_port: int,
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a two-step run on two workers, with the hook probe and JSON logs
     events = tmp_path / "events.jsonl"
     monkeypatch.setenv("KGMIGRATE_HOOKS", "tests.hook_probe")
     monkeypatch.setenv("KGM_HOOK_LOG", str(events))
     execution.env.update(KGMIGRATE_HOOKS="tests.hook_probe", KGM_HOOK_LOG=str(events))
-    load(falkordb)
+    load(graph)
     execution.write_migration("V0001__two.py", TWO_STEPS.format(validation="e.score > 0"))
     execution.start_worker()
     execution.start_worker()
-    run_id = start(execution, falkordb)
+    run_id = start(execution, graph)
     # When the exporter is scraped while batches are committing
-    wait_for(falkordb, run_id, lambda r: r.steps[0].batches_done >= 5)
-    before = ledger_done(falkordb, run_id)
+    wait_for(graph, run_id, lambda r: r.steps[0].batches_done >= 5)
+    before = ledger_done(graph, run_id)
     during = scrape(exporter_port)
-    after = ledger_done(falkordb, run_id)
+    after = ledger_done(graph, run_id)
     # Then its figures lie between two ledger reads taken around the scrape
     done = sample(during, "kgmigrate_run_entities", run_id=run_id, kind="done")
     batches = sample(during, "kgmigrate_run_batches", run_id=run_id, kind="done")
     assert before[0] <= done <= after[0] and before[1] <= batches <= after[1]
     assert sample(during, "kgmigrate_run_info", run_id=run_id, status="in_progress",
                   migrations="V0001") == 1
-    run = _wait(falkordb, run_id)
+    run = _wait(graph, run_id)
     assert run.status is MigrationStatus.COMPLETED, run.error_log
     # And once the run has ended they equal the ledger exactly
     ended = scrape(exporter_port)
@@ -121,12 +121,12 @@ def test_metrics_scraped_during_a_real_run_match_the_ledger(
     assert sample(ended, "kgmigrate_batch_errors_total", run_id=run_id) == 0
     assert sample(ended, "kgmigrate_run_steps", run_id=run_id, kind="completed") == 2
     # and the ticket's get_migration_metrics says the same, without dividing by zero
-    metrics = MigrationMonitor(falkordb).get_migration_metrics(run_id)
+    metrics = MigrationMonitor(graph).get_migration_metrics(run_id)
     assert metrics is not None
     assert (metrics.steps_completed, metrics.steps_total) == (2, 2)
     assert (metrics.entities_done, metrics.error_rate, metrics.eta_s) == (40_000, 0.0, 0.0)
     assert metrics.validation_success is True and metrics.duration_s > 0
-    assert MigrationMonitor(falkordb).get_migration_metrics("run_none") is None
+    assert MigrationMonitor(graph).get_migration_metrics("run_none") is None
     # And the hooks fired in order: migration, then each step around its 40 batches
     seen = [json.loads(line) for line in events.read_text().splitlines()]
     names = [e["name"] for e in seen]
@@ -148,15 +148,15 @@ def test_metrics_scraped_during_a_real_run_match_the_ledger(
 
 
 def test_report_tells_a_completed_and_a_rolled_back_run(
-        execution: Execution, falkordb: FalkorDBBackend, tmp_path: Path) -> None:
+        execution: Execution, graph: GraphBackend, tmp_path: Path) -> None:
     # Given a run whose second step fails validation on its last entities
-    load(falkordb, 6000)
+    load(graph, 6000)
     execution.write_migration("V0001__two.py", TWO_STEPS.format(validation="e.i < 5990"))
     execution.start_worker(concurrency=2)
-    run = _wait(falkordb, start(execution, falkordb))
+    run = _wait(graph, start(execution, graph))
     assert run.status is MigrationStatus.ROLLED_BACK, run.error_log
     # When its report is made
-    report = build_report(falkordb, open_store(execution.env["KGMIGRATE_BACKUP_DIR"]), run.id)
+    report = build_report(graph, open_store(execution.env["KGMIGRATE_BACKUP_DIR"]), run.id)
     assert report is not None
     paths = write_report(report, tmp_path / "reports")
     # Then it tells the failure, the rollback, and draws both on the chart
@@ -174,16 +174,16 @@ def test_report_tells_a_completed_and_a_rolled_back_run(
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
     # And for a completed run (the same migration, now valid everywhere) too
     execution.write_migration("V0001__two.py", TWO_STEPS.format(validation="e.i > 0"))
-    done = _wait(falkordb, start(execution, falkordb))
+    done = _wait(graph, start(execution, graph))
     assert done.status is MigrationStatus.COMPLETED, done.error_log
-    report = build_report(falkordb, open_store(execution.env["KGMIGRATE_BACKUP_DIR"]), done.id)
+    report = build_report(graph, open_store(execution.env["KGMIGRATE_BACKUP_DIR"]), done.id)
     assert report is not None and report.metrics.validation_success is True
     assert {e.kind for e in report.timeline} == {"forward"}
     assert sum(e.entities for e in report.timeline) == 12_000
     paths = write_report(report, tmp_path / "reports")
     assert "completed" in paths[1].read_text() and paths[2].stat().st_size > 10_000
     # and through the ticket's manager
-    manager = DataMigrationManager(backend=falkordb)
+    manager = DataMigrationManager(backend=graph)
     metrics = manager.get_migration_metrics(done.id)
     assert metrics is not None and metrics.entities_done == 12_000
     assert [p.suffix for p in manager.report(done.id, tmp_path / "api")] == [".json", ".md",
@@ -192,12 +192,12 @@ def test_report_tells_a_completed_and_a_rolled_back_run(
         manager.report("run_nope")
 
 
-def test_the_report_command_writes_its_files(execution: Execution, falkordb: FalkorDBBackend,
+def test_the_report_command_writes_its_files(execution: Execution, graph: GraphBackend,
                                              tmp_path: Path) -> None:
-    load(falkordb, 1000)
+    load(graph, 1000)
     execution.write_migration("V0001__two.py", TWO_STEPS.format(validation="true"))
     execution.start_worker()
-    run = _wait(falkordb, start(execution, falkordb))
+    run = _wait(graph, start(execution, graph))
     done = subprocess.run(
         [sys.executable, "-m", "kgmigrate.cli", "report", "--out", str(tmp_path / "out")],
         env={**os.environ, **execution.env}, capture_output=True, text=True,
@@ -228,7 +228,7 @@ def test_hooks_refuse_unknown_names_and_survive_a_raising_hook() -> None:
         hooks.clear()
 
 
-def _wait(graph: FalkorDBBackend, run_id: str) -> RunRecord:
+def _wait(graph: GraphBackend, run_id: str) -> RunRecord:
     from kgmigrate import runs
 
     return runs.wait(graph, run_id, timeout_s=240)

@@ -8,7 +8,7 @@ from kgmigrate.config import load_settings
 from kgmigrate.connect import resolve
 from kgmigrate.errors import IdentifierError, KgmError
 from kgmigrate.fingerprint import fingerprint
-from kgmigrate.graph.falkordb import FalkorDBBackend
+from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
 from kgmigrate.models import MigrationStatus
 from kgmigrate.ops import IrreversibleOperationError, from_spec
@@ -283,55 +283,55 @@ migration = Migration(author="test", batch_size=500, steps=[
 
 
 def test_library_ops_run_validate_and_reverse_to_the_same_fingerprint(
-        execution: Execution, falkordb: FalkorDBBackend) -> None:
-    falkordb.write("UNWIND range(1, 10000) AS i CREATE (:Gene {i: i, sym: 'G' + toString(i), "
+        execution: Execution, graph: GraphBackend) -> None:
+    graph.write("UNWIND range(1, 10000) AS i CREATE (:Gene {i: i, sym: 'G' + toString(i), "
                    "w: i / 7.0})")
-    falkordb.write("UNWIND range(1, 2000) AS i CREATE (:Disease {code: 'D' + toString(i)})")
-    falkordb.write("MATCH (g:Gene), (d:Disease) WHERE g.i = toInteger(substring(d.code, 1)) "
+    graph.write("UNWIND range(1, 2000) AS i CREATE (:Disease {code: 'D' + toString(i)})")
+    graph.write("MATCH (g:Gene), (d:Disease) WHERE g.i = toInteger(substring(d.code, 1)) "
                    "CREATE (g)-[:LINKED {score: g.w}]->(d)")
-    before = fingerprint(falkordb)
+    before = fingerprint(graph)
     execution.write_migration("V0001__library.py", FORWARD)
     execution.start_worker(concurrency=2)
-    run = runs.wait(falkordb, start(execution, falkordb), timeout_s=240)
+    run = runs.wait(graph, start(execution, graph), timeout_s=240)
     assert run.status is MigrationStatus.COMPLETED, (run.error_log, [
-        (s.order, s.status, [b.error for b in Ledger(falkordb).batches(s.id) if b.error])
+        (s.order, s.status, [b.error for b in Ledger(graph).batches(s.id) if b.error])
         for s in run.steps])
     # Then each op did what it says, and its step's proof held
-    row = falkordb.read(
+    row = graph.read(
         "MATCH (g:Gene) RETURN count(g.sym) AS sym, count(g.symbol) AS symbol, "
         "sum(CASE WHEN 'g-' + g.label_text = g.symbol THEN 1 ELSE 0 END) AS copied, "
         "sum(CASE WHEN g:Reviewed THEN 1 ELSE 0 END) AS reviewed").single()
     assert row == {"sym": 0, "symbol": 10_000, "copied": 10_000, "reviewed": 5_000}
-    assert falkordb.read("MATCH (d:Disease) RETURN count(d) AS n").value("n") == 0
-    assert falkordb.read("MATCH ()-[r:ASSOCIATED_WITH]->(:Condition) RETURN count(r) AS n"
+    assert graph.read("MATCH (d:Disease) RETURN count(d) AS n").value("n") == 0
+    assert graph.read("MATCH ()-[r:ASSOCIATED_WITH]->(:Condition) RETURN count(r) AS n"
                          ).value("n") == 2000
-    moved = falkordb.read("MATCH (g:Gene) OPTIONAL MATCH (g)-[r:ASSOCIATED_WITH]->() RETURN "
+    moved = graph.read("MATCH (g:Gene) OPTIONAL MATCH (g)-[r:ASSOCIATED_WITH]->() RETURN "
                           "sum(CASE WHEN g.score = g.w THEN 1 ELSE 0 END) AS on_nodes, "
                           "count(g.score) AS scored, count(r.score) AS left").single()
     assert moved == {"on_nodes": 2000, "scored": 2000, "left": 0}
-    indexed = {(s.name, s.properties, s.unique) for s in falkordb.indexes()}
+    indexed = {(s.name, s.properties, s.unique) for s in graph.indexes()}
     assert {("Gene", ("symbol",), False), ("Condition", ("code",), True)} <= indexed
     # When it is downgraded
     registry = Registry.load(execution.migrations)
-    run_id = runs.downgrade(falkordb, registry, resolve(load_settings()), "base")
+    run_id = runs.downgrade(graph, registry, resolve(load_settings()), "base")
     assert run_id is not None
-    run = runs.wait(falkordb, run_id, timeout_s=240)
+    run = runs.wait(graph, run_id, timeout_s=240)
     # Then the graph is exactly as before, indexes included
     assert run.status is MigrationStatus.COMPLETED, run.error_log
-    assert fingerprint(falkordb) == before
-    indexed = {(s.name, s.properties) for s in falkordb.indexes()}
+    assert fingerprint(graph) == before
+    indexed = {(s.name, s.properties) for s in graph.indexes()}
     assert ("Gene", ("symbol",)) not in indexed and ("Condition", ("code",)) not in indexed
-    assert Ledger(falkordb).applied() == []
+    assert Ledger(graph).applied() == []
 
 
 def test_a_move_whose_relationships_disagree_fails_with_their_nodes_and_rolls_back(
-        execution: Execution, falkordb: FalkorDBBackend) -> None:
+        execution: Execution, graph: GraphBackend) -> None:
     # Given drugs with two TREATS each, and three drugs whose two disagree on `since`
-    falkordb.write("UNWIND range(1, 3000) AS i CREATE (d:Drug {i: i}) "
+    graph.write("UNWIND range(1, 3000) AS i CREATE (d:Drug {i: i}) "
                    "CREATE (d)-[:TREATS {since: 2000 + i % 20}]->(:Disease {i: i}) "
                    "CREATE (d)-[:TREATS {since: CASE WHEN i IN [5, 1200, 2999] THEN 1999 "
                    "ELSE 2000 + i % 20 END}]->(:Disease {i: -i})")
-    before = fingerprint(falkordb)
+    before = fingerprint(graph)
     execution.write_migration("V0001__move.py", '''
 from kgmigrate import Migration, ops
 migration = Migration(author="test", batch_size=500, steps=[
@@ -339,37 +339,41 @@ migration = Migration(author="test", batch_size=500, steps=[
 ])
 ''')
     execution.start_worker(concurrency=2)
-    run = runs.wait(falkordb, start(execution, falkordb), timeout_s=180)
+    run = runs.wait(graph, start(execution, graph), timeout_s=180)
     # Then the batches holding them fail naming the value they could not pick, and nothing
     # is lost: the run rolls back to the same graph
     assert run.status is MigrationStatus.ROLLED_BACK, run.error_log
     assert "failed validation `e.`since` IS NOT NULL OR size(" in (run.error_log or "")
-    assert fingerprint(falkordb) == before
+    assert fingerprint(graph) == before
 
 
 @pytest.mark.parametrize("policy", ["fail", "null"])
 def test_change_type_policies_on_values_that_do_not_convert(
-        execution: Execution, falkordb: FalkorDBBackend, policy: str) -> None:
+        execution: Execution, graph: GraphBackend, policy: str) -> None:
     # Given strings that mostly convert, three that do not, and integers to make floats
-    falkordb.write("UNWIND range(1, 3000) AS i CREATE (:Item {i: i, f: i, n: CASE WHEN "
+    graph.write("UNWIND range(1, 3000) AS i CREATE (:Item {i: i, f: i, n: CASE WHEN "
                    "i IN [7, 1500, 2999] THEN 'n/a' ELSE toString(i) END})")
-    before = fingerprint(falkordb)
+    before = fingerprint(graph)
     execution.write_migration("V0001__types.py", CONVERSIONS.format(policy=policy))
     execution.start_worker(concurrency=2)
-    run = runs.wait(falkordb, start(execution, falkordb), timeout_s=180)
+    run = runs.wait(graph, start(execution, graph), timeout_s=180)
     if policy == "fail":
         # Then the batches holding them fail with their keys, and the run rolls back exactly
         assert run.status is MigrationStatus.ROLLED_BACK, run.error_log
         assert "failed validation `e.`n` IS NOT NULL`" in (run.error_log or "")
-        assert fingerprint(falkordb) == before
+        assert fingerprint(graph) == before
         return
     # Then they become absent (the undo log keeps them), the rest converted, types changed
     assert run.status is MigrationStatus.COMPLETED, run.error_log
-    rows = falkordb.read("MATCH (e:Item) RETURN typeOf(e.n) AS n, typeOf(e.f) AS f, "
-                         "count(*) AS c").records
-    assert {(r["n"], r["f"]): r["c"] for r in rows} == {("Integer", "Float"): 2997,
-                                                        ("Null", "Float"): 3}
-    assert falkordb.read("MATCH (e:Item) WHERE e.score = e.i * 3 RETURN count(e) AS n"
+    type_of = "typeOf" if graph.dialect.name == "falkordb" else "valueType"  # Neo4j's
+    rows = graph.read(f"MATCH (e:Item) RETURN {type_of}(e.n) AS n, {type_of}(e.f) AS f, "
+                      "count(*) AS c").records
+    names = ({"Integer": "Integer", "Float": "Float", "Null": "Null"}
+             if graph.dialect.name == "falkordb" else
+             {"Integer": "INTEGER NOT NULL", "Float": "FLOAT NOT NULL", "Null": "NULL"})
+    assert {(r["n"], r["f"]): r["c"] for r in rows} == {
+        (names["Integer"], names["Float"]): 2997, (names["Null"], names["Float"]): 3}
+    assert graph.read("MATCH (e:Item) WHERE e.score = e.i * 3 RETURN count(e) AS n"
                          ).value("n") == 3000  # computed from the other properties
 
 
@@ -384,33 +388,33 @@ migration = Migration(author="test", batch_size=10000, steps=[
 
 
 def test_a_python_transform_over_100k_nodes_runs_on_two_workers(
-        execution: Execution, falkordb: FalkorDBBackend) -> None:
+        execution: Execution, graph: GraphBackend) -> None:
     from tests.transforms import embed, normalize
 
-    falkordb.write("UNWIND range(1, 100000) AS i CREATE (:Doc {i: i, title: '  Title  OF ' + "
+    graph.write("UNWIND range(1, 100000) AS i CREATE (:Doc {i: i, title: '  Title  OF ' + "
                    "toString(i) + '  ', vector: 'text ' + toString(i)})")
     execution.write_migration("V0001__python.py", PYTHON_TRANSFORMS)
     execution.start_worker()
     execution.start_worker()
-    run = runs.wait(falkordb, start(execution, falkordb), timeout_s=300)
+    run = runs.wait(graph, start(execution, graph), timeout_s=300)
     assert run.status is MigrationStatus.COMPLETED, run.error_log
     # every value is the function's result, computed from the exact old value
-    sample = falkordb.read("MATCH (d:Doc) WHERE d.i IN [1, 50000, 100000] "
+    sample = graph.read("MATCH (d:Doc) WHERE d.i IN [1, 50000, 100000] "
                            "RETURN d.i AS i, d.title AS title, d.vector AS vector").records
     for row in sample:
         assert row["title"] == normalize(f"  Title  OF {row['i']}  ")
         assert row["vector"] == pytest.approx(embed([f"text {row['i']}"])[0], abs=1e-9)
-    assert falkordb.read("MATCH (d:Doc) WHERE d.title STARTS WITH 'title of ' "
+    assert graph.read("MATCH (d:Doc) WHERE d.title STARTS WITH 'title of ' "
                          "RETURN count(d) AS n").value("n") == 100_000
     # and both worker processes (each one pool process) did part of it
-    workers = {b.worker for s in run.steps for b in Ledger(falkordb).batches(s.id)}
+    workers = {b.worker for s in run.steps for b in Ledger(graph).batches(s.id)}
     assert len(workers) == 2 and None not in workers
 
 
 def test_a_failing_python_transform_rolls_back_to_the_same_fingerprint(
-        execution: Execution, falkordb: FalkorDBBackend) -> None:
-    falkordb.write("UNWIND range(1, 5000) AS i CREATE (:Doc {i: i, title: 'T' + toString(i)})")
-    before = fingerprint(falkordb)
+        execution: Execution, graph: GraphBackend) -> None:
+    graph.write("UNWIND range(1, 5000) AS i CREATE (:Doc {i: i, title: 'T' + toString(i)})")
+    before = fingerprint(graph)
     execution.write_migration("V0001__python.py", '''
 from kgmigrate import Migration, ops
 migration = Migration(author="test", batch_size=1000, steps=[
@@ -419,10 +423,10 @@ migration = Migration(author="test", batch_size=1000, steps=[
 ])
 ''')
     execution.start_worker(concurrency=2)
-    run = runs.wait(falkordb, start(execution, falkordb), timeout_s=180)
+    run = runs.wait(graph, start(execution, graph), timeout_s=180)
     assert run.status is MigrationStatus.ROLLED_BACK, run.error_log
     assert "python_transform tests.transforms:broken raised ValueError" in (run.error_log or "")
-    assert fingerprint(falkordb) == before
+    assert fingerprint(graph) == before
 
 
 IRREVERSIBLE = '''
@@ -443,17 +447,17 @@ migration = Migration(author="test", batch_size=700, steps=[
 
 
 def test_irreversible_ops_are_undone_exactly_by_the_rollback_of_a_failed_run(
-        execution: Execution, falkordb: FalkorDBBackend) -> None:
+        execution: Execution, graph: GraphBackend) -> None:
     # Given ops without an inverse, and a last step that fails in its last batch
-    falkordb.write("UNWIND range(1, 3000) AS i CREATE (:Gene:Old {i: i, sym: 'G' + toString(i), "
+    graph.write("UNWIND range(1, 3000) AS i CREATE (:Gene:Old {i: i, sym: 'G' + toString(i), "
                    "w: i / 7.0})")
-    falkordb.write("MATCH (a:Gene), (b:Gene) WHERE b.i = a.i + 1 AND a.i % 3 = 0 "
+    graph.write("MATCH (a:Gene), (b:Gene) WHERE b.i = a.i + 1 AND a.i % 3 = 0 "
                    "CREATE (a)-[:LINKED {k: a.i}]->(b)")
-    before = fingerprint(falkordb)
+    before = fingerprint(graph)
     execution.write_migration("V0001__irreversible.py", IRREVERSIBLE)
     execution.start_worker(concurrency=2)
-    run = runs.wait(falkordb, start(execution, falkordb), timeout_s=240)
+    run = runs.wait(graph, start(execution, graph), timeout_s=240)
     # Then every step's committed batches are restored from the undo log
     assert run.status is MigrationStatus.ROLLED_BACK, run.error_log
     assert "step 9" in (run.error_log or "")
-    assert fingerprint(falkordb) == before
+    assert fingerprint(graph) == before

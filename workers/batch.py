@@ -89,6 +89,9 @@ def run_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str) -
             dialect, scope, op.apply, op.validation or "true"), params=probe_params,
             seconds=seconds)
     row = written.single()
+    if written.retries:  # the driver retried the transaction (a deadlock, a lost connection)
+        with contextlib.suppress(KgmError):  # the metrics lose them; the batch is committed
+            rt.ledger.note_retry(batch_id, written.retries)
     # After the commit: what the batch saw and left, for conflict checks at rollback. Should the
     # worker die right here, rollback treats this batch's entities as conflicts (never guesses).
     try:

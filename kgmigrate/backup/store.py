@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kgmigrate.errors import KgmError
+from kgmigrate.graph import values
 
 KEY_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
 
@@ -118,7 +119,7 @@ class DirectoryStore(BackupStore):
         try:
             with gzip.open(path, "rb") as gz:
                 for line in gz:
-                    yield json.loads(line)
+                    yield json.loads(line, object_hook=values.decode)
         except FileNotFoundError:
             raise BackupStoreError(f"backup object {key} is missing from {self.root}") from None
         except (OSError, EOFError, json.JSONDecodeError) as exc:
@@ -154,7 +155,7 @@ def _lines(rows: Iterable[Any], per_chunk: int = 5_000) -> Iterator[bytes]:
     """JSON lines in chunks: one encoder, one write per chunk (3x faster than per row)."""
     batch: list[str] = []
     for row in rows:
-        batch.append(_ENCODE(row))
+        batch.append(_ENCODE(values.jsonable(row)))
         if len(batch) == per_chunk:
             yield ("\n".join(batch) + "\n").encode()
             batch = []

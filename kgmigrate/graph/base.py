@@ -44,6 +44,11 @@ class GraphBackend(ABC):
              metadata: Metadata | None = None, timeout: float | None = None) -> QueryResult:
         """Run `statement` in a read-only transaction."""
 
+    def verify(self) -> None:
+        """Reach the server once, failing fast (a BackendError, or a ConfigError for refused
+        credentials) instead of retrying."""
+        self.read("RETURN 1 AS ok")
+
     @abstractmethod
     def probe_write(self, statement: str, params: Params | None = None) -> QueryResult:
         """Run a write statement and return its records, keeping none of its effects (for
@@ -127,11 +132,15 @@ class _CountingKeys:
         self.exhausted = True
 
 
-def check_params(params: Params | None) -> dict[str, Any]:
+def check_params(params: Params | None, native: tuple[type, ...] = (), *,
+                 nul_ok: bool = False) -> dict[str, Any]:
     """Refuse parameter values that a server cannot take safely, before anything is sent.
 
     The FalkorDB client pastes parameters into a `CYPHER k=v` header of the query text, so
     the value space is kept to what round-trips exactly on both servers (tests prove it).
+    `native`: further types the server's own driver sends exactly (Neo4j's temporal and
+    spatial values, byte arrays: see kgmigrate.graph.values); `nul_ok`: the driver sends NUL
+    characters in strings as data (Bolt does; the FalkorDB client's text header cannot).
     """
     if params is None:
         return {}
@@ -141,13 +150,14 @@ def check_params(params: Params | None) -> dict[str, Any]:
             ident.param_name(name)
         except IdentifierError as exc:
             raise ParameterError(str(exc)) from None
-        _check_value(value, name)
+        _check_value(value, name, native, nul_ok)
         checked[name] = value
     return checked
 
 
-def _check_value(value: Any, where: str) -> None:
-    if value is None or isinstance(value, bool):
+def _check_value(value: Any, where: str, native: tuple[type, ...] = (),
+                 nul_ok: bool = False) -> None:
+    if value is None or isinstance(value, (bool, *native)):
         return
     if isinstance(value, int):
         if not -_INT64 <= value < _INT64:
@@ -156,20 +166,20 @@ def _check_value(value: Any, where: str) -> None:
         if not math.isfinite(value):
             raise ParameterError(f"parameter {where}: {value} is not a finite number")
     elif isinstance(value, str):
-        if "\x00" in value:
+        if "\x00" in value and not nul_ok:
             raise ParameterError(f"parameter {where}: strings must not contain NUL characters")
         if any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
             raise ParameterError(f"parameter {where}: string contains a lone surrogate")
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
-            _check_value(item, f"{where}[{i}]")
+            _check_value(item, f"{where}[{i}]", native, nul_ok)
     elif isinstance(value, dict):
         for key, item in value.items():
             try:
                 ident.validate(key, ident.Kind.PROPERTY, internal=True)
             except IdentifierError as exc:
                 raise ParameterError(f"parameter {where}: map key: {exc}") from None
-            _check_value(item, f"{where}.{key}")
+            _check_value(item, f"{where}.{key}", native, nul_ok)
     else:
         raise ParameterError(
             f"parameter {where}: unsupported type {type(value).__name__} "

@@ -6,6 +6,7 @@ transaction with run/step/batch so `SHOW TRANSACTIONS` and the query log say who
 """
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,7 +28,9 @@ from kgmigrate.graph.types import (
     Scope,
     ServerInfo,
 )
+from kgmigrate.graph.values import NATIVE_TYPES
 
+log = logging.getLogger("kgmigrate.neo4j")
 SHOW_INDEXES = (
     "SHOW RANGE INDEXES YIELD entityType, labelsOrTypes, properties, owningConstraint "
     "WHERE owningConstraint IS NULL "
@@ -63,6 +66,9 @@ class Neo4jBackend(GraphBackend):
             connection_timeout=10.0,
             max_transaction_retry_time=retry_time_s,  # how long managed transactions retry
             user_agent="kgmigrate",
+            # Server notifications (an unknown label in a guard, a deprecation) are for the
+            # lint and the tests, not for the logs of every batch.
+            notifications_min_severity="OFF",
         )
 
     def write(self, statement: str, params: Params | None = None, *,
@@ -75,30 +81,63 @@ class Neo4jBackend(GraphBackend):
 
     def _run(self, statement: str, params: Params | None, metadata: Metadata | None,
              timeout: float | None, *, write: bool) -> QueryResult:
-        checked = check_params(params)
+        checked = check_params(params, NATIVE_TYPES, nul_ok=True)
+
+        attempts = 0
 
         @unit_of_work(metadata=dict(metadata or {}), timeout=timeout or self._timeout)
         def work(tx: neo4j.ManagedTransaction) -> QueryResult:
-            result = tx.run(statement, checked)
-            records = [{k: _plain(v) for k, v in zip(record.keys(), record.values(), strict=True)}
-                       for record in result]
-            return QueryResult(records=records, counters=_counters(result.consume().counters))
+            nonlocal attempts
+            attempts += 1
+            return _collected(tx.run(statement, checked))
 
         with self._translate_errors(), self._driver.session(database=self._database) as session:
-            return session.execute_write(work) if write else session.execute_read(work)
+            result = session.execute_write(work) if write else session.execute_read(work)
+        if attempts > 1:
+            log.warning("Neo4j: committed after %d retries of its transaction", attempts - 1)
+        return result.model_copy(update={"retries": attempts - 1}) if attempts > 1 else result
+
+    def explain(self, statement: str, params: Params | None = None) -> list[str]:
+        """The execution plan Neo4j would use, one operator per line (depth first), as
+        `Operator details`."""
+        checked = check_params(params, NATIVE_TYPES, nul_ok=True)
+        with self._translate_errors(), self._driver.session(database=self._database) as session:
+            query: Any = Query(f"EXPLAIN {statement}")
+            plan = session.run(query, checked).consume().plan or {}
+        lines: list[str] = []
+
+        def walk(op: dict[str, Any], depth: int) -> None:
+            details = op.get("args", {}).get("Details", "")
+            lines.append(f"{'  ' * depth}{op.get('operatorType', '?')} {details}".rstrip())
+            for child in op.get("children", []):
+                walk(child, depth + 1)
+
+        walk(dict(plan), 0)
+        return lines
+
+    def verify(self) -> None:
+        """One connection attempt with the credentials, no retries: a command facing a server
+        that is down or a wrong password says so at once, in one line."""
+        with self._translate_errors():
+            self._driver.verify_connectivity()
 
     def probe_write(self, statement: str, params: Params | None = None) -> QueryResult:
         """In an explicit transaction that is rolled back."""
-        checked = check_params(params)
+        checked = check_params(params, NATIVE_TYPES, nul_ok=True)
         with self._translate_errors(), self._driver.session(database=self._database) as session:
             tx = session.begin_transaction(metadata={"kgmigrate": "probe"})
             try:
-                result = tx.run(statement, checked)
-                records = [{k: _plain(v) for k, v in zip(r.keys(), r.values(), strict=True)}
-                           for r in result]
-                return QueryResult(records=records, counters=_counters(result.consume().counters))
+                return _collected(tx.run(statement, checked))
             finally:
                 tx.rollback()
+
+    def run_autocommit(self, statement: str, params: Params | None = None) -> QueryResult:
+        """In an implicit (auto-commit) transaction: the only kind that may run
+        `CALL { ... } IN TRANSACTIONS`, which commits as it goes. Not retried by the driver."""
+        checked = check_params(params, NATIVE_TYPES, nul_ok=True)
+        with self._translate_errors(), self._driver.session(database=self._database) as session:
+            query: Any = Query(statement, metadata={"kgmigrate": "autocommit"})
+            return _collected(session.run(query, checked))
 
     def iter_keys(self, scope: Scope, *, internal: bool = False) -> Iterator[Key]:
         """One ordered query, streamed by the driver `fetch_size` records at a time."""
@@ -161,10 +200,21 @@ class Neo4jBackend(GraphBackend):
         except neo4j_errors.AuthError as exc:
             raise ConfigError(f"Neo4j at {where} refused the credentials") from exc
         except (neo4j_errors.ServiceUnavailable, neo4j_errors.SessionExpired) as exc:
-            raise BackendError(f"Neo4j at {where} unreachable: {exc}", transient=True) from exc
+            raise BackendError(f"Neo4j at {where} unreachable: {_one_line(exc)}",
+                               transient=True) from exc
         except neo4j_errors.Neo4jError as exc:
-            raise BackendError(f"Neo4j refused the statement: {exc.message or exc}",
+            raise BackendError(f"Neo4j refused the statement: {_one_line(exc.message or exc)}",
                                transient=isinstance(exc, neo4j_errors.TransientError)) from exc
+
+
+def _one_line(error: object) -> str:
+    """The driver's messages span lines; kgmigrate's errors are one line."""
+    return " ".join(str(error).split())
+
+
+def _collected(result: neo4j.Result) -> QueryResult:
+    records = [{k: _plain(v) for k, v in zip(r.keys(), r.values(), strict=True)} for r in result]
+    return QueryResult(records=records, counters=_counters(result.consume().counters))
 
 
 def _counters(c: neo4j.SummaryCounters) -> Counters:

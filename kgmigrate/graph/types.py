@@ -43,6 +43,9 @@ class QueryResult(BaseModel):
 
     records: list[dict[str, Any]] = []
     counters: Counters = Counters()
+    # Attempts the driver made before this one committed (Neo4j's managed transactions retry
+    # transient errors: a deadlock, a lock timeout, a server that went away). 0 on FalkorDB.
+    retries: int = 0
 
     def single(self) -> dict[str, Any]:
         if len(self.records) != 1:

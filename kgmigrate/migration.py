@@ -221,8 +221,10 @@ def _load_cypher(file: MigrationFile, text: str) -> Migration:
                                      f"{headers[key]!r}") from None
 
     deps = headers.get("depends_on")
+    steps = ([RunCypher(s) for s in up] if down is None else
+             [RunCypher(s, file_down=down if i == 0 else []) for i, s in enumerate(up)])
     return Migration(
-        steps=[RunCypher(s) for s in up],
+        steps=steps,
         description=headers.get("description"),
         author=headers.get("author"),
         depends_on=[d.strip() for d in deps.split(",") if d.strip()] if deps is not None else None,

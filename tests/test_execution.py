@@ -1,6 +1,7 @@
 """Distributed execution end to end: real worker processes, the real embedded server."""
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -268,3 +269,61 @@ def test_the_tickets_execute_migration_enqueues_and_waits(
     assert manager.execute_migration(timeout_s=10) is True  # nothing pending
     run = manager.get_migration_status(Ledger(graph).runs()[0].id)
     assert run is not None and run.status is MigrationStatus.COMPLETED
+
+
+def test_a_worker_killed_after_a_commit_and_before_its_ack_applies_that_batch_once(
+        execution: Execution, graph: GraphBackend, tmp_path: Path) -> None:
+    # Given 20k items and 10k links, three steps of 2,000-entity batches, and a worker that
+    # SIGKILLs itself right after its first batch commits, before the task is acknowledged
+    graph.write("UNWIND range(1, 20000) AS i CREATE (:Item {i: i})")
+    link_items(graph, 10_000)
+    execution.write_migration("V0001__three_steps.py",
+                              THREE_STEPS.format(batch=2000, validation="e.c2 = 1"))
+    marker = tmp_path / "crashed"
+    execution.env.update({"KGMIGRATE_HOOKS": "tests.crash_once",
+                          "KGM_CRASH_MARKER": str(marker)})
+    execution.start_worker(concurrency=2)
+    # When the run goes on (the killed pool process is replaced, its task redelivered)
+    run = runs.wait(graph, start(execution, graph), timeout_s=240)
+    # Then the crash certainly happened, after a commit
+    run_id, step, seq = marker.read_text().split()
+    assert run_id == run.id
+    # and the run completed with every entity changed exactly once
+    assert run.status is MigrationStatus.COMPLETED, run.error_log
+    assert counts(graph, "c1") == {1: 20_000}
+    assert counts(graph, "c2") == {1: 10_000, None: 10_000}
+    assert counts(graph, "c3", "()-[e:NEXT]->()") == {1: 10_000}
+    assert [(s.batches_done, s.entities_done) for s in run.steps] == [
+        (10, 20_000), (5, 10_000), (5, 10_000)]
+    # and the ledger counts the redelivery of the batch that had committed
+    crashed = next(s for s in run.steps if s.order == int(step))
+    [record] = [b for b in Ledger(graph).batches(crashed.id) if b.seq == int(seq)]
+    assert record.retries >= 1 and record.attempts == 1
+    assert sum(b.retries for s in run.steps for b in Ledger(graph).batches(s.id)) >= 1
+
+
+def test_the_same_batch_statement_run_twice_aborts_the_second_and_changes_nothing(
+        graph: GraphBackend) -> None:
+    from kgmigrate import ops
+    from kgmigrate.errors import BackendError
+    from kgmigrate.execution import batch_params, batch_statement
+
+    # Given one batch of 100 items, its ledger records, and its statement as a worker renders it
+    graph.write("UNWIND range(1, 100) AS i CREATE (:Item {i: i})")
+    graph.write("CREATE (:__KGMStep {id: 's1', run_id: 'r1', status: 'in_progress', "
+                "batches_done: 0, entities_done: 0}) CREATE (:__KGMBatch {id: 'b1', "
+                "run_id: 'r1', step_id: 's1', seq: 1, status: 'planned'})")
+    op = ops.batched("Item", "SET e.c = coalesce(e.c, 0) + 1")
+    [(address, _)] = list(graph.plan_batches(op.scope(), 1000))
+    statement = batch_statement(graph.dialect, op.scope(), op)
+    params = batch_params(graph.dialect, op.scope(), address, run_id="r1", step_id="s1",
+                          batch_id="b1", worker="w", at="t", undo="u")
+    # When it runs, and runs again with the same batch id
+    assert graph.write(statement, params).single()["n"] == 100
+    with pytest.raises(BackendError, match="by zero"):
+        graph.write(statement, params)
+    # Then the second changed nothing: not the items, not the ledger
+    assert counts(graph, "c") == {1: 100}
+    assert graph.read("MATCH (b:__KGMBatch {id: 'b1'}) MATCH (s:__KGMStep {id: 's1'}) "
+                      "RETURN b.attempts AS a, s.batches_done AS d, s.entities_done AS e"
+                      ).single() == {"a": 1, "d": 1, "e": 100}

@@ -293,7 +293,8 @@ def test_batches_of_a_step_commit_in_parallel_transactions_and_no_deadlock_escap
                       ).single() == {"n": 3_000, "k": 3_000}
     assert graph.read("MATCH ()-[r:LINK]->() RETURN count(r) AS n").value("n") == 0
     # And whatever the driver retried (a deadlock is a transient error) the ledger counts
-    assert ledger_retries(graph, run_id) == driver_retries_logged(execution)
+    # (besides redeliveries: the held batch outlives the tests' 10 s visibility timeout)
+    assert ledger_retries(graph, run_id) >= driver_retries_logged(execution)
 
 
 @pytest.mark.parametrize("server", ["neo4j"], indirect=True)

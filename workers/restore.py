@@ -96,14 +96,17 @@ def restore_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: st
 
 def _run_down(rt: Runtime, result: RestoreResult, op: RunCypher, run_id: str, step_id: str,
               started: float) -> RestoreResult:
-    """An unbatched statement is undone by its `down` statement, run once."""
-    if op.down is None:
+    """An unbatched statement is undone by its `down` statement (or, in a `.cypher` file, by
+    the file's down section), run once."""
+    undo = op.undo_statements
+    if undo is None:
         return result.model_copy(update={"status": "failed", "error": (
             f"the Cypher step {op.description!r} has no down statement; undo it by hand, "
             "then roll back again with --force")})
-    failed = write_tagged(rt, op.down, run_id=run_id, step_id=step_id)
-    if isinstance(failed, BackendError):
-        return result.model_copy(update={"status": "failed",
-                                         "error": f"down statement failed: {failed}"})
+    for statement in undo:
+        failed = write_tagged(rt, statement, run_id=run_id, step_id=step_id)
+        if isinstance(failed, BackendError):
+            return result.model_copy(update={"status": "failed",
+                                             "error": f"down statement failed: {failed}"})
     rt.ledger.mark_restored(result.batch_id, run_id, restore_step_id(step_id))
     return result.model_copy(update={"restored": 1, "seconds": time.perf_counter() - started})

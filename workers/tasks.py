@@ -22,8 +22,8 @@ def apply_batch(self: Task, run_id: str, step_id: str, seq: int, batch_id: str,
     """`labels` (version, step, key range) are only there to read well in Flower."""
     step = labels.get("step")
     with logs.context(run_id=run_id, version=labels.get("version"), step=step, batch=seq):
-        if self.request.retries or (self.request.delivery_info or {}).get("redelivered"):
-            _note_retry(batch_id)
+        repeat = bool(self.request.retries  # a retry after a transient error
+                      or (self.request.delivery_info or {}).get("redelivered"))
         hooks.emit("before_batch", run_id, step=step, batch=seq, status="in_progress",
                    detail={"keys": labels.get("keys")})
         try:
@@ -36,6 +36,8 @@ def apply_batch(self: Task, run_id: str, step_id: str, seq: int, batch_id: str,
             log.exception("batch %s crashed", seq)
             record_crash(current(), run_id, step_id, seq, batch_id, exc)
             raise
+        if repeat or result.status == "skipped":  # skipped: an earlier delivery committed it
+            _note_retry(batch_id)  # (a requeue after a lost worker is not flagged redelivered)
         log.log(logging.INFO if result.status != "failed" else logging.ERROR,
                 "batch %s %s: %s entities in %.3f s%s", seq, result.status, result.entities,
                 result.seconds, f": {result.error}" if result.error else "")

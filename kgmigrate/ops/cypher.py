@@ -41,6 +41,10 @@ class RunCypher(Operation):
     statement: str
     down: str | None = None
     validation: str | None = None  # a read statement returning one boolean column `valid`
+    # A `.cypher` file's down section undoes the whole file, not one statement: its first
+    # step carries the section (run in order when a rollback reaches that step, after the
+    # file's later steps), the later steps an empty list (undone with the first).
+    file_down: list[str] | None = None
     kind = "cypher"
 
     def __post_init__(self) -> None:
@@ -59,7 +63,15 @@ class RunCypher(Operation):
         return RunCypher(self.down, down=self.statement)
 
     def spec(self) -> dict[str, Any]:
-        return {"statement": self.statement, "down": self.down, "validation": self.validation}
+        spec = {"statement": self.statement, "down": self.down, "validation": self.validation}
+        return spec if self.file_down is None else {**spec, "file_down": list(self.file_down)}
+
+    @property
+    def undo_statements(self) -> list[str] | None:
+        """What a rollback runs to undo this step (None: nothing can)."""
+        if self.file_down is not None:
+            return list(self.file_down)
+        return [self.down] if self.down is not None else None
 
 
 @dataclass(frozen=True)

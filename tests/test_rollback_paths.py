@@ -1,0 +1,187 @@
+"""Rollback and resume paths beyond the common one, each tried where it could break: plain
+Cypher steps undone by their down section, index steps, `.cypher` files end to end, a missing
+or damaged undo record, a restore task that crashes, a forced pass without a first-pass record,
+and a FAILED run resumed once its data is fixed. Real servers, real workers, both servers."""
+
+import gzip
+from pathlib import Path
+
+import pytest
+
+from kgmigrate import runs
+from kgmigrate.config import load_settings
+from kgmigrate.connect import resolve
+from kgmigrate.fingerprint import fingerprint
+from kgmigrate.graph.base import GraphBackend
+from kgmigrate.ledger import Ledger
+from kgmigrate.models import MigrationStatus, RunRecord
+from kgmigrate.registry import Registry
+from tests.conftest import Execution
+from tests.test_execution import start, wait_for
+
+FLAG_CYPHER = """// description: flag every item, and leave a marker
+MATCH (e:Item) SET e.flag = true;
+CREATE (:Marker {v: 1});
+
+// kgmigrate:down
+MATCH (m:Marker) DELETE m;
+MATCH (e:Item) REMOVE e.flag;
+"""
+INDEX_THEN_FAIL = """
+from kgmigrate import Migration, ops
+
+migration = Migration(author="test", batch_size=100, steps=[
+    ops.create_index("Item", "i"),
+    ops.batched("Item", "SET e.c = 1", validation="e.i <= {last_valid}"),
+])
+"""
+
+
+def items(graph: GraphBackend, count: int = 500) -> None:
+    graph.write(f"UNWIND range(1, {count}) AS i CREATE (:Item {{i: i, w: i / 7.0}})")
+
+
+def indexes(graph: GraphBackend) -> set[tuple[str, tuple[str, ...]]]:
+    """The user's indexes (the ledger's own, made by the first run, left out)."""
+    return {(s.name, s.properties) for s in graph.indexes() if not s.name.startswith("__KGM")}
+
+
+def test_a_cypher_file_and_an_index_step_are_undone_by_the_rollback(
+        execution: Execution, graph: GraphBackend) -> None:
+    # Given a .cypher migration (two statements, a down section) and an index step, followed
+    # by a step that fails validation in its last batch
+    items(graph)
+    before, indexed = fingerprint(graph), indexes(graph)
+    execution.write_migration("V0001__flag.cypher", FLAG_CYPHER)
+    execution.write_migration("V0002__index_then_fail.py", INDEX_THEN_FAIL.format(
+        last_valid=490))
+    execution.start_worker()
+    # When the run fails and rolls back
+    run = runs.wait(graph, start(execution, graph), timeout_s=180)
+    # Then the Cypher statements were undone by their down section, the index dropped
+    assert run.status is MigrationStatus.ROLLED_BACK, run.error_log
+    assert [(s.version, s.status) for s in run.steps[:3]] == [
+        ("V0001", MigrationStatus.COMPLETED), ("V0001", MigrationStatus.COMPLETED),
+        ("V0002", MigrationStatus.COMPLETED)]
+    assert fingerprint(graph) == before
+    assert indexes(graph) == indexed
+    assert Ledger(graph).applied() == []
+
+
+def test_a_cypher_file_is_applied_and_downgraded_end_to_end(
+        execution: Execution, graph: GraphBackend) -> None:
+    items(graph)
+    before = fingerprint(graph)
+    execution.write_migration("V0001__flag.cypher", FLAG_CYPHER)
+    execution.start_worker()
+    run = runs.wait(graph, start(execution, graph), timeout_s=120)
+    assert run.status is MigrationStatus.COMPLETED, run.error_log
+    assert graph.read("MATCH (e:Item) WHERE e.flag RETURN count(e) AS n").value("n") == 500
+    assert graph.read("MATCH (m:Marker) RETURN count(m) AS n").value("n") == 1
+    downgrade = runs.downgrade(graph, Registry.load(execution.migrations),
+                               resolve(load_settings()), "base")
+    assert downgrade is not None
+    run = runs.wait(graph, downgrade, timeout_s=120)
+    assert run.status is MigrationStatus.COMPLETED, run.error_log
+    assert fingerprint(graph) == before
+
+
+def failed_run(execution: Execution, graph: GraphBackend, *, last_valid: int = 490) -> RunRecord:
+    """A run of 5 batches whose last one fails validation, left FAILED (no automatic
+    rollback): 4 batches committed, each with its undo record."""
+    items(graph)
+    execution.write_migration("V0001__fail.py", INDEX_THEN_FAIL.format(last_valid=last_valid))
+    execution.env["KGMIGRATE_AUTO_ROLLBACK"] = "false"
+    execution.start_worker()
+    run = runs.wait(graph, start(execution, graph), timeout_s=180)
+    assert run.status is MigrationStatus.FAILED, run.error_log
+    assert run.steps[1].batches_done == 4
+    return run
+
+
+def undo_records(execution: Execution, run: RunRecord, suffix: str) -> list[Path]:
+    root = Path(execution.env["KGMIGRATE_BACKUP_DIR"]) / "runs" / run.id / "undo"
+    return sorted(root.rglob(f"*{suffix}.jsonl.gz"))
+
+
+@pytest.mark.parametrize("damage", ["missing", "damaged"])
+def test_a_missing_or_damaged_undo_record_blocks_its_batch_and_the_others_are_restored(
+        execution: Execution, graph: GraphBackend, damage: str) -> None:
+    # Given a failed run, one of whose committed batches lost its undo record (.pre)
+    run = failed_run(execution, graph)
+    records = undo_records(execution, run, ".pre")
+    committed = {b.undo for b in Ledger(graph).batches(run.steps[1].id) if b.undo}
+    victim = next(p for p in records if any(str(p).endswith(f"{u}.pre.jsonl.gz")
+                                            for u in committed))
+    if damage == "missing":
+        victim.unlink()
+    else:
+        victim.write_bytes(gzip.compress(b'{"not": "a state row"'))
+    # When it is rolled back
+    runs.rollback(graph, resolve(load_settings()), run.id)
+    run = runs.wait(graph, run.id, timeout_s=180)
+    # Then that batch is reported by name, nothing is guessed, and the other three are restored
+    assert run.status is MigrationStatus.ROLLBACK_BLOCKED, run.error_log
+    assert ("missing" if damage == "missing" else "damaged") in (run.error_log or "")
+    assert graph.read("MATCH (e:Item) WHERE e.c = 1 RETURN count(e) AS n").value("n") == 100
+
+
+def test_a_restore_task_that_crashes_stops_the_rollback_with_the_reason(
+        execution: Execution, graph: GraphBackend) -> None:
+    # Given a failed run whose step record can no longer be read back as an operation
+    run = failed_run(execution, graph)
+    graph.write("MATCH (s:__KGMStep {run_id: $id}) WHERE s.order = 2 "
+                "SET s.operation = 'no_such_op'", {"id": run.id})
+    execution.stop_all()  # a worker that never read the step (workers cache what they read)
+    execution.start_worker()
+    # When it is rolled back
+    runs.rollback(graph, resolve(load_settings()), run.id)
+    run = runs.wait(graph, run.id, timeout_s=180)
+    # Then the crash ends the rollback (it does not hang) and says why and what to do
+    assert run.status is MigrationStatus.ROLLBACK_BLOCKED, run.error_log
+    assert "a restore task crashed" in (run.error_log or "")
+    assert "no_such_op" in (run.error_log or "")
+    assert f"kgmigrate rollback {run.id}" in (run.error_log or "")
+
+
+def test_a_forced_pass_without_the_first_passes_record_refuses_to_guess(
+        execution: Execution, graph: GraphBackend) -> None:
+    # Given a failed run, an entity changed by someone else since, and a first rollback pass
+    # that kept it as a conflict
+    run = failed_run(execution, graph)
+    graph.write("MATCH (e:Item) WHERE e.c = 1 WITH e LIMIT 1 SET e.note = 'app'")
+    runs.rollback(graph, resolve(load_settings()), run.id)
+    run = runs.wait(graph, run.id, timeout_s=180)
+    assert run.status is MigrationStatus.ROLLBACK_BLOCKED, run.error_log
+    assert "rollback left 1 conflicts" in (run.error_log or "")
+    # When the first pass's record of its conflicts is lost, and the rollback is forced
+    root = Path(execution.env["KGMIGRATE_BACKUP_DIR"]) / "runs" / run.id / "rollback"
+    lost = list(root.rglob("*.conflicts.jsonl.gz"))
+    assert lost
+    for path in lost:
+        path.unlink()
+    runs.rollback(graph, resolve(load_settings()), run.id, force=True)
+    run = runs.wait(graph, run.id, timeout_s=180)
+    # Then the batches whose record is gone are not restored blindly: the reason is given
+    assert run.status is MigrationStatus.ROLLBACK_BLOCKED, run.error_log
+    assert "the conflicts of the first rollback pass were not recorded" in (run.error_log or "")
+    assert graph.read("MATCH (e:Item) WHERE e.note = 'app' RETURN e.c AS c").value("c") == 1
+
+
+def test_a_failed_run_resumed_after_its_data_is_fixed_completes_exactly_once(
+        execution: Execution, graph: GraphBackend) -> None:
+    # Given a run failed by ten items its validation rejects
+    run = failed_run(execution, graph)
+    assert "10 entities failed validation" in (run.error_log or "")
+    # When the data is fixed (the ten items now pass) and the run resumed
+    graph.write("MATCH (e:Item) WHERE e.i > 490 SET e.i = e.i - 1000")
+    seen = len(run.history)
+    runs.resume(graph, resolve(load_settings()), run.id)
+    run = wait_for(graph, run.id, lambda r: len(r.history) > seen + 1 and r.status in (
+        MigrationStatus.COMPLETED, MigrationStatus.FAILED), timeout_s=180)
+    # Then it completes, every item changed exactly once, the failed batch applied once
+    assert run.status is MigrationStatus.COMPLETED, run.error_log
+    assert graph.read("MATCH (e:Item) RETURN e.c AS c, count(*) AS n").records == [
+        {"c": 1, "n": 500}]
+    assert [(s.batches_done, s.entities_done) for s in run.steps] == [(1, 0), (5, 500)]
+    assert [a.version for a in Ledger(graph).applied()] == ["V0001"]

@@ -31,6 +31,15 @@ DEFAULT_VISIBILITY_TIMEOUT_S = 3 * 3600
 app = Celery("kgmigrate")  # the workers' app: task modules register on it
 
 
+def shown_name(task: str, version: object, step: object) -> str:
+    """The name Flower lists a task under (Celery's `shadow`; routing keeps the real name):
+    `workers.apply_batch V0003 step 2`. Bounded on purpose: Flower's own Prometheus metrics
+    are labelled by task name, so a run id or batch number here would make a new series per
+    batch. The run, batch and key range are in the task's arguments (searchable in Flower).
+    The sender names each task so; a task's retry (sent by the worker) names itself so too."""
+    return f"{task} {version} step {step}"
+
+
 def configure(broker_url: str, result_backend: str, *,
               visibility_timeout_s: int | None = None) -> Celery:
     """Configure the workers' app (once per worker process, before it starts)."""
@@ -68,9 +77,13 @@ def _apply_config(target: Celery, broker_url: str, result_backend: str,
         task_routes={"workers.*": {"queue": BATCH_QUEUE},
                      "orchestrator.*": {"queue": CONTROL_QUEUE}},
         task_track_started=True,
-        # events for Flower: tasks show up there as they are sent, started and finished
+        # events for Flower: tasks show up there once a worker receives them. Not when they
+        # are sent: the sender's "task-sent" event carries the task's real name, not its
+        # shadow, and Flower merges an event that arrives late over what it knows, so a
+        # task's name flipped to `workers.apply_batch` when that event lost the race with the
+        # worker's (seen in 1 of 48 tasks of a run, often)
         worker_send_task_events=True,
-        task_send_sent_event=True,
+        task_send_sent_event=False,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
     )

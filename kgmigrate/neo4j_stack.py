@@ -323,14 +323,22 @@ class EmbeddedNeo4j:
         except (neo4j_errors.DriverError, neo4j_errors.Neo4jError, OSError):
             return False
 
-    def _check_port_free(self) -> None:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((HOST, self.port))
-            except OSError:
-                raise StackError(f"port {self.port} on {HOST} is taken by another process; "
-                                 "stop it or set KGMIGRATE_STACK_NEO4J_PORT") from None
+    def _check_port_free(self, timeout_s: float = 30.0) -> None:
+        """Free now, or within `timeout_s`: right after a server was killed, its accepted
+        connections linger (closing) until the clients notice, and hold the port a while."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind((HOST, self.port))
+                    return
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise StackError(f"port {self.port} on {HOST} is taken by another "
+                                         "process; stop it or set KGMIGRATE_STACK_NEO4J_PORT"
+                                         ) from None
+            time.sleep(0.2)
 
     def _wait_ready(self, process: "subprocess.Popen[bytes]") -> None:
         deadline = time.monotonic() + _START_TIMEOUT_S

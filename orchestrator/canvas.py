@@ -8,7 +8,13 @@ from typing import Any
 
 from celery import Celery, chord
 
-from kgmigrate.celery_app import APPLY_BATCH, RUN_STATEMENT, STEP_CRASHED, STEP_DONE
+from kgmigrate.celery_app import (
+    APPLY_BATCH,
+    RUN_STATEMENT,
+    STEP_CRASHED,
+    STEP_DONE,
+    shown_name,
+)
 from kgmigrate.models import StepRecord
 
 
@@ -39,8 +45,4 @@ def _batch_signature(app: Celery, step: StepRecord, batched: bool, bid: str, seq
 
 
 def shown(task: str, step: StepRecord) -> str:
-    """The name Flower lists a task under (Celery's `shadow`; routing keeps the real name):
-    `workers.apply_batch V0003 step 2`. Bounded on purpose: Flower's own Prometheus metrics
-    are labelled by task name, so a run id or batch number here would make a new series per
-    batch. The run, batch and key range are in the task's arguments (searchable in Flower)."""
-    return f"{task} {step.version} step {step.order}"
+    return shown_name(task, step.version, step.order)

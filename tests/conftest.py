@@ -12,9 +12,11 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -148,6 +150,16 @@ def backend(request: pytest.FixtureRequest, ns: str) -> Iterator[GraphBackend]:
     neo4j.write("MATCH (n) WHERE any(l IN labels(n) WHERE l STARTS WITH $ns) DETACH DELETE n",
                 {"ns": ns})
     neo4j.close()
+
+
+def wait_until(value: Any, what: str, timeout_s: float = 60) -> Any:
+    """`value()` once it is truthy, within a bound: wait for the state a test asserts, never
+    for a fixed time."""
+    deadline = time.monotonic() + timeout_s
+    while not (found := value()):
+        assert time.monotonic() < deadline, f"no {what} within {timeout_s:.0f}s"
+        time.sleep(0.1)
+    return found
 
 
 def link_items(graph: GraphBackend, count: int, properties: str = "") -> None:

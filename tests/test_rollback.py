@@ -24,6 +24,7 @@ from kgmigrate.models import MigrationStatus, RunRecord
 from tests.conftest import Execution, link_items
 from tests.test_cli import KGM
 from tests.test_execution import start, wait_for
+from tests.test_lock import wait_until
 
 NODES = 100_000
 # Three steps over 100k nodes and 50k relationships: an in-place property change, a
@@ -138,19 +139,23 @@ def test_a_worker_killed_during_the_rollback_still_restores_the_exact_fingerprin
 
 
 def test_other_writes_survive_and_a_touched_entity_changed_since_is_a_kept_conflict(
-        execution: Execution, graph: GraphBackend) -> None:
+        execution: Execution, graph: GraphBackend, tmp_path: Path) -> None:
     # Given a run that will fail, with the automatic rollback off so the test decides when
     load_graph(graph)
     migration(execution, batch=5000)
     execution.env["KGMIGRATE_AUTO_ROLLBACK"] = "false"
+    gate = tmp_path / "gate"  # holds the run before step 2 (tests/gate.py)
+    execution.env.update(KGMIGRATE_HOOKS="tests.gate", KGM_GATE_STEP="2", KGM_GATE=str(gate))
     execution.start_worker(concurrency=2)
     run_id = start(execution, graph)
-    # When, during the run (step 1 done), another client writes to entities the run never
-    # touches and to one Item step 1 already changed
-    wait_for(graph, run_id, lambda r: r.steps[0].status is MigrationStatus.COMPLETED)
+    # When, during the run (step 1 done, step 2 not begun), another client writes to entities
+    # the run never touches and to one Item step 1 already changed
+    wait_until(lambda: Path(f"{gate}.waiting").exists(), "the run held before step 2")
+    assert Ledger(graph).run(run_id).steps[0].status is MigrationStatus.COMPLETED  # type: ignore[union-attr]
     graph.write("MATCH (o:Other) WHERE o.i <= 10 SET o.v = 'during'")
     graph.write("CREATE (:Other {i: 101, v: 'new'})")
     graph.write("MATCH (e:Item {i: 5}) SET e.note = 'app'")
+    Path(f"{gate}.open").touch()
     run = runs.wait(graph, run_id, timeout_s=240)
     assert run.status is MigrationStatus.FAILED, run.error_log
     # (a new upgrade would apply step 1 again on top: refused until this run is dealt with)

@@ -6,7 +6,7 @@ from typing import Any
 from celery import Task
 
 from kgmigrate import hooks, logs
-from kgmigrate.celery_app import APPLY_BATCH, RESTORE_BATCH, RUN_STATEMENT, app
+from kgmigrate.celery_app import APPLY_BATCH, RESTORE_BATCH, RUN_STATEMENT, app, shown_name
 from kgmigrate.errors import BackendError, KgmError
 from kgmigrate.runtime import current
 from workers.batch import record_crash, run_batch, run_statement
@@ -16,7 +16,17 @@ MAX_RETRIES = 5
 log = logging.getLogger("workers.tasks")
 
 
-@app.task(name=APPLY_BATCH, bind=True, max_retries=MAX_RETRIES)  # type: ignore[untyped-decorator]
+class StepTask(Task):  # type: ignore[misc]
+    """A task of one step. Its retries keep the name Flower shows it under: Celery computes a
+    retry's `shadow` from here, not from the message it retries."""
+
+    def shadow_name(self, args: Any, kwargs: dict[str, Any], options: Any) -> str | None:
+        if "version" in kwargs and "step" in kwargs:
+            return shown_name(self.name, kwargs["version"], kwargs["step"])
+        return None
+
+
+@app.task(name=APPLY_BATCH, bind=True, max_retries=MAX_RETRIES, base=StepTask)  # type: ignore[untyped-decorator]
 def apply_batch(self: Task, run_id: str, step_id: str, seq: int, batch_id: str,
                 **labels: Any) -> dict[str, Any]:
     """`labels` (version, step, key range) are only there to read well in Flower."""
@@ -54,7 +64,7 @@ def _note_retry(batch_id: str) -> None:
         log.warning("could not count a retry of %s: %s", batch_id, exc)
 
 
-@app.task(name=RUN_STATEMENT, bind=True, max_retries=MAX_RETRIES)  # type: ignore[untyped-decorator]
+@app.task(name=RUN_STATEMENT, bind=True, max_retries=MAX_RETRIES, base=StepTask)  # type: ignore[untyped-decorator]
 def run_statement_task(self: Task, run_id: str, step_id: str, batch_id: str,
                        **labels: Any) -> dict[str, Any]:
     with logs.context(run_id=run_id, version=labels.get("version"), step=labels.get("step")):
@@ -64,7 +74,7 @@ def run_statement_task(self: Task, run_id: str, step_id: str, batch_id: str,
             raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries)) from exc
 
 
-@app.task(name=RESTORE_BATCH, bind=True, max_retries=MAX_RETRIES)  # type: ignore[untyped-decorator]
+@app.task(name=RESTORE_BATCH, bind=True, max_retries=MAX_RETRIES, base=StepTask)  # type: ignore[untyped-decorator]
 def restore_batch_task(self: Task, run_id: str, step_id: str, seq: int, batch_id: str,
                        undo: str | None, force: bool, **labels: Any) -> dict[str, Any]:
     with logs.context(run_id=run_id, version=labels.get("version"), step=labels.get("step"),

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from kgmigrate.dag import DependencyError
+from kgmigrate.errors import KgmError
 from kgmigrate.migration import Migration
 from kgmigrate.ops import BatchedCypher, IrreversibleOperationError, RunCypher, batched, cypher
 from kgmigrate.registry import Registry
@@ -139,7 +140,7 @@ def test_a_missing_dependency_in_files_is_refused(tmp_path: Path) -> None:
 
 def test_an_unknown_target_is_a_clear_error(tmp_path: Path) -> None:
     write(tmp_path, "V0001__a.cypher", "RETURN 1;")
-    with pytest.raises(Exception, match=r"no migration V0009 \(latest: V0001\)"):
+    with pytest.raises(KgmError, match=r"no migration V0009 \(latest: V0001\)"):
         Registry.load(tmp_path).pending([], "V0009")
 
 
@@ -153,7 +154,7 @@ def test_ops_reverse_and_describe_themselves() -> None:
     assert rel.scope().entity == "relationship"
     with pytest.raises(ValueError, match="exactly one"):
         batched("A", "SET e.x = 1", rel_type="B")
-    with pytest.raises(Exception, match="reserved"):
+    with pytest.raises(KgmError, match="reserved"):
         batched("A", "SET e.x = $kgm_lo", kgm_lo=1)
     assert cypher("RETURN 1", down="RETURN 2").reverse().spec()["statement"] == "RETURN 2"
     assert Migration(steps=[cypher("RETURN 1")]).reversible is False

@@ -231,6 +231,15 @@ class Execution:
         self.workers.append(process)
         return process
 
+    def wait_ready(self, count: int, timeout_s: float = 120) -> None:
+        """Until `count` worker processes answer a broadcast ping: started and consuming (so a
+        test about how work spreads over workers does not race a worker's start)."""
+        from kgmigrate.celery_app import sender
+
+        app = sender(self.env["KGMIGRATE_BROKER_URL"], self.env["KGMIGRATE_RESULT_BACKEND"])
+        wait_until(lambda: len(app.control.ping(timeout=1.0) or []) >= count,
+                   f"{count} workers answering", timeout_s)
+
     def kill(self, process: "subprocess.Popen[bytes]") -> None:
         """SIGKILL the worker and its pool children: no shutdown, no acks."""
         with contextlib.suppress(ProcessLookupError):

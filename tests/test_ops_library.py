@@ -396,6 +396,7 @@ def test_a_python_transform_over_100k_nodes_runs_on_two_workers(
     execution.write_migration("V0001__python.py", PYTHON_TRANSFORMS)
     execution.start_worker()
     execution.start_worker()
+    execution.wait_ready(2)  # both consuming before the first batch is sent
     run = runs.wait(graph, start(execution, graph), timeout_s=300)
     assert run.status is MigrationStatus.COMPLETED, run.error_log
     # every value is the function's result, computed from the exact old value

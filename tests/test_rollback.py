@@ -119,6 +119,7 @@ def restores_done(graph: GraphBackend, run: RunRecord) -> int:
     return sum(len(Ledger(graph).restores(s.id)) for s in run.steps)
 
 
+@pytest.mark.timeout(600)  # its bounded waits add up to more than 300 s
 def test_a_worker_killed_during_the_rollback_still_restores_the_exact_fingerprint(
         execution: Execution, graph: GraphBackend) -> None:
     load_graph(graph)
@@ -138,6 +139,7 @@ def test_a_worker_killed_during_the_rollback_still_restores_the_exact_fingerprin
     assert fingerprint(graph) == before
 
 
+@pytest.mark.timeout(600)  # its bounded waits add up to more than 300 s
 def test_other_writes_survive_and_a_touched_entity_changed_since_is_a_kept_conflict(
         execution: Execution, graph: GraphBackend, tmp_path: Path) -> None:
     # Given a run that will fail, with the automatic rollback off so the test decides when

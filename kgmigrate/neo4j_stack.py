@@ -11,7 +11,6 @@ Readiness is a real Bolt login with the driver, not a log line.
 """
 
 import contextlib
-import fcntl
 import os
 import re
 import secrets
@@ -20,7 +19,6 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +28,7 @@ from kgmigrate import identifiers as ident
 from kgmigrate.config import GraphTarget, Settings
 from kgmigrate.errors import StackError
 from kgmigrate.graph.base import GraphBackend
-from kgmigrate.stack import is_zombie, wait_exit
+from kgmigrate.stack import live_pid, locked, wait_exit
 
 HOST = "127.0.0.1"
 PROJECT_DIR = Path(__file__).resolve().parent.parent / "tools" / "neo4j-server"
@@ -286,25 +284,11 @@ class EmbeddedNeo4j:
 
     # -- internals ----------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with self._lock_file.open("w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return locked(self._lock_file)
 
     def _live_pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().split()[0])
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError, IndexError):
-            return None
-        if _MAIN_CLASS.encode() not in cmdline or is_zombie(pid):
-            return None
-        return pid
+        return live_pid(self.pid_file, _MAIN_CLASS.encode())
 
     def _answers(self) -> bool:
         """A Bolt login with the password succeeds."""

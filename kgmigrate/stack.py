@@ -143,29 +143,12 @@ class EmbeddedStack:
 
     # -- internals ----------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with self._lock_file.open("w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return locked(self._lock_file)
 
     def _live_pid(self) -> int | None:
         """The pid from the pid file if that process is alive and is our redis-server."""
-        try:
-            pid = int(self.pid_file.read_text().split()[0])
-        except (FileNotFoundError, ValueError, IndexError):
-            return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return None
-        if b"redis-server" not in cmdline or is_zombie(pid):
-            return None
-        return pid
+        return live_pid(self.pid_file, b"redis-server")
 
     def _check_same_port(self) -> None:
         recorded = self.pid_file.read_text().split()[1:2]
@@ -244,6 +227,29 @@ def graph_module_version(modules: list[object]) -> str | None:
             ver = int(_module_field(module, "ver") or 0)
             return f"{ver // 10000}.{ver // 100 % 100}.{ver % 100}"
     return None
+
+
+@contextlib.contextmanager
+def locked(lock_file: Path) -> Iterator[None]:
+    """Serialize `up`/`down` of one server across processes (an flock on a file beside it)."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def live_pid(pid_file: Path, marker: bytes) -> int | None:
+    """The pid in `pid_file` if that process is alive (not a zombie) and its command line
+    holds `marker`: a pid reused by another program is not ours."""
+    try:
+        pid = int(pid_file.read_text().split()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return None
+    return None if marker not in cmdline or is_zombie(pid) else pid
 
 
 def is_zombie(pid: int) -> bool:

@@ -7,17 +7,13 @@ import os
 import signal
 
 from kgmigrate import hooks
+from tests.once import first_time
 
 
 @hooks.on("after_batch")
 def _die_once_after_a_commit(event: hooks.Event) -> None:
     if event.status != "completed":
         return
-    try:
-        fd = os.open(os.environ["KGM_CRASH_MARKER"], os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
+    if not first_time("KGM_CRASH_MARKER", f"{event.run_id} {event.step} {event.batch}\n"):
         return
-    os.write(fd, f"{event.run_id} {event.step} {event.batch}\n".encode())
-    os.fsync(fd)
-    os.close(fd)
     os.kill(os.getpid(), signal.SIGKILL)

@@ -6,15 +6,13 @@ import os
 
 from kgmigrate import hooks
 from kgmigrate.runtime import current
+from tests.once import first_time
 
 
 @hooks.on("after_batch")
 def _write_once_after_a_batch(event: hooks.Event) -> None:
     if event.status != "completed":
         return
-    try:
-        fd = os.open(os.environ["KGM_SABOTAGE_MARKER"], os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
+    if not first_time("KGM_SABOTAGE_MARKER"):
         return
-    os.close(fd)
     current().backend.write(os.environ["KGM_SABOTAGE"])

@@ -82,8 +82,12 @@ CREATE_RUN = (
     "planned: false, batches_total: 0, batches_done: 0, entities_total: 0, entities_done: 0}) "
     "RETURN count(*) AS steps"
 )
+# Writes that decide on a status read take the node's write lock first (a write), then read:
+# Neo4j reads at read-committed, so a status read before the lock can be stale and two
+# concurrent callers would both see the state they need.
 TRANSITION = (
-    f"MATCH (r:{RUN} {{id: $id}}) WHERE r.status IN $allowed_from "
+    f"MATCH (r:{RUN} {{id: $id}}) SET r.writes = coalesce(r.writes, 0) + 1 "
+    "WITH r WHERE r.status IN $allowed_from "
     "SET r.status = $status, r.history = r.history + [$entry], "
     "r.error_log = coalesce($error, r.error_log), r.finished_at = $finished_at "
     "RETURN r.status AS status"
@@ -171,10 +175,10 @@ MARK_RESTORED = (
     "b.finished_at = $at RETURN b.id AS id"
 )
 COMPLETE_STATEMENT = (
-    f"MERGE (b:{BATCH} {{id: $id}}) WITH b, coalesce(b.status = 'completed', false) AS dup "
+    f"MERGE (b:{BATCH} {{id: $id}}) SET b.attempts = coalesce(b.attempts, 0) + 1 "
+    "WITH b, coalesce(b.status = 'completed', false) AS dup "
     "SET b.status = 'completed', b.run_id = $run_id, b.step_id = $step_id, b.seq = 1, "
-    "b.worker = $worker, b.counters = $counters, b.finished_at = $at, "
-    "b.attempts = coalesce(b.attempts, 0) + 1 "
+    "b.worker = $worker, b.counters = $counters, b.finished_at = $at "
     f"WITH dup MATCH (st:{STEP} {{id: $step_id}}) "
     "SET st.batches_done = st.batches_done + CASE WHEN dup THEN 0 ELSE 1 END RETURN dup"
 )

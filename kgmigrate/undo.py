@@ -106,10 +106,18 @@ def restore_statement(dialect: Dialect, shape: Shape, names: list[str]) -> str:
     """Restore one batch's entities, unless they changed since the batch wrote them; record the
     restore batch in the ledger and abort (divide by zero) if it was already done.
 
+    The restore batch's record is written first: its write lock makes a second delivery wait
+    until the first commits, so it reads `completed` and aborts before it compares anything.
+    Read before the lock (Neo4j reads at read-committed), both deliveries would restore and
+    the second would record the first one's work as its own conflicts.
+
     Parameters: kgm_rows (from `restore_rows`), kgm_names (= `names`), kgm_batch_id,
     kgm_run_id, kgm_step_id, kgm_at, kgm_worker."""
     entity, key = shape.entity, dialect.key
-    parts = ["UNWIND $kgm_rows AS row"]
+    parts = [f"MERGE (b:{BATCH} {{id: $kgm_batch_id}}) "
+             "SET b.attempts = coalesce(b.attempts, 0) + 1 "
+             "WITH 1 / (CASE WHEN coalesce(b.status = 'completed', false) THEN 0 ELSE 1 END) "
+             "AS first UNWIND CASE WHEN first = 1 THEN $kgm_rows ELSE [] END AS row"]
     if entity == "relationship":
         parts.append(f"MATCH (s) WHERE {key('s')} = row.s MATCH (t) WHERE {key('t')} = row.t")
     checks = []
@@ -158,11 +166,9 @@ def restore_statement(dialect: Dialect, shape: Shape, names: list[str]) -> str:
     parts.append(
         "WITH count(row) AS seen, sum(CASE WHEN go THEN 1 ELSE 0 END) AS restored, "
         f"collect(CASE WHEN go THEN null ELSE [row.k, {now}] END) AS conflicts "
-        f"MERGE (b:{BATCH} {{id: $kgm_batch_id}}) "
-        "WITH seen, restored, conflicts, b, coalesce(b.status = 'completed', false) AS dup "
+        f"MATCH (b:{BATCH} {{id: $kgm_batch_id}}) "
         "SET b.status = 'completed', b.kind = 'restore', b.run_id = $kgm_run_id, "
         "b.step_id = $kgm_step_id, b.restored = restored, b.conflicts = size(conflicts), "
-        "b.worker = $kgm_worker, b.finished_at = $kgm_at, "
-        "b.attempts = coalesce(b.attempts, 0) + 1 "
-        "RETURN seen, restored, conflicts, dup, 1 / (CASE WHEN dup THEN 0 ELSE 1 END) AS ok")
+        "b.worker = $kgm_worker, b.finished_at = $kgm_at "
+        "RETURN seen, restored, conflicts")
     return " ".join(parts)

@@ -20,6 +20,7 @@ from kgmigrate.models import MigrationMetadata, MigrationStatus, RunRecord, Step
 from kgmigrate.ops import BatchedCypher, RunCypher, executable
 from kgmigrate.runs import ROLLBACK_STATES
 from kgmigrate.runtime import Runtime
+from kgmigrate.status import StatusTransitionError
 from orchestrator import rollback
 from orchestrator.canvas import launch_step
 from orchestrator.planner import plan_step
@@ -107,6 +108,8 @@ def step_done(rt: Runtime, app: Celery, results: list[dict[str, Any]], run_id: s
         return  # a repeated callback: already decided
     try:
         _decide(rt, app, [BatchResult(**r) for r in results], rt.ledger.require_run(run_id), step)
+    except StatusTransitionError as exc:  # a second delivery of this callback decided first
+        log.info("step %s of run %s: decided elsewhere (%s)", step.order, run_id, exc)
     except Exception as exc:  # a bug or a lost server must not leave the run hanging
         log.exception("step %s of run %s could not be finished", step.order, run_id)
         fail(rt, run_id, step_id, f"step {step.order} could not be finished: {exc}", app=app)
@@ -221,12 +224,15 @@ def fail(rt: Runtime, run_id: str, step_id: str, message: str, *,
                detail={"error": message, "validation": validation})
     if run.status in (MigrationStatus.IN_PROGRESS, MigrationStatus.VALIDATING,
                       MigrationStatus.PENDING):
-        if app is not None and rt.settings.auto_rollback:
-            rt.ledger.transition(run_id, MigrationStatus.ROLLING_BACK, error=message)
-            rollback.start(rt, app, run_id, force=False)
-            return
-        rt.lock.release_for_run(run_id)  # before the state others wait for
-        rt.ledger.transition(run_id, MigrationStatus.FAILED, error=message)
+        try:
+            if app is not None and rt.settings.auto_rollback:
+                rt.ledger.transition(run_id, MigrationStatus.ROLLING_BACK, error=message)
+                rollback.start(rt, app, run_id, force=False)
+                return
+            rt.lock.release_for_run(run_id)  # before the state others wait for
+            rt.ledger.transition(run_id, MigrationStatus.FAILED, error=message)
+        except StatusTransitionError as exc:  # failed by a concurrent delivery already
+            log.info("run %s: its failure was handled elsewhere (%s)", run_id, exc)
         return
     rt.lock.release_for_run(run_id)
 

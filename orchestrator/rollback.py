@@ -15,6 +15,7 @@ from kgmigrate import hooks
 from kgmigrate.celery_app import RESTORE_BATCH, ROLLBACK_CRASHED, ROLLBACK_STEP_DONE
 from kgmigrate.models import MigrationStatus, RunRecord, StepRecord
 from kgmigrate.runtime import Runtime
+from kgmigrate.status import StatusTransitionError
 from kgmigrate.undo import restore_batch_id
 from orchestrator.canvas import shown
 
@@ -87,7 +88,8 @@ def finish(rt: Runtime, run_id: str) -> None:
         return
     rt.ledger.revert_applied(run_id, state="rolled_back", by=run_id)
     rt.lock.release_for_run(run_id)  # before the state others wait for
-    rt.ledger.transition(run_id, MigrationStatus.ROLLED_BACK)
+    if not _transitioned(rt, run_id, MigrationStatus.ROLLED_BACK):
+        return
     log.info("run %s rolled back: %s entities restored", run_id, restored)
     hooks.emit("after_rollback", run_id, status="rolled_back",
                detail={"restored": restored, "conflicts": 0})
@@ -111,6 +113,17 @@ def block(rt: Runtime, run_id: str, message: str) -> None:
     if failure and not failure.startswith("rollback"):
         message = f"{failure.split(' || rollback: ')[0]} || rollback: {message}"
     rt.lock.release_for_run(run_id)  # before the state others wait for
-    rt.ledger.transition(run_id, MigrationStatus.ROLLBACK_BLOCKED, error=message)
+    if not _transitioned(rt, run_id, MigrationStatus.ROLLBACK_BLOCKED, error=message):
+        return
     hooks.emit("after_rollback", run_id, status="rollback_blocked", detail={"error": message})
 
+
+def _transitioned(rt: Runtime, run_id: str, status: MigrationStatus, *,
+                  error: str | None = None) -> bool:
+    """False when a second delivery of the same callback got there first."""
+    try:
+        rt.ledger.transition(run_id, status, error=error)
+    except StatusTransitionError as exc:
+        log.info("run %s: ended elsewhere (%s)", run_id, exc)
+        return False
+    return True

@@ -25,6 +25,7 @@ from kgmigrate.config import GraphTarget, load_settings, parse_graph_url
 from kgmigrate.connect import backend_for
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.graph.falkordb import FalkorDBBackend
+from kgmigrate.ledger import Ledger
 from kgmigrate.neo4j_stack import EmbeddedNeo4j
 from kgmigrate.stack import EmbeddedStack
 
@@ -160,6 +161,29 @@ def wait_until(value: Any, what: str, timeout_s: float = 60) -> Any:
         assert time.monotonic() < deadline, f"no {what} within {timeout_s:.0f}s"
         time.sleep(0.1)
     return found
+
+
+def rollback_story(execution: "Execution", graph: GraphBackend, run_id: str) -> str:
+    """What a rollback left, per step and reason, with the batches' attempts: the message a
+    failing rollback test prints, so a failure seen once can be understood afterwards."""
+    from collections import Counter
+
+    from kgmigrate.backup.store import open_store
+    from kgmigrate.runs import conflicts
+
+    ledger = Ledger(graph)
+    run = ledger.require_run(run_id)
+    store = open_store(Path(execution.env["KGMIGRATE_BACKUP_DIR"]))
+    kept = Counter((c.step, c.reason) for c in conflicts(store, run))
+    lines = [f"{run.status}: {run.error_log}", f"history: {run.history}"]
+    for step in run.steps:
+        batches = ledger.batches(step.id)
+        lines.append(f"step {step.order} {step.status}: batches "
+                     f"{[(b.seq, b.status.value, b.attempts) for b in batches]}, restores "
+                     f"{[(r['restored'], r['conflicts']) for r in ledger.restores(step.id)]}")
+        lines += [f"  {n} conflicts: {reason}" for (order, reason), n in kept.items()
+                  if order == step.order]
+    return "\n".join(lines)
 
 
 def link_items(graph: GraphBackend, count: int, properties: str = "") -> None:

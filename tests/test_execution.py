@@ -14,7 +14,7 @@ from kgmigrate.lock import LockHeldError, MigrationLock
 from kgmigrate.models import MigrationStatus, RunRecord
 from kgmigrate.registry import Registry
 from kgmigrate.versions import Version
-from tests.conftest import Execution, link_items
+from tests.conftest import Execution, link_items, wait_until
 
 NODES = 100_000
 THREE_STEPS = """
@@ -334,3 +334,45 @@ def test_the_same_batch_statement_run_twice_aborts_the_second_and_changes_nothin
     assert graph.read("MATCH (b:__KGMBatch {id: 'b1'}) MATCH (s:__KGMStep {id: 's1'}) "
                       "RETURN b.attempts AS a, s.batches_done AS d, s.entities_done AS e"
                       ).single() == {"a": 1, "d": 1, "e": 100}
+
+
+def test_a_batch_redelivered_while_it_runs_reports_once_and_the_step_waits_for_the_rest(
+        execution: Execution, graph: GraphBackend, tmp_path: Path) -> None:
+    # Given a step of two batches whose tasks outlive the broker's visibility timeout (10 s
+    # here): batch 1's first delivery is held until the broker delivers it again and that
+    # second delivery commits it; batch 2 is held throughout (tests/hold.py)
+    graph.write("UNWIND range(1, 1000) AS i CREATE (:Item {i: i})")
+    hold = tmp_path / "hold"
+    execution.env.update(KGMIGRATE_HOOKS="tests.hold", KGM_HOLD=str(hold),
+                         KGM_HOLD_FIRST=str(tmp_path / "first"))
+    execution.write_migration("V0001__one.py", """
+from kgmigrate import Migration, ops
+migration = Migration(author="test", batch_size=500, steps=[
+    ops.batched("Item", "SET e.touched = coalesce(e.touched, 0) + 1"),
+])
+""")
+    execution.start_worker(concurrency=4)
+    run_id = start(execution, graph)
+    wait_until(lambda: Path(f"{hold}.1.waiting").exists() and Path(f"{hold}.2.waiting").exists(),
+               "both batches held", timeout_s=120)
+    step = Ledger(graph).require_run(run_id).steps[0]
+    wait_until(lambda: Ledger(graph).batches(step.id)[0].status is MigrationStatus.COMPLETED,
+               "batch 1 committed by its second delivery", timeout_s=240)
+    # When batch 1's first delivery goes on and finds it done, so that batch 1 has reported
+    # twice while batch 2 still runs (a chord counting reports would call the step's callback
+    # now, and the step would end without batch 2)
+    Path(f"{hold}.1.open").touch()
+    wait_until(lambda: "batch 1 skipped" in worker_logs(execution), "batch 1's second report")
+    Path(f"{hold}.2.open").touch()
+    # Then the step waited for batch 2: every entity changed once, the step decided once
+    run = runs.wait(graph, run_id, timeout_s=240)
+    assert run.status is MigrationStatus.COMPLETED, run.error_log
+    assert counts(graph, "touched") == {1: 1000}
+    batches = Ledger(graph).batches(step.id)
+    assert [(b.status, b.entities) for b in batches] == [(MigrationStatus.COMPLETED, 500)] * 2
+    assert batches[0].retries >= 1  # its redelivery was counted
+    assert worker_logs(execution).count(f"step 1 of run {run_id} completed") == 1
+
+
+def worker_logs(execution: Execution) -> str:
+    return "".join(log.read_text() for log in execution.logs.iterdir())

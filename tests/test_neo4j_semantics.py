@@ -15,7 +15,11 @@ from kgmigrate.errors import BackendError
 from kgmigrate.execution import batch_params, batch_statement
 from kgmigrate.graph.neo4j import Neo4jBackend
 from kgmigrate.graph.types import KeyList
+from kgmigrate.ledger import TRANSITION, Ledger
+from kgmigrate.models import MigrationMetadata, MigrationStatus
 from kgmigrate.neo4j_stack import EmbeddedNeo4j
+from kgmigrate.status import StatusTransitionError
+from kgmigrate.undo import Shape, restore_statement
 
 pytestmark = pytest.mark.neo4j
 
@@ -43,6 +47,27 @@ def blocked_transactions(backend: Neo4jBackend) -> int:
     return int(rows[0]["n"])
 
 
+def while_uncommitted(server: EmbeddedNeo4j, backend: Neo4jBackend, statement: str,
+                      params: dict[str, Any], second: Callable[[], object]
+                      ) -> tuple[dict[str, Any], object]:
+    """Run `statement` in an open transaction, start `second` meanwhile, wait until it blocks
+    on a lock the first holds, then commit: (the first's row, what `second` returned)."""
+    target = server.target
+    assert target.password is not None
+    with GraphDatabase.driver(target.driver_uri, auth=(
+            "neo4j", target.password.get_secret_value())) as driver, driver.session() as first:
+        tx = first.begin_transaction()
+        record = tx.run(statement, params).single()
+        assert record is not None
+        outcome: list[object] = []
+        racer = threading.Thread(target=lambda: outcome.append(second()))
+        racer.start()
+        eventually(lambda: blocked_transactions(backend) == 1, "the second waits for a lock")
+        tx.commit()
+        racer.join(timeout=60)
+    return dict(record), outcome[0]
+
+
 def ledger_for_one_batch(backend: Neo4jBackend) -> None:
     backend.write("CREATE (:__KGMStep {id: 's1', run_id: 'r1', status: 'in_progress', "
                   "batches_done: 0, entities_done: 0}) "
@@ -64,25 +89,14 @@ def test_two_deliveries_of_one_batch_at_the_same_moment_apply_it_once(
     statement = batch_statement(neo4j.dialect, op.scope(), op)
     params = batch_params(neo4j.dialect, op.scope(), KeyList(tuple(keys)), run_id="r1",
                           step_id="s1", batch_id="b1", worker="w", at="t", undo="u")
-    # When the first delivery has run the statement but not yet committed
-    target = neo4j_server.target
-    assert target.password is not None
-    with GraphDatabase.driver(target.driver_uri, auth=(
-            "neo4j", target.password.get_secret_value())) as driver, driver.session() as first:
-        tx = first.begin_transaction()
-        entities = 50 if "coalesce" in apply else 0  # what `apply` reaches
-        record = tx.run(statement, params).single()
-        assert record is not None and record["n"] == entities
-        # and a redelivery runs the same statement meanwhile (it must wait for a lock)
-        second: list[object] = []
-        racer = threading.Thread(target=lambda: second.append(_attempt(neo4j, statement,
-                                                                       params)))
-        racer.start()
-        eventually(lambda: blocked_transactions(neo4j) == 1, "the second delivery waits")
-        tx.commit()
-        racer.join(timeout=60)
+    # When the first delivery has run the statement but not yet committed, and a redelivery
+    # runs the same statement meanwhile (it must wait for a lock)
+    entities = 50 if "coalesce" in apply else 0  # what `apply` reaches
+    record, second = while_uncommitted(neo4j_server, neo4j, statement, params,
+                                       lambda: _attempt(neo4j, statement, params))
+    assert record["n"] == entities
     # Then the second delivery aborts: the batch, its entities and its step count once
-    assert isinstance(second[0], BackendError) and "/ by zero" in str(second[0])
+    assert isinstance(second, BackendError) and "/ by zero" in str(second)
     row = neo4j.read("MATCH (b:__KGMBatch {id: 'b1'}) MATCH (s:__KGMStep {id: 's1'}) "
                      "RETURN b.status AS status, b.attempts AS attempts, "
                      "s.batches_done AS batches, s.entities_done AS entities").single()
@@ -95,6 +109,64 @@ def _attempt(backend: Neo4jBackend, statement: str, params: dict[str, Any]) -> o
     try:
         return backend.write(statement, params)
     except BackendError as exc:
+        return exc
+
+
+def test_two_deliveries_of_one_restore_at_the_same_moment_restore_it_once(
+        neo4j: Neo4jBackend, neo4j_server: EmbeddedNeo4j) -> None:
+    # Given the ledger's schema (a restore's record is new: its unique constraint is the lock),
+    # 50 nodes a batch changed (c = 1), and the statement restoring that batch
+    Ledger(neo4j).ensure_schema()
+    keys = neo4j.write("UNWIND range(1, 50) AS i CREATE (e:Item {i: i, c: 1}) "
+                       "RETURN elementId(e) AS k").column("k")
+    rows = [{"k": k, "p": {"i": i}, "l": ["Item"], "ty": None, "s": None, "t": None,
+             "post": [["Item"], {"i": i, "c": 1}], "ck": None, "cpost": None,
+             "after_labels": ["Item"], "force": False} for i, k in enumerate(keys, start=1)]
+    statement = restore_statement(neo4j.dialect, Shape("node", False, False), ["Item"])
+    params = {"kgm_rows": rows, "kgm_names": ["Item"], "kgm_batch_id": "rb:b1",
+              "kgm_run_id": "r1", "kgm_step_id": "rb:s1", "kgm_at": "t", "kgm_worker": "w"}
+    # When the first delivery has restored them but not yet committed, and a redelivery runs
+    # the same restore meanwhile (it must wait for the record's lock)
+    record, second = while_uncommitted(neo4j_server, neo4j, statement, params,
+                                       lambda: _attempt(neo4j, statement, params))
+    assert (record["restored"], record["conflicts"]) == (50, [])
+    # Then the second aborts before comparing anything: it neither restores again nor records
+    # the first one's restore as 50 conflicts of its own
+    assert isinstance(second, BackendError) and "/ by zero" in str(second)
+    row = neo4j.read("MATCH (b:__KGMBatch {id: 'rb:b1'}) RETURN b.status AS status, "
+                     "b.attempts AS attempts, b.restored AS restored, "
+                     "b.conflicts AS conflicts").single()
+    assert row == {"status": "completed", "attempts": 1, "restored": 50, "conflicts": 0}
+    assert neo4j.read("MATCH (e:Item) RETURN e.c AS c, count(*) AS n").records == [
+        {"c": None, "n": 50}]
+
+
+def test_two_callers_moving_a_run_at_the_same_moment_cannot_both_succeed(
+        neo4j: Neo4jBackend, neo4j_server: EmbeddedNeo4j) -> None:
+    # Given a run in progress (two deliveries of a failing step's callback both fail it)
+    ledger = Ledger(neo4j)
+    meta = MigrationMetadata(version="V0001", description="x", created_by="t", checksum="c",
+                             path="p", steps=[])
+    run = ledger.create_run([meta], run_id="run_race")
+    ledger.transition(run.id, MigrationStatus.IN_PROGRESS)
+    params = {"id": run.id, "status": "rolling_back", "entry": "rolling_back@t",
+              "error": "first", "finished_at": None,
+              "allowed_from": ["in_progress", "validating", "pending"]}
+    # When the first has moved it to ROLLING_BACK but not yet committed, and the second tries
+    # the same move meanwhile
+    _, second = while_uncommitted(neo4j_server, neo4j, TRANSITION, params,
+                                  lambda: _transition(ledger, run.id))
+    # Then the second is refused (it read the status after the lock), and the run was moved once
+    assert isinstance(second, StatusTransitionError), second
+    run = ledger.require_run(run.id)
+    assert (run.status, run.error_log) == (MigrationStatus.ROLLING_BACK, "first")
+    assert [entry.split("@")[0] for entry in run.history].count("rolling_back") == 1, run.history
+
+
+def _transition(ledger: Ledger, run_id: str) -> object:
+    try:
+        return ledger.transition(run_id, MigrationStatus.ROLLING_BACK, error="second")
+    except StatusTransitionError as exc:
         return exc
 
 

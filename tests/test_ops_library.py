@@ -13,7 +13,7 @@ from kgmigrate.ledger import Ledger
 from kgmigrate.models import MigrationStatus
 from kgmigrate.ops import IrreversibleOperationError, from_spec
 from kgmigrate.registry import Registry
-from tests.conftest import Execution
+from tests.conftest import Execution, rollback_story
 from tests.test_execution import start
 
 # -- rendering (no server) ------------------------------------------------------------------
@@ -448,15 +448,7 @@ migration = Migration(author="test", batch_size=700, steps=[
 
 
 def test_irreversible_ops_are_undone_exactly_by_the_rollback_of_a_failed_run(
-        execution: Execution, graph: GraphBackend, server: str,
-        request: pytest.FixtureRequest) -> None:
-    if server == "neo4j":
-        # An open defect, shown as such (it still runs; XPASS when it holds): in two full-suite
-        # runs, fast on an otherwise idle machine, the rollback of this 9-step run on Neo4j
-        # stopped at 20,993 conflicts (7 x 2,999); alone, beside its neighbours and under load
-        # it passed six times. Its cause is not found yet (session notes, issue 16).
-        request.applymarker(pytest.mark.xfail(
-            strict=False, reason="open: a race in the Neo4j rollback of a 9-step run"))
+        execution: Execution, graph: GraphBackend) -> None:
     # Given ops without an inverse, and a last step that fails in its last batch
     graph.write("UNWIND range(1, 3000) AS i CREATE (:Gene:Old {i: i, sym: 'G' + toString(i), "
                    "w: i / 7.0})")
@@ -467,6 +459,6 @@ def test_irreversible_ops_are_undone_exactly_by_the_rollback_of_a_failed_run(
     execution.start_worker(concurrency=2)
     run = runs.wait(graph, start(execution, graph), timeout_s=240)
     # Then every step's committed batches are restored from the undo log
-    assert run.status is MigrationStatus.ROLLED_BACK, run.error_log
+    assert run.status is MigrationStatus.ROLLED_BACK, rollback_story(execution, graph, run.id)
     assert "step 9" in (run.error_log or "")
     assert fingerprint(graph) == before

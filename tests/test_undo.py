@@ -67,15 +67,23 @@ def test_touched_names_cover_labels_before_and_after() -> None:
 
 def test_the_node_restore_compares_signatures_and_sets_labels_by_parameter() -> None:
     statement = restore_statement(F, Shape("node", False, False), ["Item", "weird name"])
-    assert statement.startswith("UNWIND $kgm_rows AS row OPTIONAL MATCH (e) WHERE id(e) = "
-                                "row.k ")
+    # the restore's own record first: its lock orders two deliveries, a repeat aborts at once
+    assert statement.startswith(
+        "MERGE (b:`__KGMBatch` {id: $kgm_batch_id}) SET b.attempts = coalesce(b.attempts, 0) + 1 "
+        "WITH 1 / (CASE WHEN coalesce(b.status = 'completed', false) THEN 0 ELSE 1 END) AS first "
+        "UNWIND CASE WHEN first = 1 THEN $kgm_rows ELSE [] END AS row "
+        "OPTIONAL MATCH (e) WHERE id(e) = row.k ")
     assert ("(e IS NOT NULL AND toJSON([labels(e), properties(e)]) = row.post)"
             in statement)
     assert "ours OR (row.force AND e IS NOT NULL) AS go" in statement
     assert "SET x = row.p" in statement
     assert "$kgm_names[1] IN row.l THEN [e] ELSE [] END | SET x:`weird name`)" in statement
     assert "NOT $kgm_names[0] IN row.l THEN [e] ELSE [] END | REMOVE x:`Item`)" in statement
-    assert "1 / (CASE WHEN dup THEN 0 ELSE 1 END)" in statement
+    assert statement.endswith("MATCH (b:`__KGMBatch` {id: $kgm_batch_id}) SET b.status = "
+                              "'completed', b.kind = 'restore', b.run_id = $kgm_run_id, "
+                              "b.step_id = $kgm_step_id, b.restored = restored, "
+                              "b.conflicts = size(conflicts), b.worker = $kgm_worker, "
+                              "b.finished_at = $kgm_at RETURN seen, restored, conflicts")
 
 
 def test_the_retype_restore_deletes_ours_and_recreates_the_original() -> None:

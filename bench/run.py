@@ -55,8 +55,9 @@ from pydantic import SecretStr
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
 from kgmigrate import runs
-from kgmigrate.config import load_settings, parse_graph_url
 from kgmigrate.connect import resolve
+from kgmigrate.dev.neo4j_stack import EmbeddedNeo4j
+from kgmigrate.dev.stack import EmbeddedStack
 from kgmigrate.errors import BackendError
 from kgmigrate.graph import Scope
 from kgmigrate.graph.base import GraphBackend
@@ -64,9 +65,8 @@ from kgmigrate.graph.falkordb import FalkorDBBackend
 from kgmigrate.graph.neo4j import Neo4jBackend
 from kgmigrate.ledger import Ledger
 from kgmigrate.lock import MigrationLock
-from kgmigrate.neo4j_stack import EmbeddedNeo4j
-from kgmigrate.registry import Registry
-from kgmigrate.stack import EmbeddedStack
+from kgmigrate.model.registry import Registry
+from kgmigrate.runtime.settings import load_settings, parse_graph_url
 from tests.conftest import free_port
 
 BATCH = 10_000

@@ -5,8 +5,8 @@ embedded stack and the API that both the orchestrator and the workers build on. 
 imports either of them.
 """
 
-from kgmigrate.migration import Migration
-from kgmigrate.models import MigrationMetadata, MigrationStatus, MigrationStep
+from kgmigrate.model.migration import Migration
+from kgmigrate.model.records import MigrationMetadata, MigrationStatus, MigrationStep
 
 __version__ = "0.1.0"
 __all__ = ["Migration", "MigrationMetadata", "MigrationStatus", "MigrationStep", "__version__"]

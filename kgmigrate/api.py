@@ -20,14 +20,13 @@ from kgmigrate.backup.snapshot import (
 )
 from kgmigrate.backup.store import BackupStore, open_store
 from kgmigrate.checks import ensure_valid, list_migrations, validate
-from kgmigrate.config import Settings, load_settings
 from kgmigrate.connect import open_backend, resolve
 from kgmigrate.errors import KgmError
 from kgmigrate.fingerprint import Fingerprint, fingerprint
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
 from kgmigrate.lock import MigrationLock
-from kgmigrate.models import (
+from kgmigrate.model.records import (
     AppliedMigration,
     Conflict,
     MigrationMetadata,
@@ -37,12 +36,13 @@ from kgmigrate.models import (
     RepairResult,
     RunRecord,
 )
-from kgmigrate.monitor import MigrationMetrics, MigrationMonitor
+from kgmigrate.model.registry import Registry
+from kgmigrate.model.versions import Version
+from kgmigrate.monitoring.monitor import MigrationMetrics, MigrationMonitor
+from kgmigrate.monitoring.report import build_report, write_report
 from kgmigrate.ops import executable
-from kgmigrate.registry import Registry
-from kgmigrate.report import build_report, write_report
-from kgmigrate.runtime import LEASE_S
-from kgmigrate.versions import Version
+from kgmigrate.runtime.context import LEASE_S
+from kgmigrate.runtime.settings import Settings, load_settings
 
 __all__ = ["DataMigrationManager", "ensure_valid", "history", "list_migrations",
            "new_migration", "plan", "repair", "status", "validate"]

@@ -4,9 +4,14 @@ that `plan` and `upgrade` make when they are not)."""
 from kgmigrate.errors import KgmError
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
-from kgmigrate.models import MigrationListing, MigrationState, ValidationProblem, ValidationResult
-from kgmigrate.registry import Registry
-from kgmigrate.versions import Version
+from kgmigrate.model.records import (
+    MigrationListing,
+    MigrationState,
+    ValidationProblem,
+    ValidationResult,
+)
+from kgmigrate.model.registry import Registry
+from kgmigrate.model.versions import Version
 
 
 def list_migrations(backend: GraphBackend, registry: Registry) -> list[MigrationListing]:

@@ -16,26 +16,27 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kgmigrate import __version__, api, hooks, logs, runs
+from kgmigrate import __version__, api, runs
 from kgmigrate.backup.snapshot import load_manifest
 from kgmigrate.backup.store import open_store
-from kgmigrate.celery_app import BATCH_QUEUE, CONTROL_QUEUE, QUEUE_MODULES, configure
-from kgmigrate.config import Settings, load_settings
 from kgmigrate.connect import Endpoints, backend_for, open_backend, resolve
+from kgmigrate.dev.local_workers import LocalWorkers
+from kgmigrate.dev.neo4j_stack import EmbeddedNeo4j, Neo4jStatus, version_named
+from kgmigrate.dev.neo4j_stack import build as build_neo4j
+from kgmigrate.dev.neo4j_stack import versions as neo4j_versions
+from kgmigrate.dev.sample import GraphSummary, load_sample, summarize
+from kgmigrate.dev.stack import EmbeddedStack, StackStatus
 from kgmigrate.errors import KgmError
 from kgmigrate.fingerprint import fingerprint as fingerprint_of
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.graph.falkordb import FalkorDBBackend
-from kgmigrate.local_workers import LocalWorkers
 from kgmigrate.lock import MigrationLock, default_holder
-from kgmigrate.models import Conflict, MigrationStatus, RunRecord
-from kgmigrate.neo4j_stack import EmbeddedNeo4j, Neo4jStatus, version_named
-from kgmigrate.neo4j_stack import build as build_neo4j
-from kgmigrate.neo4j_stack import versions as neo4j_versions
-from kgmigrate.registry import Registry
-from kgmigrate.report import build_report, write_report
-from kgmigrate.sample import GraphSummary, load_sample, summarize
-from kgmigrate.stack import EmbeddedStack, StackStatus
+from kgmigrate.model.records import Conflict, MigrationStatus, RunRecord
+from kgmigrate.model.registry import Registry
+from kgmigrate.monitoring import hooks, logs
+from kgmigrate.monitoring.report import build_report, write_report
+from kgmigrate.runtime.app import BATCH_QUEUE, CONTROL_QUEUE, QUEUE_MODULES, configure
+from kgmigrate.runtime.settings import Settings, load_settings
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Distributed, resumable, reversible migrations for a knowledge graph.")

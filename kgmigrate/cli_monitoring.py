@@ -13,15 +13,16 @@ from typing import Annotated
 import typer
 from rich.markdown import Markdown
 
-from kgmigrate import api, exporter, logs
+from kgmigrate import api
 from kgmigrate.backup.store import open_store
-from kgmigrate.celery_app import configure
 from kgmigrate.cli import JsonFlag, LatestRun, _graph, _print_json, app, out
-from kgmigrate.config import load_settings
 from kgmigrate.connect import open_backend, resolve
 from kgmigrate.errors import ConfigError, KgmError
-from kgmigrate.monitor import MigrationMonitor
-from kgmigrate.report import build_report, markdown, write_report
+from kgmigrate.monitoring import exporter, logs
+from kgmigrate.monitoring.monitor import MigrationMonitor
+from kgmigrate.monitoring.report import build_report, markdown, write_report
+from kgmigrate.runtime.app import configure
+from kgmigrate.runtime.settings import load_settings
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 

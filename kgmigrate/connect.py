@@ -4,10 +4,10 @@ from dataclasses import dataclass, field
 
 from pydantic import SecretStr
 
-from kgmigrate.config import GraphTarget, Settings, parse_graph_url
+from kgmigrate.dev.neo4j_stack import EmbeddedNeo4j
+from kgmigrate.dev.stack import EmbeddedStack
 from kgmigrate.graph.base import GraphBackend
-from kgmigrate.neo4j_stack import EmbeddedNeo4j
-from kgmigrate.stack import EmbeddedStack
+from kgmigrate.runtime.settings import GraphTarget, Settings, parse_graph_url
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from kgmigrate import identifiers as ident
+from kgmigrate.cypher import identifiers as ident
 from kgmigrate.errors import KgmError
 from kgmigrate.graph.base import GraphBackend
-from kgmigrate.graph.types import IndexSpec
-from kgmigrate.ids import new_id
 from kgmigrate.lock import default_holder
-from kgmigrate.models import (
+from kgmigrate.model.ids import new_id
+from kgmigrate.model.records import (
     AppliedMigration,
     BatchRecord,
     MigrationMetadata,
@@ -30,7 +29,8 @@ from kgmigrate.models import (
     StepRecord,
     utc_now,
 )
-from kgmigrate.status import ALLOWED, StatusTransitionError
+from kgmigrate.model.scope import IndexSpec
+from kgmigrate.model.status import ALLOWED, StatusTransitionError
 
 MIGRATION = ident.label("__KGMMigration", internal=True)
 RUN = ident.label("__KGMRun", internal=True)
@@ -410,7 +410,7 @@ class Ledger:
             "counters": json.dumps(counters, sort_keys=True), "at": _iso(utc_now())})
 
     def restores(self, step_id: str) -> list[dict[str, Any]]:
-        """The restore batches a rollback recorded for a step (see kgmigrate.undo)."""
+        """The restore batches a rollback recorded for a step (see kgmigrate.engine.undo)."""
         return self.backend.read(READ_RESTORES, {"step_id": restore_step_id(step_id)}).records
 
     def mark_restored(self, batch_id: str, run_id: str, step_id: str) -> None:

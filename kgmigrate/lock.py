@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from kgmigrate import identifiers as ident
+from kgmigrate.cypher import identifiers as ident
 from kgmigrate.errors import KgmError
 from kgmigrate.graph.base import GraphBackend
-from kgmigrate.models import LockInfo
+from kgmigrate.model.records import LockInfo
 
 LOCK = ident.label("__KGMLock", internal=True)
 DEFAULT_NAME = "migrations"

@@ -10,15 +10,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kgmigrate.backup.store import BackupStore
-from kgmigrate.celery_app import START_ROLLBACK, START_RUN, sender
 from kgmigrate.checks import ensure_valid
 from kgmigrate.connect import Endpoints
 from kgmigrate.errors import KgmError
 from kgmigrate.graph.base import GraphBackend
-from kgmigrate.ids import new_id
 from kgmigrate.ledger import Ledger
 from kgmigrate.lock import MigrationLock, default_holder
-from kgmigrate.models import (
+from kgmigrate.model.ids import new_id
+from kgmigrate.model.records import (
     Conflict,
     MigrationMetadata,
     MigrationStatus,
@@ -26,9 +25,10 @@ from kgmigrate.models import (
     StepRecord,
     utc_now,
 )
-from kgmigrate.registry import Registry
-from kgmigrate.runtime import LEASE_S
-from kgmigrate.versions import Version
+from kgmigrate.model.registry import Registry
+from kgmigrate.model.versions import Version
+from kgmigrate.runtime.app import START_ROLLBACK, START_RUN, sender
+from kgmigrate.runtime.context import LEASE_S
 
 # A FAILED or ROLLBACK_BLOCKED run may still be resumed or rolled back, but nothing more
 # happens on its own.

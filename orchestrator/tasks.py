@@ -2,7 +2,8 @@
 
 from typing import Any
 
-from kgmigrate.celery_app import (
+from kgmigrate.engine import control, rollback
+from kgmigrate.runtime.app import (
     ROLLBACK_CRASHED,
     ROLLBACK_STEP_DONE,
     START_ROLLBACK,
@@ -11,8 +12,7 @@ from kgmigrate.celery_app import (
     STEP_DONE,
     app,
 )
-from kgmigrate.runtime import current
-from orchestrator import control, rollback
+from kgmigrate.runtime.context import current
 
 
 @app.task(name=START_RUN)  # type: ignore[untyped-decorator]

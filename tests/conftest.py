@@ -21,13 +21,13 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from kgmigrate.config import GraphTarget, load_settings, parse_graph_url
 from kgmigrate.connect import backend_for
+from kgmigrate.dev.neo4j_stack import EmbeddedNeo4j
+from kgmigrate.dev.stack import EmbeddedStack
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.graph.falkordb import FalkorDBBackend
 from kgmigrate.ledger import Ledger
-from kgmigrate.neo4j_stack import EmbeddedNeo4j
-from kgmigrate.stack import EmbeddedStack
+from kgmigrate.runtime.settings import GraphTarget, load_settings, parse_graph_url
 
 SERVERS = ["falkordb", pytest.param("neo4j", marks=pytest.mark.neo4j)]
 
@@ -258,7 +258,7 @@ class Execution:
     def wait_ready(self, count: int, timeout_s: float = 120) -> None:
         """Until `count` worker processes answer a broadcast ping: started and consuming (so a
         test about how work spreads over workers does not race a worker's start)."""
-        from kgmigrate.celery_app import sender
+        from kgmigrate.runtime.app import sender
 
         app = sender(self.env["KGMIGRATE_BROKER_URL"], self.env["KGMIGRATE_RESULT_BACKEND"])
         wait_until(lambda: len(app.control.ping(timeout=1.0) or []) >= count,

@@ -6,7 +6,7 @@ named by KGM_CRASH_MARKER makes it happen once (and tells the test which batch i
 import os
 import signal
 
-from kgmigrate import hooks
+from kgmigrate.monitoring import hooks
 from tests.once import first_time
 
 

@@ -6,12 +6,15 @@ Each later layer (ledger, ops, undo log) adds its renderings here.
 from dataclasses import dataclass, field
 from typing import Any
 
-from kgmigrate import execution, ledger, lock, sample, undo
+from kgmigrate import ledger, lock
 from kgmigrate.backup import snapshot
+from kgmigrate.dev import sample
+from kgmigrate.engine import batch_statement as execution
+from kgmigrate.engine import undo
+from kgmigrate.engine.undo import Shape
 from kgmigrate.graph import IndexSpec, KeyList, Neo4jDialect, Scope
 from kgmigrate.graph import neo4j as neo4j_backend
 from kgmigrate.ops import BatchedCypher
-from kgmigrate.undo import Shape
 
 N = Neo4jDialect()
 HOSTILE = "weird name) // x"

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from kgmigrate import hooks
+from kgmigrate.monitoring import hooks
 
 
 @hooks.on("before_step")

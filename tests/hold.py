@@ -8,7 +8,7 @@ import os
 import time
 from pathlib import Path
 
-from kgmigrate import hooks
+from kgmigrate.monitoring import hooks
 from tests.once import first_time
 
 

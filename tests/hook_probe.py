@@ -4,7 +4,7 @@ appends every event, as a JSON line, to the file named by KGM_HOOK_LOG."""
 import json
 import os
 
-from kgmigrate import hooks
+from kgmigrate.monitoring import hooks
 
 
 def _record(event: hooks.Event) -> None:

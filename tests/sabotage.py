@@ -4,8 +4,8 @@ statement is in KGM_SABOTAGE; the file KGM_SABOTAGE_MARKER makes it run once."""
 
 import os
 
-from kgmigrate import hooks
-from kgmigrate.runtime import current
+from kgmigrate.monitoring import hooks
+from kgmigrate.runtime.context import current
 from tests.once import first_time
 
 

@@ -6,14 +6,14 @@ from pathlib import Path
 import pytest
 
 from kgmigrate import api
-from kgmigrate.config import load_settings
+from kgmigrate.dev.sample import summarize
 from kgmigrate.errors import KgmError
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
-from kgmigrate.models import MigrationStatus
-from kgmigrate.registry import Registry
-from kgmigrate.sample import summarize
-from kgmigrate.versions import Version
+from kgmigrate.model.records import MigrationStatus
+from kgmigrate.model.registry import Registry
+from kgmigrate.model.versions import Version
+from kgmigrate.runtime.settings import load_settings
 
 V1 = "from kgmigrate import Migration, ops\nmigration = Migration(author='ana', steps=[\n" \
      "    ops.batched('Compound', 'SET e.reviewed = false', down='REMOVE e.reviewed'),\n" \

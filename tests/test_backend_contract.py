@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from kgmigrate import identifiers as ident
+from kgmigrate.cypher import identifiers as ident
 from kgmigrate.errors import BackendError, ParameterError
 from kgmigrate.graph import GraphBackend, IndexSpec, Scope
 from kgmigrate.graph.batching import cut

@@ -11,11 +11,11 @@ import pytest
 from kgmigrate import runs
 from kgmigrate.backup.snapshot import create_snapshot, list_snapshots, restore_snapshot
 from kgmigrate.backup.store import BackupStoreError, DirectoryStore
-from kgmigrate.config import GraphTarget
 from kgmigrate.fingerprint import fingerprint
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
-from kgmigrate.models import MigrationStatus
+from kgmigrate.model.records import MigrationStatus
+from kgmigrate.runtime.settings import GraphTarget
 from tests.conftest import Execution, graph_env
 from tests.test_cli import KGM
 from tests.test_execution import start

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kgmigrate.stack import EmbeddedStack
+from kgmigrate.dev.stack import EmbeddedStack
 from tests.conftest import free_port
 
 KGM = [sys.executable, "-m", "kgmigrate.cli"]

@@ -2,9 +2,9 @@
 
 import pytest
 
-from kgmigrate.config import load_settings, parse_graph_url, redact_url
 from kgmigrate.connect import resolve
 from kgmigrate.errors import ConfigError
+from kgmigrate.runtime.settings import load_settings, parse_graph_url, redact_url
 
 
 def test_falkordb_url_names_host_port_and_graph() -> None:

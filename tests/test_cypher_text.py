@@ -2,7 +2,7 @@
 
 import pytest
 
-from kgmigrate.cypher_text import CypherTextError, split_statements, strip_comments
+from kgmigrate.cypher.text import CypherTextError, split_statements, strip_comments
 
 
 def test_statements_split_on_semicolons_outside_quotes_and_comments() -> None:

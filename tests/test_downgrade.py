@@ -3,15 +3,15 @@
 import pytest
 
 from kgmigrate import runs
-from kgmigrate.config import load_settings
 from kgmigrate.connect import resolve
 from kgmigrate.errors import KgmError
 from kgmigrate.fingerprint import fingerprint
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
-from kgmigrate.models import MigrationStatus
-from kgmigrate.registry import Registry
-from kgmigrate.versions import Version
+from kgmigrate.model.records import MigrationStatus
+from kgmigrate.model.registry import Registry
+from kgmigrate.model.versions import Version
+from kgmigrate.runtime.settings import load_settings
 from tests.conftest import Execution, link_items
 from tests.test_execution import start
 

@@ -6,14 +6,14 @@ from pathlib import Path
 import pytest
 
 from kgmigrate import runs
-from kgmigrate.config import load_settings
 from kgmigrate.connect import resolve
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
 from kgmigrate.lock import LockHeldError, MigrationLock
-from kgmigrate.models import MigrationStatus, RunRecord
-from kgmigrate.registry import Registry
-from kgmigrate.versions import Version
+from kgmigrate.model.records import MigrationStatus, RunRecord
+from kgmigrate.model.registry import Registry
+from kgmigrate.model.versions import Version
+from kgmigrate.runtime.settings import load_settings
 from tests.conftest import Execution, link_items, wait_until
 
 NODES = 100_000
@@ -312,8 +312,8 @@ def test_a_worker_killed_after_a_commit_and_before_its_ack_applies_that_batch_on
 def test_the_same_batch_statement_run_twice_aborts_the_second_and_changes_nothing(
         graph: GraphBackend) -> None:
     from kgmigrate import ops
+    from kgmigrate.engine.batch_statement import batch_params, batch_statement
     from kgmigrate.errors import BackendError
-    from kgmigrate.execution import batch_params, batch_statement
 
     # Given one batch of 100 items, its ledger records, and its statement as a worker renders it
     graph.write("UNWIND range(1, 100) AS i CREATE (:Item {i: i})")

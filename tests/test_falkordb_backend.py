@@ -5,9 +5,9 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kgmigrate.config import GraphTarget
 from kgmigrate.graph import Scope
 from kgmigrate.graph.falkordb import FalkorDBBackend
+from kgmigrate.runtime.settings import GraphTarget
 
 
 def test_keys_stream_across_many_windows_with_gaps(falkordb_target: GraphTarget) -> None:

@@ -20,7 +20,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from kgmigrate.graph.base import GraphBackend
-from kgmigrate.models import MigrationStatus
+from kgmigrate.model.records import MigrationStatus
 from tests.conftest import Execution, free_port
 from tests.test_execution import start, wait_for
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kgmigrate import identifiers as ident
+from kgmigrate.cypher import identifiers as ident
 from kgmigrate.errors import IdentifierError
 from kgmigrate.graph.base import GraphBackend
 

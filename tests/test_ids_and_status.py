@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from kgmigrate.ids import id_time_ms, is_id, new_id
-from kgmigrate.status import (
+from kgmigrate.model.ids import id_time_ms, is_id, new_id
+from kgmigrate.model.status import (
     ALLOWED,
     MigrationStatus,
     StatusTransitionError,

@@ -8,10 +8,10 @@ from kgmigrate import ledger as L
 from kgmigrate.errors import KgmError
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
-from kgmigrate.migration import step_record
-from kgmigrate.models import BatchRecord, MigrationMetadata, MigrationStatus
+from kgmigrate.model.migration import step_record
+from kgmigrate.model.records import BatchRecord, MigrationMetadata, MigrationStatus
+from kgmigrate.model.status import StatusTransitionError
 from kgmigrate.ops import Operation, batched, cypher
-from kgmigrate.status import StatusTransitionError
 
 
 def meta(version: str, *steps: Operation, checksum: str = "c0ffee") -> MigrationMetadata:

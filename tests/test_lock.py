@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from kgmigrate.config import GraphTarget
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.lock import Lease, LockHeldError, LockLostError, MigrationLock
+from kgmigrate.runtime.settings import GraphTarget
 from tests.conftest import graph_env, wait_until
 
 HOLDER = """
 import sys, time
-from kgmigrate.config import load_settings
+from kgmigrate.runtime.settings import load_settings
 from kgmigrate.connect import open_backend
 from kgmigrate.lock import MigrationLock
 backend = open_backend(load_settings())

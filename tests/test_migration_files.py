@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from kgmigrate.dag import DependencyError
 from kgmigrate.errors import KgmError
-from kgmigrate.migration import Migration
+from kgmigrate.model.dag import DependencyError
+from kgmigrate.model.migration import Migration
+from kgmigrate.model.registry import Registry
+from kgmigrate.model.versions import MigrationFileError, Version
 from kgmigrate.ops import BatchedCypher, IrreversibleOperationError, RunCypher, batched, cypher
-from kgmigrate.registry import Registry
-from kgmigrate.versions import MigrationFileError, Version
 
 
 def write(directory: Path, name: str, text: str) -> Path:

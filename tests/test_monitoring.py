@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kgmigrate import hooks
 from kgmigrate.api import DataMigrationManager
 from kgmigrate.backup.store import open_store
 from kgmigrate.errors import ConfigError, KgmError
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
-from kgmigrate.models import MigrationStatus, RunRecord
-from kgmigrate.monitor import MigrationMonitor
-from kgmigrate.report import build_report, write_report
+from kgmigrate.model.records import MigrationStatus, RunRecord
+from kgmigrate.monitoring import hooks
+from kgmigrate.monitoring.monitor import MigrationMonitor
+from kgmigrate.monitoring.report import build_report, write_report
 from tests.conftest import Execution, free_port
 from tests.test_execution import start, wait_for
 

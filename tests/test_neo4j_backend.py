@@ -10,11 +10,11 @@ import time
 import pytest
 from pydantic import SecretStr
 
-from kgmigrate.config import GraphTarget, parse_graph_url
+from kgmigrate.dev.neo4j_stack import EmbeddedNeo4j
 from kgmigrate.errors import BackendError, ConfigError
 from kgmigrate.graph import Scope
 from kgmigrate.graph.neo4j import Neo4jBackend
-from kgmigrate.neo4j_stack import EmbeddedNeo4j
+from kgmigrate.runtime.settings import GraphTarget, parse_graph_url
 from tests.conftest import free_port
 
 

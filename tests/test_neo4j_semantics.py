@@ -11,15 +11,15 @@ import pytest
 from neo4j import GraphDatabase
 
 from kgmigrate import ops
+from kgmigrate.dev.neo4j_stack import EmbeddedNeo4j
+from kgmigrate.engine.batch_statement import batch_params, batch_statement
+from kgmigrate.engine.undo import Shape, restore_statement
 from kgmigrate.errors import BackendError
-from kgmigrate.execution import batch_params, batch_statement
 from kgmigrate.graph.neo4j import Neo4jBackend
-from kgmigrate.graph.types import KeyList
 from kgmigrate.ledger import TRANSITION, Ledger
-from kgmigrate.models import MigrationMetadata, MigrationStatus
-from kgmigrate.neo4j_stack import EmbeddedNeo4j
-from kgmigrate.status import StatusTransitionError
-from kgmigrate.undo import Shape, restore_statement
+from kgmigrate.model.records import MigrationMetadata, MigrationStatus
+from kgmigrate.model.scope import KeyList
+from kgmigrate.model.status import StatusTransitionError
 
 pytestmark = pytest.mark.neo4j
 
@@ -214,11 +214,11 @@ def same_on_the_server(graph: Neo4jBackend) -> None:
 def test_neo4j_values_survive_a_rollback_and_a_downgrade_exactly(
         execution: Any, graph: Any) -> None:
     from kgmigrate import runs
-    from kgmigrate.config import load_settings
     from kgmigrate.connect import resolve
     from kgmigrate.fingerprint import fingerprint
-    from kgmigrate.models import MigrationStatus
-    from kgmigrate.registry import Registry
+    from kgmigrate.model.records import MigrationStatus
+    from kgmigrate.model.registry import Registry
+    from kgmigrate.runtime.settings import load_settings
     from tests.test_execution import start
 
     typed_graph(graph)
@@ -259,7 +259,7 @@ def test_a_probe_write_leaves_nothing_behind(neo4j: Neo4jBackend) -> None:
 
 
 def test_index_and_uniqueness_ddl_and_show_work_on_community(neo4j: Neo4jBackend) -> None:
-    from kgmigrate.graph.types import IndexSpec
+    from kgmigrate.model.scope import IndexSpec
 
     index = IndexSpec("node", "Compound", ("cid",))
     unique = IndexSpec("node", "Gene", ("symbol",), unique=True)
@@ -333,7 +333,7 @@ def test_batches_of_a_step_commit_in_parallel_transactions_and_no_deadlock_escap
         execution: Any, graph: Any) -> None:
     from kgmigrate import runs
     from kgmigrate.ledger import Ledger
-    from kgmigrate.models import MigrationStatus
+    from kgmigrate.model.records import MigrationStatus
     from tests.test_execution import start, wait_for
 
     # Given 4,000 items, 3,000 links between 20 hub nodes, and a migration of two steps
@@ -373,9 +373,9 @@ def test_batches_of_a_step_commit_in_parallel_transactions_and_no_deadlock_escap
 def test_a_graph_server_killed_mid_run_and_restarted_changes_every_entity_once(
         execution: Any, graph: Any, neo4j_server: EmbeddedNeo4j) -> None:
     from kgmigrate import runs
-    from kgmigrate.config import load_settings
     from kgmigrate.connect import resolve
-    from kgmigrate.models import MigrationStatus
+    from kgmigrate.model.records import MigrationStatus
+    from kgmigrate.runtime.settings import load_settings
     from tests.test_execution import start, wait_for
 
     # Given a run of 60 batches on two workers, the broker staying up throughout

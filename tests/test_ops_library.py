@@ -4,15 +4,15 @@ checked, and reversed on the embedded stack with real workers (fingerprint resto
 import pytest
 
 from kgmigrate import Migration, ops, runs
-from kgmigrate.config import load_settings
 from kgmigrate.connect import resolve
 from kgmigrate.errors import IdentifierError, KgmError
 from kgmigrate.fingerprint import fingerprint
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
-from kgmigrate.models import MigrationStatus
+from kgmigrate.model.records import MigrationStatus
+from kgmigrate.model.registry import Registry
 from kgmigrate.ops import IrreversibleOperationError, from_spec
-from kgmigrate.registry import Registry
+from kgmigrate.runtime.settings import load_settings
 from tests.conftest import Execution, rollback_story
 from tests.test_execution import start
 
@@ -237,8 +237,8 @@ LIBRARY = [
 
 @pytest.mark.parametrize("op", LIBRARY, ids=lambda op: op.kind)
 def test_each_op_renders_its_batch_statement_for_both_dialects(op: ops.LibraryOp) -> None:
-    from kgmigrate.execution import batch_statement
-    from kgmigrate.graph.dialect import FalkorDBDialect, Neo4jDialect
+    from kgmigrate.cypher.dialect import FalkorDBDialect, Neo4jDialect
+    from kgmigrate.engine.batch_statement import batch_statement
 
     rendered = op.render("neo4j")
     scope = rendered.scope()

@@ -13,14 +13,14 @@ import pytest
 
 from kgmigrate import runs
 from kgmigrate.backup.store import DirectoryStore
-from kgmigrate.config import load_settings
 from kgmigrate.connect import resolve
 from kgmigrate.errors import KgmError
 from kgmigrate.fingerprint import fingerprint
 from kgmigrate.graph.base import GraphBackend
-from kgmigrate.graph.types import Scope
 from kgmigrate.ledger import Ledger
-from kgmigrate.models import MigrationStatus, RunRecord
+from kgmigrate.model.records import MigrationStatus, RunRecord
+from kgmigrate.model.scope import Scope
+from kgmigrate.runtime.settings import load_settings
 from tests.conftest import Execution, link_items
 from tests.test_cli import KGM
 from tests.test_execution import start, wait_for

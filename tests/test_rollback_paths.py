@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from kgmigrate import runs
-from kgmigrate.config import load_settings
 from kgmigrate.connect import resolve
 from kgmigrate.fingerprint import fingerprint
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
-from kgmigrate.models import MigrationStatus, RunRecord
-from kgmigrate.registry import Registry
+from kgmigrate.model.records import MigrationStatus, RunRecord
+from kgmigrate.model.registry import Registry
+from kgmigrate.runtime.settings import load_settings
 from tests.conftest import Execution
 from tests.test_execution import start, wait_for
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from kgmigrate.dev.stack import EmbeddedStack
 from kgmigrate.errors import StackError
-from kgmigrate.stack import EmbeddedStack
 from tests.conftest import free_port
 
 
@@ -144,7 +144,7 @@ def test_stack_up_with_neo4j_status_shows_both_and_down_leaves_no_process(
 
 
 def test_no_java_or_no_maven_is_one_clear_line(tmp_path: Path) -> None:
-    from kgmigrate.neo4j_stack import Neo4jVersion, build, find_java
+    from kgmigrate.dev.neo4j_stack import Neo4jVersion, build, find_java
 
     with pytest.raises(StackError, match=r"^the embedded Neo4j needs Java 99 and none was found"):
         find_java(99)

@@ -9,7 +9,7 @@ import pytest
 from kgmigrate import ops, runs
 from kgmigrate.backup.store import DirectoryStore
 from kgmigrate.graph.base import GraphBackend
-from kgmigrate.models import MigrationStatus
+from kgmigrate.model.records import MigrationStatus
 from kgmigrate.ops import executable
 from tests.conftest import Execution
 from tests.test_execution import start

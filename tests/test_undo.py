@@ -7,9 +7,9 @@ import pytest
 
 from kgmigrate import ops
 from kgmigrate.backup.store import DirectoryStore
+from kgmigrate.cypher.dialect import FalkorDBDialect, Neo4jDialect
+from kgmigrate.engine.undo import Shape, restore_rows, restore_statement, touched_names
 from kgmigrate.errors import IdentifierError, KgmError
-from kgmigrate.graph.dialect import FalkorDBDialect, Neo4jDialect
-from kgmigrate.undo import Shape, restore_rows, restore_statement, touched_names
 
 F = FalkorDBDialect()
 UNDO = "runs/r/undo/0001/000001.abc"

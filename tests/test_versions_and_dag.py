@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from kgmigrate.dag import DependencyError, resolve_dependencies, topological_order
-from kgmigrate.versions import MigrationFile, MigrationFileError, Version, checksum, discover
+from kgmigrate.model.dag import DependencyError, resolve_dependencies, topological_order
+from kgmigrate.model.versions import MigrationFile, MigrationFileError, Version, checksum, discover
 
 
 def V(text: str) -> Version:  # reads like the file names

@@ -5,12 +5,12 @@ from typing import Any
 
 from celery import Task
 
-from kgmigrate import hooks, logs
-from kgmigrate.celery_app import APPLY_BATCH, RESTORE_BATCH, RUN_STATEMENT, app, shown_name
+from kgmigrate.engine.batch import record_crash, run_batch, run_statement
+from kgmigrate.engine.restore import restore_batch
 from kgmigrate.errors import BackendError, KgmError
-from kgmigrate.runtime import current
-from workers.batch import record_crash, run_batch, run_statement
-from workers.restore import restore_batch
+from kgmigrate.monitoring import hooks, logs
+from kgmigrate.runtime.app import APPLY_BATCH, RESTORE_BATCH, RUN_STATEMENT, app, shown_name
+from kgmigrate.runtime.context import current
 
 MAX_RETRIES = 5
 log = logging.getLogger("workers.tasks")

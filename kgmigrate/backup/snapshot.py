@@ -20,14 +20,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from kgmigrate import identifiers as ident
 from kgmigrate.backup.store import BackupStore, BackupStoreError
+from kgmigrate.cypher import identifiers as ident
+from kgmigrate.cypher.dialect import INTERNAL_PREFIX, Dialect
 from kgmigrate.fingerprint import MOD, fingerprint, node_hash, relationship_hash
 from kgmigrate.graph.base import GraphBackend
-from kgmigrate.graph.dialect import INTERNAL_PREFIX, Dialect
-from kgmigrate.graph.types import EntityKind
-from kgmigrate.ids import new_id
-from kgmigrate.models import utc_now
+from kgmigrate.model.ids import new_id
+from kgmigrate.model.records import utc_now
+from kgmigrate.model.scope import EntityKind
 
 Progress = Callable[[str, int], None]
 WRITE_ROWS = 5_000  # entities per create statement on restore

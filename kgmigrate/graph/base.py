@@ -6,21 +6,13 @@ from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import Any, Self
 
-from kgmigrate import identifiers as ident
-from kgmigrate.config import GraphTarget
+from kgmigrate.cypher import identifiers as ident
+from kgmigrate.cypher.dialect import Dialect
 from kgmigrate.errors import IdentifierError, ParameterError
 from kgmigrate.graph.batching import cut
-from kgmigrate.graph.dialect import Dialect
-from kgmigrate.graph.types import (
-    BatchAddress,
-    EntityKind,
-    IndexSpec,
-    Key,
-    KeyList,
-    QueryResult,
-    Scope,
-    ServerInfo,
-)
+from kgmigrate.graph.types import QueryResult, ServerInfo
+from kgmigrate.model.scope import BatchAddress, EntityKind, IndexSpec, Key, KeyList, Scope
+from kgmigrate.runtime.settings import GraphTarget
 
 Params = Mapping[str, Any]
 Metadata = Mapping[str, str | int | float | bool]

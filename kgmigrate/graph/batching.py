@@ -10,7 +10,7 @@ import itertools
 from collections.abc import Iterable, Iterator
 from typing import Literal
 
-from kgmigrate.graph.types import BatchAddress, Key, KeyList, KeyRange
+from kgmigrate.model.scope import BatchAddress, Key, KeyList, KeyRange
 
 
 def cut(keys: Iterable[Key], size: int,

@@ -17,24 +17,15 @@ from falkordb.edge import Edge
 from falkordb.node import Node
 from falkordb.path import Path
 
-from kgmigrate import identifiers as ident
-from kgmigrate.config import GraphTarget
+from kgmigrate.cypher import identifiers as ident
+from kgmigrate.cypher.dialect import HI, LABELS, LO, FalkorDBDialect
+from kgmigrate.dev.stack import graph_module_version
 from kgmigrate.errors import BackendError
 from kgmigrate.graph.base import GraphBackend, Metadata, Params, check_params, plain_entity
-from kgmigrate.graph.dialect import HI, LABELS, LO, FalkorDBDialect
 from kgmigrate.graph.state import make_exact
-from kgmigrate.graph.types import (
-    BatchAddress,
-    Counters,
-    EntityKind,
-    IndexSpec,
-    Key,
-    KeyRange,
-    QueryResult,
-    Scope,
-    ServerInfo,
-)
-from kgmigrate.stack import graph_module_version
+from kgmigrate.graph.types import Counters, QueryResult, ServerInfo
+from kgmigrate.model.scope import BatchAddress, EntityKind, IndexSpec, Key, KeyRange, Scope
+from kgmigrate.runtime.settings import GraphTarget
 
 _COUNTERS = {
     "nodes_created": "nodes_created", "nodes_deleted": "nodes_deleted",

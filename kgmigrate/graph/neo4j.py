@@ -15,20 +15,13 @@ from neo4j import GraphDatabase, Query, unit_of_work
 from neo4j import exceptions as neo4j_errors
 from neo4j.graph import Node, Path, Relationship
 
-from kgmigrate.config import GraphTarget
+from kgmigrate.cypher.dialect import AFTER, LABELS, LIMIT, Neo4jDialect
 from kgmigrate.errors import BackendError, ConfigError
 from kgmigrate.graph.base import GraphBackend, Metadata, Params, check_params, plain_entity
-from kgmigrate.graph.dialect import AFTER, LABELS, LIMIT, Neo4jDialect
-from kgmigrate.graph.types import (
-    Counters,
-    EntityKind,
-    IndexSpec,
-    Key,
-    QueryResult,
-    Scope,
-    ServerInfo,
-)
+from kgmigrate.graph.types import Counters, QueryResult, ServerInfo
 from kgmigrate.graph.values import NATIVE_TYPES
+from kgmigrate.model.scope import EntityKind, IndexSpec, Key, Scope
+from kgmigrate.runtime.settings import GraphTarget
 
 log = logging.getLogger("kgmigrate.neo4j")
 SHOW_INDEXES = (

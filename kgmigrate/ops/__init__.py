@@ -6,7 +6,7 @@
 
 from typing import Any, Literal
 
-from kgmigrate.identifiers import labelled
+from kgmigrate.cypher.identifiers import labelled
 from kgmigrate.ops.base import IrreversibleOperationError, Operation
 from kgmigrate.ops.cypher import BatchedCypher, RunCypher
 from kgmigrate.ops.library import LibraryOp, all_of, executable

@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 from kgmigrate.errors import KgmError
-from kgmigrate.graph.types import Scope
+from kgmigrate.model.scope import Scope
 
 
 class IrreversibleOperationError(KgmError):

@@ -9,10 +9,10 @@ batch with the entity bound to `e` (and `s`, `t` for a relationship's ends).
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from kgmigrate import identifiers as ident
-from kgmigrate.cypher_text import strip_comments
+from kgmigrate.cypher import identifiers as ident
+from kgmigrate.cypher.text import strip_comments
 from kgmigrate.errors import KgmError
-from kgmigrate.graph.types import RESERVED_PARAM_PREFIX, Scope
+from kgmigrate.model.scope import RESERVED_PARAM_PREFIX, Scope
 from kgmigrate.ops.base import IrreversibleOperationError, Operation
 
 

@@ -4,7 +4,7 @@ Each op is a small frozen dataclass: it validates its names when built, says wha
 (`spec`, JSON in the ledger) and what undoes it (`reverse()`), and `render(dialect)`s itself to
 the form the workers execute: a `BatchedCypher` (scope, apply, per-entity validation, step
 check, what the undo log must know) or a `RunCypher`. Names pass through
-`kgmigrate.identifiers`; values are parameters, never text. The ops themselves live in
+`kgmigrate.cypher.identifiers`; values are parameters, never text. The ops themselves live in
 `properties`, `structure`, `transforms` and `schema`.
 
 Reversal: an op whose inverse needs data it destroyed (remove a property or a label) has none;
@@ -15,10 +15,10 @@ completed one.
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal, NoReturn
 
-from kgmigrate import identifiers as ident
+from kgmigrate.cypher import identifiers as ident
+from kgmigrate.cypher.identifiers import labelled, typed
 from kgmigrate.errors import KgmError
-from kgmigrate.graph.types import Scope
-from kgmigrate.identifiers import labelled, typed
+from kgmigrate.model.scope import Scope
 from kgmigrate.ops.base import IrreversibleOperationError, Operation
 from kgmigrate.ops.cypher import BatchedCypher, RunCypher, check_params
 

@@ -3,9 +3,9 @@
 from dataclasses import dataclass
 from typing import Any
 
-from kgmigrate import identifiers as ident
+from kgmigrate.cypher import identifiers as ident
+from kgmigrate.cypher.identifiers import labelled, ref, typed
 from kgmigrate.errors import KgmError
-from kgmigrate.identifiers import labelled, ref, typed
 from kgmigrate.ops.base import Operation
 from kgmigrate.ops.cypher import BatchedCypher
 from kgmigrate.ops.library import UNDO_LOG_ONLY, LibraryOp, OnEntities, proof

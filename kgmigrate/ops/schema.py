@@ -4,10 +4,10 @@ per server, so they run through the backend's `ensure_index` / `drop_index`, not
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from kgmigrate import identifiers as ident
+from kgmigrate.cypher import identifiers as ident
 from kgmigrate.errors import KgmError
 from kgmigrate.graph.base import GraphBackend
-from kgmigrate.graph.types import IndexSpec, Scope
+from kgmigrate.model.scope import IndexSpec, Scope
 from kgmigrate.ops.base import Operation
 
 

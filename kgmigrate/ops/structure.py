@@ -2,8 +2,8 @@
 
 from dataclasses import dataclass
 
-from kgmigrate import identifiers as ident
-from kgmigrate.identifiers import labelled, typed
+from kgmigrate.cypher import identifiers as ident
+from kgmigrate.cypher.identifiers import labelled, typed
 from kgmigrate.ops.base import Operation
 from kgmigrate.ops.cypher import BatchedCypher
 from kgmigrate.ops.library import UNDO_LOG_ONLY, OnEntities

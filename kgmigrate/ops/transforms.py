@@ -7,11 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from kgmigrate import identifiers as ident
-from kgmigrate.cypher_text import tokens
+from kgmigrate.cypher import identifiers as ident
+from kgmigrate.cypher.identifiers import ref
+from kgmigrate.cypher.text import tokens
 from kgmigrate.errors import KgmError
-from kgmigrate.graph.types import Scope
-from kgmigrate.identifiers import ref
+from kgmigrate.model.scope import Scope
 from kgmigrate.ops.base import Operation
 from kgmigrate.ops.cypher import BatchedCypher
 from kgmigrate.ops.library import UNDO_LOG_ONLY, OnEntities, all_of

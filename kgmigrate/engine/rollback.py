@@ -11,13 +11,13 @@ from typing import Any
 
 from celery import Celery, chord
 
-from kgmigrate import hooks
-from kgmigrate.celery_app import RESTORE_BATCH, ROLLBACK_CRASHED, ROLLBACK_STEP_DONE
-from kgmigrate.models import MigrationStatus, RunRecord, StepRecord
-from kgmigrate.runtime import Runtime
-from kgmigrate.status import StatusTransitionError
-from kgmigrate.undo import restore_batch_id
-from orchestrator.canvas import shown
+from kgmigrate.engine.canvas import shown
+from kgmigrate.engine.undo import restore_batch_id
+from kgmigrate.model.records import MigrationStatus, RunRecord, StepRecord
+from kgmigrate.model.status import StatusTransitionError
+from kgmigrate.monitoring import hooks
+from kgmigrate.runtime.app import RESTORE_BATCH, ROLLBACK_CRASHED, ROLLBACK_STEP_DONE
+from kgmigrate.runtime.context import Runtime
 
 log = logging.getLogger("kgmigrate.orchestrator")
 

@@ -4,7 +4,7 @@ Every batch is one atomic statement (FalkorDB has nothing bigger; on Neo4j it is
 transaction). In that statement:
 
 0. (before it, outside it) the worker makes the batch's pre-image durable in the backup store,
-   the write-ahead undo record (kgmigrate.undo);
+   the write-ahead undo record (kgmigrate.engine.undo);
 1. the batch's entities are matched by key (range or list) and the step's `apply` runs on them;
 2. each entity is checked against the step's per-entity validation;
 3. the step's progress counters advance and the batch is marked completed in the ledger, with
@@ -25,9 +25,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from kgmigrate.graph.dialect import Dialect
-from kgmigrate.graph.types import BatchAddress, KeyList, KeyRange, Scope
+from kgmigrate.cypher.dialect import Dialect
 from kgmigrate.ledger import BATCH, STEP
+from kgmigrate.model.scope import BatchAddress, KeyList, KeyRange, Scope
 from kgmigrate.ops import BatchedCypher
 
 BAD_SAMPLE = 20  # offending entities reported per failed batch

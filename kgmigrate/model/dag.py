@@ -9,7 +9,7 @@ import heapq
 from collections.abc import Mapping, Sequence
 
 from kgmigrate.errors import KgmError
-from kgmigrate.versions import Version
+from kgmigrate.model.versions import Version
 
 
 class DependencyError(KgmError):

@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
-from kgmigrate.cypher_text import CypherTextError, split_statements
+from kgmigrate.cypher.text import CypherTextError, split_statements
 from kgmigrate.errors import KgmError
-from kgmigrate.models import MigrationMetadata, MigrationStep, ScopeInfo
+from kgmigrate.model.records import MigrationMetadata, MigrationStep, ScopeInfo
+from kgmigrate.model.versions import MigrationFile, MigrationFileError, Version, checksum
 from kgmigrate.ops import Operation, RunCypher
 from kgmigrate.ops.base import IrreversibleOperationError
-from kgmigrate.versions import MigrationFile, MigrationFileError, Version, checksum
 
 DOWN_MARKER = re.compile(r"^\s*//\s*kgmigrate:down\s*$", re.MULTILINE)
 HEADER = re.compile(r"^\s*//\s*(author|depends_on|batch_size|timeout|description)\s*:\s*(.*?)\s*$")

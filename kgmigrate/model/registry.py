@@ -4,11 +4,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from kgmigrate.dag import DependencyError, resolve_dependencies, topological_order
 from kgmigrate.errors import KgmError
-from kgmigrate.migration import LoadedMigration, load
-from kgmigrate.models import MigrationMetadata
-from kgmigrate.versions import MigrationFileError, Version, discover
+from kgmigrate.model.dag import DependencyError, resolve_dependencies, topological_order
+from kgmigrate.model.migration import LoadedMigration, load
+from kgmigrate.model.records import MigrationMetadata
+from kgmigrate.model.versions import MigrationFileError, Version, discover
 
 
 @dataclass(frozen=True)

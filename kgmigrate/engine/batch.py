@@ -9,8 +9,7 @@ import uuid
 from typing import Any
 
 from kgmigrate.backup.store import BackupStoreError
-from kgmigrate.errors import BackendError, KgmError
-from kgmigrate.execution import (
+from kgmigrate.engine.batch_statement import (
     BatchResult,
     address_from_json,
     batch_params,
@@ -18,12 +17,13 @@ from kgmigrate.execution import (
     diagnosis_statement,
     images,
 )
+from kgmigrate.engine.undo import undo_key
+from kgmigrate.errors import BackendError, KgmError
 from kgmigrate.graph.types import Counters, QueryResult
 from kgmigrate.lock import LockLostError
-from kgmigrate.models import BatchRecord, MigrationStatus, utc_now
+from kgmigrate.model.records import BatchRecord, MigrationStatus, utc_now
 from kgmigrate.ops import BatchedCypher, CreateIndex, PythonTransform, RunCypher, executable
-from kgmigrate.runtime import Runtime
-from kgmigrate.undo import undo_key
+from kgmigrate.runtime.context import Runtime
 
 log = logging.getLogger("kgmigrate.workers")
 ABORT_MARKERS = ("division by zero", "/ by zero")

@@ -8,14 +8,14 @@ from typing import Any
 
 from celery import Celery, chord
 
-from kgmigrate.celery_app import (
+from kgmigrate.model.records import StepRecord
+from kgmigrate.runtime.app import (
     APPLY_BATCH,
     RUN_STATEMENT,
     STEP_CRASHED,
     STEP_DONE,
     shown_name,
 )
-from kgmigrate.models import StepRecord
 
 
 def launch_step(app: Celery, step: StepRecord, batched: bool,

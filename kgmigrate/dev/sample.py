@@ -11,11 +11,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from kgmigrate import identifiers as ident
+from kgmigrate.cypher import identifiers as ident
+from kgmigrate.cypher.dialect import Dialect
 from kgmigrate.errors import KgmError
 from kgmigrate.graph.base import GraphBackend
-from kgmigrate.graph.dialect import Dialect
-from kgmigrate.graph.types import Key
+from kgmigrate.model.scope import Key
 
 CHUNK = 5_000
 # label -> share of the nodes

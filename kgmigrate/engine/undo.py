@@ -20,11 +20,11 @@ stale, so restoring it could undo their write.
 from dataclasses import dataclass
 from typing import Any
 
-from kgmigrate import identifiers as ident
 from kgmigrate.backup.store import BackupStore, BackupStoreError
-from kgmigrate.graph.dialect import Dialect
-from kgmigrate.graph.types import EntityKind
+from kgmigrate.cypher import identifiers as ident
+from kgmigrate.cypher.dialect import Dialect
 from kgmigrate.ledger import BATCH
+from kgmigrate.model.scope import EntityKind
 
 RESTORE_PREFIX = "rb:"
 

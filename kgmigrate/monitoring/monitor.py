@@ -11,8 +11,8 @@ from datetime import datetime
 
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
-from kgmigrate.models import BatchRecord, RunRecord, StepRecord, _Model, utc_now
-from kgmigrate.status import MigrationStatus
+from kgmigrate.model.records import BatchRecord, RunRecord, StepRecord, _Model, utc_now
+from kgmigrate.model.status import MigrationStatus
 
 
 class StepMetrics(_Model):

@@ -19,8 +19,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from kgmigrate.graph.base import GraphBackend
-from kgmigrate.monitor import MigrationMetrics, MigrationMonitor
-from kgmigrate.status import MigrationStatus
+from kgmigrate.model.status import MigrationStatus
+from kgmigrate.monitoring.monitor import MigrationMetrics, MigrationMonitor
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 

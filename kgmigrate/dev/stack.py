@@ -20,8 +20,8 @@ from pathlib import Path
 
 import redis
 
-from kgmigrate.config import Settings
 from kgmigrate.errors import StackError
+from kgmigrate.runtime.settings import Settings
 
 HOST = "127.0.0.1"
 BROKER_DB, RESULT_DB = 1, 2

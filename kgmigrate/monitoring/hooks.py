@@ -1,6 +1,6 @@
 """Lifecycle hooks: Python callbacks for alerting and reporting, called as a run goes.
 
-    from kgmigrate import hooks
+    from kgmigrate.monitoring import hooks
 
     @hooks.on("on_failure")
     def page_someone(event: hooks.Event) -> None:
@@ -22,9 +22,9 @@ from typing import Any, Literal, get_args
 from pydantic import Field
 
 from kgmigrate.errors import ConfigError
-from kgmigrate.models import _Model, utc_now
+from kgmigrate.model.records import _Model, utc_now
 
-log = logging.getLogger("kgmigrate.hooks")
+log = logging.getLogger("kgmigrate.monitoring.hooks")
 
 HookName = Literal["before_migration", "after_migration", "before_step", "after_step",
                    "before_batch", "after_batch", "before_rollback", "after_rollback",

@@ -8,13 +8,13 @@ import os
 from dataclasses import dataclass, field
 
 from kgmigrate.backup.store import BackupStore, open_store
-from kgmigrate.config import Settings, load_settings
 from kgmigrate.connect import backend_for, resolve
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
 from kgmigrate.lock import MigrationLock
-from kgmigrate.models import StepRecord
+from kgmigrate.model.records import StepRecord
 from kgmigrate.ops import Operation, from_spec
+from kgmigrate.runtime.settings import Settings, load_settings
 
 LEASE_S = float(os.environ.get("KGMIGRATE_LOCK_LEASE_S", "600"))
 

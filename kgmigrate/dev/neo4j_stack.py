@@ -24,11 +24,11 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from kgmigrate import identifiers as ident
-from kgmigrate.config import GraphTarget, Settings
+from kgmigrate.cypher import identifiers as ident
+from kgmigrate.dev.stack import live_pid, locked, wait_exit
 from kgmigrate.errors import StackError
 from kgmigrate.graph.base import GraphBackend
-from kgmigrate.stack import live_pid, locked, wait_exit
+from kgmigrate.runtime.settings import GraphTarget, Settings
 
 HOST = "127.0.0.1"
 PROJECT_DIR = Path(__file__).resolve().parent.parent / "tools" / "neo4j-server"

@@ -2,7 +2,7 @@
 
 Everything above the `GraphBackend` port renders Cypher through a `Dialect`, so that the same op
 means the same thing on FalkorDB (embedded, tests) and on Neo4j (production). Identifiers go
-through `kgmigrate.identifiers`; values are always parameters.
+through `kgmigrate.cypher.identifiers`; values are always parameters.
 """
 
 import hashlib
@@ -10,15 +10,8 @@ import re
 from abc import ABC, abstractmethod
 from typing import Any, Literal
 
-from kgmigrate import identifiers as ident
-from kgmigrate.graph.types import (
-    BatchAddress,
-    EntityKind,
-    IndexSpec,
-    KeyList,
-    KeyRange,
-    Scope,
-)
+from kgmigrate.cypher import identifiers as ident
+from kgmigrate.model.scope import BatchAddress, EntityKind, IndexSpec, KeyList, KeyRange, Scope
 
 # Parameter names used by the rendered batch/key statements; ops must not use the prefix.
 LO, HI, KEYS = "kgm_lo", "kgm_hi", "kgm_keys"

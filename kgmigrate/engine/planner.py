@@ -6,10 +6,10 @@ and they are written to the ledger in chunks, so planning memory is bounded by t
 """
 
 
-from kgmigrate.execution import address_to_json, batch_id
+from kgmigrate.engine.batch_statement import address_to_json, batch_id
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
-from kgmigrate.models import StepRecord
+from kgmigrate.model.records import StepRecord
 from kgmigrate.ops import Operation, executable
 
 LEDGER_CHUNK = 500

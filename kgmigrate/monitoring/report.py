@@ -12,10 +12,10 @@ from pathlib import Path
 from kgmigrate.backup.store import BackupStore
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
-from kgmigrate.models import Conflict, _Model
-from kgmigrate.monitor import MigrationMetrics, step_metrics, summarize
+from kgmigrate.model.records import Conflict, _Model
+from kgmigrate.model.status import MigrationStatus
+from kgmigrate.monitoring.monitor import MigrationMetrics, step_metrics, summarize
 from kgmigrate.runs import conflicts
-from kgmigrate.status import MigrationStatus
 
 CHART_BUCKETS = 40  # points on the throughput chart
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kgmigrate.status import MigrationStatus
+from kgmigrate.model.status import MigrationStatus
 
 __all__ = [
     "AppliedMigration", "BatchRecord", "LockInfo", "MigrationListing", "MigrationMetadata",

@@ -12,18 +12,24 @@ from typing import Any, Literal
 
 from celery import Celery
 
-from kgmigrate import hooks
 from kgmigrate.backup.snapshot import create_snapshot
+from kgmigrate.engine import rollback
+from kgmigrate.engine.batch_statement import BatchResult, step_validation_statement
+from kgmigrate.engine.canvas import launch_step
+from kgmigrate.engine.planner import plan_step
 from kgmigrate.errors import KgmError
-from kgmigrate.execution import BatchResult, step_validation_statement
-from kgmigrate.models import MigrationMetadata, MigrationStatus, RunRecord, StepRecord, utc_now
+from kgmigrate.model.records import (
+    MigrationMetadata,
+    MigrationStatus,
+    RunRecord,
+    StepRecord,
+    utc_now,
+)
+from kgmigrate.model.status import StatusTransitionError
+from kgmigrate.monitoring import hooks
 from kgmigrate.ops import BatchedCypher, RunCypher, executable
 from kgmigrate.runs import ROLLBACK_STATES
-from kgmigrate.runtime import Runtime
-from kgmigrate.status import StatusTransitionError
-from orchestrator import rollback
-from orchestrator.canvas import launch_step
-from orchestrator.planner import plan_step
+from kgmigrate.runtime.context import Runtime
 
 log = logging.getLogger("kgmigrate.orchestrator")
 FINAL_STEP = {MigrationStatus.COMPLETED, MigrationStatus.FAILED}

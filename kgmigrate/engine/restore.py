@@ -6,12 +6,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from kgmigrate.backup.store import BackupStoreError
-from kgmigrate.errors import BackendError
-from kgmigrate.ledger import restore_step_id
-from kgmigrate.models import utc_now
-from kgmigrate.ops import BatchedCypher, CreateIndex, RunCypher, executable
-from kgmigrate.runtime import Runtime
-from kgmigrate.undo import (
+from kgmigrate.engine.batch import ABORT_MARKERS, worker_name, write_tagged
+from kgmigrate.engine.undo import (
     Shape,
     conflicts_key,
     restore_batch_id,
@@ -19,7 +15,11 @@ from kgmigrate.undo import (
     restore_statement,
     touched_names,
 )
-from workers.batch import ABORT_MARKERS, worker_name, write_tagged
+from kgmigrate.errors import BackendError
+from kgmigrate.ledger import restore_step_id
+from kgmigrate.model.records import utc_now
+from kgmigrate.ops import BatchedCypher, CreateIndex, RunCypher, executable
+from kgmigrate.runtime.context import Runtime
 
 
 class RestoreResult(BaseModel):

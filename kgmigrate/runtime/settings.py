@@ -3,7 +3,7 @@
 URLs may carry passwords, so they are held as `SecretStr` and only unwrapped where a client is
 built; `repr()` and `str()` of a `Settings` or `GraphTarget` never show a secret.
 When neither a graph nor a broker URL is set, kgmigrate uses its embedded stack
-(`kgmigrate.stack`), starting it on demand.
+(`kgmigrate.dev.stack`), starting it on demand.
 """
 
 from dataclasses import dataclass, field
@@ -105,7 +105,7 @@ class Settings(BaseSettings):
     stack_dir: Path = Path(".kgmigrate/stack")
     stack_port: int = Field(default=6399, ge=1, le=65535)
     # Which server holds the embedded stack's graph: FalkorDB in the broker's Redis, or an
-    # embedded Neo4j (a JVM; see kgmigrate.neo4j_stack) beside it.
+    # embedded Neo4j (a JVM; see kgmigrate.dev.neo4j_stack) beside it.
     stack_graph: Literal["falkordb", "neo4j"] = "falkordb"
     stack_neo4j_port: int = Field(default=7688, ge=1, le=65535)
     stack_neo4j_version: str | None = None  # a name of tools/neo4j-server/versions.properties

@@ -41,7 +41,6 @@ from kgmigrate.model.versions import Version
 from kgmigrate.monitoring.monitor import MigrationMetrics, MigrationMonitor
 from kgmigrate.monitoring.report import build_report, write_report
 from kgmigrate.ops import executable
-from kgmigrate.runtime.context import LEASE_S
 from kgmigrate.runtime.settings import Settings, load_settings
 
 __all__ = ["DataMigrationManager", "ensure_valid", "history", "list_migrations",
@@ -156,7 +155,8 @@ class BackupService:
         """Replace what the snapshot covers with it, holding the migration lock meanwhile
         (refused while a migration runs)."""
         load_manifest(self.store, snapshot_id)  # a clear error before taking the lock
-        with MigrationLock(self.backend, lease_s=LEASE_S).held(f"restore {snapshot_id}"):
+        lock = MigrationLock(self.backend, lease_s=load_settings().lock_lease_s)
+        with lock.held(f"restore {snapshot_id}"):
             return restore_snapshot(self.backend, self.store, snapshot_id, verify=verify,
                                     progress=progress)
 

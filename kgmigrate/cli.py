@@ -33,6 +33,7 @@ from kgmigrate.graph.falkordb import FalkorDBBackend
 from kgmigrate.lock import MigrationLock, default_holder
 from kgmigrate.model.records import Conflict, MigrationStatus, RunRecord
 from kgmigrate.model.registry import Registry
+from kgmigrate.model.status import ROLLBACK_STATES
 from kgmigrate.monitoring import hooks, logs
 from kgmigrate.monitoring.report import build_report, write_report
 from kgmigrate.runtime.app import BATCH_QUEUE, CONTROL_QUEUE, QUEUE_MODULES, configure
@@ -395,7 +396,7 @@ def status(
         if watch:
             run = _watch(backend, run.id, quiet=as_json)
         conflicts = (runs.conflicts(open_store(settings.backup_dir), run)
-                     if run.status in runs.ROLLBACK_STATES | {MigrationStatus.ROLLED_BACK}
+                     if run.status in ROLLBACK_STATES | {MigrationStatus.ROLLED_BACK}
                      else [])
     if as_json:
         _print_json({**run.model_dump(mode="json"),

@@ -26,16 +26,10 @@ from kgmigrate.model.records import (
     utc_now,
 )
 from kgmigrate.model.registry import Registry
+from kgmigrate.model.status import ENDED, ROLLBACK_STATES
 from kgmigrate.model.versions import Version
 from kgmigrate.runtime.app import START_ROLLBACK, START_RUN, sender
-from kgmigrate.runtime.context import LEASE_S
-
-# A FAILED or ROLLBACK_BLOCKED run may still be resumed or rolled back, but nothing more
-# happens on its own.
-ENDED = frozenset({MigrationStatus.COMPLETED, MigrationStatus.FAILED,
-                   MigrationStatus.ROLLED_BACK, MigrationStatus.ROLLBACK_BLOCKED})
-
-ROLLBACK_STATES = frozenset({MigrationStatus.ROLLING_BACK, MigrationStatus.ROLLBACK_BLOCKED})
+from kgmigrate.runtime.settings import load_settings
 
 
 def enqueue_migration(backend: GraphBackend, registry: Registry, endpoints: Endpoints, *,
@@ -74,7 +68,7 @@ def _start(backend: GraphBackend, endpoints: Endpoints, migrations: list[Migrati
            target: str | None, created_by: str | None) -> str:
     _refuse_unfinished(Ledger(backend))
     run_id = new_id("run")
-    lock = MigrationLock(backend, lease_s=LEASE_S)
+    lock = MigrationLock(backend, lease_s=load_settings().lock_lease_s)
     lease = lock.acquire(created_by or default_holder(), run_id)
     try:
         Ledger(backend).create_run(migrations, target=target, created_by=created_by,
@@ -110,7 +104,7 @@ def resume(backend: GraphBackend, endpoints: Endpoints, run_id: str) -> None:
     if run.status in ROLLBACK_STATES:
         raise KgmError(f"run {run_id} is {run.status}: a run being rolled back cannot be "
                        f"resumed forward; continue the rollback: kgmigrate rollback {run_id}")
-    MigrationLock(backend, lease_s=LEASE_S).acquire(default_holder(), run_id)
+    MigrationLock(backend, lease_s=load_settings().lock_lease_s).acquire(default_holder(), run_id)
     _send_start(endpoints, run_id)
 
 
@@ -132,7 +126,7 @@ def rollback(backend: GraphBackend, endpoints: Endpoints, run_id: str, *,
     if run.status in (MigrationStatus.PENDING, MigrationStatus.IN_PROGRESS,
                       MigrationStatus.VALIDATING):
         raise KgmError(f"run {run_id} is {run.status}; wait for it to end (or fail) first")
-    MigrationLock(backend, lease_s=LEASE_S).acquire(default_holder(), run_id)
+    MigrationLock(backend, lease_s=load_settings().lock_lease_s).acquire(default_holder(), run_id)
     if run.status is not MigrationStatus.ROLLING_BACK:
         ledger.transition(run_id, MigrationStatus.ROLLING_BACK)
     _send(endpoints, START_ROLLBACK, run_id, force)

@@ -25,14 +25,12 @@ from kgmigrate.model.records import (
     StepRecord,
     utc_now,
 )
-from kgmigrate.model.status import StatusTransitionError
+from kgmigrate.model.status import FINAL_STEP, ROLLBACK_STATES, StatusTransitionError
 from kgmigrate.monitoring import hooks
 from kgmigrate.ops import BatchedCypher, RunCypher, executable
-from kgmigrate.runs import ROLLBACK_STATES
 from kgmigrate.runtime.context import Runtime
 
 log = logging.getLogger("kgmigrate.orchestrator")
-FINAL_STEP = {MigrationStatus.COMPLETED, MigrationStatus.FAILED}
 
 
 def start_run(rt: Runtime, app: Celery, run_id: str) -> None:

@@ -51,6 +51,13 @@ ALLOWED: dict[MigrationStatus, frozenset[MigrationStatus]] = {
 }
 
 
+# A FAILED or ROLLBACK_BLOCKED run may still be resumed or rolled back, but nothing more
+# happens on its own.
+ENDED = frozenset({_S.COMPLETED, _S.FAILED, _S.ROLLED_BACK, _S.ROLLBACK_BLOCKED})
+ROLLBACK_STATES = frozenset({_S.ROLLING_BACK, _S.ROLLBACK_BLOCKED})
+FINAL_STEP = frozenset({_S.COMPLETED, _S.FAILED})  # a step's; its run may go on (resume)
+
+
 class StatusTransitionError(KgmError):
     """A status change that the run's history does not allow."""
 

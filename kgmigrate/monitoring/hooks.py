@@ -15,7 +15,6 @@ synchronously, so keep them quick (hand slow work to a queue of your own).
 
 import importlib
 import logging
-import os
 from collections.abc import Callable
 from typing import Any, Literal, get_args
 
@@ -23,6 +22,7 @@ from pydantic import Field
 
 from kgmigrate.errors import ConfigError
 from kgmigrate.model.records import _Model, utc_now
+from kgmigrate.runtime.settings import load_settings
 
 log = logging.getLogger("kgmigrate.monitoring.hooks")
 
@@ -84,7 +84,7 @@ def load_configured(value: str | None = None) -> list[str]:
     """Import the modules named in KGMIGRATE_HOOKS (they register their hooks on import);
     the modules imported. A module that cannot be imported is a configuration error: a
     worker without its alerting hooks should not start."""
-    spec = value if value is not None else os.environ.get(ENV_VAR, "")
+    spec = value if value is not None else load_settings().hooks
     modules = [m.strip() for m in spec.split(",") if m.strip()]
     for module in modules:
         try:

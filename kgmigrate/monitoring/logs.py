@@ -10,12 +10,12 @@ import contextlib
 import contextvars
 import json
 import logging
-import os
 import sys
 from collections.abc import Iterator
 from typing import Any
 
 from kgmigrate.errors import ConfigError
+from kgmigrate.runtime.settings import load_settings
 
 FORMATS = ("json", "text")
 _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
@@ -61,10 +61,11 @@ def configure(fmt: str | None = None, level: str | None = None) -> str:
     """Route the `kgmigrate`, `orchestrator` and `workers` loggers to stderr in `fmt`
     (default: KGMIGRATE_LOG_FORMAT, else json) at `level` (KGMIGRATE_LOG_LEVEL, else INFO).
     Returns the format used."""
-    fmt = (fmt or os.environ.get("KGMIGRATE_LOG_FORMAT") or "json").lower()
+    settings = load_settings()
+    fmt = (fmt or settings.log_format or "json").lower()
     if fmt not in FORMATS:
         raise ConfigError(f"KGMIGRATE_LOG_FORMAT={fmt!r}; use one of {', '.join(FORMATS)}")
-    level = (level or os.environ.get("KGMIGRATE_LOG_LEVEL") or "INFO").upper()
+    level = (level or settings.log_level or "INFO").upper()
     if level not in logging.getLevelNamesMapping():
         raise ConfigError(f"KGMIGRATE_LOG_LEVEL={level!r} is not a log level")
     handler = logging.StreamHandler(sys.stderr)

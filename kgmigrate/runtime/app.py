@@ -6,9 +6,10 @@ send tasks by name (`app.signature("workers.apply_batch", ...)`). A worker proce
 task modules of the queues it serves, by module name.
 """
 
-import os
 
 from celery import Celery
+
+from kgmigrate.runtime.settings import load_settings
 
 BATCH_QUEUE = "kgm.batches"
 CONTROL_QUEUE = "kgm.control"
@@ -26,7 +27,6 @@ ROLLBACK_CRASHED = "orchestrator.rollback_crashed"
 
 # Redis redelivers an unacknowledged task after this long; it must stay well above the longest
 # batch, or a slow batch is run twice at once (still exactly-once in effect, but wasted).
-DEFAULT_VISIBILITY_TIMEOUT_S = 3 * 3600
 
 app = Celery("kgmigrate")  # the workers' app: task modules register on it
 
@@ -54,8 +54,7 @@ def sender(broker_url: str, result_backend: str) -> Celery:
 
 def _apply_config(target: Celery, broker_url: str, result_backend: str,
                   visibility_timeout_s: int | None) -> Celery:
-    timeout = visibility_timeout_s or int(os.environ.get("KGMIGRATE_VISIBILITY_TIMEOUT_S",
-                                                         DEFAULT_VISIBILITY_TIMEOUT_S))
+    timeout = visibility_timeout_s or load_settings().visibility_timeout_s
     target.conf.update(
         broker_url=broker_url,
         result_backend=result_backend,

@@ -16,8 +16,6 @@ from kgmigrate.model.records import StepRecord
 from kgmigrate.ops import Operation, from_spec
 from kgmigrate.runtime.settings import Settings, load_settings
 
-LEASE_S = float(os.environ.get("KGMIGRATE_LOCK_LEASE_S", "600"))
-
 
 @dataclass
 class Runtime:
@@ -44,6 +42,6 @@ def current() -> Runtime:
         settings = load_settings()
         backend = backend_for(resolve(settings, broker=False).graph, settings)
         _runtimes[pid] = Runtime(settings, backend, Ledger(backend),
-                                 MigrationLock(backend, lease_s=LEASE_S),
+                                 MigrationLock(backend, lease_s=settings.lock_lease_s),
                                  open_store(settings.backup_dir))
     return _runtimes[pid]

@@ -118,6 +118,12 @@ class Settings(BaseSettings):
     flower_user: str | None = None
     flower_password: SecretStr | None = None
     reports_dir: Path = Path(".kgmigrate/reports")  # where `kgmigrate report` writes
+    # Redis redelivers an unacknowledged task after this; keep it above the longest batch.
+    visibility_timeout_s: int = Field(default=3 * 3600, ge=1)
+    lock_lease_s: float = Field(default=600.0, gt=0)  # every task of a run renews its lock
+    hooks: str = ""  # comma-separated modules that register lifecycle hooks
+    log_format: str = "json"  # checked where it is used (kgmigrate.monitoring.logs)
+    log_level: str = "INFO"
 
     @field_validator("graph_url")
     @classmethod

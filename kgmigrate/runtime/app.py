@@ -25,9 +25,6 @@ START_ROLLBACK = "orchestrator.start_rollback"
 ROLLBACK_STEP_DONE = "orchestrator.rollback_step_done"
 ROLLBACK_CRASHED = "orchestrator.rollback_crashed"
 
-# Redis redelivers an unacknowledged task after this long; it must stay well above the longest
-# batch, or a slow batch is run twice at once (still exactly-once in effect, but wasted).
-
 app = Celery("kgmigrate")  # the workers' app: task modules register on it
 
 

@@ -118,7 +118,8 @@ class Settings(BaseSettings):
     flower_user: str | None = None
     flower_password: SecretStr | None = None
     reports_dir: Path = Path(".kgmigrate/reports")  # where `kgmigrate report` writes
-    # Redis redelivers an unacknowledged task after this; keep it above the longest batch.
+    # Redis redelivers an unacknowledged task after this: keep it well above the longest batch,
+    # or a slow batch runs twice at once (still exactly-once in effect, but wasted).
     visibility_timeout_s: int = Field(default=3 * 3600, ge=1)
     lock_lease_s: float = Field(default=600.0, gt=0)  # every task of a run renews its lock
     hooks: str = ""  # comma-separated modules that register lifecycle hooks

@@ -64,7 +64,7 @@ from kgmigrate.graph.base import GraphBackend
 from kgmigrate.graph.falkordb import FalkorDBBackend
 from kgmigrate.graph.neo4j import Neo4jBackend
 from kgmigrate.ledger import Ledger
-from kgmigrate.lock import MigrationLock
+from kgmigrate.ledger.lock import MigrationLock
 from kgmigrate.model.registry import Registry
 from kgmigrate.runtime.settings import load_settings, parse_graph_url
 from tests.conftest import free_port

@@ -25,7 +25,7 @@ from kgmigrate.errors import KgmError
 from kgmigrate.fingerprint import Fingerprint, fingerprint
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
-from kgmigrate.lock import MigrationLock
+from kgmigrate.ledger.lock import MigrationLock
 from kgmigrate.model.records import (
     AppliedMigration,
     Conflict,

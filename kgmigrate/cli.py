@@ -30,7 +30,7 @@ from kgmigrate.errors import KgmError
 from kgmigrate.fingerprint import fingerprint as fingerprint_of
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.graph.falkordb import FalkorDBBackend
-from kgmigrate.lock import MigrationLock, default_holder
+from kgmigrate.ledger.lock import MigrationLock, default_holder
 from kgmigrate.model.records import Conflict, MigrationStatus, RunRecord
 from kgmigrate.model.registry import Registry
 from kgmigrate.model.status import ROLLBACK_STATES

@@ -15,7 +15,7 @@ from kgmigrate.connect import Endpoints
 from kgmigrate.errors import KgmError
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
-from kgmigrate.lock import MigrationLock, default_holder
+from kgmigrate.ledger.lock import MigrationLock, default_holder
 from kgmigrate.model.ids import new_id
 from kgmigrate.model.records import (
     Conflict,

@@ -6,7 +6,7 @@ Each later layer (ledger, ops, undo log) adds its renderings here.
 from dataclasses import dataclass, field
 from typing import Any
 
-from kgmigrate import ledger, lock
+from kgmigrate import ledger
 from kgmigrate.backup import snapshot
 from kgmigrate.dev import sample
 from kgmigrate.engine import batch_statement as execution
@@ -14,6 +14,7 @@ from kgmigrate.engine import undo
 from kgmigrate.engine.undo import Shape
 from kgmigrate.graph import IndexSpec, KeyList, Neo4jDialect, Scope
 from kgmigrate.graph import neo4j as neo4j_backend
+from kgmigrate.ledger import lock
 from kgmigrate.ops import BatchedCypher
 
 N = Neo4jDialect()

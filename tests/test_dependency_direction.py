@@ -1,6 +1,7 @@
 """kgmigrate (core) imports neither orchestrator nor workers; those two never import each other."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,31 @@ def test_the_checker_sees_imports(tmp_path: Path) -> None:
     sample.write_text("import workers.tasks\nfrom orchestrator import x\n"
                       "importlib.import_module('workers.y')\n")
     assert imported_top_levels(sample) >= {"workers", "orchestrator"}
+
+
+def internal_labels_in_code(path: Path) -> set[str]:
+    """`__KGM<name>` in the module's string constants (its rendered Cypher), docstrings aside."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef)
+                  and node.body and isinstance(node.body[0], ast.Expr)
+                  and isinstance(node.body[0].value, ast.Constant)}
+    return {match for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and id(node) not in docstrings
+            for match in re.findall(r"__KGM[A-Za-z_]+", node.value)}
+
+
+def test_only_the_ledger_names_its_own_labels() -> None:
+    """Only kgmigrate/ledger/ writes (or even names) the `__KGM*` bookkeeping: every other
+    module goes through it, so there is one writer of the ledger."""
+    files = [f for package in FORBIDDEN for f in sorted((ROOT / package).rglob("*.py"))
+             if "ledger" not in f.relative_to(ROOT).parts]
+    found = {str(f.relative_to(ROOT)): sorted(internal_labels_in_code(f)) for f in files}
+    assert {f: labels for f, labels in found.items() if labels} == {}
+
+
+def test_the_label_check_sees_a_label_in_cypher(tmp_path: Path) -> None:
+    sample = tmp_path / "m.py"
+    sample.write_text('"""About `__KGMRun`."""\nQ = "MATCH (r:__KGMRun) RETURN r"\n')
+    assert internal_labels_in_code(sample) == {"__KGMRun"}

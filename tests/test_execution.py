@@ -9,7 +9,7 @@ from kgmigrate import runs
 from kgmigrate.connect import resolve
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
-from kgmigrate.lock import LockHeldError, MigrationLock
+from kgmigrate.ledger.lock import LockHeldError, MigrationLock
 from kgmigrate.model.records import MigrationStatus, RunRecord
 from kgmigrate.model.registry import Registry
 from kgmigrate.model.versions import Version

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from kgmigrate.graph.base import GraphBackend
-from kgmigrate.lock import Lease, LockHeldError, LockLostError, MigrationLock
+from kgmigrate.ledger.lock import Lease, LockHeldError, LockLostError, MigrationLock
 from kgmigrate.runtime.settings import GraphTarget
 from tests.conftest import graph_env, wait_until
 
@@ -18,7 +18,7 @@ HOLDER = """
 import sys, time
 from kgmigrate.runtime.settings import load_settings
 from kgmigrate.connect import open_backend
-from kgmigrate.lock import MigrationLock
+from kgmigrate.ledger.lock import MigrationLock
 backend = open_backend(load_settings())
 with MigrationLock(backend, lease_s=float(sys.argv[1])).held("holder-proc", "run_held"):
     print("acquired", flush=True)

@@ -28,6 +28,7 @@ from kgmigrate.cypher import identifiers as ident
 from kgmigrate.dev.stack import live_pid, locked, wait_exit
 from kgmigrate.errors import StackError
 from kgmigrate.graph.base import GraphBackend
+from kgmigrate.ledger import demo
 from kgmigrate.runtime.settings import GraphTarget, Settings
 
 HOST = "127.0.0.1"
@@ -37,7 +38,6 @@ JVM_ROOT = Path("/usr/lib/jvm")
 _START_TIMEOUT_S = 180.0
 _STOP_TIMEOUT_S = 60.0
 _MAIN_CLASS = "kgmigrate.neo4j.Server"
-_DEMO_MARK = ident.label("__KGMDemo", internal=True)  # internal: never the user's data
 _MEMORY = re.compile(r"^(\d+)([kmg]?)$", re.IGNORECASE)
 
 
@@ -199,9 +199,7 @@ class EmbeddedNeo4j:
 
     def holds_only_demo(self, backend: GraphBackend) -> bool:
         """Empty, or marked by an earlier `kgmigrate demo` (which may replace it)."""
-        row = backend.read(f"OPTIONAL MATCH (m:{_DEMO_MARK}) WITH count(m) AS marks "
-                           "OPTIONAL MATCH (n) RETURN marks, count(n) AS nodes").single()
-        return bool(row["marks"]) or row["nodes"] == 0
+        return demo.holds_only_demo(backend)
 
     def empty(self, backend: GraphBackend) -> None:
         """Delete every node, index and constraint of this embedded server's database."""
@@ -217,7 +215,7 @@ class EmbeddedNeo4j:
             backend.write(f"DROP INDEX {ident.quote(row['name'], ident.Kind.INDEX)}")
 
     def mark_demo(self, backend: GraphBackend) -> None:
-        backend.write(f"CREATE (:{_DEMO_MARK})")
+        demo.mark_demo(backend)
 
     # -- lifecycle ----------------------------------------------------------------------------
 

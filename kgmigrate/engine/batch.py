@@ -20,13 +20,13 @@ from kgmigrate.engine.batch_statement import (
 from kgmigrate.engine.undo import undo_key
 from kgmigrate.errors import BackendError, KgmError
 from kgmigrate.graph.types import Counters, QueryResult
-from kgmigrate.lock import LockLostError
+from kgmigrate.ledger.batches import is_repeat
+from kgmigrate.ledger.lock import LockLostError
 from kgmigrate.model.records import BatchRecord, MigrationStatus, utc_now
 from kgmigrate.ops import BatchedCypher, CreateIndex, PythonTransform, RunCypher, executable
 from kgmigrate.runtime.context import Runtime
 
 log = logging.getLogger("kgmigrate.workers")
-ABORT_MARKERS = ("division by zero", "/ by zero")
 
 
 def worker_name() -> str:
@@ -106,7 +106,7 @@ def run_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str) -
 def _aborted(rt: Runtime, result: BatchResult, exc: BackendError, op: BatchedCypher, *,
              statement: str, params: dict[str, object], seconds: float) -> BatchResult:
     """The server undid the batch: a redelivered duplicate, failed validation, or an error."""
-    if not any(marker in str(exc).lower() for marker in ABORT_MARKERS):
+    if not is_repeat(exc):
         return _failed(rt, result, f"batch {result.seq} failed: {exc}", seconds)
     if rt.ledger.batch_status(result.batch_id) == "completed":
         return result.model_copy(update={"status": "skipped", "seconds": seconds})

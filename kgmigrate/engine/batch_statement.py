@@ -26,7 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from kgmigrate.cypher.dialect import Dialect
-from kgmigrate.ledger import BATCH, STEP
+from kgmigrate.ledger.batches import complete_batch, lock_batch
 from kgmigrate.model.scope import BatchAddress, KeyList, KeyRange, Scope
 from kgmigrate.ops import BatchedCypher
 
@@ -88,12 +88,8 @@ def batch_statement(dialect: Dialect, scope: Scope, op: BatchedCypher) -> str:
         f"collect(CASE WHEN ok THEN null ELSE kgm_key END)[..{BAD_SAMPLE}] AS bad_keys, "
         f"collect(kgm_key) AS keys, collect(kgm_pre) AS pres, {post} AS posts, "
         f"{created} AS made, {labelled} AS labels "
-        f"MERGE (b:{BATCH} {{id: $kgm_batch_id}}) SET b.attempts = coalesce(b.attempts, 0) + 1 "
-        f"WITH n, bad, bad_keys, {images}, b, coalesce(b.status = 'completed', false) AS dup "
-        "SET b.status = 'completed', b.entities = n, b.worker = $kgm_worker, "
-        "b.started_at = $kgm_started, b.finished_at = $kgm_at, b.undo = $kgm_undo "
-        f"WITH n, bad, bad_keys, {images}, dup MATCH (st:{STEP} {{id: $kgm_step_id}}) "
-        "SET st.batches_done = st.batches_done + 1, st.entities_done = st.entities_done + n "
+        f"{lock_batch(f'n, bad, bad_keys, {images}')}"
+        f"{complete_batch(f'n, bad, bad_keys, {images}')}"
         f"RETURN n, bad, bad_keys, dup, {images}, "
         "1 / (CASE WHEN dup OR bad > 0 OR st.status <> 'in_progress' THEN 0 ELSE 1 END) AS ok"
     )

@@ -6,17 +6,17 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from kgmigrate.backup.store import BackupStoreError
-from kgmigrate.engine.batch import ABORT_MARKERS, worker_name, write_tagged
+from kgmigrate.engine.batch import worker_name, write_tagged
 from kgmigrate.engine.undo import (
     Shape,
     conflicts_key,
-    restore_batch_id,
     restore_rows,
     restore_statement,
     touched_names,
 )
 from kgmigrate.errors import BackendError
 from kgmigrate.ledger import restore_step_id
+from kgmigrate.ledger.batches import is_repeat, restore_batch_id
 from kgmigrate.model.records import utc_now
 from kgmigrate.ops import BatchedCypher, CreateIndex, RunCypher, executable
 from kgmigrate.runtime.context import Runtime
@@ -78,7 +78,7 @@ def restore_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: st
     written = write_tagged(rt, statement, params, run_id=run_id, step_id=step_id,
                            restore=batch_id)
     if isinstance(written, BackendError):
-        if any(m in str(written).lower() for m in ABORT_MARKERS):  # done by an earlier delivery
+        if is_repeat(written):  # done by an earlier delivery
             return result.model_copy(update={"status": "skipped"})
         return result.model_copy(update={"status": "failed",
                                          "error": f"restore of batch {seq} failed: {written}"})

@@ -12,7 +12,7 @@ from typing import Any
 from celery import Celery, chord
 
 from kgmigrate.engine.canvas import shown
-from kgmigrate.engine.undo import restore_batch_id
+from kgmigrate.ledger.batches import restore_batch_id
 from kgmigrate.model.records import MigrationStatus, RunRecord, StepRecord
 from kgmigrate.model.status import StatusTransitionError
 from kgmigrate.monitoring import hooks

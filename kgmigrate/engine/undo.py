@@ -23,10 +23,8 @@ from typing import Any
 from kgmigrate.backup.store import BackupStore, BackupStoreError
 from kgmigrate.cypher import identifiers as ident
 from kgmigrate.cypher.dialect import Dialect
-from kgmigrate.ledger import BATCH
+from kgmigrate.ledger.batches import complete_restore, lock_restore
 from kgmigrate.model.scope import EntityKind
-
-RESTORE_PREFIX = "rb:"
 
 
 def undo_key(run_id: str, order: int, seq: int, attempt: str) -> str:
@@ -35,10 +33,6 @@ def undo_key(run_id: str, order: int, seq: int, attempt: str) -> str:
 
 def conflicts_key(run_id: str, order: int, seq: int, forced: bool) -> str:
     return f"runs/{run_id}/rollback/{order:04d}/{seq:06d}.{'forced' if forced else 'conflicts'}"
-
-
-def restore_batch_id(batch_id: str, forced: bool) -> str:
-    return f"{RESTORE_PREFIX}{batch_id}{':forced' if forced else ''}"
 
 
 @dataclass(frozen=True)
@@ -114,10 +108,7 @@ def restore_statement(dialect: Dialect, shape: Shape, names: list[str]) -> str:
     Parameters: kgm_rows (from `restore_rows`), kgm_names (= `names`), kgm_batch_id,
     kgm_run_id, kgm_step_id, kgm_at, kgm_worker."""
     entity, key = shape.entity, dialect.key
-    parts = [f"MERGE (b:{BATCH} {{id: $kgm_batch_id}}) "
-             "SET b.attempts = coalesce(b.attempts, 0) + 1 "
-             "WITH 1 / (CASE WHEN coalesce(b.status = 'completed', false) THEN 0 ELSE 1 END) "
-             "AS first UNWIND CASE WHEN first = 1 THEN $kgm_rows ELSE [] END AS row"]
+    parts = [lock_restore(), "UNWIND CASE WHEN first = 1 THEN $kgm_rows ELSE [] END AS row"]
     if entity == "relationship":
         parts.append(f"MATCH (s) WHERE {key('s')} = row.s MATCH (t) WHERE {key('t')} = row.t")
     checks = []
@@ -166,9 +157,5 @@ def restore_statement(dialect: Dialect, shape: Shape, names: list[str]) -> str:
     parts.append(
         "WITH count(row) AS seen, sum(CASE WHEN go THEN 1 ELSE 0 END) AS restored, "
         f"collect(CASE WHEN go THEN null ELSE [row.k, {now}] END) AS conflicts "
-        f"MATCH (b:{BATCH} {{id: $kgm_batch_id}}) "
-        "SET b.status = 'completed', b.kind = 'restore', b.run_id = $kgm_run_id, "
-        "b.step_id = $kgm_step_id, b.restored = restored, b.conflicts = size(conflicts), "
-        "b.worker = $kgm_worker, b.finished_at = $kgm_at "
-        "RETURN seen, restored, conflicts")
+        f"{complete_restore()}RETURN seen, restored, conflicts")
     return " ".join(parts)

@@ -12,6 +12,7 @@ from pathlib import Path
 from kgmigrate.backup.store import BackupStore
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
+from kgmigrate.ledger.batches import restored_seq
 from kgmigrate.model.records import Conflict, _Model
 from kgmigrate.model.status import MigrationStatus
 from kgmigrate.monitoring.monitor import MigrationMetrics, step_metrics, summarize
@@ -64,19 +65,13 @@ def build_report(backend: GraphBackend, store: BackupStore, run_id: str) -> RunR
         for restore in restores:
             if restore.get("finished_at"):
                 timeline.append(BatchEvent(
-                    step=step.order, seq=_restored_seq(restore["id"]),
+                    step=step.order, seq=restored_seq(restore["id"]),
                     at=datetime.fromisoformat(restore["finished_at"]),
                     entities=int(restore.get("restored") or 0), kind="restore"))
     timeline.sort(key=lambda event: event.at)
     return RunReport(metrics=summarize(run, steps), history=run.history, error_log=run.error_log,
                      backup_ref=run.backup_ref, created_by=run.created_by, target=run.target,
                      conflicts=conflicts(store, run), failures=failures, timeline=timeline)
-
-
-def _restored_seq(restore_id: str) -> int:
-    """`rb:<run>:<order>:<seq>` (a forced pass ends in `:forced`) -> seq."""
-    parts = restore_id.removesuffix(":forced").split(":")
-    return int(parts[-1])
 
 
 def write_report(report: RunReport, out_dir: Path) -> list[Path]:

@@ -11,7 +11,7 @@ from kgmigrate.backup.store import BackupStore, open_store
 from kgmigrate.connect import backend_for, resolve
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
-from kgmigrate.lock import MigrationLock
+from kgmigrate.ledger.lock import MigrationLock
 from kgmigrate.model.records import StepRecord
 from kgmigrate.ops import Operation, from_spec
 from kgmigrate.runtime.settings import Settings, load_settings

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from kgmigrate.cypher import identifiers as ident
 from kgmigrate.errors import KgmError
 from kgmigrate.graph.base import GraphBackend
-from kgmigrate.lock import default_holder
+from kgmigrate.ledger.lock import default_holder
 from kgmigrate.model.ids import new_id
 from kgmigrate.model.records import (
     AppliedMigration,
@@ -36,6 +36,7 @@ MIGRATION = ident.label("__KGMMigration", internal=True)
 RUN = ident.label("__KGMRun", internal=True)
 STEP = ident.label("__KGMStep", internal=True)
 BATCH = ident.label("__KGMBatch", internal=True)
+RESTORE_PREFIX = "rb:"  # a restore's records, apart from the forward batches'
 MIGRATED_TO = ident.rel_type("__KGM_MIGRATED_TO", internal=True)
 HAS_STEP = ident.rel_type("__KGM_HAS_STEP", internal=True)
 
@@ -444,7 +445,7 @@ class Ledger:
 
 def restore_step_id(step_id: str) -> str:
     """Restore batches are filed under their own step id, apart from the forward batches."""
-    return f"rb:{step_id}"
+    return f"{RESTORE_PREFIX}{step_id}"
 
 
 def _step(row: dict[str, Any]) -> StepRecord:

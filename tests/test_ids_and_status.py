@@ -2,10 +2,12 @@
 
 import itertools
 import time
+from datetime import UTC, datetime
 
 import pytest
 
 from kgmigrate.model.ids import id_time_ms, is_id, new_id
+from kgmigrate.model.records import RunRecord
 from kgmigrate.model.status import (
     ALLOWED,
     MigrationStatus,
@@ -72,3 +74,16 @@ def test_ticket_values_and_final_states() -> None:
     assert {s for s in MigrationStatus if s.is_final} == {MigrationStatus.COMPLETED,
                                                           MigrationStatus.ROLLED_BACK}
     assert set(ALLOWED) == set(MigrationStatus)
+
+
+def test_a_rollback_error_follows_the_runs_own_failure_and_replaces_an_earlier_stop() -> None:
+    run = RunRecord(id="r", status=MigrationStatus.ROLLBACK_BLOCKED, migrations=["V1"],
+                    created_at=datetime(2026, 1, 1, tzinfo=UTC), created_by="t", host="h",
+                    history=[], error_log="step 2: boom")
+    first = run.with_rollback_error("3 conflicts")
+    assert first == "step 2: boom || rollback: 3 conflicts"
+    again = run.model_copy(update={"error_log": first}).with_rollback_error("a crash")
+    assert again == "step 2: boom || rollback: a crash"
+    # a run whose log holds only a rollback's message (or nothing) gets the new message alone
+    assert run.model_copy(update={"error_log": "rollback left 2"}).with_rollback_error("x") == "x"
+    assert run.model_copy(update={"error_log": None}).with_rollback_error("x") == "x"

@@ -12,6 +12,7 @@ from typing import Any
 from celery import Celery, chord
 
 from kgmigrate.engine.canvas import shown
+from kgmigrate.engine.restore import RestoreResult
 from kgmigrate.ledger.batches import restore_batch_id
 from kgmigrate.model.records import MigrationStatus, RunRecord, StepRecord
 from kgmigrate.model.status import StatusTransitionError
@@ -63,11 +64,11 @@ def step_done(rt: Runtime, app: Celery, results: list[dict[str, Any]], run_id: s
     run = rt.ledger.require_run(run_id)
     if run.status is not MigrationStatus.ROLLING_BACK:
         return  # a repeated callback
-    failed = [r for r in results if r["status"] == "failed"]
+    failed = [r for r in map(RestoreResult.model_validate, results) if r.status == "failed"]
     if failed:
         block(rt, run_id, f"rollback of step {rt.ledger.step(step_id).order} stopped: "
-              f"{failed[0]['error']}" + (f" (and {len(failed) - 1} more)" if len(failed) > 1
-                                         else ""))
+              f"{failed[0].error}" + (f" (and {len(failed) - 1} more)" if len(failed) > 1
+                                      else ""))
         return
     _launch_from(rt, app, run, rt.ledger.step(step_id).order - 1, force)
 
@@ -109,9 +110,7 @@ def remaining_conflicts(rt: Runtime, run: RunRecord) -> int:
 def block(rt: Runtime, run_id: str, message: str) -> None:
     """The run's own failure stays first in its error log; the rollback's follows."""
     log.warning("run %s: %s", run_id, message)
-    failure = rt.ledger.require_run(run_id).error_log
-    if failure and not failure.startswith("rollback"):
-        message = f"{failure.split(' || rollback: ')[0]} || rollback: {message}"
+    message = rt.ledger.require_run(run_id).with_rollback_error(message)
     rt.lock.release_for_run(run_id)  # before the state others wait for
     if not _transitioned(rt, run_id, MigrationStatus.ROLLBACK_BLOCKED, error=message):
         return

@@ -18,7 +18,7 @@ stale, so restoring it could undo their write.
 """
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from kgmigrate.backup.store import BackupStore, BackupStoreError
 from kgmigrate.cypher import identifiers as ident
@@ -33,6 +33,18 @@ def undo_key(run_id: str, order: int, seq: int, attempt: str) -> str:
 
 def conflicts_key(run_id: str, order: int, seq: int, forced: bool) -> str:
     return f"runs/{run_id}/rollback/{order:04d}/{seq:06d}.{'forced' if forced else 'conflicts'}"
+
+
+class Image(NamedTuple):
+    """One entity of a batch's `.post` record (a JSON list, in this order): what the batch
+    statement saw and left (see `batch_statement.images`)."""
+
+    key: Any
+    before: Any  # the entity's signature just before the change
+    after: Any  # ... and after it (None when the step deletes the entity)
+    created_key: Any = None  # the entity the step created from it, if any
+    created: Any = None  # ... and its signature
+    labels: list[str] | None = None  # labels after the change (nodes; absent in old records)
 
 
 @dataclass(frozen=True)
@@ -50,7 +62,8 @@ def restore_rows(store: BackupStore, undo: str, *, force: bool,
     even read (a stale pre-image, or a lost `post` record), unless forced."""
     pre = list(store.rows(undo + ".pre"))
     try:
-        images = {image[0]: image for image in store.rows(undo + ".post")}
+        posts = [Image(*row) for row in store.rows(undo + ".post")]
+        images = {image.key: image for image in posts}
         missing_post = False
     except BackupStoreError:  # the worker died between commit and writing it
         images, missing_post = {}, True
@@ -69,16 +82,17 @@ def restore_rows(store: BackupStore, undo: str, *, force: bool,
             continue  # in the window when captured, no longer in scope when applied
         reason = ("the batch's record of what it wrote is missing" if image is None else
                   "changed by someone else between the pre-image and the change"
-                  if image[1] != state["sig"] else None)
+                  if image.before != state["sig"] else None)
         if reason and not force:
             early.append({"key": key, "reason": reason, "now": None})
             continue
         rows.append({
             "k": key, "p": state["p"], "l": state.get("l", []), "ty": state.get("ty"),
             "s": state.get("s"), "t": state.get("t"),
-            "post": image[2] if image else None, "ck": image[3] if image else None,
-            "cpost": image[4] if image else None,
-            "after_labels": image[5] if image and len(image) > 5 else None,
+            "post": image.after if image else None,
+            "ck": image.created_key if image else None,
+            "cpost": image.created if image else None,
+            "after_labels": image.labels if image else None,
             "force": force,
         })
     return rows, early

@@ -187,6 +187,17 @@ class RunRecord(_Model):
     plan: list[dict[str, Any]] = []  # each migration's metadata (without steps)
     steps: list[StepRecord] = []
 
+    def with_rollback_error(self, message: str) -> str:
+        """The error log once its rollback stopped with `message`: the run's own failure
+        stays first (a second stop replaces the first stop's message)."""
+        failure = (self.error_log or "").split(ROLLBACK_SEPARATOR)[0]
+        if not failure or failure.startswith("rollback"):
+            return message
+        return f"{failure}{ROLLBACK_SEPARATOR}{message}"
+
+
+ROLLBACK_SEPARATOR = " || rollback: "
+
 
 class Conflict(_Model):
     """An entity a rollback did not restore, because someone else changed it after the batch

@@ -140,7 +140,7 @@ def test_the_wheel_the_dockerfile_builds_holds_the_packages_the_tests_import(
                     "-q", "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True)
     (wheel,) = tmp_path.glob("kgmigrate-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for module in ("kgmigrate/cli.py", "kgmigrate/monitoring/exporter.py",
+    for module in ("kgmigrate/cli/__init__.py", "kgmigrate/monitoring/exporter.py",
                    "kgmigrate/engine/control.py",
                    "workers/tasks.py"):
         assert module in names

@@ -15,7 +15,14 @@ from rich.markdown import Markdown
 
 from kgmigrate import api
 from kgmigrate.backup.store import open_store
-from kgmigrate.cli import JsonFlag, LatestRun, _graph, _print_json, app, out
+from kgmigrate.cli.common import (
+    JsonFlag,
+    LatestRun,
+    app,
+    graph_session,
+    out,
+    print_json,
+)
 from kgmigrate.connect import open_backend, resolve
 from kgmigrate.errors import ConfigError, KgmError
 from kgmigrate.monitoring import exporter, logs
@@ -37,14 +44,14 @@ def report(
 ) -> None:
     """A run's full story: steps, counts, timings, validations, failures, conflicts, rollback,
     and a throughput chart; printed, and written as JSON, Markdown and PNG."""
-    with _graph() as (backend, settings):
+    with graph_session() as (backend, settings):
         run = api.status(backend, run_id)
         built = build_report(backend, open_store(settings.backup_dir), run.id)
     if built is None:
         raise KgmError(f"no run {run.id}")
     paths = write_report(built, out_dir or settings.reports_dir)
     if as_json:
-        _print_json({**built.model_dump(mode="json"), "files": [str(p) for p in paths]})
+        print_json({**built.model_dump(mode="json"), "files": [str(p) for p in paths]})
         return
     out.print(Markdown(markdown(built)))
     out.print("written: " + ", ".join(str(p) for p in paths))
@@ -57,13 +64,13 @@ def metrics(
 ) -> None:
     """The ticket's get_migration_metrics: duration, entities, error rate, validation, steps,
     throughput and ETA, from the ledger."""
-    with _graph() as (backend, _):
+    with graph_session() as (backend, _):
         run = api.status(backend, run_id)
         found = MigrationMonitor(backend).get_migration_metrics(run.id)
     if found is None:
         raise KgmError(f"no run {run.id}")
     if as_json:
-        _print_json(found.model_dump(mode="json", exclude={"steps"}))
+        print_json(found.model_dump(mode="json", exclude={"steps"}))
         return
     for name, value in found.model_dump(mode="json", exclude={"steps"}).items():
         out.print(f"{name:>20}  {value}")

@@ -1,0 +1,5 @@
+"""`python -m kgmigrate.cli`."""
+
+from kgmigrate.cli import main
+
+main()

@@ -1,0 +1,90 @@
+"""`kgmigrate backup ...`: snapshots of the graph in the backup store."""
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from kgmigrate import api
+from kgmigrate.backup.snapshot import load_manifest
+from kgmigrate.backup.store import open_store
+from kgmigrate.cli.common import (
+    JsonFlag,
+    app,
+    counting,
+    graph_session,
+    out,
+    print_json,
+)
+
+backup_app = typer.Typer(help="Snapshots of the graph in the backup store (KGMIGRATE_BACKUP_DIR).",
+                         no_args_is_help=True)
+app.add_typer(backup_app, name="backup")
+
+
+@backup_app.command("create")
+def backup_create(
+    labels: Annotated[list[str] | None, typer.Option(
+        "--labels", "-l", help="Only nodes with these labels (and their relationships); "
+        "repeat the option for several.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Export the graph (or some labels) to the backup store, streaming, with progress."""
+    with graph_session() as (backend, settings), counting(quiet=as_json) as advance:
+        service = api.BackupService(backend, open_store(settings.backup_dir))
+        manifest = service.create_backup(labels or (), progress=advance)
+    if as_json:
+        print_json(manifest.model_dump(mode="json"))
+        return
+    scope = ", ".join(manifest.labels) or "whole graph"
+    out.print(f"snapshot [bold]{manifest.id}[/] ({scope}): {manifest.nodes:,} nodes, "
+              f"{manifest.relationships:,} relationships in {settings.backup_dir}")
+
+
+@backup_app.command("list")
+def backup_list(as_json: JsonFlag = False) -> None:
+    """Complete snapshots, newest first."""
+    with graph_session() as (backend, settings):
+        manifests = api.BackupService(backend, open_store(settings.backup_dir)).list_backups()
+    if as_json:
+        print_json([m.model_dump(mode="json") for m in manifests])
+        return
+    if not manifests:
+        out.print(f"no snapshots in {settings.backup_dir}")
+    for m in manifests:
+        scope = ", ".join(m.labels) or "whole graph"
+        out.print(f"{m.id}  {m.created_at:%Y-%m-%d %H:%M:%S}  {scope}"
+                  f"  {m.nodes:,} nodes  {m.relationships:,} relationships  {m.graph}"
+                  + (f"  ({escape(m.reason)})" if m.reason else ""), highlight=False)
+
+
+@backup_app.command("restore")
+def backup_restore(
+    snapshot_id: Annotated[str, typer.Argument(help="Snapshot id (`kgmigrate backup list`).")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Compare the graph's "
+                                         "fingerprint with the snapshot's afterwards.")] = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """Replace what the snapshot covers (the whole graph, or its labels) with the snapshot.
+    Writes applications made since then to those entities are lost: it asks first."""
+    with graph_session() as (backend, settings):
+        service = api.BackupService(backend, open_store(settings.backup_dir))
+        manifest = load_manifest(service.store, snapshot_id)
+        scope = ", ".join(manifest.labels) or "the whole graph"
+        if not yes and not typer.confirm(
+                f"Replace {scope} of {backend.target.display} with snapshot {snapshot_id} "
+                f"({manifest.nodes:,} nodes, taken {manifest.created_at:%Y-%m-%d %H:%M})?"):
+            raise typer.Exit(1)
+        with counting(quiet=as_json) as advance:
+            result = service.restore_backup(snapshot_id, verify=verify, progress=advance)
+    if as_json:
+        print_json(result.model_dump())
+    else:
+        out.print(f"restored snapshot {result.id}: {result.nodes:,} nodes, "
+                  f"{result.relationships:,} relationships ({result.nodes_deleted:,} nodes "
+                  "replaced)" + {True: "; fingerprint verified", False: "",
+                                 None: ""}[result.verified])
+    if result.verified is False:
+        out.print("[red]the graph's fingerprint differs from the snapshot's[/]")
+        raise typer.Exit(1)

@@ -1,0 +1,130 @@
+"""What every command shares: the app, the console, the flags, JSON output, a graph session."""
+
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from kgmigrate import runs
+from kgmigrate.connect import open_backend
+from kgmigrate.graph.base import GraphBackend
+from kgmigrate.model.records import Conflict, MigrationStatus, RunRecord
+from kgmigrate.runtime.settings import Settings, load_settings
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  help="Distributed, resumable, reversible migrations for a knowledge graph.")
+out = Console()
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
+LatestRun = Annotated[str | None, typer.Argument(help="Run id (default: the latest run).")]
+WaitFlag = Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the run to its end.")]
+LocalWorkersFlag = Annotated[int, typer.Option(
+    min=0, help="Start N worker processes for this run (no other setup needed).")]
+
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+
+def dump(value: Any) -> Any:
+    if isinstance(value, list):
+        return [dump(v) for v in value]
+    return value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+
+
+@contextlib.contextmanager
+def graph_session() -> Iterator[tuple[GraphBackend, Settings]]:
+    settings = load_settings()
+    with open_backend(settings) as backend:
+        yield backend, settings
+
+
+
+def say(as_json: bool, data: dict[str, Any], text: str) -> None:
+    if as_json:
+        print_json(data)
+    else:
+        out.print(text)
+
+
+@contextlib.contextmanager
+def counting(*, quiet: bool = False) -> Iterator[Callable[[str, int], None]]:
+    """Progress for streaming work of unknown size: one counter per kind of thing."""
+    with Progress(TextColumn("{task.description:>16}"), BarColumn(),
+                  TextColumn("{task.completed:>11,}"), TimeElapsedColumn(),
+                  console=Console(stderr=True), disable=quiet) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def advance(what: str, count: int) -> None:
+            if what not in tasks:
+                tasks[what] = bar.add_task(what, total=None)
+            bar.advance(tasks[what], count)
+
+        yield advance
+
+
+def show_run(run: RunRecord) -> None:
+    out.print(f"run {run.id}: [bold]{run.status}[/]  migrations {', '.join(run.migrations)}")
+    out.print(f"  by {run.created_by}; history: {' -> '.join(run.history)}", highlight=False)
+    if run.error_log:
+        out.print(f"  [red]error:[/] {escape(run.error_log)}", highlight=False)
+    if run.backup_ref:
+        out.print(f"  backup before the run: {escape(run.backup_ref)}", highlight=False)
+    table = Table("step", "", "status", "batches", "entities", "rate", box=box.SIMPLE_HEAD,
+                  padding=(0, 1))
+    for column, width in zip(table.columns, (7, 18, 9, 7, 13, 9), strict=True):
+        column.no_wrap, column.min_width, column.overflow = True, width, "ellipsis"
+    table.columns[1].max_width = 18
+    for step, prog in zip(run.steps, runs.progress(run), strict=True):
+        rate = f"{prog.entities_per_s:,.0f}/s" if prog.entities_per_s else ""
+        table.add_row(f"{step.order} {step.version}", escape(step.description), step.status,
+                      f"{step.batches_done}/{step.batches_total}",
+                      f"{step.entities_done:,}/{step.entities_total:,}", rate)
+    out.print(table)
+
+
+def show_conflicts(conflicts: list[Conflict], limit: int = 20) -> None:
+    for c in conflicts[:limit]:
+        out.print(f"  conflict: step {c.step} batch {c.batch} key {c.key!r}: "
+                  f"{escape(c.reason)}; now {escape(str(c.now))[:200]}", highlight=False)
+    if len(conflicts) > limit:
+        out.print(f"  ... and {len(conflicts) - limit} more (`kgmigrate status RUN --json`)")
+
+
+def follow(backend: GraphBackend, run_id: str, *, quiet: bool = False) -> RunRecord:
+    """Live progress bars per step (batches, entities, throughput, ETA) until the run ends."""
+    bars = Progress(TextColumn("{task.description}"), BarColumn(),
+                    TextColumn("{task.fields[counts]}"), TextColumn("{task.fields[rate]}"),
+                    TextColumn("{task.fields[eta]}"), console=Console(stderr=True),
+                    disable=quiet)
+    tasks: dict[int, TaskID] = {}
+
+    def show(run: RunRecord) -> None:
+        for step in runs.progress(run):
+            if step.order not in tasks:
+                tasks[step.order] = bars.add_task(
+                    f"{step.order}. {escape(step.description[:40])}", total=None, counts="",
+                    rate="",
+                    eta="")
+            rate = f"{step.entities_per_s:,.0f}/s" if step.entities_per_s else ""
+            eta = (f"ETA {step.eta_s:,.0f}s" if step.eta_s and step.status is
+                   MigrationStatus.IN_PROGRESS else str(step.status))
+            total = step.entities_total or step.batches_total or None
+            done = step.entities_done if step.entities_total else step.batches_done
+            counts = (f"{step.entities_done:,}/{step.entities_total:,} entities"
+                      if step.entities_total else
+                      f"{step.batches_done}/{step.batches_total} batches")
+            bars.update(tasks[step.order], completed=done, total=total, counts=counts,
+                        rate=rate, eta=eta)
+
+    with bars:
+        return runs.wait(backend, run_id, on_progress=show)

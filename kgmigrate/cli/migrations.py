@@ -1,0 +1,189 @@
+"""`list`, `plan`, `history`, `validate`, `repair`, `new`, `status`, `fingerprint`, `unlock`,
+`version`: what is applied, what is pending, what a run did."""
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from kgmigrate import __version__, api, runs
+from kgmigrate.backup.store import open_store
+from kgmigrate.cli.common import (
+    JsonFlag,
+    LatestRun,
+    app,
+    counting,
+    dump,
+    follow,
+    graph_session,
+    out,
+    print_json,
+    show_conflicts,
+    show_run,
+)
+from kgmigrate.fingerprint import fingerprint as fingerprint_of
+from kgmigrate.ledger.lock import MigrationLock, default_holder
+from kgmigrate.model.records import MigrationStatus
+from kgmigrate.model.registry import Registry
+from kgmigrate.model.status import ROLLBACK_STATES
+from kgmigrate.runtime.settings import load_settings
+
+
+@app.command("list")
+def list_cmd(as_json: JsonFlag = False) -> None:
+    """Migrations and whether each is applied, pending or changed since."""
+    with graph_session() as (backend, settings):
+        items = api.list_migrations(backend, Registry.load(settings.migrations_dir))
+    if as_json:
+        print_json(dump(items))
+        return
+    table = Table("version", "description", "state", "applied at")
+    colors = {"applied": "green", "pending": "yellow"}
+    for item in items:
+        color = colors.get(item.state, "red")
+        table.add_row(item.version, escape(item.description), f"[{color}]{item.state}[/]",
+                      f"{item.applied_at:%Y-%m-%d %H:%M}" if item.applied_at else "")
+    out.print(table)
+
+
+@app.command()
+def plan(
+    target: Annotated[str | None, typer.Argument(help="Version to plan up to (default: all).")]
+    = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """What `upgrade` would run, with entity counts per step. Writes nothing."""
+    with graph_session() as (backend, settings):
+        planned = api.plan(backend, Registry.load(settings.migrations_dir), target)
+    if as_json:
+        print_json(dump(planned))
+        return
+    if not planned:
+        out.print("Nothing to apply: the graph is up to date.")
+        return
+    table = Table("version", "step", "operation", "entities", title="Plan")
+    for migration in planned:
+        table.add_row(f"[bold]{migration.version}[/]", escape(migration.description), "", "")
+        for step in migration.steps:
+            count = ("runs once" if step.estimated_entities is None
+                     else f"{step.estimated_entities:,}")
+            table.add_row("", f"{step.order}. {escape(step.description)}", step.operation, count)
+    out.print(table)
+
+
+@app.command()
+def history(as_json: JsonFlag = False) -> None:
+    """The applied chain, oldest first."""
+    with graph_session() as (backend, _):
+        applied = api.history(backend)
+    if as_json:
+        print_json(dump(applied))
+        return
+    table = Table("#", "version", "description", "applied at", "took", "by", "run")
+    for a in applied:
+        table.add_row(str(a.sequence), a.version, escape(a.description),
+                      f"{a.applied_at:%Y-%m-%d %H:%M}",
+                      f"{a.duration_ms / 1000:.1f}s", a.applied_by, a.run_id)
+    out.print(table)
+
+
+@app.command()
+def validate(as_json: JsonFlag = False) -> None:
+    """Check that applied migrations' files are unchanged and present (exit 1 if not)."""
+    with graph_session() as (backend, settings):
+        result = api.validate(backend, Registry.load(settings.migrations_dir))
+    if as_json:
+        print_json({**result.model_dump(mode="json"), "valid": result.valid})
+    else:
+        for problem in result.problems:
+            out.print(f"[red]{problem.version}[/]: {escape(problem.message)}", highlight=False)
+        verdict = "[green]valid[/]" if result.valid else "[red]invalid[/]"
+        out.print(f"{verdict}: {result.applied} applied, {result.pending} pending")
+    if not result.valid:
+        raise typer.Exit(1)
+
+
+@app.command()
+def repair(as_json: JsonFlag = False) -> None:
+    """Re-record the checksums of applied migrations whose files were changed on purpose."""
+    with graph_session() as (backend, settings):
+        result = api.repair(backend, Registry.load(settings.migrations_dir))
+    if as_json:
+        print_json(result.model_dump(mode="json"))
+    else:
+        out.print(f"repaired: {', '.join(result.repaired) or 'nothing to repair'}")
+
+
+@app.command()
+def new(
+    name: Annotated[str, typer.Argument(help="What the migration does, e.g. 'add person age'.")],
+    cypher: Annotated[bool, typer.Option("--cypher", help="A .cypher file instead of .py.")]
+    = False,
+    author: Annotated[str, typer.Option(help="Recorded as the migration's author.")] = "",
+) -> None:
+    """Scaffold the next migration file."""
+    settings = load_settings()
+    path = api.new_migration(settings.migrations_dir, name, kind="cypher" if cypher else "py",
+                             author=author or default_holder().split("@")[0])
+    out.print(f"created {path}")
+
+
+@app.command()
+def status(
+    run_id: LatestRun = None,
+    watch: Annotated[bool, typer.Option("--watch", help="Live progress until the run ends.")]
+    = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """A run's status, history and steps, with progress."""
+    with graph_session() as (backend, settings):
+        run = api.status(backend, run_id)
+        if watch:
+            run = follow(backend, run.id, quiet=as_json)
+        conflicts = (runs.conflicts(open_store(settings.backup_dir), run)
+                     if run.status in ROLLBACK_STATES | {MigrationStatus.ROLLED_BACK}
+                     else [])
+    if as_json:
+        print_json({**run.model_dump(mode="json"),
+                     "conflicts": [c.model_dump(mode="json") for c in conflicts]})
+        return
+    show_run(run)
+    show_conflicts(conflicts)
+
+
+@app.command()
+def fingerprint(as_json: JsonFlag = False) -> None:
+    """An order-independent digest of the graph's labels, properties and relationships (ledger
+    excluded): equal digests, equal graphs. Streams the graph, with progress."""
+    with graph_session() as (backend, _), counting(quiet=as_json) as advance:
+        digest = fingerprint_of(backend, progress=advance)
+    if as_json:
+        print_json(digest.model_dump())
+    else:
+        out.print(str(digest))
+
+
+
+
+@app.command()
+def unlock(
+    force: Annotated[bool, typer.Option("--force", help="Break a lock whose lease is still "
+                                                         "live (its holder may be running!).")]
+    = False,
+) -> None:
+    """Clear the migration lock: an expired one always, a live one only with --force."""
+    with graph_session() as (backend, _):
+        cleared = MigrationLock(backend).break_lock(force=force)
+    if cleared is None:
+        out.print("the migration lock is free")
+    else:
+        out.print(f"cleared the lock of {cleared.holder} (token {cleared.token}, since "
+                  f"{cleared.acquired_at:%Y-%m-%d %H:%M:%S} UTC)")
+
+
+@app.command()
+def version() -> None:
+    """Print kgmigrate's version."""
+    out.print(__version__)
+

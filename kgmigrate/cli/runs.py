@@ -1,0 +1,171 @@
+"""`worker`, `upgrade`, `downgrade`, `resume`, `rollback`: running migrations and following them."""
+
+import contextlib
+import os
+from collections.abc import Callable
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from kgmigrate import runs
+from kgmigrate.backup.store import open_store
+from kgmigrate.cli.common import (
+    JsonFlag,
+    LocalWorkersFlag,
+    WaitFlag,
+    app,
+    follow,
+    out,
+    print_json,
+    say,
+    show_conflicts,
+)
+from kgmigrate.connect import Endpoints, backend_for, resolve
+from kgmigrate.dev.local_workers import LocalWorkers
+from kgmigrate.errors import KgmError
+from kgmigrate.graph.base import GraphBackend
+from kgmigrate.model.records import MigrationStatus, RunRecord
+from kgmigrate.model.registry import Registry
+from kgmigrate.monitoring import hooks, logs
+from kgmigrate.runtime.app import BATCH_QUEUE, CONTROL_QUEUE, QUEUE_MODULES, configure
+from kgmigrate.runtime.settings import Settings, load_settings
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(min=1, help="Processes in this worker.")] = 1,
+    queues: Annotated[str, typer.Option(help="Comma-separated queues to serve.")]
+    = f"{BATCH_QUEUE},{CONTROL_QUEUE}",
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "WARNING",
+) -> None:
+    """Run a Celery worker for the batch and/or control queue (scale by starting more)."""
+    wanted = [q.strip() for q in queues.split(",") if q.strip()]
+    unknown = sorted(set(wanted) - set(QUEUE_MODULES))
+    if unknown or not wanted:
+        raise KgmError(f"unknown queue(s) {', '.join(unknown) or '(none)'}; "
+                       f"use {BATCH_QUEUE} and/or {CONTROL_QUEUE}")
+    endpoints = resolve(load_settings())
+    logs.configure()  # kgmigrate's own lines: JSON with run, step and batch (by default)
+    hooks.load_configured()  # KGMIGRATE_HOOKS: imported before the pool forks
+    celery_app = configure(endpoints.broker_url.get_secret_value(),
+                           endpoints.result_backend.get_secret_value())
+    celery_app.conf.imports = [QUEUE_MODULES[q] for q in wanted]
+    celery_app.worker_main(["worker", "-Q", ",".join(wanted), "-c", str(concurrency),
+                            "-l", loglevel, "-n", f"kgm{os.getpid()}@%h",
+                            "--without-gossip", "--without-mingle"])
+
+
+@app.command()
+def upgrade(
+    target: Annotated[str | None, typer.Argument(help="Version to upgrade to (default: all).")]
+    = None,
+    wait: WaitFlag = True,
+    local_workers: LocalWorkersFlag = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Apply pending migrations as batched tasks on the workers, with live progress."""
+
+    def start(backend: GraphBackend, settings: Settings, endpoints: Endpoints) -> str | None:
+        registry = Registry.load(settings.migrations_dir)
+        return runs.enqueue_migration(backend, registry, endpoints, target=target)
+
+    _follow(start, wait=wait, local_workers=local_workers, as_json=as_json)
+
+
+@app.command()
+def downgrade(
+    target: Annotated[str, typer.Argument(help="Version to go back to (it stays applied), "
+                                          "or `base` to undo every migration.")],
+    wait: WaitFlag = True,
+    local_workers: LocalWorkersFlag = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run the inverses of the migrations applied after TARGET, newest first, batched and
+    validated like an upgrade (refused if one of them is irreversible)."""
+
+    def start(backend: GraphBackend, settings: Settings, endpoints: Endpoints) -> str | None:
+        registry = Registry.load(settings.migrations_dir)
+        return runs.downgrade(backend, registry, endpoints, target)
+
+    _follow(start, wait=wait, local_workers=local_workers, as_json=as_json,
+            nothing=f"Nothing to undo: no migration after {target} is applied.")
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(help="The run to resume.")],
+    wait: WaitFlag = True,
+    local_workers: LocalWorkersFlag = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Re-enqueue the batches of a run that are not committed (after any crash)."""
+
+    def start(backend: GraphBackend, settings: Settings, endpoints: Endpoints) -> str | None:
+        runs.resume(backend, endpoints, run_id)
+        return run_id
+
+    _follow(start, wait=wait, local_workers=local_workers, as_json=as_json)
+
+
+@app.command()
+def rollback(
+    run_id: Annotated[str, typer.Argument(help="The failed run to roll back.")],
+    force: Annotated[bool, typer.Option(
+        "--force", help="Also restore entities changed by someone else since the run wrote "
+        "them (their change is lost).")] = False,
+    wait: WaitFlag = True,
+    local_workers: LocalWorkersFlag = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Restore what a failed run changed from its undo log (or continue a stopped rollback)."""
+
+    def start(backend: GraphBackend, settings: Settings, endpoints: Endpoints) -> str | None:
+        runs.rollback(backend, endpoints, run_id, force=force)
+        return run_id
+
+    _follow(start, wait=wait, local_workers=local_workers, as_json=as_json,
+            success=MigrationStatus.ROLLED_BACK)
+
+
+
+
+def _follow(start: Callable[[GraphBackend, Settings, Endpoints], str | None], *, wait: bool,
+            local_workers: int, as_json: bool,
+            success: MigrationStatus = MigrationStatus.COMPLETED,
+            nothing: str = "Nothing to apply: the graph is up to date.") -> None:
+    """Start (or resume) a run, with local workers if asked, and follow it unless told not to."""
+    settings = load_settings()
+    endpoints = resolve(settings)
+    with backend_for(endpoints.graph, settings, verify=True) as backend, \
+            contextlib.ExitStack() as stack:
+        if local_workers:
+            stack.enter_context(LocalWorkers(local_workers, endpoints,
+                                             log_dir=settings.stack_dir / "workers"))
+        run_id = start(backend, settings, endpoints)
+        if run_id is None:
+            say(as_json, {"run_id": None, "status": "up_to_date"}, nothing)
+            return
+        if not (wait or local_workers):
+            say(as_json, {"run_id": run_id, "status": "enqueued"},
+                 f"run {run_id} enqueued; follow it with `kgmigrate status {run_id} --watch`")
+            return
+        run = follow(backend, run_id, quiet=as_json)
+        if run.status is MigrationStatus.ROLLBACK_BLOCKED and not as_json:
+            show_conflicts(runs.conflicts(open_store(settings.backup_dir), run))
+    _finish_output(run, as_json, success)
+
+
+def _finish_output(run: RunRecord, as_json: bool,
+                   success: MigrationStatus = MigrationStatus.COMPLETED) -> None:
+    if as_json:
+        print_json(run.model_dump(mode="json"))
+    else:
+        color = "green" if run.status is success else "red"
+        out.print(f"run {run.id}: [bold {color}]{run.status}[/]")
+        if run.error_log:
+            out.print(f"  {escape(run.error_log)}", highlight=False)
+    if run.status is not success:
+        raise typer.Exit(1)
+
+

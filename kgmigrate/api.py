@@ -8,7 +8,6 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from kgmigrate import runs
 from kgmigrate.backup.snapshot import (
     Progress,
     SnapshotManifest,
@@ -18,19 +17,14 @@ from kgmigrate.backup.snapshot import (
     load_manifest,
     restore_snapshot,
 )
-from kgmigrate.backup.store import BackupStore, open_store
+from kgmigrate.backup.store import BackupStore
 from kgmigrate.checks import ensure_valid, list_migrations, validate
-from kgmigrate.connect import open_backend, resolve
 from kgmigrate.errors import KgmError
-from kgmigrate.fingerprint import Fingerprint, fingerprint
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
 from kgmigrate.ledger.lock import MigrationLock
 from kgmigrate.model.records import (
     AppliedMigration,
-    Conflict,
-    MigrationMetadata,
-    MigrationStatus,
     PlannedMigration,
     PlannedStep,
     RepairResult,
@@ -38,12 +32,10 @@ from kgmigrate.model.records import (
 )
 from kgmigrate.model.registry import Registry
 from kgmigrate.model.versions import Version
-from kgmigrate.monitoring.monitor import MigrationMetrics, MigrationMonitor
-from kgmigrate.monitoring.report import build_report, write_report
 from kgmigrate.ops import executable
-from kgmigrate.runtime.settings import Settings, load_settings
+from kgmigrate.runtime.settings import load_settings
 
-__all__ = ["DataMigrationManager", "ensure_valid", "history", "list_migrations",
+__all__ = ["ensure_valid", "history", "list_migrations",
            "new_migration", "plan", "repair", "status", "validate"]
 
 
@@ -162,78 +154,3 @@ class BackupService:
 
     def list_backups(self) -> list[SnapshotManifest]:
         return list_snapshots(self.store)
-
-
-class DataMigrationManager:
-    """The ticket's entry point, over the embedded stack or the configured servers."""
-
-    def __init__(self, settings: Settings | None = None, *,
-                 backend: GraphBackend | None = None) -> None:
-        self.settings = settings or load_settings()
-        self.backend = backend or open_backend(self.settings)
-
-    def registry(self) -> Registry:
-        return Registry.load(self.settings.migrations_dir)
-
-    def create_migration(self, metadata: MigrationMetadata) -> str:
-        """Record a PENDING run of one migration; returns the run id."""
-        return Ledger(self.backend).create_run([metadata], target=metadata.version).id
-
-    def get_migration_status(self, migration_id: str) -> RunRecord | None:
-        return Ledger(self.backend).run(migration_id)
-
-    def enqueue_migration(self, target: str | None = None) -> str | None:
-        """Start a run up to `target` (default: everything pending) and return its id at
-        once; None when there is nothing to apply. Workers serving the queues run it."""
-        return runs.enqueue_migration(self.backend, self.registry(), resolve(self.settings),
-                                      target=target)
-
-    def wait(self, run_id: str, timeout_s: float | None = None) -> RunRecord:
-        return runs.wait(self.backend, run_id, timeout_s=timeout_s)
-
-    def execute_migration(self, target: str | None = None,
-                          timeout_s: float | None = None) -> bool:
-        """The ticket's verb: enqueue and wait; True when the run completed (or nothing was
-        pending), False when it failed."""
-        run_id = self.enqueue_migration(target)
-        if run_id is None:
-            return True
-        return self.wait(run_id, timeout_s).status is MigrationStatus.COMPLETED
-
-    def resume(self, run_id: str) -> None:
-        runs.resume(self.backend, resolve(self.settings), run_id)
-
-    def downgrade(self, target: str) -> str | None:
-        """Start undoing every applied migration `target` does not need (`base`: all); the
-        run id, or None when there is nothing to undo."""
-        return runs.downgrade(self.backend, self.registry(), resolve(self.settings), target)
-
-    def rollback_migration(self, run_id: str, *, force: bool = False) -> None:
-        """The ticket's verb: restore what a failed run changed, from its undo log (also
-        continues a rollback that stopped); `wait` for the outcome."""
-        runs.rollback(self.backend, resolve(self.settings), run_id, force=force)
-
-    def conflicts(self, run_id: str) -> list[Conflict]:
-        run = status(self.backend, run_id)
-        return runs.conflicts(open_store(self.settings.backup_dir), run)
-
-    def fingerprint(self) -> Fingerprint:
-        return fingerprint(self.backend)
-
-    def get_migration_metrics(self, run_id: str) -> MigrationMetrics | None:
-        """The ticket's monitor verb, from the ledger (None: no such run)."""
-        return MigrationMonitor(self.backend).get_migration_metrics(run_id)
-
-    def report(self, run_id: str, out_dir: Path | None = None) -> list[Path]:
-        """Write the run's report (JSON, Markdown, PNG); the paths written."""
-        built = build_report(self.backend, open_store(self.settings.backup_dir), run_id)
-        if built is None:
-            raise KgmError(f"no run {run_id}")
-        return write_report(built, out_dir or self.settings.reports_dir)
-
-    @property
-    def backup_service(self) -> BackupService:
-        return BackupService(self.backend, open_store(self.settings.backup_dir))
-
-    def close(self) -> None:
-        self.backend.close()

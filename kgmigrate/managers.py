@@ -1,13 +1,25 @@
-"""The ticket's `SchemaEvolutionManager` and `DataTransformationManager`, as names for building
-operations in migration files. They describe changes; running them is `upgrade`'s job (batched,
-validated, undo-logged), never a side effect of calling these.
+"""The ticket's names, as thin adapters: `DataMigrationManager` over the facade
+(`kgmigrate.service.Migrations`), and `SchemaEvolutionManager` and `DataTransformationManager`
+as names for building operations in migration files. Those two describe changes; running them
+is `upgrade`'s job (batched, validated, undo-logged), never a side effect of calling them.
 
     from kgmigrate.managers import SchemaEvolutionManager as schema
     steps = [schema.add_property("Compound", "review_status", "unreviewed"),
              schema.modify_relationship("TREATS", "TREATS_CONDITION")]
 """
 
+from pathlib import Path
+
 from kgmigrate import ops
+from kgmigrate.api import BackupService
+from kgmigrate.fingerprint import Fingerprint
+from kgmigrate.graph.base import GraphBackend
+from kgmigrate.ledger import Ledger
+from kgmigrate.model.records import Conflict, MigrationMetadata, MigrationStatus, RunRecord
+from kgmigrate.model.registry import Registry
+from kgmigrate.monitoring.monitor import MigrationMetrics
+from kgmigrate.runtime.settings import Settings
+from kgmigrate.service import Migrations
 
 
 class SchemaEvolutionManager:
@@ -28,3 +40,73 @@ class DataTransformationManager:
     transform_property = staticmethod(ops.transform_property)
     change_type = staticmethod(ops.change_type)
     python_transform = staticmethod(ops.python_transform)
+
+
+class DataMigrationManager:
+    """The ticket's entry point: its names over the facade (`kgmigrate.service.Migrations`)."""
+
+    def __init__(self, settings: Settings | None = None, *,
+                 backend: GraphBackend | None = None) -> None:
+        self.migrations = Migrations(settings, backend=backend)
+        self.settings, self.backend = self.migrations.settings, self.migrations.backend
+
+    def registry(self) -> Registry:
+        return self.migrations.registry()
+
+    def create_migration(self, metadata: MigrationMetadata) -> str:
+        """Record a PENDING run of one migration; returns the run id."""
+        return Ledger(self.backend).create_run([metadata], target=metadata.version).id
+
+    def get_migration_status(self, migration_id: str) -> RunRecord | None:
+        return Ledger(self.backend).run(migration_id)
+
+    def enqueue_migration(self, target: str | None = None) -> str | None:
+        """Start a run up to `target` (default: everything pending) and return its id at
+        once; None when there is nothing to apply. Workers serving the queues run it."""
+        return self.migrations.upgrade(target)
+
+    def wait(self, run_id: str, timeout_s: float | None = None) -> RunRecord:
+        return self.migrations.wait(run_id, timeout_s=timeout_s)
+
+    def execute_migration(self, target: str | None = None,
+                          timeout_s: float | None = None) -> bool:
+        """The ticket's verb: enqueue and wait; True when the run completed (or nothing was
+        pending), False when it failed."""
+        run_id = self.enqueue_migration(target)
+        if run_id is None:
+            return True
+        return self.wait(run_id, timeout_s).status is MigrationStatus.COMPLETED
+
+    def resume(self, run_id: str) -> None:
+        self.migrations.resume(run_id)
+
+    def downgrade(self, target: str) -> str | None:
+        """Start undoing every applied migration `target` does not need (`base`: all); the
+        run id, or None when there is nothing to undo."""
+        return self.migrations.downgrade(target)
+
+    def rollback_migration(self, run_id: str, *, force: bool = False) -> None:
+        """The ticket's verb: restore what a failed run changed, from its undo log (also
+        continues a rollback that stopped); `wait` for the outcome."""
+        self.migrations.rollback(run_id, force=force)
+
+    def conflicts(self, run_id: str) -> list[Conflict]:
+        return self.migrations.conflicts(self.migrations.status(run_id))
+
+    def fingerprint(self) -> Fingerprint:
+        return self.migrations.fingerprint()
+
+    def get_migration_metrics(self, run_id: str) -> MigrationMetrics | None:
+        """The ticket's monitor verb, from the ledger (None: no such run)."""
+        return self.migrations.metrics(run_id)
+
+    def report(self, run_id: str, out_dir: Path | None = None) -> list[Path]:
+        """Write the run's report (JSON, Markdown, PNG); the paths written."""
+        return self.migrations.report(run_id, out_dir)
+
+    @property
+    def backup_service(self) -> BackupService:
+        return BackupService(self.backend, self.migrations.store)
+
+    def close(self) -> None:
+        self.migrations.close()

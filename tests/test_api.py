@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from kgmigrate import api
+from kgmigrate import DataMigrationManager, api
 from kgmigrate.dev.sample import summarize
 from kgmigrate.errors import KgmError
 from kgmigrate.graph.base import GraphBackend
@@ -125,7 +125,7 @@ def test_the_tickets_manager_creates_and_reports_a_run(
         graph: GraphBackend, migrations: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KGMIGRATE_MIGRATIONS_DIR", str(migrations))
-    manager = api.DataMigrationManager(load_settings(), backend=graph)
+    manager = DataMigrationManager(load_settings(), backend=graph)
     metadata = manager.registry().metadata(Version.parse("1"))
     run_id = manager.create_migration(metadata)
     run = manager.get_migration_status(run_id)

@@ -71,3 +71,52 @@ def test_the_label_check_sees_a_label_in_cypher(tmp_path: Path) -> None:
     sample = tmp_path / "m.py"
     sample.write_text('"""About `__KGMRun`."""\nQ = "MATCH (r:__KGMRun) RETURN r"\n')
     assert internal_labels_in_code(sample) == {"__KGMRun"}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every absolute module name the file imports (`from a.b import c` gives `a.b` and
+    `a.b.c`: c may be a module)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+# (files under this folder, the kgmigrate modules they must not import)
+LAYERS = [
+    ("kgmigrate/model", ("kgmigrate.engine", "kgmigrate.ledger", "kgmigrate.graph.falkordb",
+                         "kgmigrate.graph.neo4j", "kgmigrate.runtime", "kgmigrate.service",
+                         "kgmigrate.cli", "kgmigrate.dev", "kgmigrate.api", "kgmigrate.runs")),
+    ("kgmigrate/ops", ("kgmigrate.engine", "kgmigrate.ledger", "kgmigrate.runtime",
+                       "kgmigrate.service", "kgmigrate.cli", "kgmigrate.dev", "kgmigrate.api",
+                       "kgmigrate.runs")),
+    ("kgmigrate/cypher", ("kgmigrate.engine", "kgmigrate.ledger", "kgmigrate.runtime",
+                          "kgmigrate.service", "kgmigrate.cli", "kgmigrate.dev")),
+    ("kgmigrate/engine", ("kgmigrate.service", "kgmigrate.cli", "kgmigrate.api",
+                          "kgmigrate.runs", "kgmigrate.dev")),
+    ("kgmigrate/cli", ("kgmigrate.engine",)),
+]
+
+
+@pytest.mark.parametrize(("folder", "forbidden"), LAYERS, ids=[f for f, _ in LAYERS])
+def test_each_layer_imports_only_the_layers_below(folder: str, forbidden: tuple[str, ...]
+                                                   ) -> None:
+    files = sorted((ROOT / folder).rglob("*.py"))
+    assert files
+    found = {str(f.relative_to(ROOT)): sorted(m for m in imported_modules(f)
+                                              if m.startswith(forbidden)) for f in files}
+    assert {f: bad for f, bad in found.items() if bad} == {}
+
+
+@pytest.mark.parametrize("package", ["orchestrator", "workers"])
+def test_task_modules_reach_only_the_engine_and_the_runtime(package: str) -> None:
+    allowed = ("kgmigrate.engine", "kgmigrate.runtime", "kgmigrate.monitoring",
+               "kgmigrate.errors")
+    found = {str(f.relative_to(ROOT)): sorted(
+        m for m in imported_modules(f) if m.startswith("kgmigrate") and m != "kgmigrate"
+        and not m.startswith(allowed)) for f in sorted((ROOT / package).rglob("*.py"))}
+    assert {f: bad for f, bad in found.items() if bad} == {}

@@ -264,7 +264,7 @@ def test_upgrade_with_local_workers_from_the_command_line(
 
 def test_the_tickets_execute_migration_enqueues_and_waits(
         execution: Execution, graph: GraphBackend) -> None:
-    from kgmigrate.api import DataMigrationManager
+    from kgmigrate import DataMigrationManager
 
     graph.write("UNWIND range(1, 500) AS i CREATE (:Item {i: i})")
     execution.write_migration("V0001__flag.py", THREE_STEPS.format(batch=100,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kgmigrate.api import DataMigrationManager
+from kgmigrate import DataMigrationManager
 from kgmigrate.backup.store import open_store
 from kgmigrate.errors import ConfigError, KgmError
 from kgmigrate.graph.base import GraphBackend

@@ -5,16 +5,14 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from kgmigrate import api
 from kgmigrate.backup.snapshot import load_manifest
-from kgmigrate.backup.store import open_store
 from kgmigrate.cli.common import (
     JsonFlag,
     app,
     counting,
-    graph_session,
     out,
     print_json,
+    session,
 )
 
 backup_app = typer.Typer(help="Snapshots of the graph in the backup store (KGMIGRATE_BACKUP_DIR).",
@@ -30,27 +28,28 @@ def backup_create(
     as_json: JsonFlag = False,
 ) -> None:
     """Export the graph (or some labels) to the backup store, streaming, with progress."""
-    with graph_session() as (backend, settings), counting(quiet=as_json) as advance:
-        service = api.BackupService(backend, open_store(settings.backup_dir))
-        manifest = service.create_backup(labels or (), progress=advance)
+    with session() as migrations, counting(quiet=as_json) as advance:
+        manifest = migrations.create_backup(labels or (), progress=advance)
+        where = migrations.settings.backup_dir
     if as_json:
         print_json(manifest.model_dump(mode="json"))
         return
     scope = ", ".join(manifest.labels) or "whole graph"
     out.print(f"snapshot [bold]{manifest.id}[/] ({scope}): {manifest.nodes:,} nodes, "
-              f"{manifest.relationships:,} relationships in {settings.backup_dir}")
+              f"{manifest.relationships:,} relationships in {where}")
 
 
 @backup_app.command("list")
 def backup_list(as_json: JsonFlag = False) -> None:
     """Complete snapshots, newest first."""
-    with graph_session() as (backend, settings):
-        manifests = api.BackupService(backend, open_store(settings.backup_dir)).list_backups()
+    with session() as migrations:
+        manifests = migrations.list_backups()
+        where = migrations.settings.backup_dir
     if as_json:
         print_json([m.model_dump(mode="json") for m in manifests])
         return
     if not manifests:
-        out.print(f"no snapshots in {settings.backup_dir}")
+        out.print(f"no snapshots in {where}")
     for m in manifests:
         scope = ", ".join(m.labels) or "whole graph"
         out.print(f"{m.id}  {m.created_at:%Y-%m-%d %H:%M:%S}  {scope}"
@@ -68,16 +67,16 @@ def backup_restore(
 ) -> None:
     """Replace what the snapshot covers (the whole graph, or its labels) with the snapshot.
     Writes applications made since then to those entities are lost: it asks first."""
-    with graph_session() as (backend, settings):
-        service = api.BackupService(backend, open_store(settings.backup_dir))
-        manifest = load_manifest(service.store, snapshot_id)
+    with session() as migrations:
+        manifest = load_manifest(migrations.store, snapshot_id)
         scope = ", ".join(manifest.labels) or "the whole graph"
         if not yes and not typer.confirm(
-                f"Replace {scope} of {backend.target.display} with snapshot {snapshot_id} "
+                f"Replace {scope} of {migrations.backend.target.display} with snapshot "
+                f"{snapshot_id} "
                 f"({manifest.nodes:,} nodes, taken {manifest.created_at:%Y-%m-%d %H:%M})?"):
             raise typer.Exit(1)
         with counting(quiet=as_json) as advance:
-            result = service.restore_backup(snapshot_id, verify=verify, progress=advance)
+            result = migrations.restore_backup(snapshot_id, verify=verify, progress=advance)
     if as_json:
         print_json(result.model_dump())
     else:

@@ -18,6 +18,7 @@ from kgmigrate.connect import open_backend
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.model.records import Conflict, MigrationStatus, RunRecord
 from kgmigrate.runtime.settings import Settings, load_settings
+from kgmigrate.service import Migrations
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Distributed, resumable, reversible migrations for a knowledge graph.")
@@ -46,6 +47,13 @@ def graph_session() -> Iterator[tuple[GraphBackend, Settings]]:
     settings = load_settings()
     with open_backend(settings) as backend:
         yield backend, settings
+
+
+@contextlib.contextmanager
+def session() -> Iterator[Migrations]:
+    """The facade over the configured graph, closed afterwards."""
+    with Migrations() as migrations:
+        yield migrations
 
 
 
@@ -100,7 +108,7 @@ def show_conflicts(conflicts: list[Conflict], limit: int = 20) -> None:
         out.print(f"  ... and {len(conflicts) - limit} more (`kgmigrate status RUN --json`)")
 
 
-def follow(backend: GraphBackend, run_id: str, *, quiet: bool = False) -> RunRecord:
+def follow(migrations: Migrations, run_id: str, *, quiet: bool = False) -> RunRecord:
     """Live progress bars per step (batches, entities, throughput, ETA) until the run ends."""
     bars = Progress(TextColumn("{task.description}"), BarColumn(),
                     TextColumn("{task.fields[counts]}"), TextColumn("{task.fields[rate]}"),
@@ -127,4 +135,4 @@ def follow(backend: GraphBackend, run_id: str, *, quiet: bool = False) -> RunRec
                         rate=rate, eta=eta)
 
     with bars:
-        return runs.wait(backend, run_id, on_progress=show)
+        return migrations.wait(run_id, on_progress=show)

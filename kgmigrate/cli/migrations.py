@@ -7,8 +7,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from kgmigrate import __version__, api, runs
-from kgmigrate.backup.store import open_store
+from kgmigrate import __version__
 from kgmigrate.cli.common import (
     JsonFlag,
     LatestRun,
@@ -16,25 +15,24 @@ from kgmigrate.cli.common import (
     counting,
     dump,
     follow,
-    graph_session,
     out,
     print_json,
+    session,
     show_conflicts,
     show_run,
 )
-from kgmigrate.fingerprint import fingerprint as fingerprint_of
-from kgmigrate.ledger.lock import MigrationLock, default_holder
+from kgmigrate.ledger.lock import default_holder
 from kgmigrate.model.records import MigrationStatus
-from kgmigrate.model.registry import Registry
 from kgmigrate.model.status import ROLLBACK_STATES
 from kgmigrate.runtime.settings import load_settings
+from kgmigrate.service import new_migration
 
 
 @app.command("list")
 def list_cmd(as_json: JsonFlag = False) -> None:
     """Migrations and whether each is applied, pending or changed since."""
-    with graph_session() as (backend, settings):
-        items = api.list_migrations(backend, Registry.load(settings.migrations_dir))
+    with session() as migrations:
+        items = migrations.list_migrations()
     if as_json:
         print_json(dump(items))
         return
@@ -54,8 +52,8 @@ def plan(
     as_json: JsonFlag = False,
 ) -> None:
     """What `upgrade` would run, with entity counts per step. Writes nothing."""
-    with graph_session() as (backend, settings):
-        planned = api.plan(backend, Registry.load(settings.migrations_dir), target)
+    with session() as migrations:
+        planned = migrations.plan(target)
     if as_json:
         print_json(dump(planned))
         return
@@ -75,8 +73,8 @@ def plan(
 @app.command()
 def history(as_json: JsonFlag = False) -> None:
     """The applied chain, oldest first."""
-    with graph_session() as (backend, _):
-        applied = api.history(backend)
+    with session() as migrations:
+        applied = migrations.history()
     if as_json:
         print_json(dump(applied))
         return
@@ -91,8 +89,8 @@ def history(as_json: JsonFlag = False) -> None:
 @app.command()
 def validate(as_json: JsonFlag = False) -> None:
     """Check that applied migrations' files are unchanged and present (exit 1 if not)."""
-    with graph_session() as (backend, settings):
-        result = api.validate(backend, Registry.load(settings.migrations_dir))
+    with session() as migrations:
+        result = migrations.validate()
     if as_json:
         print_json({**result.model_dump(mode="json"), "valid": result.valid})
     else:
@@ -107,8 +105,8 @@ def validate(as_json: JsonFlag = False) -> None:
 @app.command()
 def repair(as_json: JsonFlag = False) -> None:
     """Re-record the checksums of applied migrations whose files were changed on purpose."""
-    with graph_session() as (backend, settings):
-        result = api.repair(backend, Registry.load(settings.migrations_dir))
+    with session() as migrations:
+        result = migrations.repair()
     if as_json:
         print_json(result.model_dump(mode="json"))
     else:
@@ -123,9 +121,8 @@ def new(
     author: Annotated[str, typer.Option(help="Recorded as the migration's author.")] = "",
 ) -> None:
     """Scaffold the next migration file."""
-    settings = load_settings()
-    path = api.new_migration(settings.migrations_dir, name, kind="cypher" if cypher else "py",
-                             author=author or default_holder().split("@")[0])
+    path = new_migration(load_settings(), name, kind="cypher" if cypher else "py",
+                         author=author or default_holder().split("@")[0])
     out.print(f"created {path}")
 
 
@@ -137,11 +134,11 @@ def status(
     as_json: JsonFlag = False,
 ) -> None:
     """A run's status, history and steps, with progress."""
-    with graph_session() as (backend, settings):
-        run = api.status(backend, run_id)
+    with session() as migrations:
+        run = migrations.status(run_id)
         if watch:
-            run = follow(backend, run.id, quiet=as_json)
-        conflicts = (runs.conflicts(open_store(settings.backup_dir), run)
+            run = follow(migrations, run.id, quiet=as_json)
+        conflicts = (migrations.conflicts(run)
                      if run.status in ROLLBACK_STATES | {MigrationStatus.ROLLED_BACK}
                      else [])
     if as_json:
@@ -156,8 +153,8 @@ def status(
 def fingerprint(as_json: JsonFlag = False) -> None:
     """An order-independent digest of the graph's labels, properties and relationships (ledger
     excluded): equal digests, equal graphs. Streams the graph, with progress."""
-    with graph_session() as (backend, _), counting(quiet=as_json) as advance:
-        digest = fingerprint_of(backend, progress=advance)
+    with session() as migrations, counting(quiet=as_json) as advance:
+        digest = migrations.fingerprint(progress=advance)
     if as_json:
         print_json(digest.model_dump())
     else:
@@ -173,8 +170,8 @@ def unlock(
     = False,
 ) -> None:
     """Clear the migration lock: an expired one always, a live one only with --force."""
-    with graph_session() as (backend, _):
-        cleared = MigrationLock(backend).break_lock(force=force)
+    with session() as migrations:
+        cleared = migrations.unlock(force=force)
     if cleared is None:
         out.print("the migration lock is free")
     else:

@@ -13,20 +13,17 @@ from typing import Annotated
 import typer
 from rich.markdown import Markdown
 
-from kgmigrate import api
-from kgmigrate.backup.store import open_store
 from kgmigrate.cli.common import (
     JsonFlag,
     LatestRun,
     app,
-    graph_session,
     out,
     print_json,
+    session,
 )
 from kgmigrate.connect import open_backend, resolve
 from kgmigrate.errors import ConfigError, KgmError
 from kgmigrate.monitoring import exporter, logs
-from kgmigrate.monitoring.monitor import MigrationMonitor
 from kgmigrate.monitoring.report import build_report, markdown, write_report
 from kgmigrate.runtime.app import configure
 from kgmigrate.runtime.settings import load_settings
@@ -44,12 +41,13 @@ def report(
 ) -> None:
     """A run's full story: steps, counts, timings, validations, failures, conflicts, rollback,
     and a throughput chart; printed, and written as JSON, Markdown and PNG."""
-    with graph_session() as (backend, settings):
-        run = api.status(backend, run_id)
-        built = build_report(backend, open_store(settings.backup_dir), run.id)
+    with session() as migrations:
+        run = migrations.status(run_id)
+        built = build_report(migrations.backend, migrations.store, run.id)
+        reports_dir = migrations.settings.reports_dir
     if built is None:
         raise KgmError(f"no run {run.id}")
-    paths = write_report(built, out_dir or settings.reports_dir)
+    paths = write_report(built, out_dir or reports_dir)
     if as_json:
         print_json({**built.model_dump(mode="json"), "files": [str(p) for p in paths]})
         return
@@ -64,9 +62,9 @@ def metrics(
 ) -> None:
     """The ticket's get_migration_metrics: duration, entities, error rate, validation, steps,
     throughput and ETA, from the ledger."""
-    with graph_session() as (backend, _):
-        run = api.status(backend, run_id)
-        found = MigrationMonitor(backend).get_migration_metrics(run.id)
+    with session() as migrations:
+        run = migrations.status(run_id)
+        found = migrations.metrics(run.id)
     if found is None:
         raise KgmError(f"no run {run.id}")
     if as_json:

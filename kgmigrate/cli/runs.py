@@ -8,8 +8,6 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from kgmigrate import runs
-from kgmigrate.backup.store import open_store
 from kgmigrate.cli.common import (
     JsonFlag,
     LocalWorkersFlag,
@@ -19,17 +17,17 @@ from kgmigrate.cli.common import (
     out,
     print_json,
     say,
+    session,
     show_conflicts,
 )
-from kgmigrate.connect import Endpoints, backend_for, resolve
+from kgmigrate.connect import resolve
 from kgmigrate.dev.local_workers import LocalWorkers
 from kgmigrate.errors import KgmError
-from kgmigrate.graph.base import GraphBackend
 from kgmigrate.model.records import MigrationStatus, RunRecord
-from kgmigrate.model.registry import Registry
 from kgmigrate.monitoring import hooks, logs
 from kgmigrate.runtime.app import BATCH_QUEUE, CONTROL_QUEUE, QUEUE_MODULES, configure
-from kgmigrate.runtime.settings import Settings, load_settings
+from kgmigrate.runtime.settings import load_settings
+from kgmigrate.service import Migrations
 
 
 @app.command()
@@ -65,12 +63,8 @@ def upgrade(
     as_json: JsonFlag = False,
 ) -> None:
     """Apply pending migrations as batched tasks on the workers, with live progress."""
-
-    def start(backend: GraphBackend, settings: Settings, endpoints: Endpoints) -> str | None:
-        registry = Registry.load(settings.migrations_dir)
-        return runs.enqueue_migration(backend, registry, endpoints, target=target)
-
-    _follow(start, wait=wait, local_workers=local_workers, as_json=as_json)
+    _follow(lambda migrations: migrations.upgrade(target), wait=wait,
+            local_workers=local_workers, as_json=as_json)
 
 
 @app.command()
@@ -83,12 +77,8 @@ def downgrade(
 ) -> None:
     """Run the inverses of the migrations applied after TARGET, newest first, batched and
     validated like an upgrade (refused if one of them is irreversible)."""
-
-    def start(backend: GraphBackend, settings: Settings, endpoints: Endpoints) -> str | None:
-        registry = Registry.load(settings.migrations_dir)
-        return runs.downgrade(backend, registry, endpoints, target)
-
-    _follow(start, wait=wait, local_workers=local_workers, as_json=as_json,
+    _follow(lambda migrations: migrations.downgrade(target), wait=wait,
+            local_workers=local_workers, as_json=as_json,
             nothing=f"Nothing to undo: no migration after {target} is applied.")
 
 
@@ -101,8 +91,8 @@ def resume(
 ) -> None:
     """Re-enqueue the batches of a run that are not committed (after any crash)."""
 
-    def start(backend: GraphBackend, settings: Settings, endpoints: Endpoints) -> str | None:
-        runs.resume(backend, endpoints, run_id)
+    def start(migrations: Migrations) -> str | None:
+        migrations.resume(run_id)
         return run_id
 
     _follow(start, wait=wait, local_workers=local_workers, as_json=as_json)
@@ -120,8 +110,8 @@ def rollback(
 ) -> None:
     """Restore what a failed run changed from its undo log (or continue a stopped rollback)."""
 
-    def start(backend: GraphBackend, settings: Settings, endpoints: Endpoints) -> str | None:
-        runs.rollback(backend, endpoints, run_id, force=force)
+    def start(migrations: Migrations) -> str | None:
+        migrations.rollback(run_id, force=force)
         return run_id
 
     _follow(start, wait=wait, local_workers=local_workers, as_json=as_json,
@@ -130,19 +120,16 @@ def rollback(
 
 
 
-def _follow(start: Callable[[GraphBackend, Settings, Endpoints], str | None], *, wait: bool,
+def _follow(start: Callable[[Migrations], str | None], *, wait: bool,
             local_workers: int, as_json: bool,
             success: MigrationStatus = MigrationStatus.COMPLETED,
             nothing: str = "Nothing to apply: the graph is up to date.") -> None:
     """Start (or resume) a run, with local workers if asked, and follow it unless told not to."""
-    settings = load_settings()
-    endpoints = resolve(settings)
-    with backend_for(endpoints.graph, settings, verify=True) as backend, \
-            contextlib.ExitStack() as stack:
+    with session() as migrations, contextlib.ExitStack() as stack:
         if local_workers:
-            stack.enter_context(LocalWorkers(local_workers, endpoints,
-                                             log_dir=settings.stack_dir / "workers"))
-        run_id = start(backend, settings, endpoints)
+            stack.enter_context(LocalWorkers(local_workers, migrations.endpoints,
+                                             log_dir=migrations.settings.stack_dir / "workers"))
+        run_id = start(migrations)
         if run_id is None:
             say(as_json, {"run_id": None, "status": "up_to_date"}, nothing)
             return
@@ -150,9 +137,9 @@ def _follow(start: Callable[[GraphBackend, Settings, Endpoints], str | None], *,
             say(as_json, {"run_id": run_id, "status": "enqueued"},
                  f"run {run_id} enqueued; follow it with `kgmigrate status {run_id} --watch`")
             return
-        run = follow(backend, run_id, quiet=as_json)
+        run = follow(migrations, run_id, quiet=as_json)
         if run.status is MigrationStatus.ROLLBACK_BLOCKED and not as_json:
-            show_conflicts(runs.conflicts(open_store(settings.backup_dir), run))
+            show_conflicts(migrations.conflicts(run))
     _finish_output(run, as_json, success)
 
 

@@ -7,8 +7,6 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from kgmigrate import api, runs
-from kgmigrate.backup.store import open_store
 from kgmigrate.cli.common import (
     JsonFlag,
     app,
@@ -29,9 +27,9 @@ from kgmigrate.errors import KgmError
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.graph.falkordb import FalkorDBBackend
 from kgmigrate.model.records import MigrationStatus
-from kgmigrate.model.registry import Registry
 from kgmigrate.monitoring.report import build_report, write_report
 from kgmigrate.runtime.settings import load_settings
+from kgmigrate.service import Migrations
 
 stack_app = typer.Typer(no_args_is_help=True, help="The embedded graph + broker server.")
 app.add_typer(stack_app, name="stack")
@@ -182,8 +180,9 @@ def demo(
     assert endpoints.stack is not None
     out.print(f"[bold]1.[/] embedded stack up on {endpoints.stack.broker_url.rsplit('/', 1)[0]}"
               + (f", embedded Neo4j on {endpoints.graph.driver_uri}" if endpoints.neo4j else ""))
-    registry = Registry.load(settings.migrations_dir)
-    with backend_for(endpoints.graph, settings, verify=True) as backend:
+    with Migrations(settings, backend=backend_for(endpoints.graph, settings,
+                                                  verify=True)) as migrations:
+        backend = migrations.backend
         _reset_demo_graph(backend, endpoints)
         out.print(f"[bold]2.[/] loading a {nodes:,}-node Vitalyst-like sample graph into "
                   f"{endpoints.graph.display}")
@@ -191,21 +190,20 @@ def demo(
         if endpoints.neo4j is not None:
             endpoints.neo4j.mark_demo(backend)  # a later demo may replace what this one loads
         _show_summary(before, False)
-        out.print(f"[bold]3.[/] {len(registry)} migrations in {settings.migrations_dir}, "
-                  f"run by {workers} local worker processes:")
-        for planned in api.plan(backend, registry):
+        out.print(f"[bold]3.[/] {len(migrations.registry())} migrations in "
+                  f"{settings.migrations_dir}, run by {workers} local worker processes:")
+        for planned in migrations.plan():
             out.print(f"   {planned.version} {escape(planned.description)}: "
                       + "; ".join(f"{s.estimated_entities or 0:,} entities"
                                   for s in planned.steps))
         with LocalWorkers(workers, endpoints, log_dir=settings.stack_dir / "workers"):
-            run_id = runs.enqueue_migration(backend, registry, endpoints,
-                                            created_by="kgmigrate demo")
+            run_id = migrations.upgrade(created_by="kgmigrate demo")
             assert run_id is not None
-            run = follow(backend, run_id)
+            run = follow(migrations, run_id)
         out.print("[bold]4.[/] the run, as the ledger in the graph records it:")
         show_run(run)
         _show_summary(summarize(backend), False)
-        built = build_report(backend, open_store(settings.backup_dir), run.id)
+        built = build_report(backend, migrations.store, run.id)
         assert built is not None
         paths = write_report(built, settings.reports_dir)
         m = built.metrics

@@ -19,6 +19,7 @@ from kgmigrate.backup.snapshot import (
 )
 from kgmigrate.backup.store import BackupStore
 from kgmigrate.checks import ensure_valid, list_migrations, validate
+from kgmigrate.compile import compile_op
 from kgmigrate.errors import KgmError
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
@@ -32,7 +33,6 @@ from kgmigrate.model.records import (
 )
 from kgmigrate.model.registry import Registry
 from kgmigrate.model.versions import Version
-from kgmigrate.ops import executable
 from kgmigrate.runtime.settings import load_settings
 
 __all__ = ["ensure_valid", "history", "list_migrations",
@@ -61,7 +61,7 @@ def plan(backend: GraphBackend, registry: Registry,
         migration = registry.migrations[version]
         steps = []
         for order, op in enumerate(migration.definition.operations, start=1):
-            scope = executable(op, backend.dialect.name).scope()
+            scope = compile_op(op, backend.dialect.name).scope
             estimate = None
             if scope is not None:
                 estimate = int(backend.read(backend.dialect.count_scope(scope),

@@ -8,6 +8,7 @@ from typing import Any
 
 from kgmigrate import ledger
 from kgmigrate.backup import snapshot
+from kgmigrate.compile import compile_op, render
 from kgmigrate.dev import sample
 from kgmigrate.engine import batch_statement as execution
 from kgmigrate.engine import undo
@@ -156,12 +157,12 @@ def _execution() -> list[Rendered]:
         for validation in (None, "e.reviewed = false OR e.reviewed IS NULL"):
             v = "validated" if validation else "unvalidated"
             out.append(Rendered(f"batch/{tag}/{v}", execution.batch_statement(
-                N, scope, _op(scope, "SET e.reviewed = false", validation)), params))
+                N, compile_op(_op(scope, "SET e.reviewed = false", validation), "neo4j")), params))
         if scope.entity == "relationship":
             retype = _op(scope, "CREATE (s)-[r:TREATS_CONDITION]->(t) SET r = properties(e) "
                          "DELETE e", creates="r", deletes=True)
             out.append(Rendered(f"batch/{tag}/retype", execution.batch_statement(
-                N, scope, retype), params))
+                N, compile_op(retype, "neo4j")), params))
         out.append(Rendered(f"diagnosis/{tag}", execution.diagnosis_statement(
             N, scope, "SET e.reviewed = false", "e.reviewed = true"), params))
         out.append(Rendered(f"step-validation/{tag}", execution.step_validation_statement(
@@ -250,14 +251,14 @@ def _library() -> list[Rendered]:
         library[f"move-to-relationship-{phase}"] = rel
     out = []
     for tag, op in library.items():
-        rendered = op.render("neo4j")
+        rendered = render(op, "neo4j")
         scope = rendered.scope()
         params = execution.batch_params(N, scope, KeyList(("4:a:1",)), run_id="run_1",
                                         step_id="step_1", batch_id="run_1:1:1", worker="w",
                                         at="2026", undo="u")
         if tag == "python-transform":  # computed per batch by the worker
             params.update(op_values={"4:a:1": "v"}, op_sigs={"4:a:1": "[]"})
-        out.append(Rendered(f"library/{tag}", execution.batch_statement(N, scope, rendered),
+        out.append(Rendered(f"library/{tag}", execution.batch_statement(N, compile_op(op, "neo4j")),
                             params))
         if rendered.check:
             out.append(Rendered(f"library/{tag}/check", rendered.check,

@@ -87,15 +87,19 @@ def imported_modules(path: Path) -> set[str]:
 
 
 # (files under this folder, the kgmigrate modules they must not import)
+ABOVE_COMPILE = ("kgmigrate.engine", "kgmigrate.ledger", "kgmigrate.graph", "kgmigrate.runtime",
+                 "kgmigrate.service", "kgmigrate.cli", "kgmigrate.dev", "kgmigrate.api",
+                 "kgmigrate.runs", "kgmigrate.backup", "kgmigrate.monitoring")
 LAYERS = [
     ("kgmigrate/model", ("kgmigrate.engine", "kgmigrate.ledger", "kgmigrate.graph.falkordb",
                          "kgmigrate.graph.neo4j", "kgmigrate.runtime", "kgmigrate.service",
-                         "kgmigrate.cli", "kgmigrate.dev", "kgmigrate.api", "kgmigrate.runs")),
-    ("kgmigrate/ops", ("kgmigrate.engine", "kgmigrate.ledger", "kgmigrate.runtime",
-                       "kgmigrate.service", "kgmigrate.cli", "kgmigrate.dev", "kgmigrate.api",
-                       "kgmigrate.runs")),
+                         "kgmigrate.cli", "kgmigrate.dev", "kgmigrate.api", "kgmigrate.runs",
+                         "kgmigrate.compile")),
+    ("kgmigrate/ops", (*ABOVE_COMPILE, "kgmigrate.compile")),
+    ("kgmigrate/compile", ABOVE_COMPILE),
     ("kgmigrate/cypher", ("kgmigrate.engine", "kgmigrate.ledger", "kgmigrate.runtime",
-                          "kgmigrate.service", "kgmigrate.cli", "kgmigrate.dev")),
+                          "kgmigrate.service", "kgmigrate.cli", "kgmigrate.dev",
+                          "kgmigrate.compile", "kgmigrate.ops")),
     ("kgmigrate/engine", ("kgmigrate.service", "kgmigrate.cli", "kgmigrate.api",
                           "kgmigrate.runs", "kgmigrate.dev")),
     ("kgmigrate/cli", ("kgmigrate.engine",)),
@@ -120,3 +124,38 @@ def test_task_modules_reach_only_the_engine_and_the_runtime(package: str) -> Non
         m for m in imported_modules(f) if m.startswith("kgmigrate") and m != "kgmigrate"
         and not m.startswith(allowed)) for f in sorted((ROOT / package).rglob("*.py"))}
     assert {f: bad for f, bad in found.items() if bad} == {}
+
+
+def op_class_checks(path: Path, op_classes: set[str]) -> list[str]:
+    """`isinstance(x, <op class>)` calls and `case <op class>(...)` patterns in the file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        named: list[ast.expr] = []
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id in ("isinstance", "issubclass") and len(node.args) == 2):
+            named = [node.args[1]]
+        elif isinstance(node, ast.MatchClass):
+            named = [node.cls]
+        names = {n.id if isinstance(n, ast.Name) else n.attr for expr in named
+                 for n in ast.walk(expr) if isinstance(n, ast.Name | ast.Attribute)}
+        found += [f"{path.name}:{node.lineno}: {name}" for name in sorted(names & op_classes)]
+    return found
+
+
+def test_only_compile_looks_at_an_ops_class() -> None:
+    """The engine runs plans; which plan an op becomes is registered per op in compile/, so a
+    new op never needs a branch elsewhere (Alembic's `implementation_for`)."""
+    from kgmigrate import ops
+
+    op_classes = {cls.__name__ for cls in ops.KINDS.values()} | {"LibraryOp", "OnEntities"}
+    files = [f for package in FORBIDDEN for f in sorted((ROOT / package).rglob("*.py"))
+             if not {"compile", "ops"} & set(f.relative_to(ROOT).parts)]
+    assert [hit for f in files for hit in op_class_checks(f, op_classes)] == []
+
+
+def test_the_op_class_check_sees_isinstance_and_match(tmp_path: Path) -> None:
+    sample = tmp_path / "m.py"
+    sample.write_text("if isinstance(op, ops.RunCypher | CreateIndex):\n    pass\n"
+                      "match op:\n    case BatchedCypher(apply=a):\n        pass\n")
+    assert op_class_checks(sample, {"RunCypher", "CreateIndex", "BatchedCypher"}) == [
+        "m.py:1: CreateIndex", "m.py:1: RunCypher", "m.py:4: BatchedCypher"]

@@ -312,6 +312,7 @@ def test_a_worker_killed_after_a_commit_and_before_its_ack_applies_that_batch_on
 def test_the_same_batch_statement_run_twice_aborts_the_second_and_changes_nothing(
         graph: GraphBackend) -> None:
     from kgmigrate import ops
+    from kgmigrate.compile import compile_op
     from kgmigrate.engine.batch_statement import batch_params, batch_statement
     from kgmigrate.errors import BackendError
 
@@ -322,7 +323,7 @@ def test_the_same_batch_statement_run_twice_aborts_the_second_and_changes_nothin
                 "run_id: 'r1', step_id: 's1', seq: 1, status: 'planned'})")
     op = ops.batched("Item", "SET e.c = coalesce(e.c, 0) + 1")
     [(address, _)] = list(graph.plan_batches(op.scope(), 1000))
-    statement = batch_statement(graph.dialect, op.scope(), op)
+    statement = batch_statement(graph.dialect, compile_op(op, graph.dialect.name))
     params = batch_params(graph.dialect, op.scope(), address, run_id="r1", step_id="s1",
                           batch_id="b1", worker="w", at="t", undo="u")
     # When it runs, and runs again with the same batch id

@@ -11,6 +11,7 @@ import pytest
 from neo4j import GraphDatabase
 
 from kgmigrate import ops
+from kgmigrate.compile import compile_op
 from kgmigrate.dev.neo4j_stack import EmbeddedNeo4j
 from kgmigrate.engine.batch_statement import batch_params, batch_statement
 from kgmigrate.engine.undo import Shape, restore_statement
@@ -86,7 +87,7 @@ def test_two_deliveries_of_one_batch_at_the_same_moment_apply_it_once(
                        "RETURN elementId(e) AS k").column("k")
     ledger_for_one_batch(neo4j)
     op = ops.batched("Item", apply)
-    statement = batch_statement(neo4j.dialect, op.scope(), op)
+    statement = batch_statement(neo4j.dialect, compile_op(op, "neo4j"))
     params = batch_params(neo4j.dialect, op.scope(), KeyList(tuple(keys)), run_id="r1",
                           step_id="s1", batch_id="b1", worker="w", at="t", undo="u")
     # When the first delivery has run the statement but not yet committed, and a redelivery

@@ -8,9 +8,9 @@ import pytest
 
 from kgmigrate import ops, runs
 from kgmigrate.backup.store import DirectoryStore
+from kgmigrate.compile import BatchPlan, compile_op
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.model.records import MigrationStatus
-from kgmigrate.ops import executable
 from tests.conftest import Execution
 from tests.test_execution import start
 
@@ -54,9 +54,9 @@ migration = Migration(author="test", batch_size=10, steps=[{steps}])
 
 
 def check_of(graph: GraphBackend, op: ops.Operation) -> str:
-    rendered = executable(op, graph.dialect.name)
-    assert isinstance(rendered, ops.BatchedCypher) and rendered.check, op
-    return rendered.check
+    plan = compile_op(op, graph.dialect.name)
+    assert isinstance(plan, BatchPlan) and plan.check, op
+    return plan.check
 
 
 def test_every_library_check_is_false_before_its_op_and_the_run_proves_it_true_after(
@@ -68,7 +68,7 @@ def test_every_library_check_is_false_before_its_op_and_the_run_proves_it_true_a
     for name, args, kwargs, scope in LIBRARY:
         op = _op(name, args, kwargs)
         assert graph.read(f"MATCH {scope} RETURN count(e) AS n").value("n") == 30, name
-        valid = graph.read(check_of(graph, op), {**executable(op, graph.dialect.name).params,
+        valid = graph.read(check_of(graph, op), {**compile_op(op, graph.dialect.name).params,
                                                  "kgm_planned": 30}).value("valid")
         assert valid is False, f"{name}: its check holds before the op ran"
     # When all of them run (a step's check is asked after its batches, and fails the run)

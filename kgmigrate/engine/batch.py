@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 from kgmigrate.backup.store import BackupStoreError
+from kgmigrate.compile import BatchPlan, SchemaPlan
 from kgmigrate.engine.batch_statement import (
     BatchResult,
     address_from_json,
@@ -23,7 +24,6 @@ from kgmigrate.graph.types import Counters, QueryResult
 from kgmigrate.ledger.batches import is_repeat
 from kgmigrate.ledger.lock import LockLostError
 from kgmigrate.model.records import BatchRecord, MigrationStatus, utc_now
-from kgmigrate.ops import BatchedCypher, CreateIndex, PythonTransform, RunCypher, executable
 from kgmigrate.runtime.context import Runtime
 
 log = logging.getLogger("kgmigrate.workers")
@@ -59,12 +59,11 @@ def run_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str) -
         rt.lock.renew_for_run(run_id)
     except LockLostError as exc:
         return result.model_copy(update={"status": "failed", "error": str(exc)})
-    _, declared = rt.step(step_id)
-    op = executable(declared, rt.backend.dialect.name)
-    if not isinstance(op, BatchedCypher):
+    plan = rt.plan(step_id)
+    if not isinstance(plan, BatchPlan):
         return result.model_copy(update={"status": "failed",
-                                         "error": f"{op.kind} steps are not batched"})
-    dialect, scope = rt.backend.dialect, op.scope()
+                                         "error": "an unbatched step was sent as a batch"})
+    dialect, scope = rt.backend.dialect, plan.scope
     address = address_from_json(rt.ledger.batch_address(batch_id))
     # Write-ahead: the pre-image is durable before anything changes. Each attempt has its own
     # record; the batch statement names the one that committed.
@@ -72,21 +71,20 @@ def run_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str) -
     try:
         states = rt.backend.capture(scope, address)
         rt.store.put_rows(undo + ".pre", states)
-        computed = (declared.batch_values(states) if isinstance(declared, PythonTransform)
-                    else {})
+        computed = plan.values(states) if plan.values else {}
     except KgmError as exc:  # no undo record (or no values): no change
         return _failed(rt, result, f"batch {seq}: {exc}", time.perf_counter() - started)
     params = {**batch_params(dialect, scope, address, run_id=run_id, step_id=step_id,
                              batch_id=batch_id, worker=result.worker, at=utc_now().isoformat(),
                              undo=undo, started=started_at), **computed}
-    statement = batch_statement(dialect, scope, op)
+    statement = batch_statement(dialect, plan)
     written = write_tagged(rt, statement, params, run_id=run_id, step_id=step_id,
                            batch=batch_id)
     if isinstance(written, BackendError):
         seconds = time.perf_counter() - started
         _, probe_params = dialect.match_batch(scope, address)
-        return _aborted(rt, result, written, op, statement=diagnosis_statement(
-            dialect, scope, op.apply, op.validation or "true"), params=probe_params,
+        return _aborted(rt, result, written, plan, statement=diagnosis_statement(
+            dialect, scope, plan.apply, plan.validation or "true"), params=probe_params,
             seconds=seconds)
     row = written.single()
     if written.retries:  # the driver retried the transaction (a deadlock, a lost connection)
@@ -103,7 +101,7 @@ def run_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str) -
                                      "seconds": time.perf_counter() - started})
 
 
-def _aborted(rt: Runtime, result: BatchResult, exc: BackendError, op: BatchedCypher, *,
+def _aborted(rt: Runtime, result: BatchResult, exc: BackendError, plan: BatchPlan, *,
              statement: str, params: dict[str, object], seconds: float) -> BatchResult:
     """The server undid the batch: a redelivered duplicate, failed validation, or an error."""
     if not is_repeat(exc):
@@ -115,11 +113,11 @@ def _aborted(rt: Runtime, result: BatchResult, exc: BackendError, op: BatchedCyp
         return result.model_copy(update={"status": "failed", "seconds": seconds, "error": (
             f"batch {result.seq} not applied: its step is {step.status}")})
     offending: list[dict[str, object]] = []
-    if op.validation:
+    if plan.validation:
         offending = rt.backend.probe_write(statement, params).records
     keys = ", ".join(str(o["key"]) for o in offending) or "(none found)"
     message = (f"batch {result.seq}: {len(offending)} entities failed validation "
-               f"`{op.validation}`: keys {keys}" if op.validation else
+               f"`{plan.validation}`: keys {keys}" if plan.validation else
                f"batch {result.seq} aborted: {exc}")
     return _failed(rt, result.model_copy(update={"offending": offending}), message, seconds)
 
@@ -150,19 +148,18 @@ def run_statement(rt: Runtime, run_id: str, step_id: str, batch_id: str) -> Batc
                          status="completed", worker=worker_name())
     if rt.ledger.batch_status(batch_id) == "completed":
         return result.model_copy(update={"status": "skipped"})
-    _, declared = rt.step(step_id)
-    op = executable(declared, rt.backend.dialect.name)
-    if not isinstance(op, RunCypher | CreateIndex):
+    plan = rt.plan(step_id)
+    if isinstance(plan, BatchPlan):
         return result.model_copy(update={"status": "failed",
-                                         "error": f"{op.kind} steps are batched"})
+                                         "error": "a batched step was sent as one statement"})
     try:
         rt.lock.renew_for_run(run_id)
-        if isinstance(op, CreateIndex):  # DDL differs per server: the backend renders it
-            changed = op.apply_to(rt.backend)
+        if isinstance(plan, SchemaPlan):
+            changed = apply_schema(rt, plan)
             written: QueryResult | BackendError = QueryResult(counters=Counters(
-                **{"indexes_removed" if op.drop else "indexes_added": int(changed)}))
+                **{"indexes_removed" if plan.drop else "indexes_added": int(changed)}))
         else:
-            written = write_tagged(rt, op.statement, run_id=run_id, step_id=step_id)
+            written = write_tagged(rt, plan.statement, run_id=run_id, step_id=step_id)
     except BackendError as exc:  # from the index DDL
         if exc.transient:
             raise
@@ -176,3 +173,11 @@ def run_statement(rt: Runtime, run_id: str, step_id: str, batch_id: str) -> Batc
                                  worker=result.worker, counters=counters)
     return result.model_copy(update={"counters": counters,
                                      "seconds": time.perf_counter() - started})
+
+
+def apply_schema(rt: Runtime, plan: SchemaPlan) -> bool:
+    """Idempotent: True when something changed. The DDL differs per server: the backend
+    renders it."""
+    if plan.drop:
+        return rt.backend.drop_index(plan.index)
+    return rt.backend.ensure_index(plan.index)

@@ -25,10 +25,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from kgmigrate.compile import BatchPlan
 from kgmigrate.cypher.dialect import Dialect
 from kgmigrate.ledger.batches import complete_batch, lock_batch
 from kgmigrate.model.scope import BatchAddress, KeyList, KeyRange, Scope
-from kgmigrate.ops import BatchedCypher
 
 BAD_SAMPLE = 20  # offending entities reported per failed batch
 
@@ -61,7 +61,7 @@ def address_from_json(data: dict[str, Any]) -> BatchAddress:
     return KeyRange(int(data["lo"]), int(data["hi"]))
 
 
-def batch_statement(dialect: Dialect, scope: Scope, op: BatchedCypher) -> str:
+def batch_statement(dialect: Dialect, plan: BatchPlan) -> str:
     """The statement for one batch of a batched step (parameters: `batch_params`).
 
     It also returns what the undo log needs to detect conflicts later, taken inside the same
@@ -69,20 +69,21 @@ def batch_statement(dialect: Dialect, scope: Scope, op: BatchedCypher) -> str:
     server's own rendering (`Dialect.signature`), and the key and state of the entity it
     created, if the step creates one. Flat lists (see `images`): the client parses them about
     twice as fast as a list of lists."""
-    valid = op.validation or "true"
+    scope = plan.scope
+    valid = plan.validation or "true"
     sig = dialect.signature("e", scope.entity)
-    made = op.creates
+    made = plan.creates
     # `collect(null)` for "nothing": a constant would be a grouping key, and a batch whose
     # entities are all gone (or filtered out by `apply`) would then return no row at all
-    post = "collect(null)" if op.deletes else f"collect({sig})"
+    post = "collect(null)" if plan.deletes else f"collect({sig})"
     created = (f"collect([{dialect.key(made)}, {dialect.signature(made, scope.entity)}])"
                if made else "collect(null)")
     # labels after the change, by name: a restore must remove labels the step added
-    labelled = ("collect(labels(e))" if scope.entity == "node" and not op.deletes
+    labelled = ("collect(labels(e))" if scope.entity == "node" and not plan.deletes
                 else "collect(null)")
     images = "keys, pres, posts, made, labels"
     return (
-        f"{_bound(dialect, scope)} {op.apply} "
+        f"{_bound(dialect, scope)} {plan.apply} "
         f"WITH e, {made + ', ' if made else ''}kgm_key, kgm_pre, ({valid}) AS ok "
         f"WITH count(e) AS n, sum(CASE WHEN ok THEN 0 ELSE 1 END) AS bad, "
         f"collect(CASE WHEN ok THEN null ELSE kgm_key END)[..{BAD_SAMPLE}] AS bad_keys, "

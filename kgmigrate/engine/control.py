@@ -13,6 +13,7 @@ from typing import Any, Literal
 from celery import Celery
 
 from kgmigrate.backup.snapshot import create_snapshot
+from kgmigrate.compile import BatchPlan, StatementPlan
 from kgmigrate.engine import rollback
 from kgmigrate.engine.batch_statement import BatchResult, step_validation_statement
 from kgmigrate.engine.canvas import launch_step
@@ -27,7 +28,6 @@ from kgmigrate.model.records import (
 )
 from kgmigrate.model.status import FINAL_STEP, ROLLBACK_STATES, StatusTransitionError
 from kgmigrate.monitoring import hooks
-from kgmigrate.ops import BatchedCypher, RunCypher, executable
 from kgmigrate.runtime.context import Runtime
 
 log = logging.getLogger("kgmigrate.orchestrator")
@@ -97,12 +97,12 @@ def _launch_next(rt: Runtime, app: Celery, run: RunRecord) -> None:
         rt.ledger.update_step(step.id, status=MigrationStatus.IN_PROGRESS, started_at=utc_now())
         hooks.emit("before_step", run.id, step=step.order, status="in_progress",
                    detail={"version": step.version, "description": step.description})
-    _, op = rt.step(step.id)
-    plan_step(rt.backend, rt.ledger, step, op)
+    plan = rt.plan(step.id)
+    plan_step(rt.backend, rt.ledger, step, plan)
     step = rt.ledger.step(step.id)
     log.info("step %s of run %s: %s batches, %s entities", step.order, run.id,
              step.batches_total, step.entities_total)
-    launch_step(app, step, op.scope() is not None, rt.ledger.pending_batches(step.id))
+    launch_step(app, step, plan.scope is not None, rt.ledger.pending_batches(step.id))
 
 
 def step_done(rt: Runtime, app: Celery, results: list[dict[str, Any]], run_id: str,
@@ -168,21 +168,20 @@ def _validate_step(rt: Runtime, step: StepRecord) -> tuple[str | None, bool]:
     if step.batches_done != step.batches_total:
         return (f"only {step.batches_done} of {step.batches_total} batches are recorded as "
                 "committed"), True
-    _, declared = rt.step(step.id)
-    op = executable(declared, rt.backend.dialect.name)
-    if isinstance(op, BatchedCypher) and op.validation:
-        statement = step_validation_statement(rt.backend.dialect, op.scope(), op.validation)
-        failing = rt.backend.read(statement, op.params).value("failing")
+    plan = rt.plan(step.id)
+    if isinstance(plan, BatchPlan) and plan.validation:
+        statement = step_validation_statement(rt.backend.dialect, plan.scope, plan.validation)
+        failing = rt.backend.read(statement, plan.params).value("failing")
         if failing:
-            return f"validation `{op.validation}` fails for {failing} entities in scope", True
-    if (isinstance(op, BatchedCypher) and op.check and rt.backend.read(
-            op.check, {**op.params, "kgm_planned": step.entities_total}).value("valid")
+            return f"validation `{plan.validation}` fails for {failing} entities in scope", True
+    if (isinstance(plan, BatchPlan) and plan.check and rt.backend.read(
+            plan.check, {**plan.params, "kgm_planned": step.entities_total}).value("valid")
             is not True):
-        return f"the step's check failed: {op.check}", True
-    if (isinstance(op, RunCypher) and op.validation
-            and rt.backend.read(op.validation).value("valid") is not True):
-        return f"validation query returned false: {op.validation}", True
-    return None, bool(getattr(op, "validation", None) or getattr(op, "check", None))
+        return f"the step's check failed: {plan.check}", True
+    if (isinstance(plan, StatementPlan) and plan.validation
+            and rt.backend.read(plan.validation).value("valid") is not True):
+        return f"validation query returned false: {plan.validation}", True
+    return None, plan.proves
 
 
 def _record_applied(rt: Runtime, run: RunRecord, version: str) -> None:

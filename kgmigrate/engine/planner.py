@@ -6,20 +6,20 @@ and they are written to the ledger in chunks, so planning memory is bounded by t
 """
 
 
+from kgmigrate.compile import Plan
 from kgmigrate.engine.batch_statement import address_to_json, batch_id
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
 from kgmigrate.model.records import StepRecord
-from kgmigrate.ops import Operation, executable
 
 LEDGER_CHUNK = 500
 
 
-def plan_step(backend: GraphBackend, ledger: Ledger, step: StepRecord, op: Operation) -> int:
+def plan_step(backend: GraphBackend, ledger: Ledger, step: StepRecord, plan: Plan) -> int:
     """Record the step's batches (once: a planned step is not planned again); return how many."""
     if step.planned:
         return step.batches_total
-    scope = executable(op, backend.dialect.name).scope()  # as the workers will address it
+    scope = plan.scope  # as the workers will address it
     if scope is None:  # unbatched: one task, one "batch" that stands for the statement
         ledger.create_batches(step.run_id, step.id, [(batch_id(step.run_id, step.order, 1), 1,
                                                       {"statement": True})])

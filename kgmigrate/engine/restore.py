@@ -6,7 +6,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from kgmigrate.backup.store import BackupStoreError
-from kgmigrate.engine.batch import worker_name, write_tagged
+from kgmigrate.compile import SchemaPlan, StatementPlan
+from kgmigrate.engine.batch import apply_schema, worker_name, write_tagged
 from kgmigrate.engine.undo import (
     Shape,
     conflicts_key,
@@ -18,7 +19,6 @@ from kgmigrate.errors import BackendError
 from kgmigrate.ledger import restore_step_id
 from kgmigrate.ledger.batches import is_repeat, restore_batch_id
 from kgmigrate.model.records import utc_now
-from kgmigrate.ops import BatchedCypher, CreateIndex, RunCypher, executable
 from kgmigrate.runtime.context import Runtime
 
 
@@ -39,19 +39,17 @@ def restore_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: st
     """Exactly once, like a forward batch: the restore and its ledger record are one statement.
     A forced pass only revisits the entities the first pass left as conflicts."""
     started = time.perf_counter()
-    record, declared = rt.step(step_id)
-    op = executable(declared, rt.backend.dialect.name)
+    record, plan = rt.step(step_id)[0], rt.plan(step_id)
     rb_id = restore_batch_id(batch_id, force)
     result = RestoreResult(batch_id=rb_id, seq=seq, status="completed")
     if rt.ledger.batch_status(rb_id) == "completed":
         return result.model_copy(update={"status": "skipped"})
-    if isinstance(op, CreateIndex):  # an index the run created is dropped (and vice versa)
-        op.reverse().apply_to(rt.backend)  # type: ignore[attr-defined]
+    if isinstance(plan, SchemaPlan):  # an index the run created is dropped (and vice versa)
+        apply_schema(rt, plan.reverse())
         rt.ledger.mark_restored(result.batch_id, run_id, restore_step_id(step_id))
         return result.model_copy(update={"restored": 1})
-    if isinstance(op, RunCypher):
-        return _run_down(rt, result, op, run_id, step_id, started)
-    assert isinstance(op, BatchedCypher)
+    if isinstance(plan, StatementPlan):
+        return _run_down(rt, result, plan, run_id, step_id, started)
     if undo is None:
         return result.model_copy(update={"status": "failed", "error": (
             f"batch {seq} was committed without an undo record (a run from before undo logs?)")})
@@ -69,7 +67,7 @@ def restore_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: st
         rows, early = restore_rows(rt.store, undo, force=force, only=only)
     except BackupStoreError as exc:
         return result.model_copy(update={"status": "failed", "error": str(exc)})
-    shape = Shape(op.entity, op.creates is not None, op.deletes)
+    shape = Shape(plan.scope.entity, plan.creates is not None, plan.deletes)
     names = touched_names(rows, shape)
     statement = restore_statement(rt.backend.dialect, shape, names)
     params = {"kgm_rows": rows, "kgm_names": names, "kgm_batch_id": rb_id,
@@ -94,14 +92,14 @@ def restore_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: st
         "seconds": time.perf_counter() - started})
 
 
-def _run_down(rt: Runtime, result: RestoreResult, op: RunCypher, run_id: str, step_id: str,
-              started: float) -> RestoreResult:
+def _run_down(rt: Runtime, result: RestoreResult, plan: StatementPlan, run_id: str,
+              step_id: str, started: float) -> RestoreResult:
     """An unbatched statement is undone by its `down` statement (or, in a `.cypher` file, by
     the file's down section), run once."""
-    undo = op.undo_statements
+    undo = plan.undo
     if undo is None:
         return result.model_copy(update={"status": "failed", "error": (
-            f"the Cypher step {op.description!r} has no down statement; undo it by hand, "
+            f"the Cypher step {plan.description!r} has no down statement; undo it by hand, "
             "then roll back again with --force")})
     for statement in undo:
         failed = write_tagged(rt, statement, run_id=run_id, step_id=step_id)

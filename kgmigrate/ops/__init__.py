@@ -9,7 +9,7 @@ from typing import Any, Literal
 from kgmigrate.cypher.identifiers import labelled
 from kgmigrate.ops.base import IrreversibleOperationError, Operation
 from kgmigrate.ops.cypher import BatchedCypher, RunCypher
-from kgmigrate.ops.library import LibraryOp, all_of, executable
+from kgmigrate.ops.library import LibraryOp, all_of
 from kgmigrate.ops.properties import (
     AddProperty,
     CopyProperty,
@@ -209,7 +209,6 @@ __all__ = [
     "create_index",
     "cypher",
     "drop_index",
-    "executable",
     "from_spec",
     "invert_relationship",
     "move_property",

@@ -1,9 +1,8 @@
-"""What the library ops share: rendering to the two execution forms, and the step proofs.
+"""What the library ops share: names checked when built, the scope they work on.
 
-Each op is a small frozen dataclass: it validates its names when built, says what it is
-(`spec`, JSON in the ledger) and what undoes it (`reverse()`), and `render(dialect)`s itself to
-the form the workers execute: a `BatchedCypher` (scope, apply, per-entity validation, step
-check, what the undo log must know) or a `RunCypher`. Names pass through
+Each op is a small frozen dataclass, plain data: it validates its names when built, says what
+it is (`spec`, JSON in the ledger) and what undoes it (`reverse()`). How it runs is registered
+apart, per op, in `kgmigrate.compile` (as Alembic's `toimpl`). Names pass through
 `kgmigrate.cypher.identifiers`; values are parameters, never text. The ops themselves live in
 `properties`, `structure`, `transforms` and `schema`.
 
@@ -16,16 +15,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal, NoReturn
 
 from kgmigrate.cypher import identifiers as ident
-from kgmigrate.cypher.identifiers import labelled, typed
 from kgmigrate.errors import KgmError
 from kgmigrate.model.scope import Scope
 from kgmigrate.ops.base import IrreversibleOperationError, Operation
-from kgmigrate.ops.cypher import BatchedCypher, RunCypher, check_params
-
-Rendered = BatchedCypher | RunCypher
-DIALECTS = ("falkordb", "neo4j")
-# what scope() renders with: an op's scope never depends on the dialect
-_ANY_DIALECT = "neo4j"
+from kgmigrate.ops.cypher import check_params
 
 
 def all_of(*parts: str | None) -> str | None:
@@ -34,50 +27,12 @@ def all_of(*parts: str | None) -> str | None:
     return " AND ".join(present) or None
 
 
-def pattern(entity: str, name: str) -> str:
-    """The pattern that binds scope entities as the batch statement does (`s`, `t` too)."""
-    if entity == "node":
-        return f"({labelled('e', name)})"
-    return f"(s)-[{typed('e', name)}]->(t)"
-
-
-def proof(entity: str, name: str, where: str | None, *, none: str | None = None,
-          at_least: str | None = None, moved_to: str | None = None) -> str:
-    """A step check over the entities `pattern(entity, name)` with `where`: none of them
-    meets `none`, and at least the planned number ($kgm_planned) meet `at_least` (entities
-    that met it before the step count too; with `moved_to`, counted under that label or type
-    instead). OPTIONAL MATCH keeps the one row when nothing matches; two aggregations, because
-    FalkorDB returns null for an expression mixing a grouping key and an aggregate."""
-    parts, valid = [], []
-    if none is not None:
-        parts.append(f"OPTIONAL MATCH {pattern(entity, name)}{_where(where, none)} "
-                     "WITH count(e) AS remaining")
-        valid.append("remaining = 0")
-    if at_least is not None:
-        carried = "remaining, " if none is not None else ""
-        parts.append(f"OPTIONAL MATCH {pattern(entity, moved_to or name)}"
-                     f"{_where(where, at_least)} WITH {carried}count(e) AS made")
-        valid.append("made >= $kgm_planned")
-    return f"{' '.join(parts)} RETURN {' AND '.join(valid)} AS valid"
-
-
-def _where(*parts: str | None) -> str:
-    condition = all_of(*parts)
-    return f" WHERE {condition}" if condition else ""
-
-
-def require_dialect(dialect: str) -> str:
-    if dialect not in DIALECTS:
-        raise KgmError(f"unknown dialect {dialect!r}; use one of {', '.join(DIALECTS)}")
-    return dialect
-
-
 UNDO_LOG_ONLY = ("a failed run is rolled back from its undo log, a completed one needs a "
                  "snapshot (Migration(snapshot=True))")
 
 
 class LibraryOp(Operation):
-    """An op of the library: rendered, per dialect, to BatchedCypher or RunCypher."""
+    """An op of the library: compiled, per dialect, through a BatchedCypher or RunCypher."""
 
     kind: ClassVar[str]
 
@@ -87,12 +42,6 @@ class LibraryOp(Operation):
     def not_itself(self, old: str, new: str) -> None:
         if old == new:
             raise KgmError(f"{self.kind}: {old!r} to itself")
-
-    def render(self, dialect: str) -> Rendered:
-        raise NotImplementedError
-
-    def scope(self) -> Scope | None:
-        return self.render(_ANY_DIALECT).scope()
 
     def spec(self) -> dict[str, Any]:
         return asdict(self)  # type: ignore[call-overload, no-any-return]
@@ -137,6 +86,10 @@ class OnEntities(LibraryOp):
         assert name is not None
         return name
 
+    def scope(self) -> Scope:
+        """As declared; a rendering may narrow it (to the entities the op still has to change)."""
+        return Scope(self.entity, self.scope_name, self.where, dict(self.params))
+
     @property
     def target(self) -> str:
         return f":{self.label}" if self.label is not None else f"[:{self.rel_type}]"
@@ -146,21 +99,3 @@ class OnEntities(LibraryOp):
         return {"label": self.label, "rel_type": self.rel_type, "where": self.where,
                 "params": dict(self.params)}
 
-    def proof(self, *, none: str | None = None, at_least: str | None = None,
-              moved_to: str | None = None) -> str:
-        """`proof` over this op's scope."""
-        return proof(self.entity, self.scope_name, self.where, none=none, at_least=at_least,
-                     moved_to=moved_to)
-
-    def batched(self, apply: str, *, where: str | None = None, validation: str | None = None,
-                check: str | None = None, values: dict[str, Any] | None = None,
-                creates: str | None = None, deletes: bool = False) -> BatchedCypher:
-        return BatchedCypher(self.entity, self.scope_name, apply, all_of(self.where, where),
-                             {**self.params, **(values or {})}, validation=validation,
-                             check=check, creates=creates, deletes=deletes)
-
-
-def executable(op: Operation, dialect: str) -> Operation:
-    """What the workers run for `op` on `dialect`: a library op's rendering; index ops and raw
-    ops as they are."""
-    return op.render(require_dialect(dialect)) if isinstance(op, LibraryOp) else op

@@ -6,7 +6,6 @@ from typing import Any
 
 from kgmigrate.cypher import identifiers as ident
 from kgmigrate.errors import KgmError
-from kgmigrate.graph.base import GraphBackend
 from kgmigrate.model.scope import IndexSpec, Scope
 from kgmigrate.ops.base import Operation
 
@@ -52,11 +51,6 @@ class CreateIndex(Operation):
 
     def spec(self) -> dict[str, Any]:
         return asdict(self)
-
-    def apply_to(self, backend: GraphBackend) -> bool:
-        """Idempotent: True when something changed."""
-        spec = self.index_spec()
-        return backend.drop_index(spec) if self.drop else backend.ensure_index(spec)
 
     def reverse(self) -> Operation:
         return CreateIndex(self.label, self.rel_type, self.properties, self.unique,

@@ -3,9 +3,7 @@
 from dataclasses import dataclass
 
 from kgmigrate.cypher import identifiers as ident
-from kgmigrate.cypher.identifiers import labelled, typed
 from kgmigrate.ops.base import Operation
-from kgmigrate.ops.cypher import BatchedCypher
 from kgmigrate.ops.library import UNDO_LOG_ONLY, OnEntities
 
 
@@ -21,11 +19,6 @@ class AddLabel(OnEntities):
     @property
     def description(self) -> str:
         return f"add label :{self.name} to {self.target}"
-
-    def render(self, dialect: str) -> BatchedCypher:
-        has = labelled("e", self.name)
-        return self.batched(f"SET {has}", where=f"NOT {has}", validation=has,
-                            check=self.proof(at_least=has))
 
     def reverse(self) -> Operation:
         """Remove it again from the same nodes: exact when none of them had it before the
@@ -45,11 +38,6 @@ class RemoveLabel(OnEntities):
     @property
     def description(self) -> str:
         return f"remove label :{self.name} from {self.target}"
-
-    def render(self, dialect: str) -> BatchedCypher:
-        has = labelled("e", self.name)
-        return self.batched(f"REMOVE {has}", where=has, validation=f"NOT {has}",
-                            check=self.proof(none=has))
 
     def reverse(self) -> Operation:
         self.irreversible("which nodes had the label is not recorded (adding it back to every "
@@ -73,12 +61,6 @@ class RenameLabel(OnEntities):
     def description(self) -> str:
         return f"rename label :{self.label} to :{self.new}"
 
-    def render(self, dialect: str) -> BatchedCypher:
-        assert self.label is not None
-        old, new = labelled("e", self.label), labelled("e", self.new)
-        return self.batched(f"SET {new} REMOVE {old}", validation=f"{new} AND NOT {old}",
-                            check=self.proof(none="true", at_least="true", moved_to=self.new))
-
     def reverse(self) -> Operation:
         assert self.label is not None
         return RenameLabel(self.new, None, self.where, dict(self.params), new=self.label)
@@ -101,12 +83,6 @@ class RetypeRelationship(OnEntities):
     def description(self) -> str:
         return f"retype [:{self.rel_type}] to [:{self.new}]"
 
-    def render(self, dialect: str) -> BatchedCypher:
-        return self.batched(
-            f"CREATE (s)-[{typed('op_r', self.new)}]->(t) SET op_r = properties(e) DELETE e",
-            creates="op_r", deletes=True,
-            check=self.proof(none="true", at_least="true", moved_to=self.new))
-
     def reverse(self) -> Operation:
         assert self.rel_type is not None
         return RetypeRelationship(None, self.new, self.where, dict(self.params),
@@ -125,11 +101,6 @@ class InvertRelationship(OnEntities):
     @property
     def description(self) -> str:
         return f"invert [:{self.rel_type}]"
-
-    def render(self, dialect: str) -> BatchedCypher:
-        rel = typed("op_r", str(self.rel_type))
-        return self.batched(f"CREATE (t)-[{rel}]->(s) SET op_r = properties(e) DELETE e",
-                            creates="op_r", deletes=True)
 
     def reverse(self) -> Operation:
         self.irreversible("inverted relationships cannot be told from others of the type; "

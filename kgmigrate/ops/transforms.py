@@ -1,11 +1,8 @@
 """Value ops: change a property's type, transform it with a Cypher expression or a Python
 callable run in the workers."""
 
-import importlib
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
 
 from kgmigrate.cypher import identifiers as ident
 from kgmigrate.cypher.identifiers import ref
@@ -13,21 +10,11 @@ from kgmigrate.cypher.text import tokens
 from kgmigrate.errors import KgmError
 from kgmigrate.model.scope import Scope
 from kgmigrate.ops.base import Operation
-from kgmigrate.ops.cypher import BatchedCypher
 from kgmigrate.ops.library import UNDO_LOG_ONLY, OnEntities, all_of
 
 CONVERSIONS = {"integer": "toInteger", "float": "toFloat", "string": "toString",
                "boolean": "toBoolean", "date": "date"}
 # "{x} is a value of type {t}", per server (they share no type function)
-TYPE_TESTS = {"falkordb": "typeOf({x}) = '{t}'", "neo4j": "{x} IS :: {t}"}
-TYPE_NAMES = {"falkordb": {"integer": "Integer", "float": "Float", "string": "String",
-                           "boolean": "Boolean", "date": "Date"},
-              "neo4j": {"integer": "INTEGER", "float": "FLOAT", "string": "STRING",
-                        "boolean": "BOOLEAN", "date": "DATE"}}
-
-
-def is_of_type(dialect: str, expression: str, to: str) -> str:
-    return TYPE_TESTS[dialect].format(x=expression, t=TYPE_NAMES[dialect][to])
 CLAUSES = frozenset({
     "MATCH", "OPTIONAL", "CREATE", "MERGE", "DELETE", "DETACH", "SET", "REMOVE", "CALL", "WITH",
     "RETURN", "UNWIND", "FOREACH", "LOAD", "USE", "UNION", "ORDER", "LIMIT", "SKIP", "YIELD",
@@ -66,23 +53,6 @@ def check_expression(expression: str, variable: str = "value") -> str:
     return expression
 
 
-def bind(expression: str, variable: str, replacement: str) -> str:
-    """`variable` (a whole word outside quotes, not a property or parameter) -> replacement."""
-    out = []
-    for kind, chunk in tokens(expression):
-        if kind == "code":
-            chunk = re.sub(rf"(?<![.$\w]){re.escape(variable)}(?!\w)", replacement, chunk)
-        out.append(chunk)
-    return "".join(out)
-
-
-def _replace_value(prop: str, expression: str) -> str:
-    """Set `prop` (`e.<name>`) to `expression` (computed from the old value first), letting its
-    type change: on FalkorDB `SET e.p = toFloat(e.p)` (and `SET e += {p: ...}`) keep an Integer
-    an Integer; removing the property first does not."""
-    return f"FOREACH (op_v IN [{expression}] | REMOVE {prop} SET {prop} = op_v)"
-
-
 @dataclass(frozen=True)
 class ChangeType(OnEntities):
     """Convert `name` to `to` where it is not of that type yet; values that do not convert
@@ -118,14 +88,6 @@ class ChangeType(OnEntities):
         return Scope(self.entity, self.scope_name, all_of(self.where, f"{ref('e', self.name)} "
                                                           "IS NOT NULL"), dict(self.params))
 
-    def render(self, dialect: str) -> BatchedCypher:
-        prop = ref("e", self.name)
-        unconverted = f"{prop} IS NOT NULL AND NOT ({is_of_type(dialect, prop, self.to)})"
-        return self.batched(_replace_value(prop, f"{CONVERSIONS[self.to]}({prop})"),
-                            where=unconverted,
-                            validation=f"{prop} IS NOT NULL" if self.on_error == "fail" else None,
-                            check=self.proof(none=unconverted))
-
     def reverse(self) -> Operation:
         self.irreversible(f"a conversion can lose what the old value was; {UNDO_LOG_ONLY}")
 
@@ -150,11 +112,6 @@ class TransformProperty(OnEntities):
     @property
     def description(self) -> str:
         return f"set {self.target}.{self.name} = {self.expression}"
-
-    def render(self, dialect: str) -> BatchedCypher:
-        prop = ref("e", self.name)
-        return self.batched(_replace_value(prop, bind(self.expression, "value", prop)),
-                            where=f"{prop} IS NOT NULL")
 
     def reverse(self) -> Operation:
         if self.inverse is None:
@@ -186,43 +143,6 @@ class PythonTransform(OnEntities):
     @property
     def description(self) -> str:
         return f"set {self.target}.{self.name} = {self.function}(value)"
-
-    def render(self, dialect: str) -> BatchedCypher:
-        """The new values arrive per batch as parameters keyed by entity key, with the state
-        each was computed from: an entity changed since its capture is left alone (and its
-        old value was never read into the computation)."""
-        prop = ref("e", self.name)
-        lookup = "toString(kgm_key)"
-        return self.batched(
-            f"FOREACH (op_v IN CASE WHEN kgm_pre = $op_sigs[{lookup}] "
-            f"THEN [$op_values[{lookup}]] ELSE [] END | REMOVE {prop} SET {prop} = op_v)",
-            where=f"{prop} IS NOT NULL")
-
-    def load(self) -> Callable[[Any], Any]:
-        module, _, attr = self.function.partition(":")
-        try:
-            found = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise KgmError(f"python_transform: cannot import {self.function}: {exc}") from None
-        if not callable(found):
-            raise KgmError(f"python_transform: {self.function} is not callable")
-        return cast(Callable[[Any], Any], found)
-
-    def batch_values(self, states: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        """The parameters one batch needs, computed from its captured (exact) states."""
-        function = self.load()
-        olds = [state["p"].get(self.name) for state in states]
-        try:
-            news = function(olds) if self.vectorized else [function(v) for v in olds]
-        except Exception as exc:  # user code: report it as this batch's failure
-            raise KgmError(f"python_transform {self.function} raised "
-                           f"{type(exc).__name__}: {exc}") from None
-        if len(news) != len(olds):
-            raise KgmError(f"python_transform {self.function} returned {len(news)} values for "
-                           f"{len(olds)}")
-        keys = [str(state["k"]) for state in states]
-        return {"op_values": dict(zip(keys, news, strict=True)),
-                "op_sigs": {k: state["sig"] for k, state in zip(keys, states, strict=True)}}
 
     def reverse(self) -> Operation:
         self.irreversible(f"no inverse function; {UNDO_LOG_ONLY}")

@@ -1,13 +1,15 @@
 """What a task needs in the process it runs in: settings, the graph, the ledger, the lock.
 
 Built once per process (keyed by pid: prefork workers fork after import, and connection pools
-must not cross a fork). Steps' operations are rebuilt from the ledger and cached by step id.
+must not cross a fork). Steps' operations are rebuilt from the ledger, compiled, and cached by
+step id.
 """
 
 import os
 from dataclasses import dataclass, field
 
 from kgmigrate.backup.store import BackupStore, open_store
+from kgmigrate.compile import Plan, compile_op
 from kgmigrate.connect import backend_for, resolve
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
@@ -25,12 +27,19 @@ class Runtime:
     lock: MigrationLock
     store: BackupStore
     _steps: dict[str, tuple[StepRecord, Operation]] = field(default_factory=dict)
+    _plans: dict[str, Plan] = field(default_factory=dict)
 
     def step(self, step_id: str) -> tuple[StepRecord, Operation]:
         if step_id not in self._steps:
             record = self.ledger.step(step_id)
             self._steps[step_id] = (record, from_spec(record.operation, record.spec))
         return self._steps[step_id]
+
+    def plan(self, step_id: str) -> Plan:
+        """What this process runs for the step, on its graph's dialect."""
+        if step_id not in self._plans:
+            self._plans[step_id] = compile_op(self.step(step_id)[1], self.backend.dialect.name)
+        return self._plans[step_id]
 
 
 _runtimes: dict[int, Runtime] = {}

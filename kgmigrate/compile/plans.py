@@ -1,0 +1,74 @@
+"""What the engine executes: the three forms every step compiles to.
+
+Ops describe changes; plans are what a worker runs. The engine reads plans only, so a new op
+needs a compile function (see `kgmigrate.compile`), never a change in the engine.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+
+from kgmigrate.model.scope import IndexSpec, Scope
+
+StateRows = list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """`apply` run batch by batch over `scope`, the entity bound to `e` (`s`, `t`: its ends).
+
+    `validation` is checked per entity inside each batch's statement, `check` once after the
+    last batch ($kgm_planned: the entities planned). The undo log must know whether `apply`
+    creates one entity per `e` (`creates`: the variable bound to it) and whether it deletes `e`.
+    `values`, when set, computes extra parameters per batch from the batch's captured states
+    (a Python transform)."""
+
+    scope: Scope
+    apply: str
+    validation: str | None = None
+    check: str | None = None
+    creates: str | None = None
+    deletes: bool = False
+    values: Callable[[StateRows], dict[str, Any]] | None = None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.scope.params)
+
+    @property
+    def proves(self) -> bool:
+        """Whether the step has a proof beyond its batches being committed."""
+        return bool(self.validation or self.check)
+
+
+@dataclass(frozen=True)
+class StatementPlan:
+    """One statement, run once (at least once: it cannot share a statement with its ledger
+    record). `undo` is what a rollback runs instead, in order (None: nothing can undo it)."""
+
+    statement: str
+    description: str
+    validation: str | None = None  # a read statement returning one boolean `valid`
+    undo: tuple[str, ...] | None = None
+    scope: ClassVar[None] = None
+
+    @property
+    def proves(self) -> bool:
+        return self.validation is not None
+
+
+@dataclass(frozen=True)
+class SchemaPlan:
+    """An index or uniqueness constraint to create (or drop). The DDL differs per server, so
+    the backend renders it; both directions are idempotent."""
+
+    index: IndexSpec
+    drop: bool = False
+    scope: ClassVar[None] = None
+    proves: ClassVar[bool] = False
+
+    def reverse(self) -> "SchemaPlan":
+        return replace(self, drop=not self.drop)
+
+
+Plan = BatchPlan | StatementPlan | SchemaPlan

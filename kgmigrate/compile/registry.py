@@ -1,0 +1,61 @@
+"""Where each op's execution is registered, as Alembic's `Operations.implementation_for`.
+
+Two tables: a library op *renders* to one of the raw ops (`BatchedCypher`, `RunCypher`) for a
+dialect; a raw op (or an op that needs more than its rendering) *plans* to what the engine runs.
+Ops stay plain data; the only place that looks at an op's class is here.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from kgmigrate.compile.plans import Plan
+from kgmigrate.errors import KgmError
+from kgmigrate.ops import BatchedCypher, Operation, RunCypher
+
+DIALECTS = ("falkordb", "neo4j")
+Rendered = BatchedCypher | RunCypher
+
+_renderers: dict[type[Operation], Callable[[Any, str], Rendered]] = {}
+_planners: dict[type[Operation], Callable[[Any, str], Plan]] = {}
+
+
+def implementation_for[F: Callable[..., Rendered]](op_class: type[Operation]
+                                                   ) -> Callable[[F], F]:
+    """Register how `op_class` renders to a raw op for a dialect: F(op, dialect)."""
+    def register(render: F) -> F:
+        _renderers[op_class] = render
+        return render
+    return register
+
+
+def plan_for[F: Callable[..., Plan]](op_class: type[Operation]) -> Callable[[F], F]:
+    """Register how `op_class` becomes what the engine runs: F(op, dialect)."""
+    def register(plan: F) -> F:
+        _planners[op_class] = plan
+        return plan
+    return register
+
+
+def require_dialect(dialect: str) -> str:
+    if dialect not in DIALECTS:
+        raise KgmError(f"unknown dialect {dialect!r}; use one of {', '.join(DIALECTS)}")
+    return dialect
+
+
+def render(op: Operation, dialect: str) -> Operation:
+    """The raw op a library op renders to on `dialect` (a raw op: itself)."""
+    renderer = _renderers.get(type(op))
+    return renderer(op, require_dialect(dialect)) if renderer else op
+
+
+def compile_op(op: Operation, dialect: str) -> Plan:
+    """What the workers run for `op` on `dialect`."""
+    require_dialect(dialect)
+    planner = _planners.get(type(op))
+    if planner is not None:
+        return planner(op, dialect)
+    raw = render(op, dialect)
+    planner = _planners.get(type(raw))
+    if planner is None:
+        raise KgmError(f"{op.kind}: no implementation is registered for this operation")
+    return planner(raw, dialect)

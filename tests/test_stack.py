@@ -157,3 +157,12 @@ def test_no_java_or_no_maven_is_one_clear_line(tmp_path: Path) -> None:
             build(unbuilt)
     finally:
         os.environ["PATH"] = path
+
+
+def test_the_embedded_neo4j_finds_its_pinned_versions_from_the_source_tree() -> None:
+    from kgmigrate.dev import neo4j_stack
+
+    # the module moved once into dev/ and looked one folder too shallow
+    assert neo4j_stack.VERSIONS_FILE == Path(__file__).resolve().parent.parent / (
+        "tools/neo4j-server/versions.properties")
+    assert neo4j_stack.VERSIONS_FILE.is_file()

@@ -32,7 +32,7 @@ from kgmigrate.ledger import demo
 from kgmigrate.runtime.settings import GraphTarget, Settings
 
 HOST = "127.0.0.1"
-PROJECT_DIR = Path(__file__).resolve().parent.parent / "tools" / "neo4j-server"
+PROJECT_DIR = Path(__file__).resolve().parents[2] / "tools" / "neo4j-server"
 VERSIONS_FILE = PROJECT_DIR / "versions.properties"
 JVM_ROOT = Path("/usr/lib/jvm")
 _START_TIMEOUT_S = 180.0

@@ -163,6 +163,7 @@ def test_the_embedded_neo4j_finds_its_pinned_versions_from_the_source_tree() -> 
     from kgmigrate.dev import neo4j_stack
 
     # the module moved once into dev/ and looked one folder too shallow
-    assert neo4j_stack.VERSIONS_FILE == Path(__file__).resolve().parent.parent / (
-        "tools/neo4j-server/versions.properties")
-    assert neo4j_stack.VERSIONS_FILE.is_file()
+    project = Path(__file__).resolve().parent.parent
+    found = neo4j_stack.VERSIONS_FILE
+    assert found == project / "tools" / "neo4j-server" / "versions.properties"
+    assert found.is_file()

@@ -159,3 +159,31 @@ def test_the_op_class_check_sees_isinstance_and_match(tmp_path: Path) -> None:
                       "match op:\n    case BatchedCypher(apply=a):\n        pass\n")
     assert op_class_checks(sample, {"RunCypher", "CreateIndex", "BatchedCypher"}) == [
         "m.py:1: CreateIndex", "m.py:1: RunCypher", "m.py:4: BatchedCypher"]
+
+
+def environment_reads(path: Path) -> list[str]:
+    """`os.environ`, `os.getenv` and friends (or importing them) in the file."""
+    names = {"environ", "environb", "getenv", "putenv", "unsetenv"}
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if (isinstance(node, ast.Attribute) and node.attr in names
+                and isinstance(node.value, ast.Name) and node.value.id == "os"):
+            found.append(f"{path.name}:{node.lineno}: os.{node.attr}")
+        elif isinstance(node, ast.ImportFrom) and node.module == "os":
+            found += [f"{path.name}:{node.lineno}: from os import {a.name}"
+                      for a in node.names if a.name in names]
+    return found
+
+
+def test_only_the_settings_module_touches_the_environment() -> None:
+    files = [f for package in FORBIDDEN for f in sorted((ROOT / package).rglob("*.py"))
+             if f.relative_to(ROOT).as_posix() != "kgmigrate/runtime/settings.py"]
+    assert [hit for f in files for hit in environment_reads(f)] == []
+
+
+def test_the_environment_check_sees_reads_and_writes(tmp_path: Path) -> None:
+    sample = tmp_path / "m.py"
+    sample.write_text("import os\nfrom os import getenv\nx = os.environ.get('A')\n"
+                      "os.environ['B'] = '1'\n")
+    assert sorted(environment_reads(sample)) == [
+        "m.py:2: from os import getenv", "m.py:3: os.environ", "m.py:4: os.environ"]

@@ -5,7 +5,6 @@ module stays small.
 """
 
 import contextlib
-import os
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -26,7 +25,7 @@ from kgmigrate.errors import ConfigError, KgmError
 from kgmigrate.monitoring import exporter, logs
 from kgmigrate.monitoring.report import build_report, markdown, write_report
 from kgmigrate.runtime.app import configure
-from kgmigrate.runtime.settings import load_settings
+from kgmigrate.runtime.settings import export, load_settings
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -108,7 +107,7 @@ def flower(
     if insecure_local:
         if address not in LOOPBACK:
             raise ConfigError(f"--insecure-local serves loopback only, not {address}")
-        os.environ.pop("FLOWER_BASIC_AUTH", None)
+        export("FLOWER_BASIC_AUTH", None)
     elif not user or password is None or not password.get_secret_value():
         raise ConfigError("Flower needs basic auth: set KGMIGRATE_FLOWER_USER and "
                           "KGMIGRATE_FLOWER_PASSWORD (or pass --insecure-local to run "
@@ -116,7 +115,7 @@ def flower(
     else:
         if ":" in user or "," in user:
             raise ConfigError("KGMIGRATE_FLOWER_USER cannot contain ':' or ','")
-        os.environ["FLOWER_BASIC_AUTH"] = f"{user}:{password.get_secret_value()}"
+        export("FLOWER_BASIC_AUTH", f"{user}:{password.get_secret_value()}")
     endpoints = resolve(settings)
     celery_app = configure(endpoints.broker_url.get_secret_value(),
                            endpoints.result_backend.get_secret_value())

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import TracebackType
 
 from kgmigrate.connect import Endpoints
+from kgmigrate.runtime.settings import child_environment
 
 
 class LocalWorkers:
@@ -26,9 +27,10 @@ class LocalWorkers:
         password = graph.password.get_secret_value() if graph.password else None
         auth = f":{password}@" if password and graph.backend == "falkordb" else ""
         url = f"{graph.scheme}://{auth}{graph.host}:{graph.port}/{graph.name or ''}"
-        env = {**os.environ, "KGMIGRATE_GRAPH_URL": url,
-               "KGMIGRATE_BROKER_URL": self.endpoints.broker_url.get_secret_value(),
-               "KGMIGRATE_RESULT_BACKEND": self.endpoints.result_backend.get_secret_value()}
+        env = child_environment(
+            KGMIGRATE_GRAPH_URL=url,
+            KGMIGRATE_BROKER_URL=self.endpoints.broker_url.get_secret_value(),
+            KGMIGRATE_RESULT_BACKEND=self.endpoints.result_backend.get_secret_value())
         if graph.backend == "neo4j":
             if graph.username:
                 env["KGMIGRATE_NEO4J_USER"] = graph.username

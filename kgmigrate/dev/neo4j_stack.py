@@ -29,7 +29,7 @@ from kgmigrate.dev.stack import live_pid, locked, wait_exit
 from kgmigrate.errors import StackError
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import demo
-from kgmigrate.runtime.settings import GraphTarget, Settings
+from kgmigrate.runtime.settings import GraphTarget, Settings, child_environment, java_home
 
 HOST = "127.0.0.1"
 PROJECT_DIR = Path(__file__).resolve().parents[2] / "tools" / "neo4j-server"
@@ -86,8 +86,9 @@ def find_java(major: int) -> Path:
     """A JDK home whose major version is `major`: JAVA_HOME, then /usr/lib/jvm, then `java` on
     the PATH. Neo4j refuses to start on a Java it was not built for, so the match is exact."""
     candidates: list[Path] = []
-    if os.environ.get("JAVA_HOME"):
-        candidates.append(Path(os.environ["JAVA_HOME"]))
+    home = java_home()
+    if home is not None:
+        candidates.append(home)
     if JVM_ROOT.is_dir():
         candidates.extend(sorted(p for p in JVM_ROOT.iterdir() if not p.is_symlink()))
     on_path = shutil.which("java")
@@ -117,10 +118,10 @@ def build(version: Neo4jVersion, *, quiet: bool = True) -> None:
     if mvn is None:
         raise StackError("the embedded Neo4j is built with Maven and `mvn` is not on the PATH; "
                          "install Maven (apt-get install maven)")
-    java_home = find_java(version.java)
+    jdk = find_java(version.java)
     args = [mvn, "-B", *(["-q"] if quiet else []), "-f", str(PROJECT_DIR / "pom.xml"),
             f"-Dneo4j.version={version.version}", f"-Djava.release={version.java}", "package"]
-    done = subprocess.run(args, env={**os.environ, "JAVA_HOME": str(java_home)},
+    done = subprocess.run(args, env=child_environment(JAVA_HOME=str(jdk)),
                           capture_output=quiet, text=True, check=False)
     if done.returncode != 0:
         tail = (done.stdout or "").strip().splitlines()[-5:] if quiet else []
@@ -241,7 +242,7 @@ class EmbeddedNeo4j:
             with self.log_file.open("ab") as log:
                 process = subprocess.Popen(
                     args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    env={**os.environ, "KGMIGRATE_NEO4J_PASSWORD": password},
+                    env=child_environment(KGMIGRATE_NEO4J_PASSWORD=password),
                     start_new_session=True)
             self.pid_file.write_text(f"{process.pid} {self.port} {self.version.version}\n")
             self._wait_ready(process)

@@ -5,7 +5,6 @@ the step already decided and does nothing.
 """
 
 import logging
-import os
 import shlex
 import subprocess
 from typing import Any, Literal
@@ -29,6 +28,7 @@ from kgmigrate.model.records import (
 from kgmigrate.model.status import FINAL_STEP, ROLLBACK_STATES, StatusTransitionError
 from kgmigrate.monitoring import hooks
 from kgmigrate.runtime.context import Runtime
+from kgmigrate.runtime.settings import child_environment
 
 log = logging.getLogger("kgmigrate.orchestrator")
 
@@ -71,7 +71,7 @@ def pre_run_backup(rt: Runtime, run: RunRecord) -> None:
     command = rt.settings.pre_migration_backup_command
     if command:
         argv = shlex.split(command)
-        done = subprocess.run(argv, env={**os.environ, "KGMIGRATE_RUN_ID": run.id},
+        done = subprocess.run(argv, env=child_environment(KGMIGRATE_RUN_ID=run.id),
                               capture_output=True, text=True, check=False)
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()[-3:]

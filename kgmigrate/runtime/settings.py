@@ -1,4 +1,9 @@
-"""Configuration from the environment (`KGMIGRATE_*`).
+"""Configuration from the environment (`KGMIGRATE_*`): the one module that touches it.
+
+Besides `Settings`, three small functions cover what else needs the environment: what a child
+process inherits (`child_environment`), the JDK a user pointed to (`java_home`), and a variable
+a library reads only from there (`export`, for Flower's basic auth). A test holds every other
+module to it.
 
 URLs may carry passwords, so they are held as `SecretStr` and only unwrapped where a client is
 built; `repr()` and `str()` of a `Settings` or `GraphTarget` never show a secret.
@@ -6,6 +11,7 @@ When neither a graph nor a broker URL is set, kgmigrate uses its embedded stack
 (`kgmigrate.dev.stack`), starting it on demand.
 """
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -173,3 +179,24 @@ def load_settings(**overrides: object) -> Settings:
         message = first["msg"].removeprefix("Value error, ")
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise ConfigError(f"{ENV_PREFIX}{loc}: {message}{more}") from None
+
+
+def child_environment(**extra: str) -> dict[str, str]:
+    """This process's environment plus `extra`, for a child process (workers, Neo4j, Maven,
+    the backup command) that needs both."""
+    return {**os.environ, **extra}
+
+
+def java_home() -> Path | None:
+    """`JAVA_HOME`, if the user set one."""
+    home = os.environ.get("JAVA_HOME")
+    return Path(home) if home else None
+
+
+def export(name: str, value: str | None) -> None:
+    """Set (or, with None, unset) a variable of this process, for a library that reads its
+    configuration only from the environment."""
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value

@@ -7,18 +7,27 @@ The functions it calls (`kgmigrate.api`, `kgmigrate.runs`, `kgmigrate.checks`) t
 work on and return the small result types of `kgmigrate.model.records`.
 """
 
-from collections.abc import Callable, Sequence
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
 from kgmigrate import api, checks, runs
-from kgmigrate.backup.snapshot import Progress, SnapshotManifest, SnapshotRestore
+from kgmigrate.backup.snapshot import Progress, SnapshotManifest, SnapshotRestore, load_manifest
 from kgmigrate.backup.store import BackupStore, open_store
-from kgmigrate.connect import Endpoints, open_backend, resolve
-from kgmigrate.errors import KgmError
+from kgmigrate.connect import Endpoints, backend_for, open_backend, resolve
+from kgmigrate.dev.facade import DEMO_GRAPH, DevStack
+from kgmigrate.dev.local_workers import LocalWorkers
+from kgmigrate.dev.neo4j_stack import Neo4jStatus
+from kgmigrate.dev.sample import GraphSummary, load_sample, summarize
+from kgmigrate.dev.stack import StackStatus
+from kgmigrate.errors import ConfigError, KgmError
 from kgmigrate.fingerprint import Fingerprint, fingerprint
 from kgmigrate.graph.base import GraphBackend
-from kgmigrate.ledger.lock import MigrationLock
+from kgmigrate.graph.types import ServerInfo
+from kgmigrate.ledger.lock import MigrationLock, default_holder
 from kgmigrate.model.records import (
     AppliedMigration,
     Conflict,
@@ -30,19 +39,29 @@ from kgmigrate.model.records import (
     ValidationResult,
 )
 from kgmigrate.model.registry import Registry
+from kgmigrate.model.scope import IndexSpec
+from kgmigrate.monitoring import exporter, hooks, logs
 from kgmigrate.monitoring.monitor import MigrationMetrics, MigrationMonitor
-from kgmigrate.monitoring.report import build_report, write_report
-from kgmigrate.runtime.settings import Settings, load_settings
+from kgmigrate.monitoring.report import RunReport, build_report, markdown, write_report
+from kgmigrate.runs import StepProgress, progress
+from kgmigrate.runtime.app import BATCH_QUEUE, CONTROL_QUEUE, QUEUE_MODULES, configure
+from kgmigrate.runtime.settings import Settings, export, load_settings
+
+__all__ = ["BATCH_QUEUE", "CONTROL_QUEUE", "DEMO_GRAPH", "DevStack", "GraphSummary",
+           "Migrations", "Neo4jStatus", "RunReport", "StackStatus", "StepProgress",
+           "default_author", "demo", "markdown", "new_migration", "progress", "serve_flower",
+           "serve_worker"]
 
 
 class Migrations:
     """Every verb, over one graph. Use it as a context manager (it closes the connection)."""
 
     def __init__(self, settings: Settings | None = None, *,
-                 backend: GraphBackend | None = None) -> None:
+                 backend: GraphBackend | None = None,
+                 endpoints: Endpoints | None = None) -> None:
         self.settings = settings or load_settings()
         self.backend = backend or open_backend(self.settings)
-        self._endpoints: Endpoints | None = None
+        self._endpoints = endpoints
 
     def __enter__(self) -> "Migrations":
         return self
@@ -129,10 +148,25 @@ class Migrations:
 
     def report(self, run_id: str, out_dir: Path | None = None) -> list[Path]:
         """Write the run's report (JSON, Markdown, PNG); the paths written."""
+        return self.write_report(self.build_report(run_id), out_dir)
+
+    def build_report(self, run_id: str) -> RunReport:
         built = build_report(self.backend, self.store, run_id)
         if built is None:
             raise KgmError(f"no run {run_id}")
+        return built
+
+    def write_report(self, built: RunReport, out_dir: Path | None = None) -> list[Path]:
         return write_report(built, out_dir or self.settings.reports_dir)
+
+    def serve_metrics(self, host: str, port: int, runs: int,
+                      on_ready: Callable[[], None] = lambda: None) -> None:
+        """Serve Prometheus metrics read from the ledger at each scrape, until Ctrl-C."""
+        logs.configure()
+        exporter.serve(self.backend, host=host, port=port, runs=runs)
+        on_ready()
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
 
     def fingerprint(self, progress: Progress | None = None) -> Fingerprint:
         return fingerprint(self.backend, progress=progress)
@@ -152,8 +186,107 @@ class Migrations:
     def list_backups(self) -> list[SnapshotManifest]:
         return api.BackupService(self.backend, self.store).list_backups()
 
+    def backup_manifest(self, snapshot_id: str) -> SnapshotManifest:
+        return load_manifest(self.store, snapshot_id)
+
+    # -- the graph itself -------------------------------------------------------------------
+
+    def load_sample(self, nodes: int, *, seed: int = 7,
+                    progress: Callable[[str, int], None] | None = None) -> GraphSummary:
+        """A Vitalyst-like sample graph, into an empty graph."""
+        return load_sample(self.backend, nodes, seed=seed, progress=progress)
+
+    def summary(self) -> GraphSummary:
+        return summarize(self.backend)
+
+    def server(self) -> ServerInfo:
+        return self.backend.server_info()
+
+    def indexes(self) -> list[IndexSpec]:
+        return self.backend.indexes()
+
+    def mark_demo(self) -> None:
+        """What the demo loaded may be replaced by a later demo (the embedded Neo4j only)."""
+        DevStack(self.settings).mark_demo(self.backend, self.endpoints)
+
+    @contextlib.contextmanager
+    def local_workers(self, count: int) -> Iterator[None]:
+        """`count` worker processes for this graph and broker, stopped afterwards."""
+        if count <= 0:
+            yield
+            return
+        with LocalWorkers(count, self.endpoints, log_dir=self.settings.stack_dir / "workers"):
+            yield
+
 
 def new_migration(settings: Settings, name: str, *, kind: str = "py",
                   author: str = "unknown") -> Path:
     """Scaffold the next version's file in the migrations directory (no graph needed)."""
     return api.new_migration(settings.migrations_dir, name, kind=kind, author=author)
+
+
+def default_author() -> str:
+    """Who a new migration is by, when not said: the user running kgmigrate."""
+    return default_holder().split("@")[0]
+
+
+def demo(settings: Settings) -> Migrations:
+    """The facade over the demo's own graph on the embedded stack, emptied first (and only
+    that graph: see `DevStack.reset_demo_graph`)."""
+    if settings.graph_url is not None:
+        raise KgmError("the demo runs on the embedded stack; unset KGMIGRATE_GRAPH_URL")
+    endpoints = resolve(settings)
+    migrations = Migrations(settings, endpoints=endpoints,
+                            backend=backend_for(endpoints.graph, settings, verify=True))
+    try:
+        DevStack(settings).reset_demo_graph(migrations.backend, endpoints)
+    except BaseException:
+        migrations.close()
+        raise
+    return migrations
+
+
+def serve_worker(queues: Sequence[str], *, concurrency: int, loglevel: str) -> None:
+    """Run a Celery worker for the given queues in this process, until it is stopped."""
+    wanted = [q for q in queues if q]
+    unknown = sorted(set(wanted) - set(QUEUE_MODULES))
+    if unknown or not wanted:
+        raise KgmError(f"unknown queue(s) {', '.join(unknown) or '(none)'}; "
+                       f"use {BATCH_QUEUE} and/or {CONTROL_QUEUE}")
+    endpoints = resolve(load_settings())
+    logs.configure()  # kgmigrate's own lines: JSON with run, step and batch (by default)
+    hooks.load_configured()  # KGMIGRATE_HOOKS: imported before the pool forks
+    celery_app = configure(endpoints.broker_url.get_secret_value(),
+                           endpoints.result_backend.get_secret_value())
+    celery_app.conf.imports = [QUEUE_MODULES[q] for q in wanted]
+    celery_app.worker_main(["worker", "-Q", ",".join(wanted), "-c", str(concurrency),
+                            "-l", loglevel, "-n", f"kgm{os.getpid()}@%h",
+                            "--without-gossip", "--without-mingle"])
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def serve_flower(*, port: int, address: str, insecure_local: bool) -> None:
+    """Flower on kgmigrate's Celery app, in this process. Basic auth is required (or loopback
+    only, when insecure_local); the credentials reach Flower through its environment, never a
+    command line (which `ps` shows)."""
+    settings = load_settings()
+    user, password = settings.flower_user, settings.flower_password
+    if insecure_local:
+        if address not in LOOPBACK:
+            raise ConfigError(f"--insecure-local serves loopback only, not {address}")
+        export("FLOWER_BASIC_AUTH", None)
+    elif not user or password is None or not password.get_secret_value():
+        raise ConfigError("Flower needs basic auth: set KGMIGRATE_FLOWER_USER and "
+                          "KGMIGRATE_FLOWER_PASSWORD (or pass --insecure-local to run "
+                          "without, on loopback only)")
+    else:
+        if ":" in user or "," in user:
+            raise ConfigError("KGMIGRATE_FLOWER_USER cannot contain ':' or ','")
+        export("FLOWER_BASIC_AUTH", f"{user}:{password.get_secret_value()}")
+    endpoints = resolve(settings)
+    celery_app = configure(endpoints.broker_url.get_secret_value(),
+                           endpoints.result_backend.get_secret_value())
+    celery_app.start(["flower", f"--port={port}", f"--address={address}",
+                      "--purge_offline_workers=60"])

@@ -5,7 +5,6 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from kgmigrate.backup.snapshot import load_manifest
 from kgmigrate.cli.common import (
     JsonFlag,
     app,
@@ -68,7 +67,7 @@ def backup_restore(
     """Replace what the snapshot covers (the whole graph, or its labels) with the snapshot.
     Writes applications made since then to those entities are lost: it asks first."""
     with session() as migrations:
-        manifest = load_manifest(migrations.store, snapshot_id)
+        manifest = migrations.backup_manifest(snapshot_id)
         scope = ", ".join(manifest.labels) or "the whole graph"
         if not yes and not typer.confirm(
                 f"Replace {scope} of {migrations.backend.target.display} with snapshot "

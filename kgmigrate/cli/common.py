@@ -13,12 +13,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kgmigrate import runs
-from kgmigrate.connect import open_backend
-from kgmigrate.graph.base import GraphBackend
 from kgmigrate.model.records import Conflict, MigrationStatus, RunRecord
-from kgmigrate.runtime.settings import Settings, load_settings
-from kgmigrate.service import Migrations
+from kgmigrate.service import Migrations, progress
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Distributed, resumable, reversible migrations for a knowledge graph.")
@@ -40,13 +36,6 @@ def dump(value: Any) -> Any:
     if isinstance(value, list):
         return [dump(v) for v in value]
     return value.model_dump(mode="json") if hasattr(value, "model_dump") else value
-
-
-@contextlib.contextmanager
-def graph_session() -> Iterator[tuple[GraphBackend, Settings]]:
-    settings = load_settings()
-    with open_backend(settings) as backend:
-        yield backend, settings
 
 
 @contextlib.contextmanager
@@ -92,7 +81,7 @@ def show_run(run: RunRecord) -> None:
     for column, width in zip(table.columns, (7, 18, 9, 7, 13, 9), strict=True):
         column.no_wrap, column.min_width, column.overflow = True, width, "ellipsis"
     table.columns[1].max_width = 18
-    for step, prog in zip(run.steps, runs.progress(run), strict=True):
+    for step, prog in zip(run.steps, progress(run), strict=True):
         rate = f"{prog.entities_per_s:,.0f}/s" if prog.entities_per_s else ""
         table.add_row(f"{step.order} {step.version}", escape(step.description), step.status,
                       f"{step.batches_done}/{step.batches_total}",
@@ -117,7 +106,7 @@ def follow(migrations: Migrations, run_id: str, *, quiet: bool = False) -> RunRe
     tasks: dict[int, TaskID] = {}
 
     def show(run: RunRecord) -> None:
-        for step in runs.progress(run):
+        for step in progress(run):
             if step.order not in tasks:
                 tasks[step.order] = bars.add_task(
                     f"{step.order}. {escape(step.description[:40])}", total=None, counts="",

@@ -21,11 +21,10 @@ from kgmigrate.cli.common import (
     show_conflicts,
     show_run,
 )
-from kgmigrate.ledger.lock import default_holder
 from kgmigrate.model.records import MigrationStatus
 from kgmigrate.model.status import ROLLBACK_STATES
 from kgmigrate.runtime.settings import load_settings
-from kgmigrate.service import new_migration
+from kgmigrate.service import default_author, new_migration
 
 
 @app.command("list")
@@ -122,7 +121,7 @@ def new(
 ) -> None:
     """Scaffold the next migration file."""
     path = new_migration(load_settings(), name, kind="cypher" if cypher else "py",
-                         author=author or default_holder().split("@")[0])
+                         author=author or default_author())
     out.print(f"created {path}")
 
 

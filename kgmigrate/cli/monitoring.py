@@ -4,14 +4,13 @@ Registered on the CLI's app by `kgmigrate.cli` (imported at its end); kept apart
 module stays small.
 """
 
-import contextlib
-import threading
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markdown import Markdown
 
+from kgmigrate import service
 from kgmigrate.cli.common import (
     JsonFlag,
     LatestRun,
@@ -20,14 +19,7 @@ from kgmigrate.cli.common import (
     print_json,
     session,
 )
-from kgmigrate.connect import open_backend, resolve
-from kgmigrate.errors import ConfigError, KgmError
-from kgmigrate.monitoring import exporter, logs
-from kgmigrate.monitoring.report import build_report, markdown, write_report
-from kgmigrate.runtime.app import configure
-from kgmigrate.runtime.settings import export, load_settings
-
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+from kgmigrate.errors import KgmError
 
 
 @app.command()
@@ -42,15 +34,12 @@ def report(
     and a throughput chart; printed, and written as JSON, Markdown and PNG."""
     with session() as migrations:
         run = migrations.status(run_id)
-        built = build_report(migrations.backend, migrations.store, run.id)
-        reports_dir = migrations.settings.reports_dir
-    if built is None:
-        raise KgmError(f"no run {run.id}")
-    paths = write_report(built, out_dir or reports_dir)
+        built = migrations.build_report(run.id)
+        paths = migrations.write_report(built, out_dir)
     if as_json:
         print_json({**built.model_dump(mode="json"), "files": [str(p) for p in paths]})
         return
-    out.print(Markdown(markdown(built)))
+    out.print(Markdown(service.markdown(built)))
     out.print("written: " + ", ".join(str(p) for p in paths))
 
 
@@ -81,14 +70,9 @@ def metrics_server(
 ) -> None:
     """Serve Prometheus metrics of migration runs (progress, batch latency, errors, retries,
     rollbacks), read from the ledger at each scrape."""
-    logs.configure()
-    settings = load_settings()
-    with open_backend(settings) as backend:
-        exporter.serve(backend, host=host, port=port, runs=runs)
-        out.print(f"kgmigrate metrics on http://{host}:{port}/metrics (Ctrl-C to stop)")
-        with contextlib.suppress(KeyboardInterrupt):
-            threading.Event().wait()
-
+    with session() as migrations:
+        migrations.serve_metrics(host, port, runs, on_ready=lambda: out.print(
+            f"kgmigrate metrics on http://{host}:{port}/metrics (Ctrl-C to stop)"))
 
 @app.command()
 def flower(
@@ -102,22 +86,4 @@ def flower(
     Basic auth is required: KGMIGRATE_FLOWER_USER and KGMIGRATE_FLOWER_PASSWORD. The
     credentials reach Flower through its environment, never the command line (which `ps`
     shows)."""
-    settings = load_settings()
-    user, password = settings.flower_user, settings.flower_password
-    if insecure_local:
-        if address not in LOOPBACK:
-            raise ConfigError(f"--insecure-local serves loopback only, not {address}")
-        export("FLOWER_BASIC_AUTH", None)
-    elif not user or password is None or not password.get_secret_value():
-        raise ConfigError("Flower needs basic auth: set KGMIGRATE_FLOWER_USER and "
-                          "KGMIGRATE_FLOWER_PASSWORD (or pass --insecure-local to run "
-                          "without, on loopback only)")
-    else:
-        if ":" in user or "," in user:
-            raise ConfigError("KGMIGRATE_FLOWER_USER cannot contain ':' or ','")
-        export("FLOWER_BASIC_AUTH", f"{user}:{password.get_secret_value()}")
-    endpoints = resolve(settings)
-    celery_app = configure(endpoints.broker_url.get_secret_value(),
-                           endpoints.result_backend.get_secret_value())
-    celery_app.start(["flower", f"--port={port}", f"--address={address}",
-                      "--purge_offline_workers=60"])
+    service.serve_flower(port=port, address=address, insecure_local=insecure_local)

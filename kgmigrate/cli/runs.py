@@ -1,13 +1,13 @@
 """`worker`, `upgrade`, `downgrade`, `resume`, `rollback`: running migrations and following them."""
 
 import contextlib
-import os
 from collections.abc import Callable
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
+from kgmigrate import service
 from kgmigrate.cli.common import (
     JsonFlag,
     LocalWorkersFlag,
@@ -20,14 +20,8 @@ from kgmigrate.cli.common import (
     session,
     show_conflicts,
 )
-from kgmigrate.connect import resolve
-from kgmigrate.dev.local_workers import LocalWorkers
-from kgmigrate.errors import KgmError
 from kgmigrate.model.records import MigrationStatus, RunRecord
-from kgmigrate.monitoring import hooks, logs
-from kgmigrate.runtime.app import BATCH_QUEUE, CONTROL_QUEUE, QUEUE_MODULES, configure
-from kgmigrate.runtime.settings import load_settings
-from kgmigrate.service import Migrations
+from kgmigrate.service import BATCH_QUEUE, CONTROL_QUEUE, Migrations
 
 
 @app.command()
@@ -38,21 +32,8 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "WARNING",
 ) -> None:
     """Run a Celery worker for the batch and/or control queue (scale by starting more)."""
-    wanted = [q.strip() for q in queues.split(",") if q.strip()]
-    unknown = sorted(set(wanted) - set(QUEUE_MODULES))
-    if unknown or not wanted:
-        raise KgmError(f"unknown queue(s) {', '.join(unknown) or '(none)'}; "
-                       f"use {BATCH_QUEUE} and/or {CONTROL_QUEUE}")
-    endpoints = resolve(load_settings())
-    logs.configure()  # kgmigrate's own lines: JSON with run, step and batch (by default)
-    hooks.load_configured()  # KGMIGRATE_HOOKS: imported before the pool forks
-    celery_app = configure(endpoints.broker_url.get_secret_value(),
-                           endpoints.result_backend.get_secret_value())
-    celery_app.conf.imports = [QUEUE_MODULES[q] for q in wanted]
-    celery_app.worker_main(["worker", "-Q", ",".join(wanted), "-c", str(concurrency),
-                            "-l", loglevel, "-n", f"kgm{os.getpid()}@%h",
-                            "--without-gossip", "--without-mingle"])
-
+    service.serve_worker([q.strip() for q in queues.split(",")], concurrency=concurrency,
+                         loglevel=loglevel)
 
 @app.command()
 def upgrade(
@@ -126,9 +107,7 @@ def _follow(start: Callable[[Migrations], str | None], *, wait: bool,
             nothing: str = "Nothing to apply: the graph is up to date.") -> None:
     """Start (or resume) a run, with local workers if asked, and follow it unless told not to."""
     with session() as migrations, contextlib.ExitStack() as stack:
-        if local_workers:
-            stack.enter_context(LocalWorkers(local_workers, migrations.endpoints,
-                                             log_dir=migrations.settings.stack_dir / "workers"))
+        stack.enter_context(migrations.local_workers(local_workers))
         run_id = start(migrations)
         if run_id is None:
             say(as_json, {"run_id": None, "status": "up_to_date"}, nothing)

@@ -192,7 +192,7 @@ def _undo_and_states() -> list[Rendered]:
         out.append(Rendered(f"states/{tag}", statement, params))
     for entity in ("node", "relationship"):
         for labels in ((), ("Compound", HOSTILE)):
-            statement = N.states_page(N.all_states(entity, labels), entity)  # type: ignore[arg-type]
+            statement = N.state_page(N.all_states(entity, labels), entity)  # type: ignore[arg-type]
             params = {"kgm_after": "", "kgm_limit": 1000, "kgm_labels": list(labels)}
             out.append(Rendered(f"all-states/{entity}/{len(labels)}", statement, params))
     out.append(Rendered("ledger/restores", ledger.READ_RESTORES, {"step_id": "rb:step_1"}))

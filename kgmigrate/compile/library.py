@@ -3,19 +3,13 @@ proofs (a read statement run once after the last batch)."""
 
 from typing import Any
 
-from kgmigrate.cypher.identifiers import labelled, typed
+from kgmigrate.cypher.dialect import pattern
+from kgmigrate.model.scope import EntityKind
 from kgmigrate.ops import BatchedCypher
 from kgmigrate.ops.library import OnEntities, all_of
 
 
-def pattern(entity: str, name: str) -> str:
-    """The pattern that binds scope entities as the batch statement does (`s`, `t` too)."""
-    if entity == "node":
-        return f"({labelled('e', name)})"
-    return f"(s)-[{typed('e', name)}]->(t)"
-
-
-def proof(entity: str, name: str, where: str | None, *, none: str | None = None,
+def proof(entity: EntityKind, name: str, where: str | None, *, none: str | None = None,
           at_least: str | None = None, moved_to: str | None = None) -> str:
     """A step check over the entities `pattern(entity, name)` with `where`: none of them
     meets `none`, and at least the planned number ($kgm_planned) meet `at_least` (entities

@@ -35,10 +35,17 @@ def _labelled(var: str) -> str:
     return f"any(kgm_l IN labels({var}) WHERE kgm_l IN ${LABELS})"
 
 
+def pattern(entity: EntityKind, name: str | None = None, *, internal: bool = False) -> str:
+    """The one pattern every statement binds a step's entities with: the entity is `e`, a
+    relationship's ends `s` and `t`; `name` is the label or type (None: any)."""
+    if entity == "node":
+        return f"(e:{ident.label(name, internal=internal)})" if name else "(e)"
+    typed = f":{ident.rel_type(name, internal=internal)}" if name else ""
+    return f"(s)-[e{typed}]->(t)"
+
+
 def _pattern(scope: Scope, *, internal: bool = False) -> str:
-    if scope.entity == "node":
-        return f"(e:{ident.label(scope.name, internal=internal)})"
-    return f"(s)-[e:{ident.rel_type(scope.name, internal=internal)}]->(t)"
+    return pattern(scope.entity, scope.name, internal=internal)
 
 
 def _index_pattern(spec: IndexSpec) -> str:
@@ -79,17 +86,31 @@ class Dialect(ABC):
     def count_scope(self, scope: Scope, *, internal: bool = False) -> str:
         return f"{self.match_scope(scope, internal=internal)} RETURN count(e) AS n"
 
+    def batch_match(self, scope: Scope, *, internal: bool = False) -> str:
+        """`MATCH` clause restricted to one batch of `scope` (its values: `batch_params`)."""
+        where = _where(self.in_batch(scope), scope.where)
+        return f"MATCH {_pattern(scope, internal=internal)}{where}"
+
+    def batch_params(self, scope: Scope, batch: BatchAddress) -> dict[str, Any]:
+        """The parameters of `batch_match` for one batch: the scope's and the address's."""
+        return {**scope.params, **self.batch_values(batch)}
+
     def match_batch(
         self, scope: Scope, batch: BatchAddress, *, internal: bool = False
     ) -> tuple[str, dict[str, Any]]:
-        """`MATCH` clause restricted to one batch of `scope`, and the parameters it needs."""
-        predicate, params = self.batch_predicate(scope, batch)
-        clause = f"MATCH {_pattern(scope, internal=internal)}{_where(predicate, scope.where)}"
-        return clause, {**scope.params, **params}
+        """`batch_match` and `batch_params` together."""
+        return self.batch_match(scope, internal=internal), self.batch_params(scope, batch)
 
     @abstractmethod
+    def in_batch(self, scope: Scope) -> str:
+        """A predicate selecting exactly the entities of one batch (values: `batch_values`)."""
+
+    @abstractmethod
+    def batch_values(self, batch: BatchAddress) -> dict[str, Any]:
+        """The values `in_batch` needs for `batch` (TypeError for the other server's kind)."""
+
     def batch_predicate(self, scope: Scope, batch: BatchAddress) -> tuple[str, dict[str, Any]]:
-        """A predicate selecting exactly the entities of `batch`."""
+        return self.in_batch(scope), self.batch_values(batch)
 
     def match_key(self, var: str, param: str) -> str:
         """`<key of var> = $param`: a seek by key on both servers."""
@@ -128,6 +149,10 @@ class Dialect(ABC):
         return f"{match} RETURN {self.state_columns('e', scope.entity)}", params
 
     @abstractmethod
+    def state_page(self, match: str, entity: EntityKind) -> str:
+        """One page of the states `match` binds (the adapter pages and decodes it)."""
+
+    @abstractmethod
     def all_states(self, entity: EntityKind, labels: tuple[str, ...] = ()) -> str:
         """The MATCH of one page of user entities (ledger entities excluded), optionally only
         nodes with one of `labels` and relationships touching such nodes."""
@@ -148,14 +173,20 @@ class FalkorDBDialect(Dialect):
     def anchor(self, scope: Scope) -> str:
         return "id(e)" if scope.entity == "node" else "id(s)"
 
-    def batch_predicate(self, scope: Scope, batch: BatchAddress) -> tuple[str, dict[str, Any]]:
+    def in_batch(self, scope: Scope) -> str:
+        return self._in_range(scope)
+
+    def batch_values(self, batch: BatchAddress) -> dict[str, Any]:
         if not isinstance(batch, KeyRange):
             raise TypeError("FalkorDB batches are key ranges")
-        return self._in_range(scope), {LO: batch.lo, HI: batch.hi}
+        return {LO: batch.lo, HI: batch.hi}
 
     def _in_range(self, scope: Scope) -> str:
         anchor = self.anchor(scope)
         return f"{anchor} >= ${LO} AND {anchor} < ${HI}"
+
+    # -- for the FalkorDB adapter only: cutting batches on the server, exact-float capture.
+    # Not in the ABC on purpose: no other server needs them, and the engine never calls them.
 
     def keys_in_window(self, scope: Scope, *, internal: bool = False) -> str:
         """Keys of `scope` whose anchor falls in [$kgm_lo, $kgm_hi), in order. `id(e)` is
@@ -288,10 +319,13 @@ class Neo4jDialect(Dialect):
     def anchor(self, scope: Scope) -> str:
         return "elementId(e)"
 
-    def batch_predicate(self, scope: Scope, batch: BatchAddress) -> tuple[str, dict[str, Any]]:
+    def in_batch(self, scope: Scope) -> str:
+        return f"elementId(e) IN ${KEYS}"
+
+    def batch_values(self, batch: BatchAddress) -> dict[str, Any]:
         if not isinstance(batch, KeyList):
             raise TypeError("Neo4j batches are key lists")
-        return f"elementId(e) IN ${KEYS}", {KEYS: list(batch.keys)}
+        return {KEYS: list(batch.keys)}
 
     def signature(self, var: str, entity: EntityKind) -> str:
         """Bolt carries doubles exactly, so the plain state compares exactly. Labels are sorted:
@@ -318,8 +352,10 @@ class Neo4jDialect(Dialect):
             match = f"MATCH (s)-[e]->(t) WHERE {where}"
         return match
 
-    def states_page(self, match: str, entity: EntityKind) -> str:
+    def state_page(self, match: str, entity: EntityKind) -> str:
         return f"{match} RETURN {self.state_columns('e', entity)} ORDER BY k LIMIT ${LIMIT}"
+
+    # -- for the Neo4j adapter only
 
     def keys_in_order(self, scope: Scope, *, internal: bool = False) -> str:
         match = self.match_scope(scope, internal=internal)

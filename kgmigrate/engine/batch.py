@@ -82,9 +82,9 @@ def run_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str) -
                            batch=batch_id)
     if isinstance(written, BackendError):
         seconds = time.perf_counter() - started
-        _, probe_params = dialect.match_batch(scope, address)
         return _aborted(rt, result, written, plan, statement=diagnosis_statement(
-            dialect, scope, plan.apply, plan.validation or "true"), params=probe_params,
+            dialect, scope, plan.apply, plan.validation or "true"),
+            params=dialect.batch_params(scope, address),
             seconds=seconds)
     row = written.single()
     if written.retries:  # the driver retried the transaction (a deadlock, a lost connection)

@@ -111,7 +111,7 @@ def _bound(dialect: Dialect, scope: Scope) -> str:
     """One batch's entities with what `apply` may use besides `e` (and `s`, `t`): `kgm_key`
     and `kgm_pre`, its key and state signature before the change. An `apply` that needs a
     WITH carries them (and `s`, `t`) through it."""
-    match, _ = dialect.match_batch(scope, _sample_address(dialect))
+    match = dialect.batch_match(scope)
     carried = "e" if scope.entity == "node" else "e, s, t"
     return (f"{match} WITH {carried}, {dialect.key('e')} AS kgm_key, "
             f"{dialect.signature('e', scope.entity)} AS kgm_pre")
@@ -130,10 +130,9 @@ def batch_params(dialect: Dialect, scope: Scope, address: BatchAddress, *, run_i
                  step_id: str, batch_id: str, worker: str, at: str, undo: str,
                  started: str | None = None) -> dict[str, Any]:
     """`started`: when the worker took the batch (default `at`), for its latency."""
-    _, params = dialect.match_batch(scope, address)
-    return {**params, "kgm_batch_id": batch_id, "kgm_step_id": step_id, "kgm_run_id": run_id,
-            "kgm_worker": worker, "kgm_at": at, "kgm_undo": undo,
-            "kgm_started": started or at}
+    return {**dialect.batch_params(scope, address), "kgm_batch_id": batch_id,
+            "kgm_step_id": step_id, "kgm_run_id": run_id, "kgm_worker": worker, "kgm_at": at,
+            "kgm_undo": undo, "kgm_started": started or at}
 
 
 def step_validation_statement(dialect: Dialect, scope: Scope, validation: str) -> str:
@@ -141,10 +140,6 @@ def step_validation_statement(dialect: Dialect, scope: Scope, validation: str) -
     carried = "e" if scope.entity == "node" else "e, s, t"
     return (f"{dialect.match_scope(scope)} WITH {carried}, ({validation}) AS kgm_ok "
             "WHERE NOT kgm_ok RETURN count(e) AS failing")
-
-
-def _sample_address(dialect: Dialect) -> BatchAddress:
-    return KeyRange(0, 1) if dialect.batch_addressing == "range" else KeyList(("x",))
 
 
 def batch_id(run_id: str, step_order: int, seq: int) -> str:

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 from kgmigrate.backup.store import BackupStore, BackupStoreError
 from kgmigrate.cypher import identifiers as ident
-from kgmigrate.cypher.dialect import Dialect
+from kgmigrate.cypher.dialect import Dialect, pattern
 from kgmigrate.ledger.batches import complete_restore, lock_restore
 from kgmigrate.model.scope import EntityKind
 
@@ -121,55 +121,80 @@ def restore_statement(dialect: Dialect, shape: Shape, names: list[str]) -> str:
 
     Parameters: kgm_rows (from `restore_rows`), kgm_names (= `names`), kgm_batch_id,
     kgm_run_id, kgm_step_id, kgm_at, kgm_worker."""
-    entity, key = shape.entity, dialect.key
-    parts = [lock_restore(), "UNWIND CASE WHEN first = 1 THEN $kgm_rows ELSE [] END AS row"]
-    if entity == "relationship":
-        parts.append(f"MATCH (s) WHERE {key('s')} = row.s MATCH (t) WHERE {key('t')} = row.t")
+    return " ".join([
+        lock_restore(), "UNWIND CASE WHEN first = 1 THEN $kgm_rows ELSE [] END AS row",
+        *_find_entities(dialect, shape), *_decide(dialect, shape), *_undo(shape, names),
+        _report(dialect, shape)])
+
+
+def _find_entities(dialect: Dialect, shape: Shape) -> list[str]:
+    """Bind what the row is about: a relationship's ends, the entity as the batch left it (`e`,
+    unless the batch deleted it), and what the batch created (`c`)."""
+    key, clauses = dialect.key, []
+    if shape.entity == "relationship":
+        clauses.append(f"MATCH (s) WHERE {key('s')} = row.s MATCH (t) WHERE {key('t')} = row.t")
+    if not shape.deletes:
+        clauses.append(f"OPTIONAL MATCH {pattern(shape.entity)} WHERE {key('e')} = row.k")
+    if shape.creates and shape.entity == "node":
+        clauses.append(f"OPTIONAL MATCH (c) WHERE {key('c')} = row.ck")
+    elif shape.creates:  # either direction: an inversion creates it from t to s
+        clauses.append(f"OPTIONAL MATCH (s)-[c1]->(t) WHERE {key('c1')} = row.ck "
+                       f"OPTIONAL MATCH (t)-[c2]->(s) WHERE {key('c2')} = row.ck "
+                       f"WITH {'row, s, t' + (', e' if not shape.deletes else '')}, "
+                       "coalesce(c1, c2) AS c")
+    return clauses
+
+
+def _carried(shape: Shape) -> str:
+    return ("row" + (", s, t" if shape.entity == "relationship" else "")
+            + (", e" if not shape.deletes else "") + (", c" if shape.creates else ""))
+
+
+def _decide(dialect: Dialect, shape: Shape) -> list[str]:
+    """`ours`: everything is as the batch left it; `go`: restore (ours, or forced, though an
+    entity someone deleted stays deleted)."""
     checks = []
     if not shape.deletes:
-        where = f"{key('e')} = row.k"
-        pattern = "(e)" if entity == "node" else "(s)-[e]->(t)"
-        parts.append(f"OPTIONAL MATCH {pattern} WHERE {where}")
-        checks.append(f"(e IS NOT NULL AND {dialect.signature('e', entity)} = row.post)")
-    if shape.creates and entity == "node":
-        parts.append(f"OPTIONAL MATCH (c) WHERE {key('c')} = row.ck")
-    elif shape.creates:  # either direction: an inversion creates it from t to s
-        parts.append(f"OPTIONAL MATCH (s)-[c1]->(t) WHERE {key('c1')} = row.ck "
-                     f"OPTIONAL MATCH (t)-[c2]->(s) WHERE {key('c2')} = row.ck "
-                     f"WITH {'row, s, t' + (', e' if not shape.deletes else '')}, "
-                     "coalesce(c1, c2) AS c")
+        checks.append(f"(e IS NOT NULL AND {dialect.signature('e', shape.entity)} = row.post)")
     if shape.creates:
-        checks.append(f"(c IS NOT NULL AND {dialect.signature('c', entity)} = row.cpost)")
-    carried = "row" + (", s, t" if entity == "relationship" else "") + \
-        (", e" if not shape.deletes else "") + (", c" if shape.creates else "")
+        checks.append(f"(c IS NOT NULL AND {dialect.signature('c', shape.entity)} = row.cpost)")
     ours = " AND ".join(checks) or "true"
-    # forced: restore even what changed since, but an entity someone deleted stays deleted
     present = "true" if shape.deletes else "e IS NOT NULL"
-    parts.append(f"WITH {carried}, ({ours}) AS ours "
-                 f"WITH {carried}, ours, ours OR (row.force AND {present}) AS go")
+    carried = _carried(shape)
+    return [f"WITH {carried}, ({ours}) AS ours "
+            f"WITH {carried}, ours, ours OR (row.force AND {present}) AS go"]
+
+
+def _undo(shape: Shape, names: list[str]) -> list[str]:
+    """Delete what the batch created; put the entity's properties and labels back, or
+    recreate the relationship it deleted (its type among `names`, by index: a parameter
+    cannot be a type)."""
+    clauses = []
     if shape.creates:
-        detach = "DETACH DELETE" if entity == "node" else "DELETE"
-        parts.append("FOREACH (x IN CASE WHEN go AND c IS NOT NULL THEN [c] ELSE [] END | "
-                     f"{detach} x)")
-    if not shape.deletes:
-        parts.append("FOREACH (x IN CASE WHEN go AND e IS NOT NULL THEN [e] ELSE [] END | "
-                     "SET x = row.p)")
-        if entity == "node":
-            for i, name in enumerate(names):
-                has = ident.labelled("x", name)
-                parts.append(f"FOREACH (x IN CASE WHEN go AND e IS NOT NULL AND $kgm_names[{i}] "
-                             f"IN row.l THEN [e] ELSE [] END | SET {has})")
-                parts.append(f"FOREACH (x IN CASE WHEN go AND e IS NOT NULL AND NOT "
-                             f"$kgm_names[{i}] IN row.l THEN [e] ELSE [] END | REMOVE {has})")
-    else:
+        detach = "DETACH DELETE" if shape.entity == "node" else "DELETE"
+        clauses.append("FOREACH (x IN CASE WHEN go AND c IS NOT NULL THEN [c] ELSE [] END | "
+                       f"{detach} x)")
+    if shape.deletes:
+        return clauses + [
+            f"FOREACH (x IN CASE WHEN go AND row.ty = $kgm_names[{i}] THEN [1] "
+            f"ELSE [] END | CREATE (s)-[r:{ident.rel_type(name)}]->(t) SET r = row.p)"
+            for i, name in enumerate(names)]
+    clauses.append("FOREACH (x IN CASE WHEN go AND e IS NOT NULL THEN [e] ELSE [] END | "
+                   "SET x = row.p)")
+    if shape.entity == "node":
         for i, name in enumerate(names):
-            parts.append(f"FOREACH (x IN CASE WHEN go AND row.ty = $kgm_names[{i}] THEN [1] "
-                         f"ELSE [] END | CREATE (s)-[r:{ident.rel_type(name)}]->(t) "
-                         "SET r = row.p)")
+            has = ident.labelled("x", name)
+            clauses.append(f"FOREACH (x IN CASE WHEN go AND e IS NOT NULL AND $kgm_names[{i}] "
+                           f"IN row.l THEN [e] ELSE [] END | SET {has})")
+            clauses.append(f"FOREACH (x IN CASE WHEN go AND e IS NOT NULL AND NOT "
+                           f"$kgm_names[{i}] IN row.l THEN [e] ELSE [] END | REMOVE {has})")
+    return clauses
+
+
+def _report(dialect: Dialect, shape: Shape) -> str:
+    """Count, record the restore batch, and list what was left alone with its state now."""
     now = ("null" if shape.deletes else
-           f"CASE WHEN e IS NULL THEN null ELSE {dialect.signature('e', entity)} END")
-    parts.append(
-        "WITH count(row) AS seen, sum(CASE WHEN go THEN 1 ELSE 0 END) AS restored, "
-        f"collect(CASE WHEN go THEN null ELSE [row.k, {now}] END) AS conflicts "
-        f"{complete_restore()}RETURN seen, restored, conflicts")
-    return " ".join(parts)
+           f"CASE WHEN e IS NULL THEN null ELSE {dialect.signature('e', shape.entity)} END")
+    return ("WITH count(row) AS seen, sum(CASE WHEN go THEN 1 ELSE 0 END) AS restored, "
+            f"collect(CASE WHEN go THEN null ELSE [row.k, {now}] END) AS conflicts "
+            f"{complete_restore()}RETURN seen, restored, conflicts")

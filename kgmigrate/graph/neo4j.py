@@ -147,7 +147,7 @@ class Neo4jBackend(GraphBackend):
     def iter_states(self, entity: EntityKind, labels: tuple[str, ...] = ()
                     ) -> Iterator[list[dict[str, Any]]]:
         """Pages in elementId order (keyset paging: each page starts after the last key)."""
-        statement = self.dialect.states_page(self.dialect.all_states(entity, labels), entity)
+        statement = self.dialect.state_page(self.dialect.all_states(entity, labels), entity)
         after = ""
         while True:
             params: dict[str, Any] = {AFTER: after, LIMIT: self._fetch_size}

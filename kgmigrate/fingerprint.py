@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from kgmigrate.graph import values
 from kgmigrate.graph.base import GraphBackend
+from kgmigrate.model.state import StateRow
 
 MOD = 2**256
 Progress = Callable[[str, int], None]
@@ -37,11 +38,11 @@ def canonical(value: Any) -> bytes:
                       separators=(",", ":"), allow_nan=True).encode()
 
 
-def node_hash(row: dict[str, Any]) -> bytes:
+def node_hash(row: StateRow) -> bytes:
     return hashlib.sha256(b"n" + canonical([sorted(row["l"]), row["p"]])).digest()
 
 
-def relationship_hash(row: dict[str, Any], start: bytes, end: bytes) -> bytes:
+def relationship_hash(row: StateRow, start: bytes, end: bytes) -> bytes:
     return hashlib.sha256(b"r" + canonical([row["ty"], row["p"], start.hex(), end.hex()])
                           ).digest()
 

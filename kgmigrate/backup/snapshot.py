@@ -28,6 +28,7 @@ from kgmigrate.graph.base import GraphBackend
 from kgmigrate.model.ids import new_id
 from kgmigrate.model.records import utc_now
 from kgmigrate.model.scope import EntityKind
+from kgmigrate.model.state import StateRows
 
 Progress = Callable[[str, int], None]
 WRITE_ROWS = 5_000  # entities per create statement on restore
@@ -71,7 +72,9 @@ def create_snapshot(backend: GraphBackend, store: BackupStore, *, labels: Iterab
     entities: tuple[EntityKind, ...] = ("node", "relationship")
     for entity in entities:
         for n, page in enumerate(backend.iter_states(entity, chosen)):
-            rows = [{k: v for k, v in row.items() if k != "sig"} for row in page]
+            rows: StateRows = [row.copy() for row in page]
+            for row in rows:
+                row.pop("sig", None)
             key = f"snapshots/{snapshot_id}/{entity}s/{n:06d}"
             parts.append(SnapshotPart(key=key, sha256=store.put_rows(key, rows), rows=len(rows)))
             counts[entity] += len(rows)
@@ -87,7 +90,7 @@ def create_snapshot(backend: GraphBackend, store: BackupStore, *, labels: Iterab
     return manifest
 
 
-def _digest(rows: list[dict[str, Any]], entity: str, ends: dict[Any, bytes]) -> int:
+def _digest(rows: StateRows, entity: str, ends: dict[Any, bytes]) -> int:
     """The fingerprint's sum over these rows (see kgmigrate.fingerprint)."""
     total = 0
     for row in rows:

@@ -9,8 +9,7 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from kgmigrate.model.scope import IndexSpec, Scope
-
-StateRows = list[dict[str, Any]]
+from kgmigrate.model.state import StateRows
 
 
 @dataclass(frozen=True)

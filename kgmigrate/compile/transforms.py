@@ -7,12 +7,13 @@ from dataclasses import replace
 from typing import Any, cast
 
 from kgmigrate.compile.library import batched_on, proof_on
-from kgmigrate.compile.plans import BatchPlan, StateRows
+from kgmigrate.compile.plans import BatchPlan
 from kgmigrate.compile.raw import batched_cypher
 from kgmigrate.compile.registry import implementation_for, plan_for
 from kgmigrate.cypher.identifiers import ref
 from kgmigrate.cypher.text import tokens
 from kgmigrate.errors import KgmError
+from kgmigrate.model.state import StateRows
 from kgmigrate.ops import BatchedCypher, ChangeType, PythonTransform, TransformProperty
 from kgmigrate.ops.transforms import CONVERSIONS
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from celery import Celery, chord
 
-from kgmigrate.model.records import StepRecord
+from kgmigrate.model.records import PlannedBatch, StepRecord
 from kgmigrate.runtime.app import (
     APPLY_BATCH,
     RUN_STATEMENT,
@@ -19,7 +19,7 @@ from kgmigrate.runtime.app import (
 
 
 def launch_step(app: Celery, step: StepRecord, batched: bool,
-                pending: list[tuple[str, int, dict[str, Any]]]) -> None:
+                pending: list[PlannedBatch]) -> None:
     callback = app.signature(STEP_DONE, args=(step.run_id, step.id))
     callback.link_error(app.signature(STEP_CRASHED, args=(step.run_id, step.id)))
     if not pending:

@@ -10,7 +10,7 @@ from kgmigrate.compile import Plan
 from kgmigrate.engine.batch_statement import address_to_json, batch_id
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
-from kgmigrate.model.records import StepRecord
+from kgmigrate.model.records import PlannedBatch, StepRecord
 
 LEDGER_CHUNK = 500
 
@@ -21,17 +21,17 @@ def plan_step(backend: GraphBackend, ledger: Ledger, step: StepRecord, plan: Pla
         return step.batches_total
     scope = plan.scope  # as the workers will address it
     if scope is None:  # unbatched: one task, one "batch" that stands for the statement
-        ledger.create_batches(step.run_id, step.id, [(batch_id(step.run_id, step.order, 1), 1,
-                                                      {"statement": True})])
+        ledger.create_batches(step.run_id, step.id, [
+            PlannedBatch(batch_id(step.run_id, step.order, 1), 1, {"statement": True})])
         ledger.mark_planned(step.id, batches=1, entities=0)
         return 1
-    chunk: list[tuple[str, int, dict[str, object]]] = []
+    chunk: list[PlannedBatch] = []
     batches = entities = 0
     for address, count in backend.plan_batches(scope, step.batch_size):
         batches += 1
         entities += count
-        chunk.append((batch_id(step.run_id, step.order, batches), batches,
-                      address_to_json(address)))
+        chunk.append(PlannedBatch(batch_id(step.run_id, step.order, batches), batches,
+                                  address_to_json(address)))
         if len(chunk) == LEDGER_CHUNK:
             ledger.create_batches(step.run_id, step.id, chunk)
             chunk = []

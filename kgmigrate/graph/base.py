@@ -10,8 +10,10 @@ from kgmigrate.cypher import identifiers as ident
 from kgmigrate.cypher.dialect import Dialect
 from kgmigrate.errors import IdentifierError, ParameterError
 from kgmigrate.graph.batching import cut
+from kgmigrate.graph.state import state_rows
 from kgmigrate.graph.types import QueryResult, ServerInfo
 from kgmigrate.model.scope import BatchAddress, EntityKind, IndexSpec, Key, KeyList, Scope
+from kgmigrate.model.state import StateRows
 from kgmigrate.runtime.settings import GraphTarget
 
 Params = Mapping[str, Any]
@@ -71,14 +73,14 @@ class GraphBackend(ABC):
 
     # -- entity states (kgmigrate.graph.state) ------------------------------------------------
 
-    def capture(self, scope: Scope, batch: BatchAddress) -> list[dict[str, Any]]:
+    def capture(self, scope: Scope, batch: BatchAddress) -> StateRows:
         """The exact state of every entity of one batch of `scope` (an undo pre-image)."""
         statement, params = self.dialect.states_in_batch(scope, batch)
-        return self.read(statement, params).records
+        return state_rows(self.read(statement, params).records)
 
     @abstractmethod
     def iter_states(self, entity: EntityKind, labels: tuple[str, ...] = ()
-                    ) -> Iterator[list[dict[str, Any]]]:
+                    ) -> Iterator[StateRows]:
         """Every user entity's exact state (ledger entities excluded), page by page, streaming;
         with `labels`, only nodes with one of them and relationships touching those."""
 

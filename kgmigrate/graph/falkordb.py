@@ -22,9 +22,10 @@ from kgmigrate.cypher.dialect import HI, LABELS, LO, FalkorDBDialect
 from kgmigrate.dev.stack import graph_module_version
 from kgmigrate.errors import BackendError
 from kgmigrate.graph.base import GraphBackend, Metadata, Params, check_params, plain_entity
-from kgmigrate.graph.state import make_exact
+from kgmigrate.graph.state import make_exact, state_rows
 from kgmigrate.graph.types import Counters, QueryResult, ServerInfo
 from kgmigrate.model.scope import BatchAddress, EntityKind, IndexSpec, Key, KeyRange, Scope
+from kgmigrate.model.state import StateRows
 from kgmigrate.runtime.settings import GraphTarget
 
 _COUNTERS = {
@@ -180,12 +181,12 @@ class FalkorDBBackend(GraphBackend):
 
     # -- entity states ----------------------------------------------------------------------
 
-    def capture(self, scope: Scope, batch: BatchAddress) -> list[dict[str, Any]]:
+    def capture(self, scope: Scope, batch: BatchAddress) -> StateRows:
         match, params = self.dialect.match_batch(scope, batch)
         return self._states(match, scope.entity, params)
 
     def iter_states(self, entity: EntityKind, labels: tuple[str, ...] = ()
-                    ) -> Iterator[list[dict[str, Any]]]:
+                    ) -> Iterator[StateRows]:
         """Id windows over the whole node id space (relationships by their start node)."""
         max_id = self.read("MATCH (n) RETURN max(id(n)) AS max_id").value("max_id")
         if max_id is None:
@@ -198,7 +199,7 @@ class FalkorDBBackend(GraphBackend):
                 yield rows
 
     def _states(self, match: str, entity: EntityKind, params: dict[str, Any]
-                ) -> list[dict[str, Any]]:
+                ) -> StateRows:
         """One page of exact state rows, each part as one JSON text when that is safe
         (`toJSON` escapes neither quotes nor backslashes: such a page goes through the client,
         whose reply parser is about 6x slower)."""
@@ -218,7 +219,7 @@ class FalkorDBBackend(GraphBackend):
                 row["sig"] = sigs[row["k"]]
             parts = json.loads(self.read(self.dialect.exact_floats(match, as_json=True),
                                          params).value("page"))
-        return make_exact(rows, parts)
+        return make_exact(state_rows(rows), parts)
 
     # -- schema -------------------------------------------------------------------------------
 

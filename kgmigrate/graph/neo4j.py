@@ -18,9 +18,11 @@ from neo4j.graph import Node, Path, Relationship
 from kgmigrate.cypher.dialect import AFTER, LABELS, LIMIT, Neo4jDialect
 from kgmigrate.errors import BackendError, ConfigError
 from kgmigrate.graph.base import GraphBackend, Metadata, Params, check_params, plain_entity
+from kgmigrate.graph.state import state_rows
 from kgmigrate.graph.types import Counters, QueryResult, ServerInfo
 from kgmigrate.graph.values import NATIVE_TYPES
 from kgmigrate.model.scope import EntityKind, IndexSpec, Key, Scope
+from kgmigrate.model.state import StateRows
 from kgmigrate.runtime.settings import GraphTarget
 
 log = logging.getLogger("kgmigrate.neo4j")
@@ -145,7 +147,7 @@ class Neo4jBackend(GraphBackend):
                 yield str(record["key"])
 
     def iter_states(self, entity: EntityKind, labels: tuple[str, ...] = ()
-                    ) -> Iterator[list[dict[str, Any]]]:
+                    ) -> Iterator[StateRows]:
         """Pages in elementId order (keyset paging: each page starts after the last key)."""
         statement = self.dialect.state_page(self.dialect.all_states(entity, labels), entity)
         after = ""
@@ -153,7 +155,7 @@ class Neo4jBackend(GraphBackend):
             params: dict[str, Any] = {AFTER: after, LIMIT: self._fetch_size}
             if labels:
                 params[LABELS] = list(labels)
-            rows = self.read(statement, params).records
+            rows = state_rows(self.read(statement, params).records)
             if not rows:
                 return
             yield rows

@@ -13,7 +13,9 @@ as integer mantissa and exponent, which is exact (`Dialect.state_fields`).
 """
 
 import math
-from typing import Any
+from typing import Any, cast
+
+from kgmigrate.model.state import StateRow, StateRows
 
 STATE_ROW = ("k", "l", "ty", "s", "t", "p", "sig")
 
@@ -23,7 +25,7 @@ def float_from_parts(mantissa: int, exponent: int, negative: bool) -> float:
     return -value if negative else value
 
 
-def make_exact(rows: list[dict[str, Any]], parts: list[list[Any]]) -> list[dict[str, Any]]:
+def make_exact(rows: StateRows, parts: list[list[Any]]) -> StateRows:
     """Replace the rounded floats of state rows by the exact ones the server sent as parts
     ([key, property, list index or -1, mantissa, exponent, negative]); drop helper fields."""
     by_key = {row["k"]: row for row in rows}
@@ -39,5 +41,11 @@ def make_exact(rows: list[dict[str, Any]], parts: list[list[Any]]) -> list[dict[
     return rows
 
 
-def is_relationship(row: dict[str, Any]) -> bool:
+def state_rows(records: list[dict[str, Any]]) -> StateRows:
+    """Records read with `Dialect.state_fields` (or a page of them) are state rows: the
+    statement names exactly those columns."""
+    return cast(StateRows, records)
+
+
+def is_relationship(row: StateRow) -> bool:
     return "ty" in row

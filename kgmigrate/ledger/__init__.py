@@ -25,6 +25,7 @@ from kgmigrate.model.records import (
     BatchRecord,
     MigrationMetadata,
     MigrationStatus,
+    PlannedBatch,
     RunRecord,
     StepRecord,
     utc_now,
@@ -363,7 +364,7 @@ class Ledger:
     # -- batches --------------------------------------------------------------------------
 
     def create_batches(self, run_id: str, step_id: str,
-                       batches: Sequence[tuple[str, int, dict[str, Any]]]) -> None:
+                       batches: Sequence[PlannedBatch]) -> None:
         """Record planned batches (id, seq, address) as pending; idempotent by id."""
         rows = [{"id": bid, "seq": seq, "address": json.dumps(address)}
                 for bid, seq, address in batches]
@@ -374,9 +375,9 @@ class Ledger:
         self.backend.write(MARK_PLANNED, {"id": step_id, "batches": batches,
                                           "entities": entities})
 
-    def pending_batches(self, step_id: str) -> list[tuple[str, int, dict[str, Any]]]:
+    def pending_batches(self, step_id: str) -> list[PlannedBatch]:
         """Batches of a step not yet committed: what a (re)launch must enqueue."""
-        return [(r["id"], r["seq"], json.loads(r["address"]))
+        return [PlannedBatch(r["id"], r["seq"], json.loads(r["address"]))
                 for r in self.backend.read(PENDING_BATCHES, {"step_id": step_id}).records]
 
     def note_retry(self, batch_id: str, count: int = 1) -> None:

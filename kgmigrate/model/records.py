@@ -6,7 +6,7 @@ JSON text, because Neo4j properties cannot hold maps.
 """
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -127,6 +127,14 @@ class ValidationResult(_Model):
 
 class RepairResult(_Model):
     repaired: list[str] = []  # versions whose recorded checksum was replaced
+
+
+class PlannedBatch(NamedTuple):
+    """A batch as the planner records it and a launch enqueues it."""
+
+    id: str
+    seq: int
+    address: dict[str, Any]  # {"lo", "hi"} (FalkorDB) or {"keys"} (Neo4j); {"statement"}
 
 
 class StepRecord(_Model):

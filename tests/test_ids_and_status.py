@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from kgmigrate.model.ids import id_time_ms, is_id, new_id
-from kgmigrate.model.records import RunRecord
+from kgmigrate.model.records import RunRecord, StepRecord
 from kgmigrate.model.status import (
     ALLOWED,
     MigrationStatus,
@@ -87,3 +87,17 @@ def test_a_rollback_error_follows_the_runs_own_failure_and_replaces_an_earlier_s
     # a run whose log holds only a rollback's message (or nothing) gets the new message alone
     assert run.model_copy(update={"error_log": "rollback left 2"}).with_rollback_error("x") == "x"
     assert run.model_copy(update={"error_log": None}).with_rollback_error("x") == "x"
+
+
+def test_a_step_ends_its_migration_when_the_next_step_is_another_migrations_or_none() -> None:
+    def step(order: int, version: str) -> StepRecord:
+        return StepRecord(id=f"s{order}", run_id="r", order=order, version=version,
+                          description="", operation="cypher", batched=False,
+                          status=MigrationStatus.PENDING)
+
+    steps = [step(1, "V1"), step(2, "V1"), step(3, "V2")]
+    run = RunRecord(id="r", status=MigrationStatus.IN_PROGRESS, migrations=["V1", "V2"],
+                    created_at=datetime(2026, 1, 1, tzinfo=UTC), created_by="t", host="h",
+                    history=[], steps=steps)
+    assert [run.ends_its_migration(s) for s in steps] == [False, True, True]
+    assert [run.next_step(s) for s in steps] == [steps[1], steps[2], None]

@@ -151,10 +151,9 @@ def _decide(rt: Runtime, app: Celery, results: list[BatchResult], run: RunRecord
                detail={"version": step.version, "counters": counters,
                        "validation": "passed" if proved else None})
     run = rt.ledger.require_run(run.id)
-    later = [s for s in run.steps if s.order > step.order]
-    if not later or later[0].version != step.version:
+    if run.ends_its_migration(step):
         _record_applied(rt, run, step.version)
-    if later:
+    if run.next_step(step) is not None:
         run = rt.ledger.transition(run.id, MigrationStatus.IN_PROGRESS)
         _launch_next(rt, app, run)
     else:

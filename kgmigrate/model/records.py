@@ -195,6 +195,15 @@ class RunRecord(_Model):
     plan: list[dict[str, Any]] = []  # each migration's metadata (without steps)
     steps: list[StepRecord] = []
 
+    def ends_its_migration(self, step: StepRecord) -> bool:
+        """Whether `step` is the last of its migration's steps in this run (a run holds its
+        migrations' steps in order, one migration after another)."""
+        later = [s for s in self.steps if s.order > step.order]
+        return not later or later[0].version != step.version
+
+    def next_step(self, step: StepRecord) -> StepRecord | None:
+        return next((s for s in self.steps if s.order > step.order), None)
+
     def with_rollback_error(self, message: str) -> str:
         """The error log once its rollback stopped with `message`: the run's own failure
         stays first (a second stop replaces the first stop's message)."""

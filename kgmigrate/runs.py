@@ -26,7 +26,7 @@ from kgmigrate.model.records import (
     utc_now,
 )
 from kgmigrate.model.registry import Registry
-from kgmigrate.model.status import ENDED, ROLLBACK_STATES
+from kgmigrate.model.status import ENDED, FINAL_STEP, ROLLBACK_STATES, UNFINISHED
 from kgmigrate.model.versions import Version
 from kgmigrate.runtime.app import START_ROLLBACK, START_RUN, sender
 from kgmigrate.runtime.settings import load_settings
@@ -66,11 +66,11 @@ def _start_from(backend: GraphBackend, registry: Registry, endpoints: Endpoints,
 
 def _start(backend: GraphBackend, endpoints: Endpoints, migrations: list[MigrationMetadata],
            target: str | None, created_by: str | None) -> str:
-    _refuse_unfinished(Ledger(backend))
     run_id = new_id("run")
     lock = MigrationLock(backend, lease_s=load_settings().lock_lease_s)
-    lease = lock.acquire(created_by or default_holder(), run_id)
+    lease = lock.acquire(created_by or default_holder(), run_id)  # a live run holds it
     try:
+        _refuse_unfinished(Ledger(backend))  # read within the lock: no run starts meanwhile
         Ledger(backend).create_run(migrations, target=target, created_by=created_by,
                                    run_id=run_id)
         _send_start(endpoints, run_id)
@@ -81,17 +81,52 @@ def _start(backend: GraphBackend, endpoints: Endpoints, migrations: list[Migrati
 
 
 def _refuse_unfinished(ledger: Ledger) -> None:
-    """A failed run that is neither resumed nor rolled back left the graph half migrated: a new
-    run would apply its steps again on top."""
-    unfinished = ledger.runs_in([MigrationStatus.FAILED, *ROLLBACK_STATES])
+    """A run that has not finished may have left the graph half migrated: a new run would apply
+    its steps again on top. Called with the lock held, so an unfinished run found here has no
+    live holder: its workers (or the whole stack) stopped."""
+    unfinished = ledger.runs_in(sorted(UNFINISHED))
     if not unfinished:
         return
     run_id, status = unfinished[0]
+    give_up = (f"; or give it up, what it changed staying changed: "
+               f"`kgmigrate abandon {run_id} --reason ...`")
     if status is MigrationStatus.FAILED:
         raise KgmError(f"run {run_id} failed and is neither resumed nor rolled back: "
-                       f"`kgmigrate resume {run_id}` or `kgmigrate rollback {run_id}` first")
-    raise KgmError(f"run {run_id} is {status}: finish its rollback first "
-                   f"(`kgmigrate rollback {run_id}`)")
+                       f"`kgmigrate resume {run_id}` or `kgmigrate rollback {run_id}` first"
+                       + give_up)
+    if status in ROLLBACK_STATES:
+        raise KgmError(f"run {run_id} is {status}: finish its rollback first "
+                       f"(`kgmigrate rollback {run_id}`)" + give_up)
+    raise KgmError(f"run {run_id} is {status} and nothing holds its lock: its workers "
+                   f"stopped. Finish it first: `kgmigrate resume {run_id}`" + give_up)
+
+
+def abandon(backend: GraphBackend, run_id: str, *, reason: str,
+            by: str | None = None) -> RunRecord:
+    """Give up an unfinished run whose workers are gone: it becomes ABANDONED (final), with
+    who and why in its history and error log. Nothing is undone: the graph stays as the run
+    left it, and its unfinished steps are closed so that no late batch applies."""
+    if not reason.strip():
+        raise KgmError("say why the run is abandoned (--reason): it is kept in its record")
+    ledger = Ledger(backend)
+    run = ledger.run(run_id)
+    if run is None:
+        raise KgmError(f"no run {run_id}")
+    if run.status.is_final:
+        raise KgmError(f"run {run_id} is {run.status}; there is nothing to abandon")
+    who = by or default_holder()
+    lock = MigrationLock(backend, lease_s=load_settings().lock_lease_s)
+    lease = lock.acquire(who)  # not for the run: refused while its workers hold the lease
+    try:
+        for step in run.steps:
+            if not step.status.is_final and step.status not in FINAL_STEP:
+                ledger.update_step(step.id, status=MigrationStatus.FAILED,
+                                   error="the run was abandoned")
+        note = f"abandoned by {who}: {reason.strip()}"
+        return ledger.transition(run_id, MigrationStatus.ABANDONED, error=(
+            f"{run.error_log} || {note}" if run.error_log else note))
+    finally:
+        lock.release(lease)
 
 
 def resume(backend: GraphBackend, endpoints: Endpoints, run_id: str) -> None:

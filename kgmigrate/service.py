@@ -124,6 +124,10 @@ class Migrations:
         that stopped); `wait` for the outcome."""
         runs.rollback(self.backend, self.endpoints, run_id, force=force)
 
+    def abandon(self, run_id: str, *, reason: str, by: str | None = None) -> RunRecord:
+        """Give up an unfinished run whose workers are gone (audited; nothing is undone)."""
+        return runs.abandon(self.backend, run_id, reason=reason, by=by)
+
     def wait(self, run_id: str, *, timeout_s: float | None = None,
              on_progress: Callable[[RunRecord], None] | None = None) -> RunRecord:
         return runs.wait(self.backend, run_id, timeout_s=timeout_s, on_progress=on_progress)

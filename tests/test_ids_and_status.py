@@ -68,11 +68,12 @@ def test_impossible_transitions_are_refused_with_what_is_allowed(
 
 
 def test_ticket_values_and_final_states() -> None:
+    # the ticket's values, then kgmigrate's own (a rollback in its stages, an abandoned run)
     assert [s.value for s in MigrationStatus] == [
         "pending", "in_progress", "validating", "completed", "failed", "rolled_back",
-        "rolling_back", "rollback_blocked"]
-    assert {s for s in MigrationStatus if s.is_final} == {MigrationStatus.COMPLETED,
-                                                          MigrationStatus.ROLLED_BACK}
+        "rolling_back", "rollback_blocked", "abandoned"]
+    assert {s for s in MigrationStatus if s.is_final} == {
+        MigrationStatus.COMPLETED, MigrationStatus.ROLLED_BACK, MigrationStatus.ABANDONED}
     assert set(ALLOWED) == set(MigrationStatus)
 
 

@@ -99,6 +99,25 @@ def rollback(
             success=MigrationStatus.ROLLED_BACK)
 
 
+@app.command()
+def abandon(
+    run_id: Annotated[str, typer.Argument(help="The unfinished run to give up.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why: kept in the run's record.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Give up a run whose workers are gone, without undoing it: what it changed stays
+    changed, and new runs are allowed again. Prefer `resume` or `rollback`; this is for a run
+    you have settled by hand."""
+    with session() as migrations:
+        run = migrations.status(run_id)
+        if not yes and not typer.confirm(
+                f"Abandon run {run.id} ({run.status}, migrations {', '.join(run.migrations)})"
+                "? Nothing it changed is undone."):
+            raise typer.Exit(1)
+        run = migrations.abandon(run.id, reason=reason)
+    say(as_json, run.model_dump(mode="json"),
+        f"run {run.id}: [bold]{run.status}[/]  {escape(run.error_log or '')}")
 
 
 def _follow(start: Callable[[Migrations], str | None], *, wait: bool,

@@ -11,11 +11,14 @@
                     |   v
               ROLLBACK_BLOCKED  (conflicts or a crash: fix, or force, and roll back again)
 
+    any of them -> ABANDONED  (given up by an operator, with who and why; what the run
+                               changed stays changed)
+
 A failed run may be resumed (FAILED -> IN_PROGRESS) or rolled back; a validating step may find
 more batches to run (VALIDATING -> IN_PROGRESS, the next step). Once a rollback has started the
 run can only be rolled back further: resuming it forward would re-apply on half-restored data.
-COMPLETED and ROLLED_BACK are final. Keeping the table in one place is what lets the ledger
-refuse an impossible write (e.g. a late batch marking a rolled-back run completed).
+COMPLETED, ROLLED_BACK and ABANDONED are final. Keeping the table in one place is what lets the
+ledger refuse an impossible write (e.g. a late batch marking a rolled-back run completed).
 """
 
 from enum import StrEnum
@@ -32,6 +35,7 @@ class MigrationStatus(StrEnum):
     ROLLED_BACK = "rolled_back"
     ROLLING_BACK = "rolling_back"
     ROLLBACK_BLOCKED = "rollback_blocked"
+    ABANDONED = "abandoned"
 
     @property
     def is_final(self) -> bool:
@@ -40,20 +44,25 @@ class MigrationStatus(StrEnum):
 
 _S = MigrationStatus
 ALLOWED: dict[MigrationStatus, frozenset[MigrationStatus]] = {
-    _S.PENDING: frozenset({_S.IN_PROGRESS, _S.FAILED, _S.ROLLING_BACK}),
-    _S.IN_PROGRESS: frozenset({_S.VALIDATING, _S.FAILED, _S.ROLLING_BACK}),
-    _S.VALIDATING: frozenset({_S.IN_PROGRESS, _S.COMPLETED, _S.FAILED, _S.ROLLING_BACK}),
-    _S.FAILED: frozenset({_S.IN_PROGRESS, _S.ROLLING_BACK}),
-    _S.ROLLING_BACK: frozenset({_S.ROLLED_BACK, _S.ROLLBACK_BLOCKED}),
-    _S.ROLLBACK_BLOCKED: frozenset({_S.ROLLING_BACK}),
+    _S.PENDING: frozenset({_S.IN_PROGRESS, _S.FAILED, _S.ROLLING_BACK, _S.ABANDONED}),
+    _S.IN_PROGRESS: frozenset({_S.VALIDATING, _S.FAILED, _S.ROLLING_BACK, _S.ABANDONED}),
+    _S.VALIDATING: frozenset({_S.IN_PROGRESS, _S.COMPLETED, _S.FAILED, _S.ROLLING_BACK,
+                              _S.ABANDONED}),
+    _S.FAILED: frozenset({_S.IN_PROGRESS, _S.ROLLING_BACK, _S.ABANDONED}),
+    _S.ROLLING_BACK: frozenset({_S.ROLLED_BACK, _S.ROLLBACK_BLOCKED, _S.ABANDONED}),
+    _S.ROLLBACK_BLOCKED: frozenset({_S.ROLLING_BACK, _S.ABANDONED}),
     _S.COMPLETED: frozenset(),
     _S.ROLLED_BACK: frozenset(),
+    _S.ABANDONED: frozenset(),
 }
 
 
 # A FAILED or ROLLBACK_BLOCKED run may still be resumed or rolled back, but nothing more
 # happens on its own.
-ENDED = frozenset({_S.COMPLETED, _S.FAILED, _S.ROLLED_BACK, _S.ROLLBACK_BLOCKED})
+ENDED = frozenset({_S.COMPLETED, _S.FAILED, _S.ROLLED_BACK, _S.ROLLBACK_BLOCKED,
+                   _S.ABANDONED})
+# Not ended in the graph's sense: a new run of their migrations would apply on top of them.
+UNFINISHED = frozenset(s for s in _S if ALLOWED[s])
 ROLLBACK_STATES = frozenset({_S.ROLLING_BACK, _S.ROLLBACK_BLOCKED})
 FINAL_STEP = frozenset({_S.COMPLETED, _S.FAILED})  # a step's; its run may go on (resume)
 

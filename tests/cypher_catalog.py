@@ -175,7 +175,7 @@ def _undo_and_states() -> list[Rendered]:
     rows = [{"k": "4:a:1", "p": {"x": 1.5}, "l": ["Compound"], "ty": "TREATS", "s": "4:a:2",
              "t": "4:a:3", "post": [["Compound"], {"x": 2.5}], "ck": "5:a:9",
              "cpost": ["TREATS_CONDITION", {}], "force": False}]
-    restore_params = {"kgm_rows": rows, "kgm_names": ["Compound", HOSTILE],
+    restore_params = {"kgm_rows": rows, "kgm_names": ["Compound", HOSTILE], "kgm_early": 0,
                       "kgm_batch_id": "rb:run_1:1:1", "kgm_run_id": "run_1",
                       "kgm_step_id": "rb:step_1", "kgm_at": "2026-11-24T12:00:00+00:00",
                       "kgm_worker": "w"}

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from kgmigrate import runs
+from kgmigrate.backup.store import open_store
 from kgmigrate.connect import resolve
 from kgmigrate.fingerprint import fingerprint
 from kgmigrate.graph.base import GraphBackend
@@ -124,6 +125,29 @@ def test_a_missing_or_damaged_undo_record_blocks_its_batch_and_the_others_are_re
     assert run.status is MigrationStatus.ROLLBACK_BLOCKED, run.error_log
     assert ("missing" if damage == "missing" else "damaged") in (run.error_log or "")
     assert graph.read("MATCH (e:Item) WHERE e.c = 1 RETURN count(e) AS n").value("n") == 100
+
+
+def test_conflicts_found_from_the_undo_record_alone_are_counted_in_the_outcome(
+        execution: Execution, graph: GraphBackend) -> None:
+    # Given a failed run, one of whose committed batches lost its record of what it wrote
+    # (.post: the worker died between the commit and writing it)
+    run = failed_run(execution, graph)
+    committed = {b.undo for b in Ledger(graph).batches(run.steps[1].id) if b.undo}
+    victim = next(p for p in undo_records(execution, run, ".post")
+                  if any(str(p).endswith(f"{u}.post.jsonl.gz") for u in committed))
+    victim.unlink()
+    # When it is rolled back
+    runs.rollback(graph, resolve(load_settings()), run.id)
+    run = runs.wait(graph, run.id, timeout_s=180)
+    # Then that batch's 100 entities stay as they are, and the outcome says so: the rollback is
+    # blocked on 100 conflicts (it used to end rolled_back with 0 while they stayed migrated)
+    assert run.status is MigrationStatus.ROLLBACK_BLOCKED, run.error_log
+    assert "rollback left 100 conflicts" in (run.error_log or ""), run.error_log
+    assert run.counters["rollback_conflicts"] == 100
+    assert graph.read("MATCH (e:Item) WHERE e.c = 1 RETURN count(e) AS n").value("n") == 100
+    listed = runs.conflicts(open_store(Path(execution.env["KGMIGRATE_BACKUP_DIR"])), run)
+    assert len(listed) == 100
+    assert {c.reason for c in listed} == {"the batch's record of what it wrote is missing"}
 
 
 def test_a_restore_task_that_crashes_stops_the_rollback_with_the_reason(

@@ -70,7 +70,7 @@ def restore_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: st
     shape = Shape(plan.scope.entity, plan.creates is not None, plan.deletes)
     names = touched_names(rows, shape)
     statement = restore_statement(rt.backend.dialect, shape, names)
-    params = {"kgm_rows": rows, "kgm_names": names, "kgm_batch_id": rb_id,
+    params = {"kgm_rows": rows, "kgm_names": names, "kgm_early": len(early), "kgm_batch_id": rb_id,
               "kgm_run_id": run_id, "kgm_step_id": restore_step_id(step_id),
               "kgm_at": utc_now().isoformat(), "kgm_worker": worker_name()}
     written = write_tagged(rt, statement, params, run_id=run_id, step_id=step_id,

@@ -119,7 +119,8 @@ def restore_statement(dialect: Dialect, shape: Shape, names: list[str]) -> str:
     Read before the lock (Neo4j reads at read-committed), both deliveries would restore and
     the second would record the first one's work as its own conflicts.
 
-    Parameters: kgm_rows (from `restore_rows`), kgm_names (= `names`), kgm_batch_id,
+    Parameters: kgm_rows (from `restore_rows`), kgm_names (= `names`), kgm_early (how many
+    conflicts `restore_rows` found), kgm_batch_id,
     kgm_run_id, kgm_step_id, kgm_at, kgm_worker."""
     return " ".join([
         lock_restore(), "UNWIND CASE WHEN first = 1 THEN $kgm_rows ELSE [] END AS row",

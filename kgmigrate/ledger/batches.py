@@ -58,8 +58,11 @@ def lock_restore() -> str:
 
 
 def complete_restore() -> str:
-    """Close a restore statement (after `seen`, `restored` and `conflicts` are aggregated)."""
+    """Close a restore statement (after `seen`, `restored` and `conflicts` are aggregated).
+    $kgm_early counts the conflicts found before the statement (from the undo record alone):
+    they decide the run's outcome as much as those the statement finds."""
     return (f"MATCH (b:{BATCH} {{id: $kgm_batch_id}}) "
             "SET b.status = 'completed', b.kind = 'restore', b.run_id = $kgm_run_id, "
-            "b.step_id = $kgm_step_id, b.restored = restored, b.conflicts = size(conflicts), "
+            "b.step_id = $kgm_step_id, b.restored = restored, "
+            "b.conflicts = size(conflicts) + $kgm_early, "
             "b.worker = $kgm_worker, b.finished_at = $kgm_at ")

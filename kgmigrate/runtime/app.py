@@ -49,6 +49,17 @@ def sender(broker_url: str, result_backend: str) -> Celery:
     return _apply_config(Celery("kgmigrate-sender"), broker_url, result_backend, None)
 
 
+RESTORE_SWEEP_S = 10
+RESTORE_MUTEX_S = 60
+
+
+def redelivery_bound_s(visibility_timeout_s: int) -> int:
+    """How long after its worker died a task is delivered again at the latest, with a worker
+    alive to take it: the visibility timeout, one sweep, and a sweep mutex left by a worker that
+    died holding it."""
+    return visibility_timeout_s + RESTORE_SWEEP_S + min(RESTORE_MUTEX_S, visibility_timeout_s)
+
+
 def _apply_config(target: Celery, broker_url: str, result_backend: str,
                   visibility_timeout_s: int | None) -> Celery:
     timeout = visibility_timeout_s or load_settings().visibility_timeout_s
@@ -62,11 +73,15 @@ def _apply_config(target: Celery, broker_url: str, result_backend: str,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        # A worker SIGKILLed while holding kombu's restore mutex blocks every other worker's
-        # redelivery of unacknowledged tasks until the mutex expires (kombu's default: 300 s);
-        # the scan it guards takes milliseconds.
+        # Liveness: a task whose worker died comes back within `redelivery_bound_s`. Kombu
+        # sweeps for expired unacknowledged tasks every interval x throttle seconds (its
+        # defaults: 10 x 10); a worker SIGKILLed while holding the sweep's mutex blocks every
+        # other worker's sweep until the mutex expires (its default: 300 s). The sweep is one
+        # sorted-set range query: every 10 s costs nothing.
         broker_transport_options={"visibility_timeout": timeout,
-                                  "unacked_mutex_expire": min(60, timeout)},
+                                  "unacked_restore_interval": RESTORE_SWEEP_S,
+                                  "unacked_restore_throttle": 1,
+                                  "unacked_mutex_expire": min(RESTORE_MUTEX_S, timeout)},
         result_backend_transport_options={"visibility_timeout": timeout},
         result_expires=7 * 24 * 3600,
         task_default_queue=CONTROL_QUEUE,

@@ -126,7 +126,10 @@ class Settings(BaseSettings):
     reports_dir: Path = Path(".kgmigrate/reports")  # where `kgmigrate report` writes
     # Redis redelivers an unacknowledged task after this: keep it well above the longest batch,
     # or a slow batch runs twice at once (still exactly-once in effect, but wasted).
-    visibility_timeout_s: int = Field(default=3 * 3600, ge=1)
+    # redelivery of a dead worker's task: within this + 70 s (runtime.app.redelivery_bound_s);
+    # a batch that outlives it is delivered twice, which exactly-once absorbs (it waits, then
+    # skips), so it only has to be above a typical batch, not the longest
+    visibility_timeout_s: int = Field(default=600, ge=1)
     lock_lease_s: float = Field(default=600.0, gt=0)  # every task of a run renews its lock
     hooks: str = ""  # comma-separated modules that register lifecycle hooks
     log_format: str = "json"  # checked where it is used (kgmigrate.monitoring.logs)

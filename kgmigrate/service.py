@@ -11,6 +11,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 
@@ -23,10 +24,13 @@ from kgmigrate.dev.local_workers import LocalWorkers
 from kgmigrate.dev.neo4j_stack import Neo4jStatus
 from kgmigrate.dev.sample import GraphSummary, load_sample, summarize
 from kgmigrate.dev.stack import StackStatus
+from kgmigrate.engine import retention
+from kgmigrate.engine.retention import PrunedRun
 from kgmigrate.errors import ConfigError, KgmError
 from kgmigrate.fingerprint import Fingerprint, fingerprint
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.graph.types import ServerInfo
+from kgmigrate.ledger import Ledger
 from kgmigrate.ledger.lock import MigrationLock, default_holder
 from kgmigrate.model.records import (
     AppliedMigration,
@@ -48,7 +52,7 @@ from kgmigrate.runtime.app import BATCH_QUEUE, CONTROL_QUEUE, QUEUE_MODULES, con
 from kgmigrate.runtime.settings import Settings, export, load_settings
 
 __all__ = ["BATCH_QUEUE", "CONTROL_QUEUE", "DEMO_GRAPH", "DevStack", "GraphSummary",
-           "Migrations", "Neo4jStatus", "RunReport", "StackStatus", "StepProgress",
+           "Migrations", "Neo4jStatus", "PrunedRun", "RunReport", "StackStatus", "StepProgress",
            "default_author", "demo", "markdown", "new_migration", "progress", "serve_flower",
            "serve_worker"]
 
@@ -189,6 +193,15 @@ class Migrations:
 
     def list_backups(self) -> list[SnapshotManifest]:
         return api.BackupService(self.backend, self.store).list_backups()
+
+    def prune(self, *, older_than_days: float | None = None,
+              dry_run: bool = False) -> list[PrunedRun]:
+        """Remove the undo logs of runs finalized more than `older_than_days` ago (default:
+        KGMIGRATE_UNDO_RETENTION_DAYS); runs that may still be resumed or rolled back keep
+        theirs."""
+        days = self.settings.undo_retention_days if older_than_days is None else older_than_days
+        return retention.prune(Ledger(self.backend), self.store,
+                               older_than=timedelta(days=days), dry_run=dry_run)
 
     def backup_manifest(self, snapshot_id: str) -> SnapshotManifest:
         return load_manifest(self.store, snapshot_id)

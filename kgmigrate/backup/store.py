@@ -57,6 +57,14 @@ class BackupStore(ABC):
         """Where the store is, for messages."""
 
     @abstractmethod
+    def size(self, key: str) -> int:
+        """The object's stored bytes (0 when it is missing)."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the object (nothing when it is missing); durable when it returns."""
+
+    @abstractmethod
     def sha256(self, key: str) -> str:
         """The sha256 of the object's stored bytes (as `put_rows` returned it)."""
 
@@ -140,6 +148,21 @@ class DirectoryStore(BackupStore):
             rel = path.relative_to(self.root).as_posix()
             found.append(rel[: -len(self.SUFFIX)])
         return sorted(found)
+
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            path.unlink(missing_ok=True)
+            _fsync_dir(path.parent)
+        except OSError as exc:
+            raise BackupStoreError(f"cannot delete backup object {key} in {self.root}: "
+                                   f"{exc.strerror or exc}") from None
 
     def sha256(self, key: str) -> str:
         try:

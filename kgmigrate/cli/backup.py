@@ -1,5 +1,6 @@
 """`kgmigrate backup ...`: snapshots of the graph in the backup store."""
 
+import dataclasses
 from typing import Annotated
 
 import typer
@@ -86,3 +87,33 @@ def backup_restore(
     if result.verified is False:
         out.print("[red]the graph's fingerprint differs from the snapshot's[/]")
         raise typer.Exit(1)
+
+
+@app.command()
+def prune(
+    older_than: Annotated[float | None, typer.Option(
+        "--older-than", min=0, help="Days since a run was finalized (default: "
+        "KGMIGRATE_UNDO_RETENTION_DAYS, 30).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List, remove nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Remove the undo logs of finalized runs (completed, rolled back, abandoned) older than the
+    retention. Runs that may still be resumed or rolled back keep theirs; snapshots stay."""
+    with session() as migrations:
+        found = migrations.prune(older_than_days=older_than, dry_run=True)
+        if found and not (dry_run or yes or as_json) and not typer.confirm(
+                f"Remove the undo logs of {len(found)} runs "
+                f"({sum(p.bytes for p in found) / 1e6:,.1f} MB)? They can no longer be "
+                "reverted from them."):
+            raise typer.Exit(1)
+        pruned = found if dry_run else migrations.prune(older_than_days=older_than)
+    if as_json:
+        print_json([{**dataclasses.asdict(p), "dry_run": dry_run} for p in pruned])
+        return
+    verb = "would remove" if dry_run else "removed"
+    for p in pruned:
+        out.print(f"run {p.run_id} ({p.status}, ended {p.finished_at:%Y-%m-%d %H:%M}): {verb} "
+                  f"{p.objects} objects, {p.bytes / 1e6:,.1f} MB")
+    if not pruned:
+        out.print("Nothing to prune.")

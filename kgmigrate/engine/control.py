@@ -13,7 +13,7 @@ from celery import Celery
 
 from kgmigrate.backup.snapshot import create_snapshot
 from kgmigrate.compile import BatchPlan, StatementPlan
-from kgmigrate.engine import rollback
+from kgmigrate.engine import retention, rollback
 from kgmigrate.engine.batch_statement import BatchResult, step_validation_statement
 from kgmigrate.engine.canvas import launch_step
 from kgmigrate.engine.planner import plan_step
@@ -209,6 +209,7 @@ def _finish(rt: Runtime, run: RunRecord) -> None:
     log.info("run %s completed", run.id)
     hooks.emit("after_migration", run.id, status="completed",
                detail={"migrations": run.migrations, "counters": totals})
+    retention.prune_expired(rt)
 
 
 def fail(rt: Runtime, run_id: str, step_id: str, message: str, *,

@@ -11,6 +11,7 @@ from typing import Any
 
 from celery import Celery, chord
 
+from kgmigrate.engine import retention
 from kgmigrate.engine.canvas import shown
 from kgmigrate.engine.restore import RestoreResult
 from kgmigrate.ledger.batches import restore_batch_id
@@ -94,6 +95,7 @@ def finish(rt: Runtime, run_id: str) -> None:
     log.info("run %s rolled back: %s entities restored", run_id, restored)
     hooks.emit("after_rollback", run_id, status="rolled_back",
                detail={"restored": restored, "conflicts": 0})
+    retention.prune_expired(rt)
 
 
 def remaining_conflicts(rt: Runtime, run: RunRecord) -> int:

@@ -130,6 +130,8 @@ class Settings(BaseSettings):
     # a batch that outlives it is delivered twice, which exactly-once absorbs (it waits, then
     # skips), so it only has to be above a typical batch, not the longest
     visibility_timeout_s: int = Field(default=600, ge=1)
+    # a finalized run's undo log is pruned this long after it ended (0: at once)
+    undo_retention_days: float = Field(default=30.0, ge=0)
     lock_lease_s: float = Field(default=600.0, gt=0)  # every task of a run renews its lock
     hooks: str = ""  # comma-separated modules that register lifecycle hooks
     log_format: str = "json"  # checked where it is used (kgmigrate.monitoring.logs)

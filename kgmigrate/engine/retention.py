@@ -1,0 +1,68 @@
+"""How long a run's undo log is kept: until the run is finalized, then for the configured
+retention (`KGMIGRATE_UNDO_RETENTION_DAYS`). A run that may still be resumed or rolled back
+(failed, blocked, or not finished) keeps its log whatever its age: without it, a rollback has
+nothing to restore from. Snapshots are never pruned here: they are explicit."""
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from kgmigrate.backup.store import BackupStore
+from kgmigrate.errors import KgmError
+from kgmigrate.ledger import Ledger
+from kgmigrate.model.records import MigrationStatus, utc_now
+from kgmigrate.runtime.context import Runtime
+
+log = logging.getLogger("kgmigrate.retention")
+
+FINALIZED = (MigrationStatus.COMPLETED, MigrationStatus.ROLLED_BACK, MigrationStatus.ABANDONED)
+
+
+@dataclass(frozen=True)
+class PrunedRun:
+    """A finalized run whose undo log and rollback records are (or, dry, would be) removed."""
+
+    run_id: str
+    status: MigrationStatus
+    finished_at: datetime
+    objects: int
+    bytes: int
+
+
+def run_prefixes(run_id: str) -> tuple[str, str]:
+    """The run's undo log and its rollback's conflict records, in the backup store."""
+    return f"runs/{run_id}/undo", f"runs/{run_id}/rollback"
+
+
+def prune(ledger: Ledger, store: BackupStore, *, older_than: timedelta,
+          dry_run: bool = False, now: datetime | None = None) -> list[PrunedRun]:
+    """Remove the undo logs of runs finalized more than `older_than` ago (oldest first)."""
+    cutoff = (now or utc_now()) - older_than
+    pruned = []
+    for run_id, _ in ledger.runs_in(list(FINALIZED)):
+        run = ledger.run(run_id)
+        if run is None or run.finished_at is None or run.finished_at > cutoff:
+            continue
+        keys = [key for prefix in run_prefixes(run_id) for key in store.keys(prefix)]
+        if not keys:
+            continue
+        size = sum(store.size(key) for key in keys)
+        if not dry_run:
+            for key in keys:
+                store.delete(key)
+        pruned.append(PrunedRun(run_id, run.status, run.finished_at, len(keys), size))
+    return sorted(pruned, key=lambda p: p.finished_at)
+
+
+def prune_expired(rt: Runtime) -> None:
+    """The automatic retention, after a run is finalized; best effort (`kgmigrate prune` does
+    the same by hand)."""
+    try:
+        pruned = prune(rt.ledger, rt.store,
+                       older_than=timedelta(days=rt.settings.undo_retention_days))
+    except KgmError as exc:
+        log.warning("pruning expired undo logs failed: %s", exc)
+        return
+    for run in pruned:
+        log.info("pruned the undo log of run %s (%s objects, %s bytes)", run.run_id,
+                 run.objects, run.bytes)

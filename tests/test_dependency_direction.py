@@ -97,6 +97,12 @@ LAYERS = [
                          "kgmigrate.compile")),
     ("kgmigrate/ops", (*ABOVE_COMPILE, "kgmigrate.compile")),
     ("kgmigrate/compile", ABOVE_COMPILE),
+    ("kgmigrate/ledger", ("kgmigrate.engine", "kgmigrate.service", "kgmigrate.cli",
+                          "kgmigrate.dev", "kgmigrate.compile", "kgmigrate.runtime",
+                          "kgmigrate.api", "kgmigrate.runs", "kgmigrate.monitoring")),
+    ("kgmigrate/graph", ("kgmigrate.engine", "kgmigrate.ledger", "kgmigrate.service",
+                         "kgmigrate.cli", "kgmigrate.dev", "kgmigrate.compile", "kgmigrate.api",
+                         "kgmigrate.runs", "kgmigrate.monitoring", "kgmigrate.ops")),
     ("kgmigrate/cypher", ("kgmigrate.engine", "kgmigrate.ledger", "kgmigrate.runtime",
                           "kgmigrate.service", "kgmigrate.cli", "kgmigrate.dev",
                           "kgmigrate.compile", "kgmigrate.ops")),
@@ -197,3 +203,63 @@ def test_the_environment_check_sees_reads_and_writes(tmp_path: Path) -> None:
                       "os.environ['B'] = '1'\n")
     assert sorted(environment_reads(sample)) == [
         "m.py:2: from os import getenv", "m.py:3: os.environ", "m.py:4: os.environ"]
+
+
+def module_level_imports(root: Path) -> dict[str, set[str]]:
+    """kgmigrate's modules and the kgmigrate modules each imports at module level (importing
+    `a.b.c` imports the packages `a.b` and `a` too; a module's own packages aside: Python runs
+    a package's `__init__` before its modules, so that edge is no cycle)."""
+    names = {}
+    for f in sorted((root / "kgmigrate").rglob("*.py")):
+        rel = f.relative_to(root).with_suffix("")
+        names[".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)] = f
+    graph: dict[str, set[str]] = {}
+    for name, f in names.items():
+        found: set[str] = set()
+        for node in ast.parse(f.read_text(), filename=str(f)).body:
+            targets = ([node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+                       if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+                       else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            for target in targets:
+                parts = target.split(".")
+                found |= {".".join(parts[:i]) for i in range(2, len(parts) + 1)}
+        graph[name] = {d for d in found & names.keys()
+                       if d != name and not name.startswith(d + ".")}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while (w := stack.pop()) != v:
+                component.append(w)
+            if component:
+                found.append(sorted([v, *component]))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_cycles() -> None:
+    assert cycles(module_level_imports(ROOT)) == []
+
+
+def test_the_cycle_check_sees_a_cycle() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

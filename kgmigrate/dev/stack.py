@@ -21,6 +21,7 @@ from pathlib import Path
 import redis
 
 from kgmigrate.errors import StackError
+from kgmigrate.graph.falkordb import module_field
 from kgmigrate.runtime.settings import Settings
 
 HOST = "127.0.0.1"
@@ -165,7 +166,7 @@ class EmbeddedStack:
                 modules = client.execute_command("MODULE", "LIST")
         except redis.RedisError:
             return False
-        return any(_module_field(m, "name") == "graph" for m in modules)
+        return any(module_field(m, "name") == "graph" for m in modules)
 
     def _check_port_free(self) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -208,25 +209,6 @@ class EmbeddedStack:
             graphs = tuple(g.decode() for g in client.execute_command("GRAPH.LIST"))
             memory = str(client.info("memory").get("used_memory_human"))
         return StackStatus(True, pid, self.port, self.data_dir, graphs, memory, already_running)
-
-
-def _module_field(module: object, name: str) -> str | None:
-    """MODULE LIST entries are maps (RESP3-style) or flat [k, v, ...] lists, keys as bytes."""
-    items = (module.items() if isinstance(module, dict)
-             else zip(module[::2], module[1::2], strict=True) if isinstance(module, list) else ())
-    for key, value in items:
-        if (key.decode() if isinstance(key, bytes) else key) == name:
-            return value.decode() if isinstance(value, bytes) else str(value)
-    return None
-
-
-def graph_module_version(modules: list[object]) -> str | None:
-    """FalkorDB's version (e.g. 4.22.1) from a MODULE LIST reply."""
-    for module in modules:
-        if _module_field(module, "name") == "graph":
-            ver = int(_module_field(module, "ver") or 0)
-            return f"{ver // 10000}.{ver // 100 % 100}.{ver % 100}"
-    return None
 
 
 @contextlib.contextmanager

@@ -19,7 +19,6 @@ from falkordb.path import Path
 
 from kgmigrate.cypher import identifiers as ident
 from kgmigrate.cypher.dialect import HI, LABELS, LO, FalkorDBDialect
-from kgmigrate.dev.stack import graph_module_version
 from kgmigrate.errors import BackendError
 from kgmigrate.graph.base import GraphBackend, Metadata, Params, check_params, plain_entity
 from kgmigrate.graph.state import make_exact, state_rows
@@ -356,3 +355,22 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     return value
+
+
+def module_field(module: object, name: str) -> str | None:
+    """MODULE LIST entries are maps (RESP3-style) or flat [k, v, ...] lists, keys as bytes."""
+    items = (module.items() if isinstance(module, dict)
+             else zip(module[::2], module[1::2], strict=True) if isinstance(module, list) else ())
+    for key, value in items:
+        if (key.decode() if isinstance(key, bytes) else key) == name:
+            return value.decode() if isinstance(value, bytes) else str(value)
+    return None
+
+
+def graph_module_version(modules: list[object]) -> str | None:
+    """FalkorDB's version (e.g. 4.22.1) from a MODULE LIST reply."""
+    for module in modules:
+        if module_field(module, "name") == "graph":
+            ver = int(module_field(module, "ver") or 0)
+            return f"{ver // 10000}.{ver // 100 % 100}.{ver % 100}"
+    return None

@@ -73,7 +73,13 @@ def _start(backend: GraphBackend, endpoints: Endpoints, migrations: list[Migrati
         _refuse_unfinished(Ledger(backend))  # read within the lock: no run starts meanwhile
         Ledger(backend).create_run(migrations, target=target, created_by=created_by,
                                    run_id=run_id)
-        _send_start(endpoints, run_id)
+        try:
+            _send_start(endpoints, run_id)
+        except Exception as exc:  # the broker: the run never started, so it blocks nothing
+            Ledger(backend).transition(run_id, MigrationStatus.ABANDONED,
+                                       error=f"its start could not be sent: {exc}")
+            raise KgmError(f"could not send run {run_id} to the broker "
+                           f"({type(exc).__name__}: {exc}); nothing was applied") from None
     except BaseException:
         lock.release(lease)
         raise
@@ -118,6 +124,9 @@ def abandon(backend: GraphBackend, run_id: str, *, reason: str,
     lock = MigrationLock(backend, lease_s=load_settings().lock_lease_s)
     lease = lock.acquire(who)  # not for the run: refused while its workers hold the lease
     try:
+        run = ledger.require_run(run_id)  # again, within the lock: it may have ended meanwhile
+        if run.status.is_final:
+            raise KgmError(f"run {run_id} is {run.status}; there is nothing to abandon")
         for step in run.steps:
             if not step.status.is_final and step.status not in FINAL_STEP:
                 ledger.update_step(step.id, status=MigrationStatus.FAILED,

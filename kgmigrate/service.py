@@ -194,14 +194,14 @@ class Migrations:
     def list_backups(self) -> list[SnapshotManifest]:
         return api.BackupService(self.backend, self.store).list_backups()
 
-    def prune(self, *, older_than_days: float | None = None,
-              dry_run: bool = False) -> list[PrunedRun]:
+    def prune(self, *, older_than_days: float | None = None, dry_run: bool = False,
+              only: Sequence[str] | None = None) -> list[PrunedRun]:
         """Remove the undo logs of runs finalized more than `older_than_days` ago (default:
         KGMIGRATE_UNDO_RETENTION_DAYS); runs that may still be resumed or rolled back keep
         theirs."""
         days = self.settings.undo_retention_days if older_than_days is None else older_than_days
         return retention.prune(Ledger(self.backend), self.store,
-                               older_than=timedelta(days=days), dry_run=dry_run)
+                               older_than=timedelta(days=days), dry_run=dry_run, only=only)
 
     def backup_manifest(self, snapshot_id: str) -> SnapshotManifest:
         return load_manifest(self.store, snapshot_id)

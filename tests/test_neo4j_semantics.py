@@ -124,7 +124,7 @@ def test_two_deliveries_of_one_restore_at_the_same_moment_restore_it_once(
              "post": [["Item"], {"i": i, "c": 1}], "ck": None, "cpost": None,
              "after_labels": ["Item"], "force": False} for i, k in enumerate(keys, start=1)]
     statement = restore_statement(neo4j.dialect, Shape("node", False, False), ["Item"])
-    params = {"kgm_rows": rows, "kgm_names": ["Item"], "kgm_batch_id": "rb:b1",
+    params = {"kgm_rows": rows, "kgm_names": ["Item"], "kgm_early": 0, "kgm_batch_id": "rb:b1",
               "kgm_run_id": "r1", "kgm_step_id": "rb:s1", "kgm_at": "t", "kgm_worker": "w"}
     # When the first delivery has restored them but not yet committed, and a redelivery runs
     # the same restore meanwhile (it must wait for the record's lock)

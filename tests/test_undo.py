@@ -82,7 +82,8 @@ def test_the_node_restore_compares_signatures_and_sets_labels_by_parameter() -> 
     assert statement.endswith("MATCH (b:`__KGMBatch` {id: $kgm_batch_id}) SET b.status = "
                               "'completed', b.kind = 'restore', b.run_id = $kgm_run_id, "
                               "b.step_id = $kgm_step_id, b.restored = restored, "
-                              "b.conflicts = size(conflicts), b.worker = $kgm_worker, "
+                              "b.conflicts = size(conflicts) + $kgm_early, "
+                              "b.worker = $kgm_worker, "
                               "b.finished_at = $kgm_at RETURN seen, restored, conflicts")
 
 

@@ -14,6 +14,7 @@ from kgmigrate.cli.common import (
     print_json,
     session,
 )
+from kgmigrate.errors import KgmError
 
 backup_app = typer.Typer(help="Snapshots of the graph in the backup store (KGMIGRATE_BACKUP_DIR).",
                          no_args_is_help=True)
@@ -100,14 +101,17 @@ def prune(
 ) -> None:
     """Remove the undo logs of finalized runs (completed, rolled back, abandoned) older than the
     retention. Runs that may still be resumed or rolled back keep theirs; snapshots stay."""
+    if as_json and not (yes or dry_run):
+        raise KgmError("--json removes without asking: add --yes (or --dry-run)")
     with session() as migrations:
         found = migrations.prune(older_than_days=older_than, dry_run=True)
-        if found and not (dry_run or yes or as_json) and not typer.confirm(
+        if found and not (dry_run or yes) and not typer.confirm(
                 f"Remove the undo logs of {len(found)} runs "
                 f"({sum(p.bytes for p in found) / 1e6:,.1f} MB)? They can no longer be "
                 "reverted from them."):
             raise typer.Exit(1)
-        pruned = found if dry_run else migrations.prune(older_than_days=older_than)
+        pruned = found if dry_run else migrations.prune(
+            older_than_days=older_than, only=[p.run_id for p in found])
     if as_json:
         print_json([{**dataclasses.asdict(p), "dry_run": dry_run} for p in pruned])
         return

@@ -20,6 +20,7 @@ from kgmigrate.cli.common import (
     session,
     show_conflicts,
 )
+from kgmigrate.errors import KgmError
 from kgmigrate.model.records import MigrationStatus, RunRecord
 from kgmigrate.service import BATCH_QUEUE, CONTROL_QUEUE, Migrations
 
@@ -109,8 +110,12 @@ def abandon(
     """Give up a run whose workers are gone, without undoing it: what it changed stays
     changed, and new runs are allowed again. Prefer `resume` or `rollback`; this is for a run
     you have settled by hand."""
+    if as_json and not yes:
+        raise KgmError("--json does not ask: add --yes")
     with session() as migrations:
         run = migrations.status(run_id)
+        if run.status.is_final:
+            raise KgmError(f"run {run.id} is {run.status}; there is nothing to abandon")
         if not yes and not typer.confirm(
                 f"Abandon run {run.id} ({run.status}, migrations {', '.join(run.migrations)})"
                 "? Nothing it changed is undone."):

@@ -4,11 +4,11 @@ retention (`KGMIGRATE_UNDO_RETENTION_DAYS`). A run that may still be resumed or 
 nothing to restore from. Snapshots are never pruned here: they are explicit."""
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from kgmigrate.backup.store import BackupStore
-from kgmigrate.errors import KgmError
 from kgmigrate.ledger import Ledger
 from kgmigrate.model.records import MigrationStatus, utc_now
 from kgmigrate.runtime.context import Runtime
@@ -35,11 +35,15 @@ def run_prefixes(run_id: str) -> tuple[str, str]:
 
 
 def prune(ledger: Ledger, store: BackupStore, *, older_than: timedelta,
-          dry_run: bool = False, now: datetime | None = None) -> list[PrunedRun]:
-    """Remove the undo logs of runs finalized more than `older_than` ago (oldest first)."""
+          dry_run: bool = False, now: datetime | None = None,
+          only: Sequence[str] | None = None) -> list[PrunedRun]:
+    """Remove the undo logs of runs finalized more than `older_than` ago (oldest first); with
+    `only`, of those runs at most (what a user confirmed)."""
     cutoff = (now or utc_now()) - older_than
     pruned = []
     for run_id, _ in ledger.runs_in(list(FINALIZED)):
+        if only is not None and run_id not in only:
+            continue
         run = ledger.run(run_id)
         if run is None or run.finished_at is None or run.finished_at > cutoff:
             continue
@@ -60,7 +64,7 @@ def prune_expired(rt: Runtime) -> None:
     try:
         pruned = prune(rt.ledger, rt.store,
                        older_than=timedelta(days=rt.settings.undo_retention_days))
-    except KgmError as exc:
+    except Exception as exc:  # the run is finalized: nothing here may fail it
         log.warning("pruning expired undo logs failed: %s", exc)
         return
     for run in pruned:

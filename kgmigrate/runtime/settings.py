@@ -132,7 +132,9 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(default=600, ge=1)
     # a finalized run's undo log is pruned this long after it ended (0: at once)
     undo_retention_days: float = Field(default=30.0, ge=0)
-    lock_lease_s: float = Field(default=600.0, gt=0)  # every task of a run renews its lock
+    # above the redelivery bound of a dead worker's task (visibility timeout + 70 s): a lease
+    # that expired before a live run's task came back would let a new upgrade take the lock
+    lock_lease_s: float = Field(default=900.0, gt=0)  # every task of a run renews its lock
     hooks: str = ""  # comma-separated modules that register lifecycle hooks
     log_format: str = "json"  # checked where it is used (kgmigrate.monitoring.logs)
     log_level: str = "INFO"

@@ -2,4 +2,5 @@
 
 from kgmigrate.cli import main
 
-main()
+if __name__ == "__main__":  # importing it (a test walks every module) runs nothing
+    main()

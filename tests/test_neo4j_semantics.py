@@ -170,6 +170,33 @@ def _transition(ledger: Ledger, run_id: str) -> object:
         return exc
 
 
+def test_a_nodes_signature_lists_its_labels_in_one_order_whatever_the_database_history(
+        neo4j: Neo4jBackend, neo4j_server: EmbeddedNeo4j) -> None:
+    """`labels()` follows the label tokens' ids, so its order depends on which label a database
+    saw first. And it is not even stable for one node: in a full-suite run the capture read
+    `["Gene", "Late"]` and the batch statement, after its own writes, `["Late", "Gene"]` for
+    the same unchanged nodes (their undo records show it), so a rollback kept 2,999 of 3,000
+    nodes as conflicts, step after step. The signature sorts them."""
+    # Given tokens created Zeta first (so `labels()` says Zeta before Alpha), and such a node
+    neo4j.write("CREATE (t:Zeta) DELETE t")
+    neo4j.write("CREATE (:Alpha:Zeta {i: 1}) CREATE (:Other)")
+    sig = neo4j.dialect.signature("e", "node")
+    assert neo4j.read("MATCH (e:Alpha) RETURN labels(e) AS l").value("l") == ["Zeta", "Alpha"]
+    # When its signature is read alone, and inside a transaction that has written
+    alone = neo4j.read(f"MATCH (e:Alpha) RETURN {sig} AS sig").value("sig")
+    target = neo4j_server.target
+    assert target.password is not None
+    with GraphDatabase.driver(target.driver_uri, auth=(
+            "neo4j", target.password.get_secret_value())) as driver, \
+            driver.session() as session, session.begin_transaction() as tx:
+        tx.run("MATCH (o:Other) SET o.touched = true").consume()
+        record = tx.run(f"MATCH (e:Alpha) RETURN {sig} AS sig").single()
+        assert record is not None
+        tx.rollback()
+    # Then both list the labels sorted by name
+    assert record["sig"] == alone == [["Alpha", "Zeta"], {"i": 1}]
+
+
 # -- Neo4j's own values, exact through forward, rollback and downgrade ----------------------
 
 NEO4J_VALUES = (

@@ -301,8 +301,14 @@ class Neo4jDialect(Dialect):
         return f"elementId(e) IN ${KEYS}", {KEYS: list(batch.keys)}
 
     def signature(self, var: str, entity: EntityKind) -> str:
-        """Bolt carries doubles exactly, so the plain state compares exactly."""
-        head = f"labels({var})" if entity == "node" else f"type({var})"
+        """Bolt carries doubles exactly, so the plain state compares exactly. Labels are sorted:
+        `labels()` does not return them in one order for one node. Seen: `["Gene", "Late"]`
+        in a capture and `["Late", "Gene"]` inside the batch statement for the same unchanged
+        node, once the statement had written (the order then depends on the label tokens'
+        ids, so on the database's history). Unsorted, every such entity looked changed by
+        someone else, and a rollback kept them all as conflicts."""
+        head = (f"COLLECT {{ UNWIND labels({var}) AS kgm_l RETURN kgm_l ORDER BY kgm_l }}"
+                if entity == "node" else f"type({var})")
         return f"[{head}, properties({var})]"
 
     def all_states(self, entity: EntityKind, labels: tuple[str, ...] = ()) -> str:

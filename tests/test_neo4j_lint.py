@@ -44,6 +44,7 @@ def test_the_linter_reports_what_it_should() -> None:
     assert found["fine"] == []
 
 
+@pytest.mark.timeout(600)  # 180 s beside a second copy of the suite
 def test_every_neo4j_statement_lints_clean() -> None:
     statements = neo4j_statements()
     assert len(statements) > 30

@@ -4,10 +4,9 @@ numbered KGM_GATE_STEP starts, until the test opens the gate. It writes the file
 write to the graph at a moment it knows: between two steps."""
 
 import os
-import time
-from pathlib import Path
 
 from kgmigrate import hooks
+from tests.once import wait_at_gate
 
 
 @hooks.on("before_step")
@@ -15,7 +14,4 @@ def _hold_before_the_step(event: hooks.Event) -> None:
     if event.step != int(os.environ["KGM_GATE_STEP"]):
         return
     gate = os.environ["KGM_GATE"]
-    Path(gate + ".waiting").touch()
-    deadline = time.monotonic() + 300
-    while not Path(gate + ".open").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_at_gate(gate)

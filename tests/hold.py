@@ -5,11 +5,9 @@ visibility timeout, so the broker delivers it again while it still runs: batch 1
 twice, with batch 2 still running. Each held delivery touches KGM_HOLD + ".<batch>.waiting"."""
 
 import os
-import time
-from pathlib import Path
 
 from kgmigrate import hooks
-from tests.once import first_time
+from tests.once import first_time, wait_at_gate
 
 
 @hooks.on("before_batch")
@@ -19,7 +17,4 @@ def _hold(event: hooks.Event) -> None:
     if event.batch == 1 and not first_time("KGM_HOLD_FIRST"):
         return
     gate = f"{os.environ['KGM_HOLD']}.{event.batch}"
-    Path(gate + ".waiting").touch()
-    deadline = time.monotonic() + 300
-    while not Path(gate + ".open").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_at_gate(gate)

@@ -1,6 +1,9 @@
-"""For the tests' hook modules: an action that must happen once across worker processes."""
+"""For the tests' hook modules: an action that must happen once across worker processes, and a
+gate a worker waits at until the test opens it."""
 
 import os
+import time
+from pathlib import Path
 
 
 def first_time(marker_env: str, note: str = "") -> bool:
@@ -14,3 +17,12 @@ def first_time(marker_env: str, note: str = "") -> bool:
     os.fsync(fd)
     os.close(fd)
     return True
+
+
+def wait_at_gate(gate: str, timeout_s: float = 300) -> None:
+    """Touch `gate`.waiting, then wait (polling, within `timeout_s`) until the test creates
+    `gate`.open: the worker holds at a moment the test knows."""
+    Path(gate + ".waiting").touch()
+    deadline = time.monotonic() + timeout_s
+    while not Path(gate + ".open").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # poll interval of the bounded wait above

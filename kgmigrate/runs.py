@@ -111,6 +111,10 @@ def resume(backend: GraphBackend, endpoints: Endpoints, run_id: str) -> None:
         raise KgmError(f"run {run_id} is {run.status}: a run being rolled back cannot be "
                        f"resumed forward; continue the rollback: kgmigrate rollback {run_id}")
     MigrationLock(backend, lease_s=LEASE_S).acquire(default_holder(), run_id)
+    if run.status is MigrationStatus.FAILED:
+        # before the send, like rollback's transition: a `wait` right after `resume` must not
+        # read the old FAILED and return before a worker has taken the run up
+        Ledger(backend).transition(run_id, MigrationStatus.IN_PROGRESS)
     _send_start(endpoints, run_id)
 
 

@@ -4,7 +4,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -112,6 +112,12 @@ def _lease_until(lock: MigrationLock) -> Any:
     return info.lease_until
 
 
+def _server_now(graph: GraphBackend) -> Any:
+    """The lease's clock: the server's (leases are written with its timestamp())."""
+    millis = graph.read("RETURN timestamp() AS now").value("now")
+    return datetime.fromtimestamp(millis / 1000, tz=UTC)
+
+
 def _try_acquire(lock: MigrationLock) -> Lease | None:
     try:
         return lock.acquire("waiting")
@@ -132,5 +138,5 @@ def test_unlock_clears_only_expired_locks_unless_forced(graph: GraphBackend) -> 
     assert live.break_lock() is None
     short = MigrationLock(graph, lease_s=0.3)
     short.acquire("expiring")
-    time.sleep(0.5)
+    wait_until(lambda: _lease_until(short) < _server_now(graph), "the short lease to expire")
     assert short.break_lock() is not None  # expired: no --force needed

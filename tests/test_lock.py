@@ -15,7 +15,10 @@ from kgmigrate.lock import Lease, LockHeldError, LockLostError, MigrationLock
 from tests.conftest import graph_env, wait_until
 
 HOLDER = """
-import sys, time
+import signal, sys, time
+# a process started in the background inherits SIGINT ignored (no KeyboardInterrupt, so no
+# `finally`): the test interrupts this one on purpose
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from kgmigrate.config import load_settings
 from kgmigrate.connect import open_backend
 from kgmigrate.lock import MigrationLock
@@ -66,7 +69,12 @@ def test_a_second_process_is_refused_at_once_naming_the_holder(
         assert "kgmigrate unlock --force" in message
     finally:
         holder.send_signal(signal.SIGINT)  # an interrupted holder leaves through `finally`
-        holder.wait()
+        try:
+            holder.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            holder.kill()
+            holder.wait()
+            raise
     # a clean exit released it
     assert MigrationLock(graph).info() is None
 

@@ -115,16 +115,13 @@ def abandon(backend: GraphBackend, run_id: str, *, reason: str,
     if not reason.strip():
         raise KgmError("say why the run is abandoned (--reason): it is kept in its record")
     ledger = Ledger(backend)
-    run = ledger.run(run_id)
-    if run is None:
-        raise KgmError(f"no run {run_id}")
-    if run.status.is_final:
-        raise KgmError(f"run {run_id} is {run.status}; there is nothing to abandon")
     who = by or default_holder()
     lock = MigrationLock(backend, lease_s=load_settings().lock_lease_s)
     lease = lock.acquire(who)  # not for the run: refused while its workers hold the lease
     try:
-        run = ledger.require_run(run_id)  # again, within the lock: it may have ended meanwhile
+        run = ledger.run(run_id)  # within the lock: it cannot end meanwhile
+        if run is None:
+            raise KgmError(f"no run {run_id}")
         if run.status.is_final:
             raise KgmError(f"run {run_id} is {run.status}; there is nothing to abandon")
         for step in run.steps:

@@ -107,6 +107,8 @@ def _ledger_and_lock() -> list[Rendered]:
         Rendered("ledger/read-steps", ledger.READ_STEPS, {"id": "run_1"}),
         Rendered("ledger/latest-runs", ledger.LATEST_RUNS, {"limit": 20}),
         Rendered("ledger/runs-in", ledger.RUNS_IN, {"statuses": ["failed", "in_progress"]}),
+        Rendered("ledger/ended-by", ledger.ENDED_BY, {"statuses": ["completed"],
+                                                       "cutoff": "2026-11-24T12:00:00.000+00:00"}),
         Rendered("ledger/upsert-batch", ledger.UPSERT_BATCH, {
             "id": "batch_1", "run_id": "run_1", "step_id": "step_1", "seq": 1,
             "status": "completed", "attempts": 1, "worker": "w", "entities": 10,

@@ -39,13 +39,9 @@ def prune(ledger: Ledger, store: BackupStore, *, older_than: timedelta,
           only: Sequence[str] | None = None) -> list[PrunedRun]:
     """Remove the undo logs of runs finalized more than `older_than` ago (oldest first); with
     `only`, of those runs at most (what a user confirmed)."""
-    cutoff = (now or utc_now()) - older_than
     pruned = []
-    for run_id, _ in ledger.runs_in(list(FINALIZED)):
+    for run_id, status, finished_at in ledger.ended_by(FINALIZED, (now or utc_now()) - older_than):
         if only is not None and run_id not in only:
-            continue
-        run = ledger.run(run_id)
-        if run is None or run.finished_at is None or run.finished_at > cutoff:
             continue
         keys = [key for prefix in run_prefixes(run_id) for key in store.keys(prefix)]
         if not keys:
@@ -54,8 +50,8 @@ def prune(ledger: Ledger, store: BackupStore, *, older_than: timedelta,
         if not dry_run:
             for key in keys:
                 store.delete(key)
-        pruned.append(PrunedRun(run_id, run.status, run.finished_at, len(keys), size))
-    return sorted(pruned, key=lambda p: p.finished_at)
+        pruned.append(PrunedRun(run_id, status, finished_at, len(keys), size))
+    return pruned
 
 
 def prune_expired(rt: Runtime) -> None:

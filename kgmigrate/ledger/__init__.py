@@ -153,6 +153,10 @@ UPDATE_RUN_FACTS = (
     "RETURN r.id AS id"
 )
 RUNS_IN = f"MATCH (r:{RUN}) WHERE r.status IN $statuses RETURN r.id AS id, r.status AS status"
+ENDED_BY = (
+    f"MATCH (r:{RUN}) WHERE r.status IN $statuses AND r.finished_at <= $cutoff "
+    "RETURN r.id AS id, r.status AS status, r.finished_at AS finished_at ORDER BY r.finished_at"
+)
 LATEST_RUNS = (
     f"MATCH (r:{RUN}) RETURN r.id AS id ORDER BY r.created_at DESC, r.id DESC LIMIT $limit"
 )
@@ -356,6 +360,15 @@ class Ledger:
     def runs_in(self, statuses: Sequence[MigrationStatus]) -> list[tuple[str, MigrationStatus]]:
         rows = self.backend.read(RUNS_IN, {"statuses": [s.value for s in statuses]}).records
         return [(r["id"], MigrationStatus(r["status"])) for r in rows]
+
+    def ended_by(self, statuses: Sequence[MigrationStatus], cutoff: datetime
+                 ) -> list[tuple[str, MigrationStatus, datetime]]:
+        """Runs in `statuses` that ended at `cutoff` or earlier, oldest first (one query: the
+        retention asks this after every run)."""
+        rows = self.backend.read(ENDED_BY, {"statuses": [s.value for s in statuses],
+                                            "cutoff": _iso(cutoff)}).records
+        return [(r["id"], MigrationStatus(r["status"]), datetime.fromisoformat(r["finished_at"]))
+                for r in rows]
 
     def runs(self, limit: int = 20) -> list[RunRecord]:
         ids = [r["id"] for r in self.backend.read(LATEST_RUNS, {"limit": limit}).records]

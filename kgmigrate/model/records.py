@@ -198,8 +198,8 @@ class RunRecord(_Model):
     def ends_its_migration(self, step: StepRecord) -> bool:
         """Whether `step` is the last of its migration's steps in this run (a run holds its
         migrations' steps in order, one migration after another)."""
-        later = [s for s in self.steps if s.order > step.order]
-        return not later or later[0].version != step.version
+        following = self.next_step(step)
+        return following is None or following.version != step.version
 
     def next_step(self, step: StepRecord) -> StepRecord | None:
         return next((s for s in self.steps if s.order > step.order), None)

@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kgmigrate.backup.store import BackupStore
 from kgmigrate.checks import ensure_valid
 from kgmigrate.connect import Endpoints
 from kgmigrate.errors import KgmError
@@ -177,15 +176,14 @@ def rollback(backend: GraphBackend, endpoints: Endpoints, run_id: str, *,
     _send(endpoints, START_ROLLBACK, run_id, force)
 
 
-def conflicts(store: BackupStore, run: RunRecord) -> list[Conflict]:
-    """What a rollback left as it was (or restored only because it was forced), per entity."""
+def conflicts(backend: GraphBackend, run: RunRecord) -> list[Conflict]:
+    """What a rollback left as it was (or restored only because it was forced), per entity,
+    from the run's undo rows."""
     found = []
-    for key in store.keys(f"runs/{run.id}/rollback"):
-        order, name = key.split("/")[-2:]
-        seq, kind = name.split(".")
-        for entry in store.rows(key):
-            found.append(Conflict(step=int(order), batch=int(seq), forced=kind == "forced",
-                                  **entry))
+    for row in Ledger(backend).undo_conflicts(run.id):
+        order, seq = row["batch_id"].split(":")[-2:]  # <run>:<step order>:<seq>
+        found.append(Conflict(step=int(order), batch=int(seq), key=row["key"],
+                              reason=row["reason"], forced=bool(row["forced"])))
     return found
 
 

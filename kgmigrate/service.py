@@ -142,7 +142,7 @@ class Migrations:
 
     def conflicts(self, run: RunRecord) -> list[Conflict]:
         """What a rollback left as it was (or restored only because it was forced)."""
-        return runs.conflicts(self.store, run)
+        return runs.conflicts(self.backend, run)
 
     def unlock(self, *, force: bool = False) -> LockInfo | None:
         """Clear the migration lock: an expired one always, a live one only with `force`;
@@ -159,7 +159,7 @@ class Migrations:
         return self.write_report(self.build_report(run_id), out_dir)
 
     def build_report(self, run_id: str) -> RunReport:
-        built = build_report(self.backend, self.store, run_id)
+        built = build_report(self.backend, run_id)
         if built is None:
             raise KgmError(f"no run {run_id}")
         return built

@@ -168,13 +168,11 @@ def rollback_story(execution: "Execution", graph: GraphBackend, run_id: str) -> 
     failing rollback test prints, so a failure seen once can be understood afterwards."""
     from collections import Counter
 
-    from kgmigrate.backup.store import open_store
     from kgmigrate.runs import conflicts
 
     ledger = Ledger(graph)
     run = ledger.require_run(run_id)
-    store = open_store(Path(execution.env["KGMIGRATE_BACKUP_DIR"]))
-    kept = Counter((c.step, c.reason) for c in conflicts(store, run))
+    kept = Counter((c.step, c.reason) for c in conflicts(graph, run))
     lines = [f"{run.status}: {run.error_log}", f"history: {run.history}"]
     for step in run.steps:
         batches = ledger.batches(step.id)

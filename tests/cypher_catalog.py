@@ -16,6 +16,7 @@ from kgmigrate.engine.undo import Shape
 from kgmigrate.graph import IndexSpec, KeyList, Neo4jDialect, Scope
 from kgmigrate.graph import neo4j as neo4j_backend
 from kgmigrate.ledger import lock
+from kgmigrate.ledger import undo as ledger_undo
 from kgmigrate.ops import BatchedCypher
 
 N = Neo4jDialect()
@@ -133,6 +134,10 @@ def _ledger_and_lock() -> list[Rendered]:
         Rendered("ledger/pending-batches", ledger.PENDING_BATCHES, {"step_id": "step_1"}),
         Rendered("ledger/batch-status", ledger.BATCH_STATUS, {"id": "run_1:1:1"}),
         Rendered("ledger/batch-address", ledger.BATCH_ADDRESS, {"id": "run_1:1:1"}),
+        Rendered("ledger/undo-shape", ledger.UNDO_SHAPE, {"kgm_undo_batch": "run_1:1:1"}),
+        Rendered("undo/conflicts", ledger_undo.CONFLICTS, {"run_id": "run_1"}),
+        Rendered("undo/drop-run", ledger_undo.DROP_RUN, {"run_id": "run_1", "limit": 10_000}),
+        Rendered("undo/count-run", ledger_undo.COUNT_RUN, {"run_id": "run_1"}),
         Rendered("lock/renew-run", lock.RENEW_RUN, lock_params),
         Rendered("lock/release-run", lock.RELEASE_RUN, lock_params),
         Rendered("lock/acquire", lock.ACQUIRE, lock_params),
@@ -155,7 +160,7 @@ def _execution() -> list[Rendered]:
     for tag, scope in _scopes():
         params = execution.batch_params(N, scope, KeyList(("4:a:1",)), run_id="run_1",
                                         step_id="step_1", batch_id="run_1:1:1", worker="w",
-                                        at="2026-11-24T12:00:00+00:00", undo="runs/r/undo/1")
+                                        at="2026-11-24T12:00:00+00:00")
         for validation in (None, "e.reviewed = false OR e.reviewed IS NULL"):
             v = "validated" if validation else "unvalidated"
             out.append(Rendered(f"batch/{tag}/{v}", execution.batch_statement(
@@ -174,10 +179,8 @@ def _execution() -> list[Rendered]:
 
 def _undo_and_states() -> list[Rendered]:
     out = []
-    rows = [{"k": "4:a:1", "p": {"x": 1.5}, "l": ["Compound"], "ty": "TREATS", "s": "4:a:2",
-             "t": "4:a:3", "post": [["Compound"], {"x": 2.5}], "ck": "5:a:9",
-             "cpost": ["TREATS_CONDITION", {}], "force": False}]
-    restore_params = {"kgm_rows": rows, "kgm_names": ["Compound", HOSTILE], "kgm_early": 0,
+    restore_params = {"kgm_undo_batch": "run_1:1:1", "kgm_names": ["Compound", HOSTILE],
+                      "kgm_missing": 0,
                       "kgm_batch_id": "rb:run_1:1:1", "kgm_run_id": "run_1",
                       "kgm_step_id": "rb:step_1", "kgm_at": "2026-11-24T12:00:00+00:00",
                       "kgm_worker": "w"}
@@ -187,8 +190,11 @@ def _undo_and_states() -> list[Rendered]:
               "relationship-delete": Shape("relationship", False, True)}
     for tag, shape in shapes.items():
         names = ["TREATS", HOSTILE] if shape.deletes else ["Compound", HOSTILE]
-        out.append(Rendered(f"restore/{tag}", undo.restore_statement(N, shape, names),
-                            {**restore_params, "kgm_names": names}))
+        for forced in (False, True):
+            out.append(Rendered(
+                f"restore/{tag}{'/forced' if forced else ''}",
+                undo.restore_statement(N, shape, names, conflicts_only=forced, forced=forced),
+                {**restore_params, "kgm_names": names}))
     for tag, scope in _scopes():
         statement, params = N.states_in_batch(scope, KeyList(("4:a:1",)))
         out.append(Rendered(f"states/{tag}", statement, params))
@@ -257,7 +263,7 @@ def _library() -> list[Rendered]:
         scope = rendered.scope()
         params = execution.batch_params(N, scope, KeyList(("4:a:1",)), run_id="run_1",
                                         step_id="step_1", batch_id="run_1:1:1", worker="w",
-                                        at="2026", undo="u")
+                                        at="2026")
         if tag == "python-transform":  # computed per batch by the worker
             params.update(op_values={"4:a:1": "v"}, op_sigs={"4:a:1": "[]"})
         out.append(Rendered(f"library/{tag}", execution.batch_statement(N, compile_op(op, "neo4j")),

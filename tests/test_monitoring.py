@@ -15,7 +15,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from kgmigrate import DataMigrationManager
-from kgmigrate.backup.store import open_store
 from kgmigrate.errors import ConfigError, KgmError
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
@@ -160,7 +159,7 @@ def test_report_tells_a_completed_and_a_rolled_back_run(
     run = _wait(graph, start(execution, graph))
     assert run.status is MigrationStatus.ROLLED_BACK, run.error_log
     # When its report is made
-    report = build_report(graph, open_store(execution.env["KGMIGRATE_BACKUP_DIR"]), run.id)
+    report = build_report(graph, run.id)
     assert report is not None
     paths = write_report(report, tmp_path / "reports")
     # Then it tells the failure, the rollback, and draws both on the chart
@@ -180,7 +179,7 @@ def test_report_tells_a_completed_and_a_rolled_back_run(
     execution.write_migration("V0001__two.py", TWO_STEPS.format(validation="e.i > 0"))
     done = _wait(graph, start(execution, graph))
     assert done.status is MigrationStatus.COMPLETED, done.error_log
-    report = build_report(graph, open_store(execution.env["KGMIGRATE_BACKUP_DIR"]), done.id)
+    report = build_report(graph, done.id)
     assert report is not None and report.metrics.validation_success is True
     assert {e.kind for e in report.timeline} == {"forward"}
     assert sum(e.entities for e in report.timeline) == 12_000

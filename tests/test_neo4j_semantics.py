@@ -89,7 +89,7 @@ def test_two_deliveries_of_one_batch_at_the_same_moment_apply_it_once(
     op = ops.batched("Item", apply)
     statement = batch_statement(neo4j.dialect, compile_op(op, "neo4j"))
     params = batch_params(neo4j.dialect, op.scope(), KeyList(tuple(keys)), run_id="r1",
-                          step_id="s1", batch_id="b1", worker="w", at="t", undo="u")
+                          step_id="s1", batch_id="b1", worker="w", at="t")
     # When the first delivery has run the statement but not yet committed, and a redelivery
     # runs the same statement meanwhile (it must wait for a lock)
     entities = 50 if "coalesce" in apply else 0  # what `apply` reaches
@@ -116,16 +116,19 @@ def _attempt(backend: Neo4jBackend, statement: str, params: dict[str, Any]) -> o
 def test_two_deliveries_of_one_restore_at_the_same_moment_restore_it_once(
         neo4j: Neo4jBackend, neo4j_server: EmbeddedNeo4j) -> None:
     # Given the ledger's schema (a restore's record is new: its unique constraint is the lock),
-    # 50 nodes a batch changed (c = 1), and the statement restoring that batch
+    # 50 nodes a batch changed (c = 1, with their undo rows), and the statement restoring it
     Ledger(neo4j).ensure_schema()
-    keys = neo4j.write("UNWIND range(1, 50) AS i CREATE (e:Item {i: i, c: 1}) "
+    keys = neo4j.write("UNWIND range(1, 50) AS i CREATE (e:Item {i: i}) "
                        "RETURN elementId(e) AS k").column("k")
-    rows = [{"k": k, "p": {"i": i}, "l": ["Item"], "ty": None, "s": None, "t": None,
-             "post": [["Item"], {"i": i, "c": 1}], "ck": None, "cpost": None,
-             "after_labels": ["Item"], "force": False} for i, k in enumerate(keys, start=1)]
+    ledger_for_one_batch(neo4j)
+    op = ops.batched("Item", "SET e.c = 1")
+    neo4j.write(batch_statement(neo4j.dialect, compile_op(op, "neo4j")), batch_params(
+        neo4j.dialect, op.scope(), KeyList(tuple(keys)), run_id="r1", step_id="s1",
+        batch_id="b1", worker="w", at="t"))
     statement = restore_statement(neo4j.dialect, Shape("node", False, False), ["Item"])
-    params = {"kgm_rows": rows, "kgm_names": ["Item"], "kgm_early": 0, "kgm_batch_id": "rb:b1",
-              "kgm_run_id": "r1", "kgm_step_id": "rb:s1", "kgm_at": "t", "kgm_worker": "w"}
+    params = {"kgm_undo_batch": "b1", "kgm_names": ["Item"], "kgm_missing": 0,
+              "kgm_batch_id": "rb:b1", "kgm_run_id": "r1", "kgm_step_id": "rb:s1",
+              "kgm_at": "t", "kgm_worker": "w"}
     # When the first delivery has restored them but not yet committed, and a redelivery runs
     # the same restore meanwhile (it must wait for the record's lock)
     record, second = while_uncommitted(neo4j_server, neo4j, statement, params,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from kgmigrate import runs
 from kgmigrate.backup.store import open_store
-from kgmigrate.engine.retention import prune, run_prefixes
+from kgmigrate.engine.retention import prune
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
 from kgmigrate.model.records import MigrationStatus
@@ -22,9 +22,9 @@ migration = Migration(author="test", batch_size=100, steps=[
 """
 
 
-def undo_objects(execution: Execution, run_id: str) -> list[str]:
-    store = open_store(Path(execution.env["KGMIGRATE_BACKUP_DIR"]))
-    return [key for prefix in run_prefixes(run_id) for key in store.keys(prefix)]
+def undo_rows(graph: GraphBackend, run_id: str) -> int:
+    return int(graph.read("MATCH (u:__KGMUndo) WHERE u.__KGM_run = $r RETURN count(u) AS n",
+                          {"r": run_id}).value("n"))
 
 
 def test_prune_removes_only_finalized_runs_logs_older_than_asked(
@@ -40,24 +40,26 @@ def test_prune_removes_only_finalized_runs_logs_older_than_asked(
         "e.c = 1", "e.d = 1"))
     failed = runs.wait(graph, start(execution, graph), timeout_s=180)
     assert failed.status is MigrationStatus.FAILED, failed.error_log
-    kept = undo_objects(execution, failed.id)
-    # .pre and .post per committed batch (the failed run's count depends on which of its
-    # batches ran before the failing one)
-    assert len(undo_objects(execution, completed.id)) == 6 and kept
+    kept = undo_rows(graph, failed.id)
+    # a row per entity changed (the failed run's count depends on which of its batches ran
+    # before the failing one)
+    assert undo_rows(graph, completed.id) == 300 and kept
     store, ledger = open_store(Path(execution.env["KGMIGRATE_BACKUP_DIR"])), Ledger(graph)
+    # (and, as an earlier kgmigrate kept it, a file of the completed run's log)
+    old_file = f"runs/{completed.id}/undo/0001/000001.abc.pre"
+    store.put_rows(old_file, [{"k": 1}])
     # When the retention is a day, nothing is old enough
     assert prune(ledger, store, older_than=timedelta(days=1)) == []
     # When it is zero, a dry run lists the completed run alone and removes nothing
     [listed] = prune(ledger, store, older_than=timedelta(0), dry_run=True)
-    assert (listed.run_id, listed.status, listed.objects) == (
-        completed.id, MigrationStatus.COMPLETED, 6)
-    assert listed.bytes == sum(store.size(k) for k in undo_objects(execution, completed.id)) > 0
-    assert len(undo_objects(execution, completed.id)) == 6
+    assert (listed.run_id, listed.status, listed.undo_rows, listed.files) == (
+        completed.id, MigrationStatus.COMPLETED, 300, 1)
+    assert undo_rows(graph, completed.id) == 300
     # Then pruning removes that log, and the failed run keeps its log (it can still be undone)
     [pruned] = prune(ledger, store, older_than=timedelta(0))
     assert pruned.run_id == completed.id
-    assert undo_objects(execution, completed.id) == []
-    assert undo_objects(execution, failed.id) == kept
+    assert undo_rows(graph, completed.id) == 0 and not store.exists(old_file)
+    assert undo_rows(graph, failed.id) == kept
     assert prune(ledger, store, older_than=timedelta(0)) == []
 
 
@@ -72,4 +74,4 @@ def test_with_a_zero_retention_a_run_prunes_its_own_log_when_it_completes(
     run = runs.wait(graph, start(execution, graph), timeout_s=180)
     assert run.status is MigrationStatus.COMPLETED, run.error_log
     # Then its undo log is removed right after (by the task that finalized it)
-    wait_until(lambda: undo_objects(execution, run.id) == [], "the run's undo log pruned")
+    wait_until(lambda: undo_rows(graph, run.id) == 0, "the run's undo log pruned")

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from kgmigrate import runs
-from kgmigrate.backup.store import DirectoryStore
 from kgmigrate.connect import resolve
 from kgmigrate.errors import KgmError
 from kgmigrate.fingerprint import fingerprint
@@ -58,10 +57,6 @@ def load_graph(graph: GraphBackend) -> None:
 def migration(execution: Execution, *, batch: int = 5000, last_valid: int = NODES - 20) -> None:
     execution.write_migration("V0001__three_steps.py",
                               THREE_STEPS.format(batch=batch, last_valid=last_valid))
-
-
-def store(execution: Execution) -> DirectoryStore:
-    return DirectoryStore(Path(execution.env["KGMIGRATE_BACKUP_DIR"]))
 
 
 def assert_rolled_back(run: RunRecord, graph: GraphBackend) -> None:
@@ -177,7 +172,7 @@ def test_other_writes_survive_and_a_touched_entity_changed_since_is_a_kept_confl
     # and the Item changed since step 1 wrote it is a conflict: reported, kept as it is
     assert run.status is MigrationStatus.ROLLBACK_BLOCKED
     assert "1 conflicts" in (run.error_log or "")
-    conflicts = runs.conflicts(store(execution), run)
+    conflicts = runs.conflicts(graph, run)
     item5 = graph.read(f"MATCH (e:Item {{i: 5}}) RETURN {graph.dialect.key('e')} AS k, "
                        "properties(e) AS p").single()
     assert [(c.step, c.key) for c in conflicts] == [(1, item5["k"])]

@@ -1,15 +1,10 @@
 """Rollback and resume paths beyond the common one, each tried where it could break: plain
-Cypher steps undone by their down section, index steps, `.cypher` files end to end, a missing
-or damaged undo record, a restore task that crashes, a forced pass without a first-pass record,
-and a FAILED run resumed once its data is fixed. Real servers, real workers, both servers."""
+Cypher steps undone by their down section, index steps, `.cypher` files end to end, undo rows
+missing, a restore task that crashes, a forced pass after a first one, and a FAILED run
+resumed once its data is fixed. Real servers, real workers, both servers."""
 
-import gzip
-from pathlib import Path
-
-import pytest
 
 from kgmigrate import runs
-from kgmigrate.backup.store import open_store
 from kgmigrate.connect import resolve
 from kgmigrate.fingerprint import fingerprint
 from kgmigrate.graph.base import GraphBackend
@@ -100,54 +95,48 @@ def failed_run(execution: Execution, graph: GraphBackend, *, last_valid: int = 4
     return run
 
 
-def undo_records(execution: Execution, run: RunRecord, suffix: str) -> list[Path]:
-    root = Path(execution.env["KGMIGRATE_BACKUP_DIR"]) / "runs" / run.id / "undo"
-    return sorted(root.rglob(f"*{suffix}.jsonl.gz"))
+def lose_undo_rows(graph: GraphBackend, run: RunRecord, count: int) -> str:
+    """Delete `count` undo rows of the first committed batch of step 2; that batch's id."""
+    [victim, *_] = sorted(b.id for b in Ledger(graph).batches(run.steps[1].id)
+                          if b.status is MigrationStatus.COMPLETED)
+    lost = graph.write("MATCH (u:__KGMUndo) WHERE u.__KGM_batch = $b WITH u "
+                       "ORDER BY u.__KGM_key LIMIT $n DELETE u RETURN count(*) AS n",
+                       {"b": victim, "n": count}).value("n")
+    assert lost == count
+    return victim
 
 
-@pytest.mark.parametrize("damage", ["missing", "damaged"])
-def test_a_missing_or_damaged_undo_record_blocks_its_batch_and_the_others_are_restored(
-        execution: Execution, graph: GraphBackend, damage: str) -> None:
-    # Given a failed run, one of whose committed batches lost its undo record (.pre)
-    run = failed_run(execution, graph)
-    records = undo_records(execution, run, ".pre")
-    committed = {b.undo for b in Ledger(graph).batches(run.steps[1].id) if b.undo}
-    victim = next(p for p in records if any(str(p).endswith(f"{u}.pre.jsonl.gz")
-                                            for u in committed))
-    if damage == "missing":
-        victim.unlink()
-    else:
-        victim.write_bytes(gzip.compress(b'{"not": "a state row"'))
-    # When it is rolled back
-    runs.rollback(graph, resolve(load_settings()), run.id)
-    run = runs.wait(graph, run.id, timeout_s=180)
-    # Then that batch is reported by name, nothing is guessed, and the other three are restored
-    assert run.status is MigrationStatus.ROLLBACK_BLOCKED, run.error_log
-    assert ("missing" if damage == "missing" else "damaged") in (run.error_log or "")
-    assert graph.read("MATCH (e:Item) WHERE e.c = 1 RETURN count(e) AS n").value("n") == 100
-
-
-def test_conflicts_found_from_the_undo_record_alone_are_counted_in_the_outcome(
+def test_missing_undo_rows_block_their_batch_and_the_others_are_restored(
         execution: Execution, graph: GraphBackend) -> None:
-    # Given a failed run, one of whose committed batches lost its record of what it wrote
-    # (.post: the worker died between the commit and writing it)
+    # Given a failed run, one of whose committed batches lost 40 of its 100 undo rows
     run = failed_run(execution, graph)
-    committed = {b.undo for b in Ledger(graph).batches(run.steps[1].id) if b.undo}
-    victim = next(p for p in undo_records(execution, run, ".post")
-                  if any(str(p).endswith(f"{u}.post.jsonl.gz") for u in committed))
-    victim.unlink()
+    lose_undo_rows(graph, run, 40)
     # When it is rolled back
     runs.rollback(graph, resolve(load_settings()), run.id)
     run = runs.wait(graph, run.id, timeout_s=180)
-    # Then that batch's 100 entities stay as they are, and the outcome says so: the rollback is
-    # blocked on 100 conflicts (it used to end rolled_back with 0 while they stayed migrated)
+    # Then that batch is reported with the count, nothing of it is guessed, and the other
+    # three are restored
     assert run.status is MigrationStatus.ROLLBACK_BLOCKED, run.error_log
-    assert "rollback left 100 conflicts" in (run.error_log or ""), run.error_log
-    assert run.counters["rollback_conflicts"] == 100
+    assert "40 of its 100 undo records are missing" in (run.error_log or ""), run.error_log
     assert graph.read("MATCH (e:Item) WHERE e.c = 1 RETURN count(e) AS n").value("n") == 100
-    listed = runs.conflicts(open_store(Path(execution.env["KGMIGRATE_BACKUP_DIR"])), run)
-    assert len(listed) == 100
-    assert {c.reason for c in listed} == {"the batch's record of what it wrote is missing"}
+
+
+def test_a_forced_pass_restores_what_it_can_and_counts_entities_without_undo_rows(
+        execution: Execution, graph: GraphBackend) -> None:
+    # Given a failed run whose rollback stopped at a batch that lost 40 of its undo rows
+    run = failed_run(execution, graph)
+    lose_undo_rows(graph, run, 40)
+    runs.rollback(graph, resolve(load_settings()), run.id)
+    assert runs.wait(graph, run.id, timeout_s=180).status is MigrationStatus.ROLLBACK_BLOCKED
+    # When the rollback is forced
+    runs.rollback(graph, resolve(load_settings()), run.id, force=True)
+    run = runs.wait(graph, run.id, timeout_s=180)
+    # Then the batch's other 60 are restored, and the 40 that nothing can restore decide the
+    # outcome: the run is not called rolled back while they stay migrated
+    assert run.status is MigrationStatus.ROLLBACK_BLOCKED, run.error_log
+    assert "rollback left 40 conflicts" in (run.error_log or ""), run.error_log
+    assert run.counters["rollback_conflicts"] == 40
+    assert graph.read("MATCH (e:Item) WHERE e.c = 1 RETURN count(e) AS n").value("n") == 40
 
 
 def test_a_restore_task_that_crashes_stops_the_rollback_with_the_reason(
@@ -168,28 +157,33 @@ def test_a_restore_task_that_crashes_stops_the_rollback_with_the_reason(
     assert f"kgmigrate rollback {run.id}" in (run.error_log or "")
 
 
-def test_a_forced_pass_without_the_first_passes_record_refuses_to_guess(
+def test_a_forced_pass_revisits_only_the_first_passes_conflicts_and_lists_them_as_forced(
         execution: Execution, graph: GraphBackend) -> None:
     # Given a failed run, an entity changed by someone else since, and a first rollback pass
-    # that kept it as a conflict
+    # that kept it as a conflict (recorded on its undo row, with the reason)
     run = failed_run(execution, graph)
-    graph.write("MATCH (e:Item) WHERE e.c = 1 WITH e LIMIT 1 SET e.note = 'app'")
+    graph.write("MATCH (e:Item) WHERE e.c = 1 WITH e ORDER BY e.i LIMIT 1 SET e.note = 'app'")
     runs.rollback(graph, resolve(load_settings()), run.id)
     run = runs.wait(graph, run.id, timeout_s=180)
     assert run.status is MigrationStatus.ROLLBACK_BLOCKED, run.error_log
     assert "rollback left 1 conflicts" in (run.error_log or "")
-    # When the first pass's record of its conflicts is lost, and the rollback is forced
-    root = Path(execution.env["KGMIGRATE_BACKUP_DIR"]) / "runs" / run.id / "rollback"
-    lost = list(root.rglob("*.conflicts.jsonl.gz"))
-    assert lost
-    for path in lost:
-        path.unlink()
+    [conflict] = runs.conflicts(graph, run)
+    assert (conflict.step, conflict.reason, conflict.forced) == (
+        2, "changed by someone else since the batch wrote it", False)
+    assert graph.read("MATCH (e:Item) WHERE e.c = 1 RETURN count(e) AS n").value("n") == 1
+    # When the rollback is forced
     runs.rollback(graph, resolve(load_settings()), run.id, force=True)
     run = runs.wait(graph, run.id, timeout_s=180)
-    # Then the batches whose record is gone are not restored blindly: the reason is given
-    assert run.status is MigrationStatus.ROLLBACK_BLOCKED, run.error_log
-    assert "the conflicts of the first rollback pass were not recorded" in (run.error_log or "")
-    assert graph.read("MATCH (e:Item) WHERE e.note = 'app' RETURN e.c AS c").value("c") == 1
+    # Then that entity alone is restored, over the other's change, and listed as forced
+    assert run.status is MigrationStatus.ROLLED_BACK, run.error_log
+    assert graph.read("MATCH (e:Item) WHERE e.c = 1 OR e.note IS NOT NULL "
+                      "RETURN count(e) AS n").value("n") == 0
+    [forced] = runs.conflicts(graph, run)
+    assert (forced.key, forced.forced) == (conflict.key, True)
+    forced_pass = [r for r in Ledger(graph).restores(run.steps[1].id)
+                   if r["id"].endswith(":forced")]
+    assert sorted((r["restored"], r["conflicts"]) for r in forced_pass) == [
+        (0, 0), (0, 0), (0, 0), (1, 0)]
 
 
 def test_a_failed_run_resumed_after_its_data_is_fixed_completes_exactly_once(

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from kgmigrate import ops, runs
-from kgmigrate.backup.store import DirectoryStore
 from kgmigrate.compile import BatchPlan, compile_op
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.model.records import MigrationStatus
@@ -112,6 +111,6 @@ def test_a_step_whose_check_or_validation_fails_after_its_batches_fails_the_run(
     assert run.status is MigrationStatus.ROLLBACK_BLOCKED, run.error_log
     assert "rollback left 10 conflicts" in (run.error_log or "")
     # (relationships the step created and the client deleted; nodes the client changed)
-    kept = runs.conflicts(DirectoryStore(Path(execution.env["KGMIGRATE_BACKUP_DIR"])), run)
+    kept = runs.conflicts(graph, run)
     why = "deleted by someone else" if "retype" in step else "changed by someone else"
     assert len(kept) == 10 and all(why in c.reason for c in kept), kept

@@ -1,105 +1,120 @@
-"""The undo log's rules and the restore statement, without a server (rendered Cypher and the
-row logic); the end-to-end behaviour is in test_rollback.py."""
-
-from pathlib import Path
+"""The undo log's rows and the restore statement, without a server (rendered Cypher); the
+end-to-end behaviour is in test_rollback.py and test_rollback_paths.py."""
 
 import pytest
 
 from kgmigrate import ops
-from kgmigrate.backup.store import DirectoryStore
+from kgmigrate.compile import compile_op
 from kgmigrate.cypher.dialect import FalkorDBDialect, Neo4jDialect
-from kgmigrate.engine.undo import Shape, restore_rows, restore_statement, touched_names
+from kgmigrate.engine.batch_statement import batch_statement
+from kgmigrate.engine.undo import Shape, restore_statement
 from kgmigrate.errors import IdentifierError, KgmError
 
-F = FalkorDBDialect()
-UNDO = "runs/r/undo/0001/000001.abc"
+F, N = FalkorDBDialect(), Neo4jDialect()
 
 
-def write(store: DirectoryStore, pre: list[dict[str, object]],
-          post: list[list[object]] | None) -> None:
-    store.put_rows(UNDO + ".pre", pre)
-    if post is not None:
-        store.put_rows(UNDO + ".post", post)
+def test_the_batch_statement_writes_each_entitys_undo_row_before_the_ledger_record() -> None:
+    op = ops.batched("Item", "SET e.c = 1")
+    statement = batch_statement(F, compile_op(op, "falkordb"))
+    # the pre-image is bound before `apply` runs, and copied on the server, unprefixed
+    assert ("WITH e, id(e) AS kgm_key, [labels(e), properties(e)] AS kgm_pre "
+            "SET e.c = 1 WITH e, kgm_key, kgm_pre, (true) AS ok ") in statement
+    assert ("CREATE (u:`__KGMUndo`) SET u += kgm_pre[1] SET u.`__KGM_batch` = $kgm_batch_id, "
+            "u.`__KGM_run` = $kgm_run_id, u.`__KGM_key` = kgm_key, "
+            "u.`__KGM_labels` = kgm_pre[0], "
+            "u.`__KGM_labels_after` = labels(e) "
+            "SET u.`__KGM_after` = toJSON([labels(e), properties(e)]) WITH count(e) AS n") in (
+        statement)
+    # nothing but counts travels back
+    assert statement.endswith("RETURN n, bad, bad_keys, undo_props, dup, 1 / (CASE WHEN dup "
+                              "OR bad > 0 OR st.status <> 'in_progress' THEN 0 ELSE 1 END) "
+                              "AS ok")
 
 
-def node(key: int, sig: object, **props: object) -> dict[str, object]:
-    return {"k": key, "l": ["Item"], "p": props, "sig": sig}
+def test_on_neo4j_the_batch_locks_each_entity_before_it_reads_its_pre_image() -> None:
+    op = ops.batched("Item", "SET e.c = 1")
+    statement = batch_statement(N, compile_op(op, "neo4j"))
+    assert statement.startswith(
+        "MATCH (e:`Item`) WHERE elementId(e) IN $kgm_keys SET e.`__KGM_lock` = true REMOVE "
+        "e.`__KGM_lock` WITH e, elementId(e) AS kgm_key, [labels(e), properties(e)] AS kgm_pre ")
+    # each property under a prefix (Neo4j stores no maps), the state after it likewise
+    assert ("FOREACH (kgm_k IN keys(kgm_pre[1]) | SET u['__KGM_pre:' + kgm_k] = "
+            "kgm_pre[1][kgm_k])") in statement
+    assert ("SET u.`__KGM_after_keys` = keys(e), u.`__KGM_after_labels` = labels(e) "
+            "FOREACH (kgm_k IN keys(e) | SET u['__KGM_after:' + kgm_k] = e[kgm_k])") in statement
 
 
-def test_rows_pair_each_pre_image_with_what_the_batch_left(tmp_path: Path) -> None:
-    store = DirectoryStore(tmp_path)
-    write(store, [node(1, "s1", a=1), node(2, "s2", a=2), node(3, "s3", a=3)],
-          [[1, "s1", "after1", None, None], [2, "s2-other", "after2", None, None],
-           [4, "s4", "after4", None, None]])
-    rows, early = restore_rows(store, UNDO, force=False)
-    # 1 is restorable; 2 changed between capture and statement; 3 left the scope (untouched);
-    # 4 entered it after the capture (no pre-image)
-    assert [(r["k"], r["post"], r["p"]) for r in rows] == [(1, "after1", {"a": 1})]
-    assert {e["key"]: e["reason"].split(" (")[0] for e in early} == {
-        2: "changed by someone else between the pre-image and the change",
-        4: "changed by the batch without a pre-image"}
-    forced, early = restore_rows(store, UNDO, force=True)
-    assert [r["k"] for r in forced] == [1, 2]  # forcing restores the stale one too
-    assert [e["key"] for e in early] == [4]  # but nothing can restore what has no pre-image
-    assert all(r["force"] for r in forced)
-    only, _ = restore_rows(store, UNDO, force=True, only={2})
-    assert [r["k"] for r in only] == [2]
+def test_a_relationships_pre_image_carries_its_type_and_ends_through_an_applys_with() -> None:
+    op = ops.batched(rel_type="T", apply="WITH e, kgm_key, kgm_pre SET e.w = 1")
+    statement = batch_statement(N, compile_op(op, "neo4j"))
+    assert ("[type(e), properties(e), elementId(s), elementId(t)] AS kgm_pre WITH e, kgm_key, "
+            "kgm_pre SET e.w = 1") in statement
+    assert ("u.`__KGM_type` = kgm_pre[0], u.`__KGM_start` = kgm_pre[2], "
+            "u.`__KGM_end` = kgm_pre[3]") in statement
 
 
-def test_a_missing_post_record_makes_every_entity_a_conflict_unless_forced(
-        tmp_path: Path) -> None:
-    store = DirectoryStore(tmp_path)
-    write(store, [node(1, "s1"), node(2, "s2")], None)
-    rows, early = restore_rows(store, UNDO, force=False)
-    assert rows == []
-    assert {e["reason"] for e in early} == {"the batch's record of what it wrote is missing"}
-    rows, early = restore_rows(store, UNDO, force=True)
-    assert [r["k"] for r in rows] == [1, 2] and early == []
-
-
-def test_touched_names_cover_labels_before_and_after() -> None:
-    rows = [{"l": ["A", "B"], "after_labels": ["B", "C"]}, {"l": ["A"], "after_labels": None}]
-    assert touched_names(rows, Shape("node", False, False)) == ["A", "B", "C"]
-    rels = [{"ty": "T", "post": None}, {"ty": "U", "post": None}]
-    assert touched_names(rels, Shape("relationship", True, True)) == ["T", "U"]
-    assert touched_names(rels, Shape("relationship", False, False)) == []
-
-
-def test_the_node_restore_compares_signatures_and_sets_labels_by_parameter() -> None:
+def test_the_node_restore_compares_states_and_sets_labels_by_parameter() -> None:
     statement = restore_statement(F, Shape("node", False, False), ["Item", "weird name"])
     # the restore's own record first: its lock orders two deliveries, a repeat aborts at once
     assert statement.startswith(
         "MERGE (b:`__KGMBatch` {id: $kgm_batch_id}) SET b.attempts = coalesce(b.attempts, 0) + 1 "
         "WITH 1 / (CASE WHEN coalesce(b.status = 'completed', false) THEN 0 ELSE 1 END) AS first "
-        "UNWIND CASE WHEN first = 1 THEN $kgm_rows ELSE [] END AS row "
-        "OPTIONAL MATCH (e) WHERE id(e) = row.k ")
-    assert ("(e IS NOT NULL AND toJSON([labels(e), properties(e)]) = row.post)"
+        "MATCH (u:`__KGMUndo`) WHERE first = 1 AND u.`__KGM_batch` = $kgm_undo_batch "
+        "OPTIONAL MATCH (e) WHERE id(e) = u.`__KGM_key` ")
+    assert ("(e IS NOT NULL AND toJSON([labels(e), properties(e)]) = u.`__KGM_after`)"
             in statement)
-    assert "ours OR (row.force AND e IS NOT NULL) AS go" in statement
-    assert "SET x = row.p" in statement
-    assert "$kgm_names[1] IN row.l THEN [e] ELSE [] END | SET x:`weird name`)" in statement
-    assert "NOT $kgm_names[0] IN row.l THEN [e] ELSE [] END | REMOVE x:`Item`)" in statement
+    assert "ours OR (false AND present) AS go" in statement
+    # the outcome is recorded on the row, in the same statement
+    assert ("SET u.`__KGM_conflict` = CASE WHEN go THEN null WHEN present THEN 'changed by "
+            "someone else since the batch wrote it' ELSE 'deleted by someone else since the "
+            "batch wrote it' END") in statement
+    # the pre-image is copied back on the server, the row's own names left out
+    assert ("SET x = properties(u) REMOVE x.`__KGM_batch`, x.`__KGM_run`, x.`__KGM_key`"
+            in statement)
+    assert ("$kgm_names[1] IN u.`__KGM_labels` THEN [e] ELSE [] END | SET x:`weird name`)"
+            in statement)
+    assert ("NOT $kgm_names[0] IN u.`__KGM_labels` THEN [e] ELSE [] END | REMOVE x:`Item`)"
+            in statement)
     assert statement.endswith("MATCH (b:`__KGMBatch` {id: $kgm_batch_id}) SET b.status = "
                               "'completed', b.kind = 'restore', b.run_id = $kgm_run_id, "
                               "b.step_id = $kgm_step_id, b.restored = restored, "
-                              "b.conflicts = size(conflicts) + $kgm_early, "
-                              "b.worker = $kgm_worker, "
+                              "b.conflicts = size(conflicts) + $kgm_missing, "
+                              "b.missing = $kgm_missing, b.worker = $kgm_worker, "
                               "b.finished_at = $kgm_at RETURN seen, restored, conflicts")
 
 
+def test_a_forced_pass_after_a_first_revisits_only_its_conflicts_and_marks_what_it_forced(
+        ) -> None:
+    statement = restore_statement(F, Shape("node", False, False), ["Item"],
+                                  conflicts_only=True, forced=True)
+    assert ("WHERE first = 1 AND u.`__KGM_batch` = $kgm_undo_batch AND "
+            "u.`__KGM_conflict` IS NOT NULL ") in statement
+    assert "ours OR (true AND present) AS go" in statement
+    assert "u.`__KGM_forced` = CASE WHEN go AND NOT ours THEN true ELSE null END" in statement
+
+
+def test_the_neo4j_restore_compares_each_kept_property_and_labels_as_sets() -> None:
+    statement = restore_statement(N, Shape("node", False, False), ["Item"])
+    assert ("coalesce(size(labels(e)) = size(u.`__KGM_after_labels`) AND all(kgm_l IN "
+            "u.`__KGM_after_labels` WHERE kgm_l IN labels(e)) AND size(keys(e)) = "
+            "size(u.`__KGM_after_keys`) AND all(kgm_k IN u.`__KGM_after_keys` WHERE e[kgm_k] = "
+            "u['__KGM_after:' + kgm_k]), false)") in statement
+    assert ("SET x = {} FOREACH (kgm_k IN [kgm_k IN keys(u) WHERE kgm_k STARTS WITH "
+            "'__KGM_pre:'] | SET x[substring(kgm_k, 10)] = u[kgm_k])") in statement
+
+
 def test_the_retype_restore_deletes_ours_and_recreates_the_original() -> None:
-    statement = restore_statement(Neo4jDialect(), Shape("relationship", True, True),
-                                  ["TREATS"])
-    assert "MATCH (s) WHERE elementId(s) = row.s MATCH (t) WHERE elementId(t) = row.t" in (
-        statement)
+    statement = restore_statement(N, Shape("relationship", True, True), ["TREATS"])
+    assert ("MATCH (s) WHERE elementId(s) = u.`__KGM_start` "
+            "MATCH (t) WHERE elementId(t) = u.`__KGM_end`") in statement
     # ours may run either way: an inversion creates it from t to s
-    assert ("OPTIONAL MATCH (s)-[c1]->(t) WHERE elementId(c1) = row.ck "
-            "OPTIONAL MATCH (t)-[c2]->(s) WHERE elementId(c2) = row.ck "
-            "WITH row, s, t, coalesce(c1, c2) AS c") in statement
+    assert ("OPTIONAL MATCH (s)-[c1]->(t) WHERE elementId(c1) = u.`__KGM_created_key` "
+            "OPTIONAL MATCH (t)-[c2]->(s) WHERE elementId(c2) = u.`__KGM_created_key` "
+            "WITH u, s, t, coalesce(c1, c2) AS c") in statement
     assert "OPTIONAL MATCH (s)-[e]" not in statement  # e was deleted by the batch
     assert "THEN [c] ELSE [] END | DELETE x)" in statement
-    assert ("WHEN go AND row.ty = $kgm_names[0] THEN [1] ELSE [] END | "
-            "CREATE (s)-[r:`TREATS`]->(t) SET r = row.p)") in statement
+    assert ("WHEN go AND u.`__KGM_type` = $kgm_names[0] THEN [1] ELSE [] END | "
+            "CREATE (s)-[r:`TREATS`]->(t) SET r = {} FOREACH") in statement
 
 
 def test_names_reach_the_restore_only_through_identifier_checks() -> None:

@@ -107,7 +107,7 @@ def prune(
         found = migrations.prune(older_than_days=older_than, dry_run=True)
         if found and not (dry_run or yes) and not typer.confirm(
                 f"Remove the undo logs of {len(found)} runs "
-                f"({sum(p.bytes for p in found) / 1e6:,.1f} MB)? They can no longer be "
+                f"({sum(p.undo_rows for p in found):,} undo records)? They can no longer be "
                 "reverted from them."):
             raise typer.Exit(1)
         pruned = found if dry_run else migrations.prune(
@@ -117,7 +117,8 @@ def prune(
         return
     verb = "would remove" if dry_run else "removed"
     for p in pruned:
+        files = f" and {p.files} files of an earlier kgmigrate" if p.files else ""
         out.print(f"run {p.run_id} ({p.status}, ended {p.finished_at:%Y-%m-%d %H:%M}): {verb} "
-                  f"{p.objects} objects, {p.bytes / 1e6:,.1f} MB")
+                  f"{p.undo_rows:,} undo records{files}")
     if not pruned:
         out.print("Nothing to prune.")

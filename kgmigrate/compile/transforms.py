@@ -64,6 +64,12 @@ def transform_property(op: TransformProperty, dialect: str) -> BatchedCypher:
                       where=f"{prop} IS NOT NULL")
 
 
+# `kgm_pre` (kgmigrate.ledger.undo.bound) is the state the capture's signature was taken of:
+# FalkorDB's signature is its JSON text; Neo4j's holds the exact properties (labels sorted)
+SAME_AS_CAPTURED = {"falkordb": "toJSON(kgm_pre) = $op_sigs[{}]",
+                    "neo4j": "kgm_pre[1] = $op_sigs[{}][1]"}
+
+
 @implementation_for(PythonTransform)
 def python_transform(op: PythonTransform, dialect: str) -> BatchedCypher:
     """The new values arrive per batch as parameters keyed by entity key, with the state
@@ -72,7 +78,7 @@ def python_transform(op: PythonTransform, dialect: str) -> BatchedCypher:
     prop = ref("e", op.name)
     lookup = "toString(kgm_key)"
     return batched_on(
-        op, f"FOREACH (op_v IN CASE WHEN kgm_pre = $op_sigs[{lookup}] "
+        op, f"FOREACH (op_v IN CASE WHEN {SAME_AS_CAPTURED[dialect].format(lookup)} "
         f"THEN [$op_values[{lookup}]] ELSE [] END | REMOVE {prop} SET {prop} = op_v)",
         where=f"{prop} IS NOT NULL")
 

@@ -148,6 +148,34 @@ class Dialect(ABC):
         match, params = self.match_batch(scope, batch)
         return f"{match} RETURN {self.state_columns('e', scope.entity)}", params
 
+    # -- states kept in the graph (the undo log's rows, written by kgmigrate.ledger.undo) ----
+
+    @abstractmethod
+    def keep_properties(self, target: str, source: str) -> str:
+        """A clause storing the map `source` (an entity's properties) on the node `target`,
+        exactly: the copy never leaves the server, so no client rounds a double."""
+
+    @abstractmethod
+    def restore_properties(self, var: str, target: str, reserved: tuple[str, ...]) -> str:
+        """Clauses (valid inside FOREACH) giving `var` exactly the properties `keep_properties`
+        stored on `target`; `reserved`: the undo row's own property names, never copied."""
+
+    @abstractmethod
+    def keep_state(self, target: str, var: str, entity: EntityKind, name: str) -> str:
+        """A clause remembering `var`'s state (labels or type, and properties) on `target`
+        under `name`, for `same_state` to compare with later."""
+
+    @abstractmethod
+    def same_state(self, target: str, var: str, entity: EntityKind, name: str) -> str:
+        """An expression: `var` is still in the state `keep_state` remembered as `name`."""
+
+    def lock(self, var: str) -> str:
+        """A clause taking `var`'s write lock before anything reads it (servers with concurrent
+        writers); its writes cancel out, `lock_writes` properties per entity in the counters."""
+        return ""
+
+    lock_writes = 0
+
     @abstractmethod
     def state_page(self, match: str, entity: EntityKind) -> str:
         """One page of the states `match` binds (the adapter pages and decodes it)."""
@@ -296,6 +324,21 @@ class FalkorDBDialect(Dialect):
             where += f" AND ({_labelled('s')} OR {_labelled('t')})"
         return f"MATCH (s)-[e]->(t) WHERE {where}"
 
+    def keep_properties(self, target: str, source: str) -> str:
+        """Unprefixed: FalkorDB has no dynamic property names, so the undo row's own names
+        are reserved on FalkorDB (they start with the ledger's prefix, which ops refuse)."""
+        return f"SET {target} += {source}"
+
+    def restore_properties(self, var: str, target: str, reserved: tuple[str, ...]) -> str:
+        return (f"SET {var} = properties({target}) "
+                f"REMOVE {', '.join(f'{var}.{ident.prop(n, internal=True)}' for n in reserved)}")
+
+    def keep_state(self, target: str, var: str, entity: EntityKind, name: str) -> str:
+        return f"SET {target}.{ident.prop(name, internal=True)} = {self.signature(var, entity)}"
+
+    def same_state(self, target: str, var: str, entity: EntityKind, name: str) -> str:
+        return f"{self.signature(var, entity)} = {target}.{ident.prop(name, internal=True)}"
+
     def create_index(self, spec: IndexSpec) -> str:
         """The range index; a uniqueness constraint additionally needs `GRAPH.CONSTRAINT`,
         which is a server command, not Cypher (the backend issues it)."""
@@ -354,6 +397,49 @@ class Neo4jDialect(Dialect):
 
     def state_page(self, match: str, entity: EntityKind) -> str:
         return f"{match} RETURN {self.state_columns('e', entity)} ORDER BY k LIMIT ${LIMIT}"
+
+    # Undo rows: dynamic property names (`SET n[k] = v`), each part of a state under its own
+    # prefix, so the entity's own property names never meet the row's bookkeeping.
+    PRE = "__KGM_pre:"
+    lock_writes = 2
+
+    def lock(self, var: str) -> str:
+        """Read-committed: without the lock first, another transaction could commit a write to
+        the entity between the batch reading its pre-image and changing it, and a rollback
+        would then restore a state without that write."""
+        probe = f"{var}.{ident.prop('__KGM_lock', internal=True)}"
+        return f"SET {probe} = true REMOVE {probe}"
+
+    def keep_properties(self, target: str, source: str) -> str:
+        return (f"FOREACH (kgm_k IN keys({source}) | "
+                f"SET {target}['{self.PRE}' + kgm_k] = {source}[kgm_k])")
+
+    def restore_properties(self, var: str, target: str, reserved: tuple[str, ...]) -> str:
+        size = len(self.PRE)
+        return (f"SET {var} = {{}} FOREACH (kgm_k IN [kgm_k IN keys({target}) WHERE kgm_k "
+                f"STARTS WITH '{self.PRE}'] | SET {var}[substring(kgm_k, {size})] = "
+                f"{target}[kgm_k])")
+
+    def keep_state(self, target: str, var: str, entity: EntityKind, name: str) -> str:
+        head = (f"{ident.prop(name + '_labels', internal=True)} = labels({var})"
+                if entity == "node" else
+                f"{ident.prop(name + '_type', internal=True)} = type({var})")
+        return (f"SET {target}.{ident.prop(name + '_keys', internal=True)} = keys({var}), "
+                f"{target}.{head} FOREACH (kgm_k IN keys({var}) | "
+                f"SET {target}['{name}:' + kgm_k] = {var}[kgm_k])")
+
+    def same_state(self, target: str, var: str, entity: EntityKind, name: str) -> str:
+        """Labels as sets: `labels()` has no stable order (see `signature`)."""
+        kept = f"{target}.{ident.prop(name + '_keys', internal=True)}"
+        if entity == "node":
+            labels = f"{target}.{ident.prop(name + '_labels', internal=True)}"
+            head = (f"size(labels({var})) = size({labels}) AND "
+                    f"all(kgm_l IN {labels} WHERE kgm_l IN labels({var}))")
+        else:
+            head = f"type({var}) = {target}.{ident.prop(name + '_type', internal=True)}"
+        return (f"coalesce({head} AND size(keys({var})) = size({kept}) AND "
+                f"all(kgm_k IN {kept} WHERE {var}[kgm_k] = {target}['{name}:' + kgm_k]), "
+                "false)")
 
     # -- for the Neo4j adapter only
 

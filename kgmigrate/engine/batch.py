@@ -5,10 +5,8 @@ import logging
 import os
 import socket
 import time
-import uuid
 from typing import Any
 
-from kgmigrate.backup.store import BackupStoreError
 from kgmigrate.compile import BatchPlan, SchemaPlan
 from kgmigrate.engine.batch_statement import (
     BatchResult,
@@ -16,9 +14,7 @@ from kgmigrate.engine.batch_statement import (
     batch_params,
     batch_statement,
     diagnosis_statement,
-    images,
 )
-from kgmigrate.engine.undo import undo_key
 from kgmigrate.errors import BackendError, KgmError
 from kgmigrate.graph.types import Counters, QueryResult
 from kgmigrate.ledger.batches import is_repeat
@@ -65,18 +61,13 @@ def run_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str) -
                                          "error": "an unbatched step was sent as a batch"})
     dialect, scope = rt.backend.dialect, plan.scope
     address = address_from_json(rt.ledger.batch_address(batch_id))
-    # Write-ahead: the pre-image is durable before anything changes. Each attempt has its own
-    # record; the batch statement names the one that committed.
-    undo = undo_key(run_id, rt.step(step_id)[0].order, seq, uuid.uuid4().hex[:12])
-    try:
-        states = rt.backend.capture(scope, address)
-        rt.store.put_rows(undo + ".pre", states)
-        computed = plan.values(states) if plan.values else {}
-    except KgmError as exc:  # no undo record (or no values): no change
+    try:  # a Python transform computes its values from the entities' current state
+        computed = plan.values(rt.backend.capture(scope, address)) if plan.values else {}
+    except KgmError as exc:
         return _failed(rt, result, f"batch {seq}: {exc}", time.perf_counter() - started)
     params = {**batch_params(dialect, scope, address, run_id=run_id, step_id=step_id,
                              batch_id=batch_id, worker=result.worker, at=utc_now().isoformat(),
-                             undo=undo, started=started_at), **computed}
+                             started=started_at), **computed}
     statement = batch_statement(dialect, plan)
     written = write_tagged(rt, statement, params, run_id=run_id, step_id=step_id,
                            batch=batch_id)
@@ -90,15 +81,22 @@ def run_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str) -
     if written.retries:  # the driver retried the transaction (a deadlock, a lost connection)
         with contextlib.suppress(KgmError):  # the metrics lose them; the batch is committed
             rt.ledger.note_retry(batch_id, written.retries)
-    # After the commit: what the batch saw and left, for conflict checks at rollback. Should the
-    # worker die right here, rollback treats this batch's entities as conflicts (never guesses).
-    try:
-        rt.store.put_rows(undo + ".post", images(row))
-    except BackupStoreError:
-        log.exception("batch %s committed, but its post record could not be written", batch_id)
-    counters = {k: v for k, v in written.counters.model_dump().items() if v}
-    return result.model_copy(update={"entities": int(row["n"]), "counters": counters,
+    entities = int(row["n"])
+    ledger_writes = int(row["undo_props"]) + dialect.lock_writes * entities
+    counters = {k: v for k, v in _own_counters(written.counters, ledger_writes, entities).items()
+                if v}
+    return result.model_copy(update={"entities": entities, "counters": counters,
                                      "seconds": time.perf_counter() - started})
+
+
+def _own_counters(counters: Counters, undo_writes: int, entities: int) -> dict[str, int]:
+    """What the statement did besides writing the undo log: its rows (one node per entity,
+    with its label and properties) and the lock's cancelled writes are left out."""
+    own = counters.model_dump()
+    own["nodes_created"] -= entities
+    own["labels_added"] -= entities
+    own["properties_set"] -= undo_writes
+    return own
 
 
 def _aborted(rt: Runtime, result: BatchResult, exc: BackendError, plan: BatchPlan, *,

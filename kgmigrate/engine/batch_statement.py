@@ -3,18 +3,19 @@
 Every batch is one atomic statement (FalkorDB has nothing bigger; on Neo4j it is one managed
 transaction). In that statement:
 
-0. (before it, outside it) the worker makes the batch's pre-image durable in the backup store,
-   the write-ahead undo record (kgmigrate.engine.undo);
-1. the batch's entities are matched by key (range or list) and the step's `apply` runs on them;
-2. each entity is checked against the step's per-entity validation;
-3. the step's progress counters advance and the batch is marked completed in the ledger, with
-   the name of the undo record that belongs to this attempt. The batch's status is read only
-   after the statement holds the batch record's write lock (it writes `attempts` first): Neo4j
-   reads at read-committed isolation, so a status read before the lock could predate a
-   concurrent delivery's commit of the same batch;
-4. the statement divides by zero - and so the server undoes *all* of it - when the batch was
-   already completed (a redelivered task: exactly-once), when any entity failed validation, or
-   when its step is no longer running (it failed: a rollback may be planning already).
+1. the batch's entities are matched by key (range or list), write-locked first on a server with
+   concurrent writers (`Dialect.lock`), and their pre-images bound;
+2. the step's `apply` runs on them, and each is checked against the step's validation;
+3. each entity's undo row is written: its exact pre-image and the state the batch left
+   (`kgmigrate.ledger.undo`), so the undo log is durable exactly when the change is;
+4. the step's progress counters advance and the batch is marked completed in the ledger. The
+   batch's status is read only after the statement holds the batch record's write lock (it
+   writes `attempts` first): Neo4j reads at read-committed isolation, so a status read before
+   the lock could predate a concurrent delivery's commit of the same batch;
+5. the statement divides by zero - and so the server undoes *all* of it, undo rows included -
+   when the batch was already completed (a redelivered task: exactly-once), when any entity
+   failed validation, or when its step is no longer running (it failed: a rollback may be
+   planning already).
 
 After such an abort the worker tells the two apart by reading the batch's status, and for a
 validation failure runs the statement again with `probe_write` (whose effects are discarded)
@@ -27,6 +28,7 @@ from pydantic import BaseModel
 
 from kgmigrate.compile import BatchPlan
 from kgmigrate.cypher.dialect import Dialect
+from kgmigrate.ledger import undo
 from kgmigrate.ledger.batches import complete_batch, lock_batch
 from kgmigrate.model.scope import BatchAddress, KeyList, KeyRange, Scope
 
@@ -64,57 +66,37 @@ def address_from_json(data: dict[str, Any]) -> BatchAddress:
 def batch_statement(dialect: Dialect, plan: BatchPlan) -> str:
     """The statement for one batch of a batched step (parameters: `batch_params`).
 
-    It also returns what the undo log needs to detect conflicts later, taken inside the same
-    atomic statement: per entity its key and its state before and after the change, in the
-    server's own rendering (`Dialect.signature`), and the key and state of the entity it
-    created, if the step creates one. Flat lists (see `images`): the client parses them about
-    twice as fast as a list of lists."""
+    Per entity it writes the undo row (`kgmigrate.ledger.undo.record`) next to the change, so
+    nothing but counts travels back: the batch's entities, how many failed validation, the
+    first keys of those, and the properties its undo rows hold (`undo_props`: the counters
+    the server reports include them)."""
     scope = plan.scope
     valid = plan.validation or "true"
-    sig = dialect.signature("e", scope.entity)
     made = plan.creates
-    # `collect(null)` for "nothing": a constant would be a grouping key, and a batch whose
-    # entities are all gone (or filtered out by `apply`) would then return no row at all
-    post = "collect(null)" if plan.deletes else f"collect({sig})"
-    created = (f"collect([{dialect.key(made)}, {dialect.signature(made, scope.entity)}])"
-               if made else "collect(null)")
-    # labels after the change, by name: a restore must remove labels the step added
-    labelled = ("collect(labels(e))" if scope.entity == "node" and not plan.deletes
-                else "collect(null)")
-    images = "keys, pres, posts, made, labels"
     return (
         f"{_bound(dialect, scope)} {plan.apply} "
         f"WITH e, {made + ', ' if made else ''}kgm_key, kgm_pre, ({valid}) AS ok "
+        f"{undo.record(dialect, scope.entity, made=made, deletes=plan.deletes)} "
         f"WITH count(e) AS n, sum(CASE WHEN ok THEN 0 ELSE 1 END) AS bad, "
         f"collect(CASE WHEN ok THEN null ELSE kgm_key END)[..{BAD_SAMPLE}] AS bad_keys, "
-        f"collect(kgm_key) AS keys, collect(kgm_pre) AS pres, {post} AS posts, "
-        f"{created} AS made, {labelled} AS labels "
-        f"{lock_batch(f'n, bad, bad_keys, {images}')}"
-        f"{complete_batch(f'n, bad, bad_keys, {images}')}"
-        f"RETURN n, bad, bad_keys, dup, {images}, "
+        "sum(size(keys(u))) AS undo_props "
+        f"{lock_batch('n, bad, bad_keys, undo_props')}"
+        f"{complete_batch('n, bad, bad_keys, undo_props')}"
+        "RETURN n, bad, bad_keys, undo_props, dup, "
         "1 / (CASE WHEN dup OR bad > 0 OR st.status <> 'in_progress' THEN 0 ELSE 1 END) AS ok"
     )
 
 
-def images(row: dict[str, Any]) -> list[list[Any]]:
-    """The batch statement's reply as undo images: [key, before, after, created key, created
-    state, labels after] per entity (after is None when the step deletes `e`; labels only for
-    nodes)."""
-    keys, pres, posts, made, labels = (row["keys"], row["pres"], row["posts"], row["made"],
-                                       row["labels"])
-    return [[key, pre, posts[i] if posts else None, *(made[i] if made else (None, None)),
-             labels[i] if labels else None]
-            for i, (key, pre) in enumerate(zip(keys, pres, strict=True))]
-
-
 def _bound(dialect: Dialect, scope: Scope) -> str:
-    """One batch's entities with what `apply` may use besides `e` (and `s`, `t`): `kgm_key`
-    and `kgm_pre`, its key and state signature before the change. An `apply` that needs a
-    WITH carries them (and `s`, `t`) through it."""
+    """One batch's entities, write-locked first where other transactions may write
+    (`Dialect.lock`), with what `apply` may use besides `e` (and `s`, `t`): `kgm_key`, and
+    `kgm_pre`, the state before the change that the undo row keeps
+    (`kgmigrate.ledger.undo.bound`). An `apply` that needs a WITH carries them."""
     match = dialect.batch_match(scope)
     carried = "e" if scope.entity == "node" else "e, s, t"
-    return (f"{match} WITH {carried}, {dialect.key('e')} AS kgm_key, "
-            f"{dialect.signature('e', scope.entity)} AS kgm_pre")
+    lock = dialect.lock("e")
+    return (f"{match} {lock + ' ' if lock else ''}WITH {carried}, {dialect.key('e')} AS kgm_key, "
+            f"{undo.bound(dialect, scope.entity)}")
 
 
 def diagnosis_statement(dialect: Dialect, scope: Scope, apply: str, validation: str) -> str:
@@ -127,12 +109,12 @@ def diagnosis_statement(dialect: Dialect, scope: Scope, apply: str, validation: 
 
 
 def batch_params(dialect: Dialect, scope: Scope, address: BatchAddress, *, run_id: str,
-                 step_id: str, batch_id: str, worker: str, at: str, undo: str,
+                 step_id: str, batch_id: str, worker: str, at: str,
                  started: str | None = None) -> dict[str, Any]:
     """`started`: when the worker took the batch (default `at`), for its latency."""
     return {**dialect.batch_params(scope, address), "kgm_batch_id": batch_id,
             "kgm_step_id": step_id, "kgm_run_id": run_id, "kgm_worker": worker, "kgm_at": at,
-            "kgm_undo": undo, "kgm_started": started or at}
+            "kgm_undo": undo.IN_GRAPH, "kgm_started": started or at}
 
 
 def step_validation_statement(dialect: Dialect, scope: Scope, validation: str) -> str:

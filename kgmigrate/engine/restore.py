@@ -1,23 +1,17 @@
 """Restoring one committed batch from the undo log (a rollback task), in a worker process."""
 
 import time
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel
 
-from kgmigrate.backup.store import BackupStoreError
 from kgmigrate.compile import SchemaPlan, StatementPlan
 from kgmigrate.engine.batch import apply_schema, worker_name, write_tagged
-from kgmigrate.engine.undo import (
-    Shape,
-    conflicts_key,
-    restore_rows,
-    restore_statement,
-    touched_names,
-)
+from kgmigrate.engine.undo import Shape, restore_statement
 from kgmigrate.errors import BackendError
 from kgmigrate.ledger import restore_step_id
 from kgmigrate.ledger.batches import is_repeat, restore_batch_id
+from kgmigrate.ledger.undo import IN_GRAPH
 from kgmigrate.model.records import utc_now
 from kgmigrate.runtime.context import Runtime
 
@@ -36,10 +30,11 @@ class RestoreResult(BaseModel):
 
 def restore_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str, *,
                   undo: str | None, force: bool) -> RestoreResult:
-    """Exactly once, like a forward batch: the restore and its ledger record are one statement.
-    A forced pass only revisits the entities the first pass left as conflicts."""
+    """Exactly once, like a forward batch: the restore, its outcome on each undo row and its
+    ledger record are one statement. A forced pass only revisits the entities the first pass
+    left as conflicts (all of them when there was no first pass)."""
     started = time.perf_counter()
-    record, plan = rt.step(step_id)[0], rt.plan(step_id)
+    plan = rt.plan(step_id)
     rb_id = restore_batch_id(batch_id, force)
     result = RestoreResult(batch_id=rb_id, seq=seq, status="completed")
     if rt.ledger.batch_status(rb_id) == "completed":
@@ -50,29 +45,26 @@ def restore_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: st
         return result.model_copy(update={"restored": 1})
     if isinstance(plan, StatementPlan):
         return _run_down(rt, result, plan, run_id, step_id, started)
-    if undo is None:
+    if undo != IN_GRAPH:
         return result.model_copy(update={"status": "failed", "error": (
-            f"batch {seq} was committed without an undo record (a run from before undo logs?)")})
-    only = None
-    if force and rt.ledger.batch_status(restore_batch_id(batch_id, False)) == "completed":
-        first = conflicts_key(run_id, record.order, seq, forced=False)
-        if not rt.store.exists(first):
-            return result.model_copy(update={"status": "failed", "error": (
-                f"batch {seq}: the conflicts of the first rollback pass were not recorded (its "
-                "worker died); check this batch's entities by hand")})
-        only = {c["key"] for c in rt.store.rows(first)}
-        if not only:
-            return result.model_copy(update={"status": "skipped"})
-    try:
-        rows, early = restore_rows(rt.store, undo, force=force, only=only)
-    except BackupStoreError as exc:
-        return result.model_copy(update={"status": "failed", "error": str(exc)})
+            f"batch {seq} was committed without an undo log in the graph ({undo or 'none'}: a "
+            "run of an earlier kgmigrate); roll it back with the version that ran it")})
+    # a forced pass after a completed first one revisits only what that pass left
+    after_first = force and rt.ledger.batch_status(restore_batch_id(batch_id, False)) == "completed"
+    expected, rows, names = rt.ledger.undo_shape(batch_id)
+    missing = max(expected - rows, 0)
+    if missing and not force:
+        return result.model_copy(update={"status": "failed", "error": (
+            f"batch {seq}: {missing} of its {expected} undo records are missing from the graph; "
+            "nothing of it was restored. Restore those entities by hand, then roll back with "
+            "--force (it restores the rest and counts the missing as conflicts)")})
     shape = Shape(plan.scope.entity, plan.creates is not None, plan.deletes)
-    names = touched_names(rows, shape)
-    statement = restore_statement(rt.backend.dialect, shape, names)
-    params = {"kgm_rows": rows, "kgm_names": names, "kgm_early": len(early), "kgm_batch_id": rb_id,
-              "kgm_run_id": run_id, "kgm_step_id": restore_step_id(step_id),
-              "kgm_at": utc_now().isoformat(), "kgm_worker": worker_name()}
+    statement = restore_statement(rt.backend.dialect, shape, names, conflicts_only=after_first,
+                                  forced=force)
+    params = {"kgm_undo_batch": batch_id, "kgm_names": names, "kgm_missing": missing,
+              "kgm_batch_id": rb_id, "kgm_run_id": run_id,
+              "kgm_step_id": restore_step_id(step_id), "kgm_at": utc_now().isoformat(),
+              "kgm_worker": worker_name()}
     written = write_tagged(rt, statement, params, run_id=run_id, step_id=step_id,
                            restore=batch_id)
     if isinstance(written, BackendError):
@@ -81,14 +73,8 @@ def restore_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: st
         return result.model_copy(update={"status": "failed",
                                          "error": f"restore of batch {seq} failed: {written}"})
     row = written.single()
-    conflicts: list[dict[str, Any]] = early + [
-        {"key": key, "reason": "changed by someone else since the batch wrote it"
-         if now is not None else "deleted by someone else since the batch wrote it",
-         "now": now} for key, now in row["conflicts"]]
-    if conflicts or not force:
-        rt.store.put_rows(conflicts_key(run_id, record.order, seq, forced=force), conflicts)
     return result.model_copy(update={
-        "restored": int(row["restored"]), "conflicts": len(conflicts),
+        "restored": int(row["restored"]), "conflicts": len(row["conflicts"]) + missing,
         "seconds": time.perf_counter() - started})
 
 

@@ -1,7 +1,10 @@
 """How long a run's undo log is kept: until the run is finalized, then for the configured
 retention (`KGMIGRATE_UNDO_RETENTION_DAYS`). A run that may still be resumed or rolled back
 (failed, blocked, or not finished) keeps its log whatever its age: without it, a rollback has
-nothing to restore from. Snapshots are never pruned here: they are explicit."""
+nothing to restore from. Snapshots are never pruned here: they are explicit.
+
+The log is the run's `__KGMUndo` rows in the graph; runs of an earlier kgmigrate kept theirs as
+files in the backup store, which are removed alike."""
 
 import logging
 from collections.abc import Sequence
@@ -20,17 +23,18 @@ FINALIZED = (MigrationStatus.COMPLETED, MigrationStatus.ROLLED_BACK, MigrationSt
 
 @dataclass(frozen=True)
 class PrunedRun:
-    """A finalized run whose undo log and rollback records are (or, dry, would be) removed."""
+    """A finalized run whose undo log is (or, dry, would be) removed: `undo_rows` in the
+    graph, `files` in the backup store (a run of an earlier kgmigrate)."""
 
     run_id: str
     status: MigrationStatus
     finished_at: datetime
-    objects: int
-    bytes: int
+    undo_rows: int
+    files: int
 
 
 def run_prefixes(run_id: str) -> tuple[str, str]:
-    """The run's undo log and its rollback's conflict records, in the backup store."""
+    """An earlier kgmigrate's undo log and conflict records of a run, in the backup store."""
     return f"runs/{run_id}/undo", f"runs/{run_id}/rollback"
 
 
@@ -44,13 +48,14 @@ def prune(ledger: Ledger, store: BackupStore, *, older_than: timedelta,
         if only is not None and run_id not in only:
             continue
         keys = [key for prefix in run_prefixes(run_id) for key in store.keys(prefix)]
-        if not keys:
+        rows = ledger.undo_rows(run_id)
+        if not keys and not rows:
             continue
-        size = sum(store.size(key) for key in keys)
         if not dry_run:
+            rows = ledger.drop_undo(run_id)
             for key in keys:
                 store.delete(key)
-        pruned.append(PrunedRun(run_id, status, finished_at, len(keys), size))
+        pruned.append(PrunedRun(run_id, status, finished_at, rows, len(keys)))
     return pruned
 
 
@@ -64,5 +69,5 @@ def prune_expired(rt: Runtime) -> None:
         log.warning("pruning expired undo logs failed: %s", exc)
         return
     for run in pruned:
-        log.info("pruned the undo log of run %s (%s objects, %s bytes)", run.run_id,
-                 run.objects, run.bytes)
+        log.info("pruned the undo log of run %s (%s rows, %s files)", run.run_id,
+                 run.undo_rows, run.files)

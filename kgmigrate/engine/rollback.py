@@ -99,12 +99,15 @@ def finish(rt: Runtime, run_id: str) -> None:
 
 
 def remaining_conflicts(rt: Runtime, run: RunRecord) -> int:
-    """Conflicts of first passes that no forced pass has dealt with."""
+    """Conflicts of first passes that no forced pass has dealt with, and entities whose undo
+    rows are missing: not even a forced pass can restore those, so they stay migrated."""
     total = 0
     for step in run.steps:
         restores = {r["id"]: r for r in rt.ledger.restores(step.id)}
         for rid, record in restores.items():
-            if not rid.endswith(":forced") and f"{rid}:forced" not in restores:
+            if rid.endswith(":forced"):
+                total += int(record["missing"] or 0)
+            elif f"{rid}:forced" not in restores:
                 total += int(record["conflicts"] or 0)
     return total
 

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from kgmigrate.cypher import identifiers as ident
 from kgmigrate.errors import KgmError
 from kgmigrate.graph.base import GraphBackend
+from kgmigrate.ledger import undo
 from kgmigrate.ledger.lock import default_holder
 from kgmigrate.model.ids import new_id
 from kgmigrate.model.records import (
@@ -49,7 +50,9 @@ SCHEMA = [
     IndexSpec("node", "__KGMMigration", ("version",), internal=True),
     IndexSpec("node", "__KGMStep", ("run_id",), internal=True),
     IndexSpec("node", "__KGMBatch", ("step_id",), internal=True),
+    *undo.SCHEMA,
 ]
+UNDO_SHAPE = undo.shape(BATCH)
 
 APPEND_APPLIED = (
     f"OPTIONAL MATCH (dup:{MIGRATION} {{version: $version, state: 'applied'}}) "
@@ -191,7 +194,7 @@ COMPLETE_STATEMENT = (
 READ_RESTORES = (
     f"MATCH (b:{BATCH} {{step_id: $step_id}}) "
     "RETURN b.id AS id, b.restored AS restored, b.conflicts AS conflicts, "
-    "b.finished_at AS finished_at ORDER BY b.id"
+    "b.missing AS missing, b.finished_at AS finished_at ORDER BY b.id"
 )
 RECORD_DOWNGRADED = (
     f"MATCH (m:{MIGRATION} {{version: $version, state: 'applied'}}) "
@@ -455,6 +458,30 @@ class Ledger:
     def batches(self, step_id: str) -> list[BatchRecord]:
         return [BatchRecord(**_present({**r, "counters": json.loads(r["counters"] or "{}")}))
                 for r in self.backend.read(READ_BATCHES, {"step_id": step_id}).records]
+
+    # -- the undo log (rows written by the batch statements: kgmigrate.ledger.undo) ---------
+
+    def undo_shape(self, batch_id: str) -> tuple[int, int, list[str]]:
+        """(entities the batch recorded, undo rows it has, labels or types they name)."""
+        row = self.backend.read(UNDO_SHAPE, {"kgm_undo_batch": batch_id}).single()
+        return int(row["expected"] or 0), int(row["rows"]), sorted(row["names"])
+
+    def undo_conflicts(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's undo rows a rollback left as conflicts (or restored only by force)."""
+        return self.backend.read(undo.CONFLICTS, {"run_id": run_id}).records
+
+    def undo_rows(self, run_id: str) -> int:
+        return int(self.backend.read(undo.COUNT_RUN, {"run_id": run_id}).value("n") or 0)
+
+    def drop_undo(self, run_id: str, *, page: int = 10_000) -> int:
+        """Delete a run's undo log, a page per statement (a transaction of bounded size)."""
+        dropped = 0
+        while True:
+            n = int(self.backend.write(undo.DROP_RUN, {"run_id": run_id, "limit": page}
+                                       ).value("n") or 0)
+            dropped += n
+            if n < page:
+                return dropped
 
 
 def restore_step_id(step_id: str) -> str:

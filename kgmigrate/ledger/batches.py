@@ -8,7 +8,7 @@ read-committed isolation: read before the lock, a second delivery of the same ba
 the second waits, reads `completed`, and aborts by dividing by zero (`REPEAT_MARKERS`).
 
 Parameters they use: kgm_batch_id, kgm_step_id, kgm_run_id, kgm_worker, kgm_at, and for a
-forward batch kgm_started and kgm_undo.
+forward batch kgm_started and kgm_undo (where its undo rows are).
 """
 
 from kgmigrate.ledger import BATCH, RESTORE_PREFIX, STEP
@@ -59,10 +59,10 @@ def lock_restore() -> str:
 
 def complete_restore() -> str:
     """Close a restore statement (after `seen`, `restored` and `conflicts` are aggregated).
-    $kgm_early counts the conflicts found before the statement (from the undo record alone):
-    they decide the run's outcome as much as those the statement finds."""
+    $kgm_missing counts the entities whose undo rows are missing (the batch recorded more than
+    the log holds): they stay migrated, so they decide the run's outcome like conflicts."""
     return (f"MATCH (b:{BATCH} {{id: $kgm_batch_id}}) "
             "SET b.status = 'completed', b.kind = 'restore', b.run_id = $kgm_run_id, "
             "b.step_id = $kgm_step_id, b.restored = restored, "
-            "b.conflicts = size(conflicts) + $kgm_early, "
+            "b.conflicts = size(conflicts) + $kgm_missing, b.missing = $kgm_missing, "
             "b.worker = $kgm_worker, b.finished_at = $kgm_at ")

@@ -217,9 +217,9 @@ ROLLBACK_SEPARATOR = " || rollback: "
 
 
 class Conflict(_Model):
-    """An entity a rollback did not restore, because someone else changed it after the batch
-    wrote it (`now`: its state as the server renders it; None: deleted). `forced` entries come
-    from a forced pass: not even it could restore them (they were deleted)."""
+    """An entity a rollback did not restore, because someone else changed (or deleted) it after
+    the batch wrote it; `forced`: a forced pass restored it anyway, over their change. `now`
+    (its state as the server renders it) is filled only where the rollback returned it."""
 
     step: int
     batch: int

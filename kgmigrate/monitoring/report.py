@@ -1,4 +1,4 @@
-"""A run's full story, from the ledger and the backup store: JSON for machines, Markdown for
+"""A run's full story, from the ledger (undo rows included): JSON for machines, Markdown for
 people, and a throughput chart (PNG), because people would rather look than read.
 
 Everything here is read-only and computed after the fact, so a report can be made for any run,
@@ -9,7 +9,6 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from kgmigrate.backup.store import BackupStore
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
 from kgmigrate.ledger.batches import restored_seq
@@ -44,7 +43,7 @@ class RunReport(_Model):
     timeline: list[BatchEvent]
 
 
-def build_report(backend: GraphBackend, store: BackupStore, run_id: str) -> RunReport | None:
+def build_report(backend: GraphBackend, run_id: str) -> RunReport | None:
     """None when there is no such run."""
     ledger = Ledger(backend)
     run = ledger.run(run_id)
@@ -71,7 +70,7 @@ def build_report(backend: GraphBackend, store: BackupStore, run_id: str) -> RunR
     timeline.sort(key=lambda event: event.at)
     return RunReport(metrics=summarize(run, steps), history=run.history, error_log=run.error_log,
                      backup_ref=run.backup_ref, created_by=run.created_by, target=run.target,
-                     conflicts=conflicts(store, run), failures=failures, timeline=timeline)
+                     conflicts=conflicts(backend, run), failures=failures, timeline=timeline)
 
 
 def write_report(report: RunReport, out_dir: Path) -> list[Path]:

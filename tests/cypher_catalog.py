@@ -8,7 +8,7 @@ from typing import Any
 
 from kgmigrate import ledger
 from kgmigrate.backup import snapshot
-from kgmigrate.compile import compile_op, render
+from kgmigrate.compile import BatchPlan, compile_op, render
 from kgmigrate.dev import sample
 from kgmigrate.engine import batch_statement as execution
 from kgmigrate.engine import undo
@@ -158,7 +158,8 @@ def _op(scope: Scope, apply: str, validation: str | None = None, **shape: Any) -
 def _execution() -> list[Rendered]:
     out = []
     for tag, scope in _scopes():
-        params = execution.batch_params(N, scope, KeyList(("4:a:1",)), run_id="run_1",
+        params = execution.batch_params(N, BatchPlan(scope, "SET e.reviewed = false"),
+                                        KeyList(("4:a:1",)), run_id="run_1",
                                         step_id="step_1", batch_id="run_1:1:1", worker="w",
                                         at="2026-11-24T12:00:00+00:00")
         for validation in (None, "e.reviewed = false OR e.reviewed IS NULL"):
@@ -259,15 +260,14 @@ def _library() -> list[Rendered]:
         library[f"move-to-relationship-{phase}"] = rel
     out = []
     for tag, op in library.items():
-        rendered = render(op, "neo4j")
-        scope = rendered.scope()
-        params = execution.batch_params(N, scope, KeyList(("4:a:1",)), run_id="run_1",
+        rendered, plan = render(op, "neo4j"), compile_op(op, "neo4j")
+        assert isinstance(plan, BatchPlan)
+        params = execution.batch_params(N, plan, KeyList(("4:a:1",)), run_id="run_1",
                                         step_id="step_1", batch_id="run_1:1:1", worker="w",
                                         at="2026")
         if tag == "python-transform":  # computed per batch by the worker
             params.update(op_values={"4:a:1": "v"}, op_sigs={"4:a:1": "[]"})
-        out.append(Rendered(f"library/{tag}", execution.batch_statement(N, compile_op(op, "neo4j")),
-                            params))
+        out.append(Rendered(f"library/{tag}", execution.batch_statement(N, plan), params))
         if rendered.check:
             out.append(Rendered(f"library/{tag}/check", rendered.check,
                                 {**rendered.params, "kgm_planned": 1}))

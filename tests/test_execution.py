@@ -323,8 +323,9 @@ def test_the_same_batch_statement_run_twice_aborts_the_second_and_changes_nothin
                 "run_id: 'r1', step_id: 's1', seq: 1, status: 'planned'})")
     op = ops.batched("Item", "SET e.c = coalesce(e.c, 0) + 1")
     [(address, _)] = list(graph.plan_batches(op.scope(), 1000))
-    statement = batch_statement(graph.dialect, compile_op(op, graph.dialect.name))
-    params = batch_params(graph.dialect, op.scope(), address, run_id="r1", step_id="s1",
+    plan = compile_op(op, graph.dialect.name)
+    statement = batch_statement(graph.dialect, plan)
+    params = batch_params(graph.dialect, plan, address, run_id="r1", step_id="s1",
                           batch_id="b1", worker="w", at="t")
     # When it runs, and runs again with the same batch id
     assert graph.write(statement, params).single()["n"] == 100

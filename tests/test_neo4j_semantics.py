@@ -88,7 +88,7 @@ def test_two_deliveries_of_one_batch_at_the_same_moment_apply_it_once(
     ledger_for_one_batch(neo4j)
     op = ops.batched("Item", apply)
     statement = batch_statement(neo4j.dialect, compile_op(op, "neo4j"))
-    params = batch_params(neo4j.dialect, op.scope(), KeyList(tuple(keys)), run_id="r1",
+    params = batch_params(neo4j.dialect, compile_op(op, "neo4j"), KeyList(tuple(keys)), run_id="r1",
                           step_id="s1", batch_id="b1", worker="w", at="t")
     # When the first delivery has run the statement but not yet committed, and a redelivery
     # runs the same statement meanwhile (it must wait for a lock)
@@ -123,7 +123,7 @@ def test_two_deliveries_of_one_restore_at_the_same_moment_restore_it_once(
     ledger_for_one_batch(neo4j)
     op = ops.batched("Item", "SET e.c = 1")
     neo4j.write(batch_statement(neo4j.dialect, compile_op(op, "neo4j")), batch_params(
-        neo4j.dialect, op.scope(), KeyList(tuple(keys)), run_id="r1", step_id="s1",
+        neo4j.dialect, compile_op(op, "neo4j"), KeyList(tuple(keys)), run_id="r1", step_id="s1",
         batch_id="b1", worker="w", at="t"))
     statement = restore_statement(neo4j.dialect, Shape("node", False, False), ["Item"])
     params = {"kgm_undo_batch": "b1", "kgm_names": ["Item"], "kgm_missing": 0,

@@ -38,7 +38,7 @@ def test_on_neo4j_the_batch_locks_each_entity_before_it_reads_its_pre_image() ->
         "MATCH (e:`Item`) WHERE elementId(e) IN $kgm_keys SET e.`__KGM_lock` = true REMOVE "
         "e.`__KGM_lock` WITH e, elementId(e) AS kgm_key, [labels(e), properties(e)] AS kgm_pre ")
     # each property under a prefix (Neo4j stores no maps), the state after it likewise
-    assert ("FOREACH (kgm_k IN keys(kgm_pre[1]) | SET u['__KGM_pre:' + kgm_k] = "
+    assert ("FOREACH (kgm_k IN keys(kgm_pre[1]) | SET u['__KGM_before:' + kgm_k] = "
             "kgm_pre[1][kgm_k])") in statement
     assert ("SET u.`__KGM_after_keys` = keys(e), u.`__KGM_after_labels` = labels(e) "
             "FOREACH (kgm_k IN keys(e) | SET u['__KGM_after:' + kgm_k] = e[kgm_k])") in statement
@@ -100,7 +100,7 @@ def test_the_neo4j_restore_compares_each_kept_property_and_labels_as_sets() -> N
             "size(u.`__KGM_after_keys`) AND all(kgm_k IN u.`__KGM_after_keys` WHERE e[kgm_k] = "
             "u['__KGM_after:' + kgm_k]), false)") in statement
     assert ("SET x = {} FOREACH (kgm_k IN [kgm_k IN keys(u) WHERE kgm_k STARTS WITH "
-            "'__KGM_pre:'] | SET x[substring(kgm_k, 10)] = u[kgm_k])") in statement
+            "'__KGM_before:'] | SET x[substring(kgm_k, 13)] = u[kgm_k])") in statement
 
 
 def test_the_retype_restore_deletes_ours_and_recreates_the_original() -> None:
@@ -138,3 +138,37 @@ def test_a_step_declares_what_the_undo_log_must_know() -> None:
         ops.batched("Item", "DETACH DELETE e", deletes=True)
     with pytest.raises(IdentifierError):
         ops.batched(rel_type="T", apply="SET e.x = 1", down_on="bad`type")
+
+
+def test_a_library_op_keeps_only_what_it_touches_and_restores_only_that() -> None:
+    plan = compile_op(ops.rename_property("Item", "old", "new name"), "falkordb")
+    statement = batch_statement(F, plan)
+    # before and after of both properties, the old values read by a parameter key
+    assert ("CREATE (u:`__KGMUndo`) SET u.`__KGM_batch` = $kgm_batch_id, u.`__KGM_run` = "
+            "$kgm_run_id, u.`__KGM_key` = kgm_key, u.`__KGM_pre0` = kgm_pre[1][$kgm_touched[0]], "
+            "u.`__KGM_post0` = e.`old`, u.`__KGM_pre1` = kgm_pre[1][$kgm_touched[1]], "
+            "u.`__KGM_post1` = e.`new name` WITH count(e)") in statement
+    assert "SET u +=" not in statement and "toJSON" not in statement
+    restore = restore_statement(F, Shape("node", False, False, plan.touches), [])
+    assert ("(e IS NOT NULL AND coalesce(e.`old` = u.`__KGM_post0`, e.`old` IS NULL AND "
+            "u.`__KGM_post0` IS NULL) AND coalesce(e.`new name` = u.`__KGM_post1`, "
+            "e.`new name` IS NULL AND u.`__KGM_post1` IS NULL))") in restore
+    assert ("FOREACH (x IN CASE WHEN go AND e IS NOT NULL THEN [e] ELSE [] END | "
+            "SET x.`old` = u.`__KGM_pre0`, x.`new name` = u.`__KGM_pre1`)") in restore
+    assert "properties(u)" not in restore
+
+
+def test_a_label_op_keeps_whether_the_entity_had_the_label() -> None:
+    plan = compile_op(ops.add_label("Item", "Reviewed"), "neo4j")
+    statement = batch_statement(N, plan)
+    assert ("u.`__KGM_had0` = $kgm_touched_labels[0] IN kgm_pre[0], "
+            "u.`__KGM_has0` = e:`Reviewed`") in statement
+    restore = restore_statement(N, Shape("node", False, False, plan.touches), [])
+    assert "e:`Reviewed` = u.`__KGM_has0`" in restore
+    assert ("CASE WHEN go AND e IS NOT NULL AND NOT u.`__KGM_had0` THEN [e] ELSE [] END | "
+            "REMOVE x:`Reviewed`)") in restore
+
+
+def test_a_retype_keeps_whole_relationships_whatever_it_touches() -> None:
+    plan = compile_op(ops.retype_relationship("TREATS", "CURES"), "neo4j")
+    assert "__KGM_before:" in batch_statement(N, plan)

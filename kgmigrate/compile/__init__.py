@@ -5,8 +5,21 @@ Importing this package registers every op's implementation: `raw` for the raw op
 """
 
 from kgmigrate.compile import properties, raw, structure, transforms
-from kgmigrate.compile.plans import BatchPlan, Plan, SchemaPlan, StatementPlan
+from kgmigrate.compile.plans import BatchPlan, Plan, SchemaPlan, StatementPlan, Touches
 from kgmigrate.compile.registry import DIALECTS, compile_op, render, require_dialect
 
-__all__ = ["DIALECTS", "BatchPlan", "Plan", "SchemaPlan", "StatementPlan", "compile_op",
-           "properties", "raw", "render", "require_dialect", "structure", "transforms"]
+__all__ = [
+           "DIALECTS",
+           "BatchPlan",
+           "Plan",
+           "SchemaPlan",
+           "StatementPlan",
+           "Touches",
+           "compile_op",
+           "properties",
+           "raw",
+           "render",
+           "require_dialect",
+           "structure",
+           "transforms",
+]

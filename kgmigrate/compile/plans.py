@@ -13,6 +13,17 @@ from kgmigrate.model.state import StateRows
 
 
 @dataclass(frozen=True)
+class Touches:
+    """Everything a library op's `apply` changes on `e`: these properties and labels, nothing
+    else. Its undo row then keeps only their values before and after (a generic `apply` keeps
+    the whole entity), and a rollback restores only them: another writer's change to anything
+    else on the entity is neither a conflict nor undone."""
+
+    properties: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class BatchPlan:
     """`apply` run batch by batch over `scope`, the entity bound to `e` (`s`, `t`: its ends).
 
@@ -20,7 +31,7 @@ class BatchPlan:
     last batch ($kgm_planned: the entities planned). The undo log must know whether `apply`
     creates one entity per `e` (`creates`: the variable bound to it) and whether it deletes `e`.
     `values`, when set, computes extra parameters per batch from the batch's captured states
-    (a Python transform)."""
+    (a Python transform). `touches`, when known, is all `apply` changes (see `Touches`)."""
 
     scope: Scope
     apply: str
@@ -29,6 +40,7 @@ class BatchPlan:
     creates: str | None = None
     deletes: bool = False
     values: Callable[[StateRows], dict[str, Any]] | None = None
+    touches: Touches | None = None
 
     @property
     def params(self) -> dict[str, Any]:

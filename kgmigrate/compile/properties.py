@@ -1,7 +1,8 @@
 """How the property ops render."""
 
 from kgmigrate.compile.library import batched_on, proof, proof_on
-from kgmigrate.compile.registry import implementation_for
+from kgmigrate.compile.plans import Touches
+from kgmigrate.compile.registry import implementation_for, touches_for
 from kgmigrate.cypher.identifiers import labelled, ref, typed
 from kgmigrate.ops import (
     AddProperty,
@@ -112,3 +113,20 @@ def _agreement(op: MoveProperty) -> str:
     prop, theirs = ref("e", op.name), ref("op_r", op.name)
     return (f"OPTIONAL MATCH {path} WHERE {theirs} IS NOT NULL AND ({prop} IS NULL OR "
             f"{prop} <> {theirs}) WITH count(e) AS remaining RETURN remaining = 0 AS valid")
+
+
+@touches_for(AddProperty)
+@touches_for(RemoveProperty)
+@touches_for(MoveProperty)
+def one_property(op: AddProperty | RemoveProperty | MoveProperty) -> Touches:
+    return Touches(properties=(op.name,))
+
+
+@touches_for(RenameProperty)
+def renamed(op: RenameProperty) -> Touches:
+    return Touches(properties=(op.old, op.new))
+
+
+@touches_for(CopyProperty)
+def copied(op: CopyProperty) -> Touches:
+    return Touches(properties=(op.target_name,))

@@ -6,9 +6,10 @@ Ops stay plain data; the only place that looks at an op's class is here.
 """
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-from kgmigrate.compile.plans import Plan
+from kgmigrate.compile.plans import BatchPlan, Plan, Touches
 from kgmigrate.errors import KgmError
 from kgmigrate.ops import BatchedCypher, Operation, RunCypher
 
@@ -17,6 +18,7 @@ Rendered = BatchedCypher | RunCypher
 
 _renderers: dict[type[Operation], Callable[[Any, str], Rendered]] = {}
 _planners: dict[type[Operation], Callable[[Any, str], Plan]] = {}
+_touches: dict[type[Operation], Callable[[Any], Touches]] = {}
 
 
 def implementation_for[F: Callable[..., Rendered]](op_class: type[Operation]
@@ -36,6 +38,15 @@ def plan_for[F: Callable[..., Plan]](op_class: type[Operation]) -> Callable[[F],
     return register
 
 
+def touches_for[F: Callable[..., Touches]](op_class: type[Operation]) -> Callable[[F], F]:
+    """Register all that `op_class`'s `apply` changes on `e`: F(op) (see `Touches`). An op
+    without one keeps whole entities in its undo rows."""
+    def register(touches: F) -> F:
+        _touches[op_class] = touches
+        return touches
+    return register
+
+
 def require_dialect(dialect: str) -> str:
     if dialect not in DIALECTS:
         raise KgmError(f"unknown dialect {dialect!r}; use one of {', '.join(DIALECTS)}")
@@ -50,7 +61,14 @@ def render(op: Operation, dialect: str) -> Operation:
 
 def compile_op(op: Operation, dialect: str) -> Plan:
     """What the workers run for `op` on `dialect`."""
-    require_dialect(dialect)
+    plan = _plan(op, require_dialect(dialect))
+    touches = _touches.get(type(op))
+    if touches is not None and isinstance(plan, BatchPlan):
+        return replace(plan, touches=touches(op))
+    return plan
+
+
+def _plan(op: Operation, dialect: str) -> Plan:
     planner = _planners.get(type(op))
     if planner is not None:
         return planner(op, dialect)

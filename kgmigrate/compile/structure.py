@@ -1,7 +1,8 @@
 """How the label and relationship ops render."""
 
 from kgmigrate.compile.library import batched_on, proof_on
-from kgmigrate.compile.registry import implementation_for
+from kgmigrate.compile.plans import Touches
+from kgmigrate.compile.registry import implementation_for, touches_for
 from kgmigrate.cypher.identifiers import labelled, typed
 from kgmigrate.ops import (
     AddLabel,
@@ -48,3 +49,15 @@ def invert_relationship(op: InvertRelationship, dialect: str) -> BatchedCypher:
     rel = typed("op_r", str(op.rel_type))
     return batched_on(op, f"CREATE (t)-[{rel}]->(s) SET op_r = properties(e) DELETE e",
                       creates="op_r", deletes=True)
+
+
+@touches_for(AddLabel)
+@touches_for(RemoveLabel)
+def one_label(op: AddLabel | RemoveLabel) -> Touches:
+    return Touches(labels=(op.name,))
+
+
+@touches_for(RenameLabel)
+def relabelled(op: RenameLabel) -> Touches:
+    assert op.label is not None
+    return Touches(labels=(op.label, op.new))

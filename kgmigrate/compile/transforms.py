@@ -7,9 +7,9 @@ from dataclasses import replace
 from typing import Any, cast
 
 from kgmigrate.compile.library import batched_on, proof_on
-from kgmigrate.compile.plans import BatchPlan
+from kgmigrate.compile.plans import BatchPlan, Touches
 from kgmigrate.compile.raw import batched_cypher
-from kgmigrate.compile.registry import implementation_for, plan_for
+from kgmigrate.compile.registry import implementation_for, plan_for, touches_for
 from kgmigrate.cypher.identifiers import ref
 from kgmigrate.cypher.text import tokens
 from kgmigrate.errors import KgmError
@@ -115,3 +115,10 @@ def batch_values(op: PythonTransform, states: StateRows) -> dict[str, Any]:
     keys = [str(state["k"]) for state in states]
     return {"op_values": dict(zip(keys, news, strict=True)),
             "op_sigs": {k: state["sig"] for k, state in zip(keys, states, strict=True)}}
+
+
+@touches_for(ChangeType)
+@touches_for(TransformProperty)
+@touches_for(PythonTransform)
+def transformed(op: ChangeType | TransformProperty | PythonTransform) -> Touches:
+    return Touches(properties=(op.name,))

@@ -151,12 +151,14 @@ class Dialect(ABC):
     # -- states kept in the graph (the undo log's rows, written by kgmigrate.ledger.undo) ----
 
     @abstractmethod
-    def keep_properties(self, target: str, source: str) -> str:
+    def keep_properties(self, target: str, source: str, prefix: str) -> str:
         """A clause storing the map `source` (an entity's properties) on the node `target`,
-        exactly: the copy never leaves the server, so no client rounds a double."""
+        exactly: the copy never leaves the server, so no client rounds a double. Each under
+        `prefix` where the server has dynamic property names."""
 
     @abstractmethod
-    def restore_properties(self, var: str, target: str, reserved: tuple[str, ...]) -> str:
+    def restore_properties(self, var: str, target: str, prefix: str,
+                           reserved: tuple[str, ...]) -> str:
         """Clauses (valid inside FOREACH) giving `var` exactly the properties `keep_properties`
         stored on `target`; `reserved`: the undo row's own property names, never copied."""
 
@@ -169,9 +171,10 @@ class Dialect(ABC):
     def same_state(self, target: str, var: str, entity: EntityKind, name: str) -> str:
         """An expression: `var` is still in the state `keep_state` remembered as `name`."""
 
-    def lock(self, var: str) -> str:
+    def lock(self, var: str, probe: str) -> str:
         """A clause taking `var`'s write lock before anything reads it (servers with concurrent
-        writers); its writes cancel out, `lock_writes` properties per entity in the counters."""
+        writers), by writing and removing the property `probe`: its writes cancel out,
+        `lock_writes` properties per entity in the counters."""
         return ""
 
     lock_writes = 0
@@ -324,12 +327,13 @@ class FalkorDBDialect(Dialect):
             where += f" AND ({_labelled('s')} OR {_labelled('t')})"
         return f"MATCH (s)-[e]->(t) WHERE {where}"
 
-    def keep_properties(self, target: str, source: str) -> str:
+    def keep_properties(self, target: str, source: str, prefix: str) -> str:
         """Unprefixed: FalkorDB has no dynamic property names, so the undo row's own names
         are reserved on FalkorDB (they start with the ledger's prefix, which ops refuse)."""
         return f"SET {target} += {source}"
 
-    def restore_properties(self, var: str, target: str, reserved: tuple[str, ...]) -> str:
+    def restore_properties(self, var: str, target: str, prefix: str,
+                           reserved: tuple[str, ...]) -> str:
         return (f"SET {var} = properties({target}) "
                 f"REMOVE {', '.join(f'{var}.{ident.prop(n, internal=True)}' for n in reserved)}")
 
@@ -400,24 +404,23 @@ class Neo4jDialect(Dialect):
 
     # Undo rows: dynamic property names (`SET n[k] = v`), each part of a state under its own
     # prefix, so the entity's own property names never meet the row's bookkeeping.
-    PRE = "__KGM_pre:"
     lock_writes = 2
 
-    def lock(self, var: str) -> str:
+    def lock(self, var: str, probe: str) -> str:
         """Read-committed: without the lock first, another transaction could commit a write to
         the entity between the batch reading its pre-image and changing it, and a rollback
         would then restore a state without that write."""
-        probe = f"{var}.{ident.prop('__KGM_lock', internal=True)}"
-        return f"SET {probe} = true REMOVE {probe}"
+        written = f"{var}.{ident.prop(probe, internal=True)}"
+        return f"SET {written} = true REMOVE {written}"
 
-    def keep_properties(self, target: str, source: str) -> str:
+    def keep_properties(self, target: str, source: str, prefix: str) -> str:
         return (f"FOREACH (kgm_k IN keys({source}) | "
-                f"SET {target}['{self.PRE}' + kgm_k] = {source}[kgm_k])")
+                f"SET {target}['{prefix}' + kgm_k] = {source}[kgm_k])")
 
-    def restore_properties(self, var: str, target: str, reserved: tuple[str, ...]) -> str:
-        size = len(self.PRE)
+    def restore_properties(self, var: str, target: str, prefix: str,
+                           reserved: tuple[str, ...]) -> str:
         return (f"SET {var} = {{}} FOREACH (kgm_k IN [kgm_k IN keys({target}) WHERE kgm_k "
-                f"STARTS WITH '{self.PRE}'] | SET {var}[substring(kgm_k, {size})] = "
+                f"STARTS WITH '{prefix}'] | SET {var}[substring(kgm_k, {len(prefix)})] = "
                 f"{target}[kgm_k])")
 
     def keep_state(self, target: str, var: str, entity: EntityKind, name: str) -> str:

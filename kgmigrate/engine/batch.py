@@ -65,7 +65,7 @@ def run_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str) -
         computed = plan.values(rt.backend.capture(scope, address)) if plan.values else {}
     except KgmError as exc:
         return _failed(rt, result, f"batch {seq}: {exc}", time.perf_counter() - started)
-    params = {**batch_params(dialect, scope, address, run_id=run_id, step_id=step_id,
+    params = {**batch_params(dialect, plan, address, run_id=run_id, step_id=step_id,
                              batch_id=batch_id, worker=result.worker, at=utc_now().isoformat(),
                              started=started_at), **computed}
     statement = batch_statement(dialect, plan)

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from kgmigrate.compile import BatchPlan
+from kgmigrate.compile import BatchPlan, Touches
 from kgmigrate.cypher.dialect import Dialect
 from kgmigrate.ledger import undo
 from kgmigrate.ledger.batches import complete_batch, lock_batch
@@ -73,10 +73,12 @@ def batch_statement(dialect: Dialect, plan: BatchPlan) -> str:
     scope = plan.scope
     valid = plan.validation or "true"
     made = plan.creates
+    touched = _touched(plan)
+    row = (undo.record_touched(dialect, scope.entity, touched.properties, touched.labels)
+           if touched else undo.record(dialect, scope.entity, made=made, deletes=plan.deletes))
     return (
         f"{_bound(dialect, scope)} {plan.apply} "
-        f"WITH e, {made + ', ' if made else ''}kgm_key, kgm_pre, ({valid}) AS ok "
-        f"{undo.record(dialect, scope.entity, made=made, deletes=plan.deletes)} "
+        f"WITH e, {made + ', ' if made else ''}kgm_key, kgm_pre, ({valid}) AS ok {row} "
         f"WITH count(e) AS n, sum(CASE WHEN ok THEN 0 ELSE 1 END) AS bad, "
         f"collect(CASE WHEN ok THEN null ELSE kgm_key END)[..{BAD_SAMPLE}] AS bad_keys, "
         "sum(size(keys(u))) AS undo_props "
@@ -87,6 +89,12 @@ def batch_statement(dialect: Dialect, plan: BatchPlan) -> str:
     )
 
 
+def _touched(plan: BatchPlan) -> Touches | None:
+    """The footprint the undo rows keep (a step that creates or deletes keeps whole entities:
+    see `kgmigrate.engine.undo.Shape.touched`)."""
+    return None if plan.creates or plan.deletes else plan.touches
+
+
 def _bound(dialect: Dialect, scope: Scope) -> str:
     """One batch's entities, write-locked first where other transactions may write
     (`Dialect.lock`), with what `apply` may use besides `e` (and `s`, `t`): `kgm_key`, and
@@ -94,7 +102,7 @@ def _bound(dialect: Dialect, scope: Scope) -> str:
     (`kgmigrate.ledger.undo.bound`). An `apply` that needs a WITH carries them."""
     match = dialect.batch_match(scope)
     carried = "e" if scope.entity == "node" else "e, s, t"
-    lock = dialect.lock("e")
+    lock = dialect.lock("e", undo.LOCK)
     return (f"{match} {lock + ' ' if lock else ''}WITH {carried}, {dialect.key('e')} AS kgm_key, "
             f"{undo.bound(dialect, scope.entity)}")
 
@@ -108,11 +116,14 @@ def diagnosis_statement(dialect: Dialect, scope: Scope, apply: str, validation: 
             f"LIMIT {BAD_SAMPLE}")
 
 
-def batch_params(dialect: Dialect, scope: Scope, address: BatchAddress, *, run_id: str,
+def batch_params(dialect: Dialect, plan: BatchPlan, address: BatchAddress, *, run_id: str,
                  step_id: str, batch_id: str, worker: str, at: str,
                  started: str | None = None) -> dict[str, Any]:
     """`started`: when the worker took the batch (default `at`), for its latency."""
-    return {**dialect.batch_params(scope, address), "kgm_batch_id": batch_id,
+    touched = _touched(plan)
+    names = ({undo.TOUCHED: list(touched.properties),
+              f"{undo.TOUCHED}_labels": list(touched.labels)} if touched else {})
+    return {**dialect.batch_params(plan.scope, address), **names, "kgm_batch_id": batch_id,
             "kgm_step_id": step_id, "kgm_run_id": run_id, "kgm_worker": worker, "kgm_at": at,
             "kgm_undo": undo.IN_GRAPH, "kgm_started": started or at}
 

@@ -8,6 +8,7 @@ as the restore and its ledger record, so nothing can change in between.
 
 from dataclasses import dataclass
 
+from kgmigrate.compile import Touches
 from kgmigrate.cypher import identifiers as ident
 from kgmigrate.cypher.dialect import Dialect, pattern
 from kgmigrate.ledger import undo
@@ -17,11 +18,19 @@ from kgmigrate.model.scope import EntityKind
 
 @dataclass(frozen=True)
 class Shape:
-    """What a step's apply does to the entities it is given (from the op's declaration)."""
+    """What a step's apply does to the entities it is given (from the op's declaration):
+    `touches`, when known, is all it changes (`kgmigrate.compile.Touches`)."""
 
     entity: EntityKind
     creates: bool
     deletes: bool
+    touches: Touches | None = None
+
+    @property
+    def touched(self) -> Touches | None:
+        """The footprint the undo rows were written with (a step that creates or deletes
+        entities keeps whole ones)."""
+        return None if self.creates or self.deletes else self.touches
 
 
 def restore_statement(dialect: Dialect, shape: Shape, names: list[str], *,
@@ -38,10 +47,13 @@ def restore_statement(dialect: Dialect, shape: Shape, names: list[str], *,
     `conflicts_only`: a forced pass after a first one revisits only its conflicts.
     Parameters: kgm_undo_batch, kgm_names (= `names`), kgm_missing (undo rows the batch
     should have and has not), kgm_batch_id, kgm_run_id, kgm_step_id, kgm_at, kgm_worker."""
+    touched = shape.touched
+    restore = (undo.restore_touched("x", touched.properties, touched.labels) if touched
+               else _undo(dialect, shape, names))
     return " ".join([
         lock_restore(), undo.rows(conflicts_only=conflicts_only),
         *_find_entities(dialect, shape), *_decide(dialect, shape, forced),
-        undo.mark(forced=forced), *_undo(dialect, shape, names), _report(dialect, shape)])
+        undo.mark(forced=forced), *restore, _report(dialect, shape)])
 
 
 def _find_entities(dialect: Dialect, shape: Shape) -> list[str]:
@@ -73,8 +85,11 @@ def _carried(shape: Shape) -> str:
 def _decide(dialect: Dialect, shape: Shape, forced: bool) -> list[str]:
     """`ours`: everything is as the batch left it; `present`: the entity is there to restore;
     `go`: restore (ours, or forced, though an entity someone deleted stays deleted)."""
-    checks = []
-    if not shape.deletes:
+    checks, touched = [], shape.touched
+    if touched:
+        checks.append(f"(e IS NOT NULL AND "
+                      f"{undo.touched_intact(touched.properties, touched.labels)})")
+    elif not shape.deletes:
         checks.append(f"(e IS NOT NULL AND {undo.after_batch(dialect, 'e', shape.entity)})")
     if shape.creates:
         checks.append(f"(c IS NOT NULL AND {undo.created_intact(dialect, 'c', shape.entity)})")

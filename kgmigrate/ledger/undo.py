@@ -16,6 +16,8 @@ rendering; Neo4j, which has no such rendering and stores neither maps nor nested
 each property under a prefixed dynamic name.
 """
 
+from collections.abc import Sequence
+
 from kgmigrate.cypher import identifiers as ident
 from kgmigrate.cypher.dialect import Dialect
 from kgmigrate.model.scope import EntityKind, IndexSpec
@@ -26,6 +28,12 @@ LABELS, LABELS_AFTER = "__KGM_labels", "__KGM_labels_after"
 TYPE, START, END = "__KGM_type", "__KGM_start", "__KGM_end"
 AFTER, CREATED, CREATED_KEY = "__KGM_after", "__KGM_created", "__KGM_created_key"
 CONFLICT, FORCED = "__KGM_conflict", "__KGM_forced"
+# A row of a step that declares what it touches: per property its value before and after, per
+# label whether the entity had it before and after (numbered in the declared order)
+PRE, POST, HAD, HAS = "__KGM_pre", "__KGM_post", "__KGM_had", "__KGM_has"
+TOUCHED = "kgm_touched"
+BEFORE = "__KGM_before:"  # a whole pre-image's properties, where names can be dynamic (Neo4j)
+LOCK = "__KGM_lock"  # written and removed at once, to take an entity's write lock first  # the parameter naming the touched properties, in order
 # Every name a row may carry besides the pre-image (FalkorDB stores that unprefixed)
 RESERVED = (BATCH_ID, RUN_ID, KEY, LABELS, LABELS_AFTER, TYPE, START, END, AFTER, CREATED,
             CREATED_KEY, CONFLICT, FORCED)
@@ -61,7 +69,7 @@ def record(dialect: Dialect, entity: EntityKind, *, made: str | None, deletes: b
     else:
         own += [f"u.{_p(TYPE)} = kgm_pre[0]", f"u.{_p(START)} = kgm_pre[2]",
                 f"u.{_p(END)} = kgm_pre[3]"]
-    clauses = [f"CREATE (u:{UNDO})", dialect.keep_properties("u", "kgm_pre[1]"),
+    clauses = [f"CREATE (u:{UNDO})", dialect.keep_properties("u", "kgm_pre[1]", BEFORE),
                "SET " + ", ".join(own)]
     if not deletes:
         clauses.append(dialect.keep_state("u", "e", entity, AFTER))
@@ -69,6 +77,54 @@ def record(dialect: Dialect, entity: EntityKind, *, made: str | None, deletes: b
         clauses += [f"SET u.{_p(CREATED_KEY)} = {dialect.key(made)}",
                     dialect.keep_state("u", made, entity, CREATED)]
     return " ".join(clauses)
+
+
+def record_touched(dialect: Dialect, entity: EntityKind, properties: Sequence[str],
+                   labels: Sequence[str]) -> str:
+    """After `apply`, for a step that changes only `properties` and `labels` of `e`: the row
+    keeps just those, before and after (copied on the server, exact). Parameters:
+    kgm_batch_id, kgm_run_id, and $kgm_touched (= `properties`: a map is read by a key
+    parameter, so no name is ever spelled as a string literal)."""
+    own = [f"u.{_p(BATCH_ID)} = $kgm_batch_id", f"u.{_p(RUN_ID)} = $kgm_run_id",
+           f"u.{_p(KEY)} = kgm_key"]
+    if entity == "relationship":
+        own += [f"u.{_p(START)} = kgm_pre[2]", f"u.{_p(END)} = kgm_pre[3]"]
+    for i, name in enumerate(properties):
+        own += [f"u.{_p(f'{PRE}{i}')} = kgm_pre[1][${TOUCHED}[{i}]]",
+                f"u.{_p(f'{POST}{i}')} = {ident.ref('e', name)}"]
+    for i, name in enumerate(labels):
+        own += [f"u.{_p(f'{HAD}{i}')} = ${TOUCHED}_labels[{i}] IN kgm_pre[0]",
+                f"u.{_p(f'{HAS}{i}')} = {ident.labelled('e', name)}"]
+    return f"CREATE (u:{UNDO}) SET {', '.join(own)}"
+
+
+def touched_intact(properties: Sequence[str], labels: Sequence[str]) -> str:
+    """`e` still holds what the batch wrote to what it touches (an absent property is null
+    on both sides)."""
+    checks = [f"coalesce({ident.ref('e', name)} = u.{_p(f'{POST}{i}')}, "
+              f"{ident.ref('e', name)} IS NULL AND u.{_p(f'{POST}{i}')} IS NULL)"
+              for i, name in enumerate(properties)]
+    checks += [f"{ident.labelled('e', name)} = u.{_p(f'{HAS}{i}')}"
+               for i, name in enumerate(labels)]
+    return " AND ".join(checks) or "true"
+
+
+def restore_touched(var: str, properties: Sequence[str], labels: Sequence[str]) -> list[str]:
+    """Put back what the batch touched (a property absent before is removed: set to null),
+    on `var` when `go`."""
+    when = "CASE WHEN go AND e IS NOT NULL THEN [e] ELSE [] END"
+    clauses = []
+    if properties:
+        sets = ", ".join(f"{ident.ref(var, name)} = u.{_p(f'{PRE}{i}')}"
+                         for i, name in enumerate(properties))
+        clauses.append(f"FOREACH ({var} IN {when} | SET {sets})")
+    for i, name in enumerate(labels):
+        had = f"u.{_p(f'{HAD}{i}')}"
+        clauses.append(f"FOREACH ({var} IN CASE WHEN go AND e IS NOT NULL AND {had} THEN [e] "
+                       f"ELSE [] END | SET {ident.labelled(var, name)})")
+        clauses.append(f"FOREACH ({var} IN CASE WHEN go AND e IS NOT NULL AND NOT {had} "
+                       f"THEN [e] ELSE [] END | REMOVE {ident.labelled(var, name)})")
+    return clauses
 
 
 def rows(*, conflicts_only: bool) -> str:
@@ -92,7 +148,7 @@ def field(name: str) -> str:
 
 
 def restore_into(dialect: Dialect, var: str) -> str:
-    return dialect.restore_properties(var, "u", RESERVED)
+    return dialect.restore_properties(var, "u", BEFORE, RESERVED)
 
 
 def mark(*, forced: bool) -> str:

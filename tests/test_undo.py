@@ -65,9 +65,10 @@ def test_the_node_restore_compares_states_and_sets_labels_by_parameter() -> None
             in statement)
     assert "ours OR (false AND present) AS go" in statement
     # the outcome is recorded on the row, in the same statement
-    assert ("SET u.`__KGM_conflict` = CASE WHEN go THEN null WHEN present THEN 'changed by "
+    assert ("SET u.`__KGM_conflict` = CASE WHEN go THEN null WHEN there THEN 'changed by "
             "someone else since the batch wrote it' ELSE 'deleted by someone else since the "
             "batch wrote it' END") in statement
+    assert "e IS NOT NULL AS present, e IS NOT NULL AS there" in statement
     # the pre-image is copied back on the server, the row's own names left out
     assert ("SET x = properties(u) REMOVE x.`__KGM_batch`, x.`__KGM_run`, x.`__KGM_key`"
             in statement)
@@ -113,6 +114,7 @@ def test_the_retype_restore_deletes_ours_and_recreates_the_original() -> None:
             "WITH u, s, t, coalesce(c1, c2) AS c") in statement
     assert "OPTIONAL MATCH (s)-[e]" not in statement  # e was deleted by the batch
     assert "THEN [c] ELSE [] END | DELETE x)" in statement
+    assert "true AS present, c IS NOT NULL AS there" in statement
     assert ("WHEN go AND u.`__KGM_type` = $kgm_names[0] THEN [1] ELSE [] END | "
             "CREATE (s)-[r:`TREATS`]->(t) SET r = {} FOREACH") in statement
 

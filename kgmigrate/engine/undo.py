@@ -84,7 +84,8 @@ def _carried(shape: Shape) -> str:
 
 def _decide(dialect: Dialect, shape: Shape, forced: bool) -> list[str]:
     """`ours`: everything is as the batch left it; `present`: the entity is there to restore;
-    `go`: restore (ours, or forced, though an entity someone deleted stays deleted)."""
+    `there`: what the batch left is there at all (else someone deleted it); `go`: restore
+    (ours, or forced, though an entity someone deleted stays deleted)."""
     checks, touched = [], shape.touched
     if touched:
         checks.append(f"(e IS NOT NULL AND "
@@ -95,10 +96,11 @@ def _decide(dialect: Dialect, shape: Shape, forced: bool) -> list[str]:
         checks.append(f"(c IS NOT NULL AND {undo.created_intact(dialect, 'c', shape.entity)})")
     ours = " AND ".join(checks) or "true"
     present = "true" if shape.deletes else "e IS NOT NULL"
+    there = ("c IS NOT NULL" if shape.creates else "true") if shape.deletes else present
     carried = _carried(shape)
     go = f"ours OR ({str(forced).lower()} AND present)"
-    return [f"WITH {carried}, ({ours}) AS ours, {present} AS present "
-            f"WITH {carried}, ours, present, {go} AS go"]
+    return [f"WITH {carried}, ({ours}) AS ours, {present} AS present, {there} AS there "
+            f"WITH {carried}, ours, present, there, {go} AS go"]
 
 
 def _undo(dialect: Dialect, shape: Shape, names: list[str]) -> list[str]:

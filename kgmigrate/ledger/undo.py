@@ -31,9 +31,9 @@ CONFLICT, FORCED = "__KGM_conflict", "__KGM_forced"
 # A row of a step that declares what it touches: per property its value before and after, per
 # label whether the entity had it before and after (numbered in the declared order)
 PRE, POST, HAD, HAS = "__KGM_pre", "__KGM_post", "__KGM_had", "__KGM_has"
-TOUCHED = "kgm_touched"
+TOUCHED = "kgm_touched"  # the parameter naming the touched properties, in order
 BEFORE = "__KGM_before:"  # a whole pre-image's properties, where names can be dynamic (Neo4j)
-LOCK = "__KGM_lock"  # written and removed at once, to take an entity's write lock first  # the parameter naming the touched properties, in order
+LOCK = "__KGM_lock"  # written and removed at once, to take an entity's write lock first
 # Every name a row may carry besides the pre-image (FalkorDB stores that unprefixed)
 RESERVED = (BATCH_ID, RUN_ID, KEY, LABELS, LABELS_AFTER, TYPE, START, END, AFTER, CREATED,
             CREATED_KEY, CONFLICT, FORCED)
@@ -152,9 +152,9 @@ def restore_into(dialect: Dialect, var: str) -> str:
 
 
 def mark(*, forced: bool) -> str:
-    """Record the outcome on the row, with `go`, `ours` and `present` bound: why it was left
+    """Record the outcome on the row, with `go`, `ours` and `there` bound: why it was left
     alone (a conflict), or that only force restored it. A restored row's conflict is cleared."""
-    reason = ("CASE WHEN go THEN null WHEN present THEN 'changed by someone else since the "
+    reason = ("CASE WHEN go THEN null WHEN there THEN 'changed by someone else since the "
               "batch wrote it' ELSE 'deleted by someone else since the batch wrote it' END")
     forced_too = f", u.{_p(FORCED)} = CASE WHEN go AND NOT ours THEN true ELSE null END" \
         if forced else ""

@@ -49,7 +49,7 @@ from kgmigrate.monitoring.monitor import MigrationMetrics, MigrationMonitor
 from kgmigrate.monitoring.report import RunReport, build_report, markdown, write_report
 from kgmigrate.runs import StepProgress, progress
 from kgmigrate.runtime.app import BATCH_QUEUE, CONTROL_QUEUE, QUEUE_MODULES, configure
-from kgmigrate.runtime.settings import Settings, export, load_settings
+from kgmigrate.runtime.settings import GraphTarget, Settings, export, load_settings
 
 __all__ = ["BATCH_QUEUE", "CONTROL_QUEUE", "DEMO_GRAPH", "DevStack", "GraphSummary",
            "Migrations", "Neo4jStatus", "PrunedRun", "RunReport", "StackStatus", "StepProgress",
@@ -76,6 +76,11 @@ class Migrations:
 
     def close(self) -> None:
         self.backend.close()
+
+    @property
+    def graph(self) -> GraphTarget:
+        """The graph this facade talks to (no credentials in its `display`)."""
+        return self.backend.target
 
     @property
     def endpoints(self) -> Endpoints:
@@ -263,14 +268,17 @@ def demo(settings: Settings) -> Migrations:
     return migrations
 
 
-def serve_worker(queues: Sequence[str], *, concurrency: int, loglevel: str) -> None:
-    """Run a Celery worker for the given queues in this process, until it is stopped."""
+def serve_worker(queues: Sequence[str], *, concurrency: int, loglevel: str,
+                 on_start: Callable[[GraphTarget], None] = lambda graph: None) -> None:
+    """Run a Celery worker for the given queues in this process, until it is stopped.
+    `on_start` is told the graph its tasks will write (before the worker starts)."""
     wanted = [q for q in queues if q]
     unknown = sorted(set(wanted) - set(QUEUE_MODULES))
     if unknown or not wanted:
         raise KgmError(f"unknown queue(s) {', '.join(unknown) or '(none)'}; "
                        f"use {BATCH_QUEUE} and/or {CONTROL_QUEUE}")
     endpoints = resolve(load_settings())
+    on_start(endpoints.graph)
     logs.configure()  # kgmigrate's own lines: JSON with run, step and batch (by default)
     hooks.load_configured()  # KGMIGRATE_HOOKS: imported before the pool forks
     celery_app = configure(endpoints.broker_url.get_secret_value(),

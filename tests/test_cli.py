@@ -97,3 +97,44 @@ def test_migration_verbs(tmp_path: Path) -> None:
                                          "ZeroDivisionError: division by zero")
     finally:
         run("stack", "down", env=env, cwd=tmp_path)
+
+
+def stack_env(tmp_path: Path) -> dict[str, str]:
+    """A stack of the test's own, on a free port."""
+    return {"KGMIGRATE_STACK_PORT": str(free_port()), "KGMIGRATE_STACK_DIR": str(tmp_path / "s"),
+            "KGMIGRATE_REPORTS_DIR": str(tmp_path / "reports"),
+            "KGMIGRATE_BACKUP_DIR": str(tmp_path / "backups"),
+            "KGMIGRATE_MIGRATIONS_DIR": str(Path(__file__).parent.parent / "migrations")}
+
+
+def test_every_command_names_its_graph_and_the_demo_says_how_to_reach_its_own(
+        tmp_path: Path) -> None:
+    """Issue 17, item 7: after the demo, `list` on the default graph showed everything
+    pending with nothing saying which graph it read."""
+    env = stack_env(tmp_path)
+    url = f"falkordb://127.0.0.1:{env['KGMIGRATE_STACK_PORT']}"
+    try:
+        demo = run("demo", "--nodes", "40", "--workers", "1", env=env, cwd=tmp_path)
+        assert demo.returncode == 0, demo.stderr
+        run_id = json.loads(run("status", "--json", env={
+            **env, "KGMIGRATE_GRAPH_NAME": "kgmigrate_demo"}, cwd=tmp_path).stdout)["id"]
+        assert demo.stdout.strip().splitlines()[-1] == (
+            f"The demo's graph is {url}/kgmigrate_demo. Other commands use the graph your "
+            "settings name (by default FalkorDB's `vitalyst`; each prints its graph first): "
+            "point them at the demo's with `export KGMIGRATE_GRAPH_NAME=kgmigrate_demo`, then "
+            f"try `kgmigrate history`, `list`, `status {run_id}`. Stop the server with "
+            "`kgmigrate stack down`.")
+        demo_env = {**env, "KGMIGRATE_GRAPH_NAME": "kgmigrate_demo"}
+        listed = run("list", env=demo_env, cwd=tmp_path)
+        assert listed.stdout.splitlines()[0] == f"graph {url}/kgmigrate_demo"
+        assert listed.stdout.count("applied") == 4  # the header and three migrations
+        as_json = run("history", "--json", env=demo_env, cwd=tmp_path)
+        assert [a["version"] for a in json.loads(as_json.stdout)] == ["V0001", "V0002", "V0003"]
+        assert as_json.stderr == f"graph {url}/kgmigrate_demo\n"
+        for args in (["plan"], ["validate"], ["status"], ["metrics"], ["fingerprint"],
+                     ["backup", "list"], ["prune", "--dry-run"], ["unlock"], ["info"]):
+            shown = run(*args, env=demo_env, cwd=tmp_path)
+            assert shown.returncode == 0, (args, shown.stderr)
+            assert shown.stdout.splitlines()[0] == f"graph {url}/kgmigrate_demo", args
+    finally:
+        run("stack", "down", env=env, cwd=tmp_path)

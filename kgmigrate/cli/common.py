@@ -14,11 +14,15 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from kgmigrate.model.records import Conflict, MigrationStatus, RunRecord
+from kgmigrate.runtime.settings import GraphTarget
 from kgmigrate.service import Migrations, progress
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Distributed, resumable, reversible migrations for a knowledge graph.")
 out = Console()
+err = Console(stderr=True)
+for _console in (out, err):  # piped: whole lines (a reader or grep wants them), not 80 columns
+    _console.soft_wrap = not _console.is_terminal
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
 LatestRun = Annotated[str | None, typer.Argument(help="Run id (default: the latest run).")]
 WaitFlag = Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the run to its end.")]
@@ -39,10 +43,19 @@ def dump(value: Any) -> Any:
 
 
 @contextlib.contextmanager
-def session() -> Iterator[Migrations]:
-    """The facade over the configured graph, closed afterwards."""
+def session(as_json: bool = False) -> Iterator[Migrations]:
+    """The facade over the configured graph, closed afterwards. Says first which graph that
+    is (the default, `vitalyst`, is easily not the one meant): a dim line on stdout, or on
+    stderr with --json, so that stdout stays one JSON document."""
     with Migrations() as migrations:
+        show_graph(migrations.graph, as_json)
         yield migrations
+
+
+def show_graph(target: GraphTarget, as_json: bool = False) -> None:
+    default = "" if target.name else " (the server's default database)"
+    (err if as_json else out).print(f"[dim]graph {escape(target.display)}{default}[/]",
+                                    highlight=False)
 
 
 

@@ -30,7 +30,7 @@ from kgmigrate.service import default_author, new_migration
 @app.command("list")
 def list_cmd(as_json: JsonFlag = False) -> None:
     """Migrations and whether each is applied, pending or changed since."""
-    with session() as migrations:
+    with session(as_json) as migrations:
         items = migrations.list_migrations()
     if as_json:
         print_json(dump(items))
@@ -51,7 +51,7 @@ def plan(
     as_json: JsonFlag = False,
 ) -> None:
     """What `upgrade` would run, with entity counts per step. Writes nothing."""
-    with session() as migrations:
+    with session(as_json) as migrations:
         planned = migrations.plan(target)
     if as_json:
         print_json(dump(planned))
@@ -72,7 +72,7 @@ def plan(
 @app.command()
 def history(as_json: JsonFlag = False) -> None:
     """The applied chain, oldest first."""
-    with session() as migrations:
+    with session(as_json) as migrations:
         applied = migrations.history()
     if as_json:
         print_json(dump(applied))
@@ -88,7 +88,7 @@ def history(as_json: JsonFlag = False) -> None:
 @app.command()
 def validate(as_json: JsonFlag = False) -> None:
     """Check that applied migrations' files are unchanged and present (exit 1 if not)."""
-    with session() as migrations:
+    with session(as_json) as migrations:
         result = migrations.validate()
     if as_json:
         print_json({**result.model_dump(mode="json"), "valid": result.valid})
@@ -104,7 +104,7 @@ def validate(as_json: JsonFlag = False) -> None:
 @app.command()
 def repair(as_json: JsonFlag = False) -> None:
     """Re-record the checksums of applied migrations whose files were changed on purpose."""
-    with session() as migrations:
+    with session(as_json) as migrations:
         result = migrations.repair()
     if as_json:
         print_json(result.model_dump(mode="json"))
@@ -133,7 +133,7 @@ def status(
     as_json: JsonFlag = False,
 ) -> None:
     """A run's status, history and steps, with progress."""
-    with session() as migrations:
+    with session(as_json) as migrations:
         run = migrations.status(run_id)
         if watch:
             run = follow(migrations, run.id, quiet=as_json)
@@ -152,7 +152,7 @@ def status(
 def fingerprint(as_json: JsonFlag = False) -> None:
     """An order-independent digest of the graph's labels, properties and relationships (ledger
     excluded): equal digests, equal graphs. Streams the graph, with progress."""
-    with session() as migrations, counting(quiet=as_json) as advance:
+    with session(as_json) as migrations, counting(quiet=as_json) as advance:
         digest = migrations.fingerprint(progress=advance)
     if as_json:
         print_json(digest.model_dump())

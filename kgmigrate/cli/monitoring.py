@@ -32,7 +32,7 @@ def report(
 ) -> None:
     """A run's full story: steps, counts, timings, validations, failures, conflicts, rollback,
     and a throughput chart; printed, and written as JSON, Markdown and PNG."""
-    with session() as migrations:
+    with session(as_json) as migrations:
         run = migrations.status(run_id)
         built = migrations.build_report(run.id)
         paths = migrations.write_report(built, out_dir)
@@ -50,7 +50,7 @@ def metrics(
 ) -> None:
     """The ticket's get_migration_metrics: duration, entities, error rate, validation, steps,
     throughput and ETA, from the ledger."""
-    with session() as migrations:
+    with session(as_json) as migrations:
         run = migrations.status(run_id)
         found = migrations.metrics(run.id)
     if found is None:

@@ -62,9 +62,11 @@ class Migrations:
 
     def __init__(self, settings: Settings | None = None, *,
                  backend: GraphBackend | None = None,
-                 endpoints: Endpoints | None = None) -> None:
+                 endpoints: Endpoints | None = None, must_exist: bool = False) -> None:
+        """`must_exist`: refuse a graph that is not there (a read-only caller's mistyped name
+        would otherwise create it on FalkorDB) with one line naming those that are."""
         self.settings = settings or load_settings()
-        self.backend = backend or open_backend(self.settings)
+        self.backend = backend or open_backend(self.settings, must_exist=must_exist)
         self._endpoints = endpoints
 
     def __enter__(self) -> "Migrations":

@@ -1,13 +1,18 @@
 """The CLI as a user runs it: a real process, real servers, one-line errors."""
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
+import redis
+
 from kgmigrate.dev.stack import EmbeddedStack
-from tests.conftest import free_port
+from kgmigrate.runtime.settings import GraphTarget
+from tests.conftest import free_port, graph_env
 
 KGM = [sys.executable, "-m", "kgmigrate.cli"]
 
@@ -45,6 +50,8 @@ def test_stack_lifecycle_sample_and_info(tmp_path: Path) -> None:
 def test_commands_start_the_stack_on_demand(tmp_path: Path) -> None:
     env = {"KGMIGRATE_STACK_PORT": str(free_port()), "KGMIGRATE_STACK_DIR": str(tmp_path / "s")}
     try:
+        loaded = run("sample", "--nodes", "4", "--json", env=env, cwd=tmp_path)
+        assert loaded.returncode == 0, loaded.stderr
         info = run("info", "--json", env=env, cwd=tmp_path)
         assert info.returncode == 0, info.stderr
         assert json.loads(info.stdout)["server"]["backend"] == "falkordb"
@@ -76,6 +83,12 @@ def test_migration_verbs(tmp_path: Path) -> None:
         created = run("new", "add review flag", "--author", "ana", env=env, cwd=tmp_path)
         assert created.returncode == 0, created.stderr
         assert (migrations / "V0001__add_review_flag.py").exists()
+        fresh = run("list", env=env, cwd=tmp_path)  # the stack is new: no graph yet
+        assert fresh.stderr == (
+            f"kgmigrate: error: no graph 'vitalyst' on falkordb://127.0.0.1:"
+            f"{env['KGMIGRATE_STACK_PORT']}; graphs: (none) (a command that writes, such as "
+            "`upgrade` or `sample`, creates it)\n")
+        assert run("sample", "--nodes", "4", env=env, cwd=tmp_path).returncode == 0
         listed = json.loads(run("list", "--json", env=env, cwd=tmp_path).stdout)
         assert [(m["version"], m["state"]) for m in listed] == [("V0001", "pending")]
         planned = json.loads(run("plan", "--json", env=env, cwd=tmp_path).stdout)
@@ -138,3 +151,27 @@ def test_every_command_names_its_graph_and_the_demo_says_how_to_reach_its_own(
             assert shown.stdout.splitlines()[0] == f"graph {url}/kgmigrate_demo", args
     finally:
         run("stack", "down", env=env, cwd=tmp_path)
+
+
+def test_read_only_commands_refuse_a_graph_that_does_not_exist(
+        server: str, graph_target: GraphTarget, tmp_path: Path) -> None:
+    """Issue 17, item 8: `info` with a mistyped graph name created that graph (FalkorDB
+    creates a graph at the first query that touches it); Neo4j gave a driver error."""
+    missing = dataclasses.replace(graph_target, name=f"missing{uuid.uuid4().hex[:8]}")
+    env = {**graph_env(missing), "KGMIGRATE_MIGRATIONS_DIR": str(tmp_path / "migrations")}
+    what = "database" if server == "neo4j" else "graph"
+    for args in (["info"], ["list"], ["plan"], ["history", "--json"], ["status"],
+                 ["validate"], ["fingerprint"], ["backup", "list"], ["unlock"]):
+        refused = run(*args, env=env, cwd=tmp_path)
+        assert refused.returncode == 1, args
+        head, _, names = refused.stderr.partition(f"; {what}s: ")
+        assert head == f"kgmigrate: error: no {what} {missing.name!r} on {missing.driver_uri}"
+        assert names.endswith(" (a command that writes, such as `upgrade` or `sample`, "
+                              "creates it)\n")
+        if server == "neo4j":
+            assert names.startswith("neo4j (")  # Community: one database besides system
+    if server == "falkordb":
+        graphs = redis.Redis(port=missing.port, decode_responses=True).execute_command(
+            "GRAPH.LIST")
+        assert missing.name not in graphs
+        assert names.startswith(f"{', '.join(sorted(graphs)) or '(none)'} (")

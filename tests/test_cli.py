@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -11,8 +12,9 @@ from pathlib import Path
 import redis
 
 from kgmigrate.dev.stack import EmbeddedStack
+from kgmigrate.graph.falkordb import FalkorDBBackend
 from kgmigrate.runtime.settings import GraphTarget
-from tests.conftest import free_port, graph_env
+from tests.conftest import Execution, free_port, graph_env
 
 KGM = [sys.executable, "-m", "kgmigrate.cli"]
 
@@ -175,3 +177,30 @@ def test_read_only_commands_refuse_a_graph_that_does_not_exist(
             "GRAPH.LIST")
         assert missing.name not in graphs
         assert names.startswith(f"{', '.join(sorted(graphs)) or '(none)'} (")
+
+
+REVIEW = """from kgmigrate import Migration, ops
+
+migration = Migration(batch_size=100, steps=[
+    ops.batched("Compound", "SET e.review_status_of_compound = $default_status",
+                default_status="unreviewed")])
+"""
+
+
+def test_piped_progress_is_whole_plain_lines(stack: EmbeddedStack, falkordb: FalkorDBBackend,
+                                             falkordb_target: GraphTarget,
+                                             tmp_path: Path) -> None:
+    """Issue 17, item 10: piped, the progress bars were cut at 80 columns (`... 17,27...
+    complet...`); now each is a whole line, one per change of a step's status."""
+    falkordb.write("UNWIND range(1, 300) AS i CREATE (:Compound {i: i})")
+    execution = Execution(stack, falkordb_target, tmp_path)
+    execution.write_migration("V0001__review.py", REVIEW)
+    done = run("upgrade", "--local-workers", "1", env=execution.env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    step = "1. on :Compound: SET e.review_status_of_compound = $default_status: "
+    lines = done.stderr.splitlines()
+    assert all(line.startswith(step) for line in lines), lines
+    assert re.fullmatch(re.escape(step) + r"300/300 entities, [\d,]+/s, completed", lines[-1])
+    assert len(lines[-1]) > 80 and "…" not in done.stderr
+    statuses = [line.rsplit(", ", 1)[1] for line in lines]
+    assert statuses.count("completed") == 1  # a line per change of status (and per 5 s)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -97,6 +98,10 @@ def test_migration_verbs(tmp_path: Path) -> None:
         assert planned[0]["steps"][0]["estimated_entities"] == 0
         human = run("plan", env=env, cwd=tmp_path)
         assert "V0001" in human.stdout and "Plan" in human.stdout
+        # issue 17, item 14: the scaffold's `MyLabel` matches nothing, and plan says so
+        assert human.stderr == ("warning: V0001 step 1 (on :MyLabel: SET e.my_property = "
+                                "$value) matches no entities on this graph: check its label "
+                                "or type and `where`\n")
         valid = run("validate", env=env, cwd=tmp_path)
         assert valid.returncode == 0 and "valid: 0 applied, 1 pending" in valid.stdout
         assert json.loads(run("history", "--json", env=env, cwd=tmp_path).stdout) == []
@@ -151,6 +156,13 @@ def test_every_command_names_its_graph_and_the_demo_says_how_to_reach_its_own(
             shown = run(*args, env=demo_env, cwd=tmp_path)
             assert shown.returncode == 0, (args, shown.stderr)
             assert shown.stdout.splitlines()[0] == f"graph {url}/kgmigrate_demo", args
+        # issue 17, item 14: metrics read as numbers, not `17535.834095760903`
+        metrics = dict(line.split(None, 1) for line in run(
+            "metrics", env=demo_env, cwd=tmp_path).stdout.splitlines()[1:])
+        assert re.fullmatch(r"[\d,]+/s", metrics["entities_per_s"])
+        assert re.fullmatch(r"[\d,]+\.\d s", metrics["duration_s"])
+        assert (metrics["error_rate"], metrics["validation_success"]) == ("0.00%", "true")
+        assert metrics["migrations"] == "V0001, V0002, V0003"
     finally:
         run("stack", "down", env=env, cwd=tmp_path)
 
@@ -204,3 +216,28 @@ def test_piped_progress_is_whole_plain_lines(stack: EmbeddedStack, falkordb: Fal
     assert len(lines[-1]) > 80 and "…" not in done.stderr
     statuses = [line.rsplit(", ", 1)[1] for line in lines]
     assert statuses.count("completed") == 1  # a line per change of status (and per 5 s)
+
+
+def test_help_has_no_flag_placeholders_and_no_ticket() -> None:
+    """Issue 17, item 14: `--help` showed `--json <bool>` (a flag takes no value), and help
+    texts spoke of "the ticket", which users do not have."""
+    import typer.main
+    from typer.testing import CliRunner
+
+    from kgmigrate.cli import app
+
+    def paths(group: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+        found = [prefix]
+        for name, command in group.commands.items():  # typer's groups: its own click's
+            found += (paths(command, (*prefix, name)) if hasattr(command, "commands")
+                      else [(*prefix, name)])
+        return found
+
+    commands = paths(typer.main.get_group(app))
+    assert ("metrics",) in commands and ("backup", "restore") in commands
+    for path in commands:
+        shown = CliRunner().invoke(app, [*path, "--help"], terminal_width=100)
+        assert shown.exit_code == 0, path
+        assert "<bool>" not in shown.output and "ticket" not in shown.output.lower(), path
+        if "--json" in shown.output:
+            assert re.search(r"^  --json +Print JSON for machines\.$", shown.output, re.M), path

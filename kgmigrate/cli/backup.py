@@ -17,7 +17,7 @@ from kgmigrate.cli.common import (
 from kgmigrate.errors import KgmError
 
 backup_app = typer.Typer(help="Snapshots of the graph in the backup store (KGMIGRATE_BACKUP_DIR).",
-                         no_args_is_help=True)
+                         no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(backup_app, name="backup")
 
 

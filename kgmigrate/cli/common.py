@@ -19,6 +19,7 @@ from kgmigrate.runtime.settings import GraphTarget
 from kgmigrate.service import Migrations, StepProgress, progress
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  rich_markup_mode=None,
                   help="Distributed, resumable, reversible migrations for a knowledge graph.")
 out = Console()
 err = Console(stderr=True)

@@ -14,6 +14,7 @@ from kgmigrate.cli.common import (
     app,
     counting,
     dump,
+    err,
     follow,
     out,
     print_json,
@@ -53,6 +54,12 @@ def plan(
     """What `upgrade` would run, with entity counts per step. Writes nothing."""
     with session(as_json) as migrations:
         planned = migrations.plan(target)
+    for migration in planned:  # a scaffold's `MyLabel`, a typo: say so before an empty run
+        for step in migration.steps:
+            if step.estimated_entities == 0:
+                err.print(f"[yellow]warning:[/] {migration.version} step {step.order} "
+                          f"({escape(step.description)}) matches no entities on this graph: "
+                          "check its label or type and `where`", highlight=False)
     if as_json:
         print_json(dump(planned))
         return

@@ -22,7 +22,8 @@ from kgmigrate.model.records import MigrationStatus
 from kgmigrate.runtime.settings import load_settings
 from kgmigrate.service import DEMO_GRAPH, DevStack, GraphSummary, Neo4jStatus, StackStatus
 
-stack_app = typer.Typer(no_args_is_help=True, help="The embedded graph + broker server.")
+stack_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                        help="The embedded graph + broker server.")
 app.add_typer(stack_app, name="stack")
 GraphOption = Annotated[str | None, typer.Option(
     "--graph", help="falkordb or neo4j: also start the embedded Neo4j (default: "

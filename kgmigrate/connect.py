@@ -1,11 +1,14 @@
 """From settings to live endpoints: configured servers, or the embedded stack on demand."""
 
+import dataclasses
 from dataclasses import dataclass, field
 
+import redis
 from pydantic import SecretStr
 
 from kgmigrate.dev.neo4j_stack import EmbeddedNeo4j
 from kgmigrate.dev.stack import EmbeddedStack
+from kgmigrate.errors import BackendError, ConfigError, KgmError
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.runtime.settings import GraphTarget, Settings, parse_graph_url
 
@@ -68,6 +71,56 @@ def backend_for(target: GraphTarget, settings: Settings, *, verify: bool = False
     return backend
 
 
-def open_backend(settings: Settings) -> GraphBackend:
-    """The graph backend the settings name, or the embedded stack's graph, verified."""
-    return backend_for(resolve(settings, broker=False).graph, settings, verify=True)
+def open_backend(settings: Settings, *, must_exist: bool = False) -> GraphBackend:
+    """The graph backend the settings name, or the embedded stack's graph, verified.
+    `must_exist`: refuse a graph the server does not have (for commands that only read: on
+    FalkorDB their first query would create it), before anything is sent to it."""
+    target = resolve(settings, broker=False).graph
+    if must_exist:
+        require_graph(target, settings)
+    return backend_for(target, settings, verify=True)
+
+
+def require_graph(target: GraphTarget, settings: Settings) -> None:
+    """One line naming the graphs there are, when `target`'s graph is not among them."""
+    names = graph_names(target, settings)
+    wanted = target.name
+    if names is None or wanted is None:  # the server's default database is always there
+        return
+    neo4j = target.backend == "neo4j"
+    if (wanted.lower() if neo4j else wanted) in names:
+        return
+    what = "database" if neo4j else "graph"
+    raise KgmError(f"no {what} {wanted!r} on {target.driver_uri}; {what}s: "
+                   f"{', '.join(sorted(names)) or '(none)'} (a command that writes, such as "
+                   "`upgrade` or `sample`, creates it)")
+
+
+def graph_names(target: GraphTarget, settings: Settings) -> set[str] | None:
+    """The graphs (FalkorDB) or databases (Neo4j, lower case) on `target`'s server; None when
+    the server will not say (a Neo4j user without access to the system database)."""
+    if target.backend == "neo4j":
+        system = dataclasses.replace(target, name="system")
+        with backend_for(system, settings, verify=True) as backend:
+            try:
+                rows = backend.read("SHOW DATABASES YIELD name, type WHERE type <> 'system' "
+                                    "RETURN DISTINCT name").records
+            except BackendError as exc:
+                if exc.transient:
+                    raise
+                return None
+        return {str(row["name"]).lower() for row in rows}
+    client = redis.Redis(
+        host=target.host, port=target.port, username=target.username,
+        password=target.password.get_secret_value() if target.password else None,
+        socket_connect_timeout=10, socket_timeout=30, decode_responses=True)
+    try:
+        names = client.execute_command("GRAPH.LIST")  # type: ignore[no-untyped-call]
+        return {str(name) for name in names}
+    except redis.exceptions.AuthenticationError as exc:
+        raise ConfigError(f"FalkorDB at {target.display} refused the credentials") from exc
+    except redis.exceptions.RedisError as exc:
+        raise BackendError(f"FalkorDB at {target.display} unreachable: {exc}",
+                           transient=True) from exc
+    finally:
+        client.close()

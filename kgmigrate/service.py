@@ -49,7 +49,7 @@ from kgmigrate.monitoring.monitor import MigrationMetrics, MigrationMonitor
 from kgmigrate.monitoring.report import RunReport, build_report, markdown, write_report
 from kgmigrate.runs import StepProgress, progress
 from kgmigrate.runtime.app import BATCH_QUEUE, CONTROL_QUEUE, QUEUE_MODULES, configure
-from kgmigrate.runtime.settings import Settings, export, load_settings
+from kgmigrate.runtime.settings import GraphTarget, Settings, export, load_settings
 
 __all__ = ["BATCH_QUEUE", "CONTROL_QUEUE", "DEMO_GRAPH", "DevStack", "GraphSummary",
            "Migrations", "Neo4jStatus", "PrunedRun", "RunReport", "StackStatus", "StepProgress",
@@ -62,9 +62,11 @@ class Migrations:
 
     def __init__(self, settings: Settings | None = None, *,
                  backend: GraphBackend | None = None,
-                 endpoints: Endpoints | None = None) -> None:
+                 endpoints: Endpoints | None = None, must_exist: bool = False) -> None:
+        """`must_exist`: refuse a graph that is not there (a read-only caller's mistyped name
+        would otherwise create it on FalkorDB) with one line naming those that are."""
         self.settings = settings or load_settings()
-        self.backend = backend or open_backend(self.settings)
+        self.backend = backend or open_backend(self.settings, must_exist=must_exist)
         self._endpoints = endpoints
 
     def __enter__(self) -> "Migrations":
@@ -76,6 +78,11 @@ class Migrations:
 
     def close(self) -> None:
         self.backend.close()
+
+    @property
+    def graph(self) -> GraphTarget:
+        """The graph this facade talks to (no credentials in its `display`)."""
+        return self.backend.target
 
     @property
     def endpoints(self) -> Endpoints:
@@ -263,14 +270,17 @@ def demo(settings: Settings) -> Migrations:
     return migrations
 
 
-def serve_worker(queues: Sequence[str], *, concurrency: int, loglevel: str) -> None:
-    """Run a Celery worker for the given queues in this process, until it is stopped."""
+def serve_worker(queues: Sequence[str], *, concurrency: int, loglevel: str,
+                 on_start: Callable[[GraphTarget], None] = lambda graph: None) -> None:
+    """Run a Celery worker for the given queues in this process, until it is stopped.
+    `on_start` is told the graph its tasks will write (before the worker starts)."""
     wanted = [q for q in queues if q]
     unknown = sorted(set(wanted) - set(QUEUE_MODULES))
     if unknown or not wanted:
         raise KgmError(f"unknown queue(s) {', '.join(unknown) or '(none)'}; "
                        f"use {BATCH_QUEUE} and/or {CONTROL_QUEUE}")
     endpoints = resolve(load_settings())
+    on_start(endpoints.graph)
     logs.configure()  # kgmigrate's own lines: JSON with run, step and batch (by default)
     hooks.load_configured()  # KGMIGRATE_HOOKS: imported before the pool forks
     celery_app = configure(endpoints.broker_url.get_secret_value(),
@@ -299,8 +309,6 @@ def serve_flower(*, port: int, address: str, insecure_local: bool) -> None:
                           "KGMIGRATE_FLOWER_PASSWORD (or pass --insecure-local to run "
                           "without, on loopback only)")
     else:
-        if ":" in user or "," in user:
-            raise ConfigError("KGMIGRATE_FLOWER_USER cannot contain ':' or ','")
         export("FLOWER_BASIC_AUTH", f"{user}:{password.get_secret_value()}")
     endpoints = resolve(settings)
     celery_app = configure(endpoints.broker_url.get_secret_value(),

@@ -1,13 +1,21 @@
 """The CLI as a user runs it: a real process, real servers, one-line errors."""
 
+import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+from typing import Any
+
+import redis
 
 from kgmigrate.dev.stack import EmbeddedStack
-from tests.conftest import free_port
+from kgmigrate.graph.falkordb import FalkorDBBackend
+from kgmigrate.runtime.settings import GraphTarget
+from tests.conftest import Execution, free_port, graph_env
 
 KGM = [sys.executable, "-m", "kgmigrate.cli"]
 
@@ -45,6 +53,8 @@ def test_stack_lifecycle_sample_and_info(tmp_path: Path) -> None:
 def test_commands_start_the_stack_on_demand(tmp_path: Path) -> None:
     env = {"KGMIGRATE_STACK_PORT": str(free_port()), "KGMIGRATE_STACK_DIR": str(tmp_path / "s")}
     try:
+        loaded = run("sample", "--nodes", "4", "--json", env=env, cwd=tmp_path)
+        assert loaded.returncode == 0, loaded.stderr
         info = run("info", "--json", env=env, cwd=tmp_path)
         assert info.returncode == 0, info.stderr
         assert json.loads(info.stdout)["server"]["backend"] == "falkordb"
@@ -76,12 +86,22 @@ def test_migration_verbs(tmp_path: Path) -> None:
         created = run("new", "add review flag", "--author", "ana", env=env, cwd=tmp_path)
         assert created.returncode == 0, created.stderr
         assert (migrations / "V0001__add_review_flag.py").exists()
+        fresh = run("list", env=env, cwd=tmp_path)  # the stack is new: no graph yet
+        assert fresh.stderr == (
+            f"kgmigrate: error: no graph 'vitalyst' on falkordb://127.0.0.1:"
+            f"{env['KGMIGRATE_STACK_PORT']}; graphs: (none) (a command that writes, such as "
+            "`upgrade` or `sample`, creates it)\n")
+        assert run("sample", "--nodes", "4", env=env, cwd=tmp_path).returncode == 0
         listed = json.loads(run("list", "--json", env=env, cwd=tmp_path).stdout)
         assert [(m["version"], m["state"]) for m in listed] == [("V0001", "pending")]
         planned = json.loads(run("plan", "--json", env=env, cwd=tmp_path).stdout)
         assert planned[0]["steps"][0]["estimated_entities"] == 0
         human = run("plan", env=env, cwd=tmp_path)
         assert "V0001" in human.stdout and "Plan" in human.stdout
+        # issue 17, item 14: the scaffold's `MyLabel` matches nothing, and plan says so
+        assert human.stderr == ("warning: V0001 step 1 (on :MyLabel: SET e.my_property = "
+                                "$value) matches no entities on this graph: check its label "
+                                "or type and `where`\n")
         valid = run("validate", env=env, cwd=tmp_path)
         assert valid.returncode == 0 and "valid: 0 applied, 1 pending" in valid.stdout
         assert json.loads(run("history", "--json", env=env, cwd=tmp_path).stdout) == []
@@ -97,3 +117,127 @@ def test_migration_verbs(tmp_path: Path) -> None:
                                          "ZeroDivisionError: division by zero")
     finally:
         run("stack", "down", env=env, cwd=tmp_path)
+
+
+def stack_env(tmp_path: Path) -> dict[str, str]:
+    """A stack of the test's own, on a free port."""
+    return {"KGMIGRATE_STACK_PORT": str(free_port()), "KGMIGRATE_STACK_DIR": str(tmp_path / "s"),
+            "KGMIGRATE_REPORTS_DIR": str(tmp_path / "reports"),
+            "KGMIGRATE_BACKUP_DIR": str(tmp_path / "backups"),
+            "KGMIGRATE_MIGRATIONS_DIR": str(Path(__file__).parent.parent / "migrations")}
+
+
+def test_every_command_names_its_graph_and_the_demo_says_how_to_reach_its_own(
+        tmp_path: Path) -> None:
+    """Issue 17, item 7: after the demo, `list` on the default graph showed everything
+    pending with nothing saying which graph it read."""
+    env = stack_env(tmp_path)
+    url = f"falkordb://127.0.0.1:{env['KGMIGRATE_STACK_PORT']}"
+    try:
+        demo = run("demo", "--nodes", "40", "--workers", "1", env=env, cwd=tmp_path)
+        assert demo.returncode == 0, demo.stderr
+        run_id = json.loads(run("status", "--json", env={
+            **env, "KGMIGRATE_GRAPH_NAME": "kgmigrate_demo"}, cwd=tmp_path).stdout)["id"]
+        assert demo.stdout.strip().splitlines()[-1] == (
+            f"The demo's graph is {url}/kgmigrate_demo. Other commands use the graph your "
+            "settings name (by default FalkorDB's `vitalyst`; each prints its graph first): "
+            "point them at the demo's with `export KGMIGRATE_GRAPH_NAME=kgmigrate_demo`, then "
+            f"try `kgmigrate history`, `list`, `status {run_id}`. Stop the server with "
+            "`kgmigrate stack down`.")
+        demo_env = {**env, "KGMIGRATE_GRAPH_NAME": "kgmigrate_demo"}
+        listed = run("list", env=demo_env, cwd=tmp_path)
+        assert listed.stdout.splitlines()[0] == f"graph {url}/kgmigrate_demo"
+        assert listed.stdout.count("applied") == 4  # the header and three migrations
+        as_json = run("history", "--json", env=demo_env, cwd=tmp_path)
+        assert [a["version"] for a in json.loads(as_json.stdout)] == ["V0001", "V0002", "V0003"]
+        assert as_json.stderr == f"graph {url}/kgmigrate_demo\n"
+        for args in (["plan"], ["validate"], ["status"], ["metrics"], ["fingerprint"],
+                     ["backup", "list"], ["prune", "--dry-run"], ["unlock"], ["info"]):
+            shown = run(*args, env=demo_env, cwd=tmp_path)
+            assert shown.returncode == 0, (args, shown.stderr)
+            assert shown.stdout.splitlines()[0] == f"graph {url}/kgmigrate_demo", args
+        # issue 17, item 14: metrics read as numbers, not `17535.834095760903`
+        metrics = dict(line.split(None, 1) for line in run(
+            "metrics", env=demo_env, cwd=tmp_path).stdout.splitlines()[1:])
+        assert re.fullmatch(r"[\d,]+/s", metrics["entities_per_s"])
+        assert re.fullmatch(r"[\d,]+\.\d s", metrics["duration_s"])
+        assert (metrics["error_rate"], metrics["validation_success"]) == ("0.00%", "true")
+        assert metrics["migrations"] == "V0001, V0002, V0003"
+    finally:
+        run("stack", "down", env=env, cwd=tmp_path)
+
+
+def test_read_only_commands_refuse_a_graph_that_does_not_exist(
+        server: str, graph_target: GraphTarget, tmp_path: Path) -> None:
+    """Issue 17, item 8: `info` with a mistyped graph name created that graph (FalkorDB
+    creates a graph at the first query that touches it); Neo4j gave a driver error."""
+    missing = dataclasses.replace(graph_target, name=f"missing{uuid.uuid4().hex[:8]}")
+    env = {**graph_env(missing), "KGMIGRATE_MIGRATIONS_DIR": str(tmp_path / "migrations")}
+    what = "database" if server == "neo4j" else "graph"
+    for args in (["info"], ["list"], ["plan"], ["history", "--json"], ["status"],
+                 ["validate"], ["fingerprint"], ["backup", "list"], ["unlock"]):
+        refused = run(*args, env=env, cwd=tmp_path)
+        assert refused.returncode == 1, args
+        head, _, names = refused.stderr.partition(f"; {what}s: ")
+        assert head == f"kgmigrate: error: no {what} {missing.name!r} on {missing.driver_uri}"
+        assert names.endswith(" (a command that writes, such as `upgrade` or `sample`, "
+                              "creates it)\n")
+        if server == "neo4j":
+            assert names.startswith("neo4j (")  # Community: one database besides system
+    if server == "falkordb":
+        graphs = redis.Redis(port=missing.port, decode_responses=True).execute_command(
+            "GRAPH.LIST")
+        assert missing.name not in graphs
+        assert names.startswith(f"{', '.join(sorted(graphs)) or '(none)'} (")
+
+
+REVIEW = """from kgmigrate import Migration, ops
+
+migration = Migration(batch_size=100, steps=[
+    ops.batched("Compound", "SET e.review_status_of_compound = $default_status",
+                default_status="unreviewed")])
+"""
+
+
+def test_piped_progress_is_whole_plain_lines(stack: EmbeddedStack, falkordb: FalkorDBBackend,
+                                             falkordb_target: GraphTarget,
+                                             tmp_path: Path) -> None:
+    """Issue 17, item 10: piped, the progress bars were cut at 80 columns (`... 17,27...
+    complet...`); now each is a whole line, one per change of a step's status."""
+    falkordb.write("UNWIND range(1, 300) AS i CREATE (:Compound {i: i})")
+    execution = Execution(stack, falkordb_target, tmp_path)
+    execution.write_migration("V0001__review.py", REVIEW)
+    done = run("upgrade", "--local-workers", "1", env=execution.env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    step = "1. on :Compound: SET e.review_status_of_compound = $default_status: "
+    lines = done.stderr.splitlines()
+    assert all(line.startswith(step) for line in lines), lines
+    assert re.fullmatch(re.escape(step) + r"300/300 entities, [\d,]+/s, completed", lines[-1])
+    assert len(lines[-1]) > 80 and "…" not in done.stderr
+    statuses = [line.rsplit(", ", 1)[1] for line in lines]
+    assert statuses.count("completed") == 1  # a line per change of status (and per 5 s)
+
+
+def test_help_has_no_flag_placeholders_and_no_ticket() -> None:
+    """Issue 17, item 14: `--help` showed `--json <bool>` (a flag takes no value), and help
+    texts spoke of "the ticket", which users do not have."""
+    import typer.main
+    from typer.testing import CliRunner
+
+    from kgmigrate.cli import app
+
+    def paths(group: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+        found = [prefix]
+        for name, command in group.commands.items():  # typer's groups: its own click's
+            found += (paths(command, (*prefix, name)) if hasattr(command, "commands")
+                      else [(*prefix, name)])
+        return found
+
+    commands = paths(typer.main.get_group(app))
+    assert ("metrics",) in commands and ("backup", "restore") in commands
+    for path in commands:
+        shown = CliRunner().invoke(app, [*path, "--help"], terminal_width=100)
+        assert shown.exit_code == 0, path
+        assert "<bool>" not in shown.output and "ticket" not in shown.output.lower(), path
+        if "--json" in shown.output:
+            assert re.search(r"^  --json +Print JSON for machines\.$", shown.output, re.M), path

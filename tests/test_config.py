@@ -1,5 +1,10 @@
 """Configuration from the environment: parsing, one-line errors, no secrets in repr."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from kgmigrate.connect import resolve
@@ -53,6 +58,14 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     ("KGMIGRATE_BROKER_URL", "amqp://x", "KGMIGRATE_BROKER_URL: unsupported scheme 'amqp'"),
     ("KGMIGRATE_STACK_PORT", "70000", "KGMIGRATE_STACK_PORT: Input should be less than"),
     ("KGMIGRATE_STACK_PORT", "abc", "KGMIGRATE_STACK_PORT: Input should be a valid integer"),
+    ("KGMIGRATE_LOG_FORMAT", "xml",
+     "KGMIGRATE_LOG_FORMAT: 'xml' is not a log format; use json or text"),
+    ("KGMIGRATE_LOG_LEVEL", "LOUD", "KGMIGRATE_LOG_LEVEL: 'LOUD' is not a log level"),
+    ("KGMIGRATE_STACK_NEO4J_HEAP", "2 gigs",
+     "KGMIGRATE_STACK_NEO4J_HEAP: '2 gigs' is not a memory size; use e.g. 512m or 2g"),
+    ("KGMIGRATE_HOOKS", "alerts,my-hooks",
+     "KGMIGRATE_HOOKS: 'my-hooks' is not a module name"),
+    ("KGMIGRATE_FLOWER_USER", "ana:x", "KGMIGRATE_FLOWER_USER: cannot contain ':' or ','"),
 ])
 def test_invalid_environment_is_one_line_naming_the_variable(
         monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str) -> None:
@@ -92,3 +105,17 @@ def test_a_configured_graph_alone_does_not_start_the_stack(
     monkeypatch.setenv("KGMIGRATE_GRAPH_URL", "falkordb://g:1/x")
     assert resolve(load_settings(), broker=False).stack is None
     assert resolve(load_settings(), start_stack=False).stack is not None  # broker comes from it
+
+
+def test_every_command_refuses_an_invalid_setting(tmp_path: Path) -> None:
+    """Issue 17, item 11: `KGMIGRATE_LOG_FORMAT=xml` was accepted by `list` and refused only
+    by `worker`, which uses it. Checked at load, it stops any command (this one before it
+    would start the embedded stack)."""
+    done = subprocess.run([sys.executable, "-m", "kgmigrate.cli", "list"], cwd=tmp_path,
+                          env={**os.environ, "KGMIGRATE_LOG_FORMAT": "xml",
+                               "KGMIGRATE_STACK_DIR": str(tmp_path / "s")},
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == ("kgmigrate: error: KGMIGRATE_LOG_FORMAT: 'xml' is not a log format; "
+                           "use json or text\n")
+    assert not (tmp_path / "s").exists()

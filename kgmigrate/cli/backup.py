@@ -17,7 +17,7 @@ from kgmigrate.cli.common import (
 from kgmigrate.errors import KgmError
 
 backup_app = typer.Typer(help="Snapshots of the graph in the backup store (KGMIGRATE_BACKUP_DIR).",
-                         no_args_is_help=True)
+                         no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(backup_app, name="backup")
 
 
@@ -29,7 +29,7 @@ def backup_create(
     as_json: JsonFlag = False,
 ) -> None:
     """Export the graph (or some labels) to the backup store, streaming, with progress."""
-    with session() as migrations, counting(quiet=as_json) as advance:
+    with session(as_json) as migrations, counting(quiet=as_json) as advance:
         manifest = migrations.create_backup(labels or (), progress=advance)
         where = migrations.settings.backup_dir
     if as_json:
@@ -43,7 +43,7 @@ def backup_create(
 @backup_app.command("list")
 def backup_list(as_json: JsonFlag = False) -> None:
     """Complete snapshots, newest first."""
-    with session() as migrations:
+    with session(as_json) as migrations:
         manifests = migrations.list_backups()
         where = migrations.settings.backup_dir
     if as_json:
@@ -68,7 +68,7 @@ def backup_restore(
 ) -> None:
     """Replace what the snapshot covers (the whole graph, or its labels) with the snapshot.
     Writes applications made since then to those entities are lost: it asks first."""
-    with session() as migrations:
+    with session(as_json, creates=True) as migrations:
         manifest = migrations.backup_manifest(snapshot_id)
         scope = ", ".join(manifest.labels) or "the whole graph"
         if not yes and not typer.confirm(
@@ -103,7 +103,7 @@ def prune(
     retention. Runs that may still be resumed or rolled back keep theirs; snapshots stay."""
     if as_json and not (yes or dry_run):
         raise KgmError("--json removes without asking: add --yes (or --dry-run)")
-    with session() as migrations:
+    with session(as_json) as migrations:
         found = migrations.prune(older_than_days=older_than, dry_run=True)
         if found and not (dry_run or yes) and not typer.confirm(
                 f"Remove the undo logs of {len(found)} runs "

@@ -3,6 +3,7 @@
 import contextlib
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
@@ -14,11 +15,16 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from kgmigrate.model.records import Conflict, MigrationStatus, RunRecord
-from kgmigrate.service import Migrations, progress
+from kgmigrate.runtime.settings import GraphTarget
+from kgmigrate.service import Migrations, StepProgress, progress
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  rich_markup_mode=None,
                   help="Distributed, resumable, reversible migrations for a knowledge graph.")
 out = Console()
+err = Console(stderr=True)
+for _console in (out, err):  # piped: whole lines (a reader or grep wants them), not 80 columns
+    _console.soft_wrap = not _console.is_terminal
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
 LatestRun = Annotated[str | None, typer.Argument(help="Run id (default: the latest run).")]
 WaitFlag = Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the run to its end.")]
@@ -39,10 +45,20 @@ def dump(value: Any) -> Any:
 
 
 @contextlib.contextmanager
-def session() -> Iterator[Migrations]:
-    """The facade over the configured graph, closed afterwards."""
-    with Migrations() as migrations:
+def session(as_json: bool = False, *, creates: bool = False) -> Iterator[Migrations]:
+    """The facade over the configured graph, closed afterwards. Says first which graph that
+    is (the default, `vitalyst`, is easily not the one meant): a dim line on stdout, or on
+    stderr with --json, so that stdout stays one JSON document. Only commands that may
+    create the graph (`creates`) accept one that does not exist."""
+    with Migrations(must_exist=not creates) as migrations:
+        show_graph(migrations.graph, as_json)
         yield migrations
+
+
+def show_graph(target: GraphTarget, as_json: bool = False) -> None:
+    default = "" if target.name else " (the server's default database)"
+    (err if as_json else out).print(f"[dim]graph {escape(target.display)}{default}[/]",
+                                    highlight=False)
 
 
 
@@ -55,10 +71,24 @@ def say(as_json: bool, data: dict[str, Any], text: str) -> None:
 
 @contextlib.contextmanager
 def counting(*, quiet: bool = False) -> Iterator[Callable[[str, int], None]]:
-    """Progress for streaming work of unknown size: one counter per kind of thing."""
+    """Progress for streaming work of unknown size: one counter per kind of thing (piped:
+    a plain line per kind every few seconds, and the totals at the end)."""
+    if not err.is_terminal:
+        counts: dict[str, int] = {}
+        lines = Every(PLAIN_EVERY_S)
+
+        def count(what: str, n: int) -> None:
+            counts[what] = counts.get(what, 0) + n
+            if not quiet and lines.due():
+                _plain(", ".join(f"{k}: {v:,}" for k, v in counts.items()))
+
+        yield count
+        if not quiet and counts:
+            _plain(", ".join(f"{k}: {v:,} done" for k, v in counts.items()))
+        return
     with Progress(TextColumn("{task.description:>16}"), BarColumn(),
                   TextColumn("{task.completed:>11,}"), TimeElapsedColumn(),
-                  console=Console(stderr=True), disable=quiet) as bar:
+                  console=err, disable=quiet) as bar:
         tasks: dict[str, TaskID] = {}
 
         def advance(what: str, count: int) -> None:
@@ -67,6 +97,27 @@ def counting(*, quiet: bool = False) -> Iterator[Callable[[str, int], None]]:
             bar.advance(tasks[what], count)
 
         yield advance
+
+
+PLAIN_EVERY_S = 5.0  # piped progress: a line per running step at most this often
+
+
+class Every:
+    """True once per `seconds` (the first call included)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.last = seconds, -seconds
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self.last < self.seconds:
+            return False
+        self.last = now
+        return True
+
+
+def _plain(line: str) -> None:
+    err.print(line, markup=False, highlight=False)
 
 
 def show_run(run: RunRecord) -> None:
@@ -98,11 +149,28 @@ def show_conflicts(conflicts: list[Conflict], limit: int = 20) -> None:
 
 
 def follow(migrations: Migrations, run_id: str, *, quiet: bool = False) -> RunRecord:
-    """Live progress bars per step (batches, entities, throughput, ETA) until the run ends."""
+    """Progress per step (batches, entities, throughput, ETA) until the run ends: live bars
+    on a terminal; piped (a log, CI), whole plain lines instead of bars cut to 80 columns, one
+    when a step changes status and one every few seconds while it runs."""
+    if quiet:
+        return migrations.wait(run_id)
+    if not err.is_terminal:
+        shown: dict[int, MigrationStatus] = {}
+        lines = Every(PLAIN_EVERY_S)
+
+        def print_lines(run: RunRecord) -> None:
+            due = lines.due()
+            for step in progress(run):
+                if shown.get(step.order) is not step.status or (
+                        due and step.status is MigrationStatus.IN_PROGRESS):
+                    shown[step.order] = step.status
+                    _plain(f"{step.order}. {step.description}: "
+                           + ", ".join(p for p in _step_fields(step) if p))
+
+        return migrations.wait(run_id, on_progress=print_lines)
     bars = Progress(TextColumn("{task.description}"), BarColumn(),
                     TextColumn("{task.fields[counts]}"), TextColumn("{task.fields[rate]}"),
-                    TextColumn("{task.fields[eta]}"), console=Console(stderr=True),
-                    disable=quiet)
+                    TextColumn("{task.fields[eta]}"), console=err)
     tasks: dict[int, TaskID] = {}
 
     def show(run: RunRecord) -> None:
@@ -110,18 +178,23 @@ def follow(migrations: Migrations, run_id: str, *, quiet: bool = False) -> RunRe
             if step.order not in tasks:
                 tasks[step.order] = bars.add_task(
                     f"{step.order}. {escape(step.description[:40])}", total=None, counts="",
-                    rate="",
-                    eta="")
-            rate = f"{step.entities_per_s:,.0f}/s" if step.entities_per_s else ""
-            eta = (f"ETA {step.eta_s:,.0f}s" if step.eta_s and step.status is
-                   MigrationStatus.IN_PROGRESS else str(step.status))
+                    rate="", eta="")
             total = step.entities_total or step.batches_total or None
             done = step.entities_done if step.entities_total else step.batches_done
-            counts = (f"{step.entities_done:,}/{step.entities_total:,} entities"
-                      if step.entities_total else
-                      f"{step.batches_done}/{step.batches_total} batches")
+            counts, rate, eta = _step_fields(step)
             bars.update(tasks[step.order], completed=done, total=total, counts=counts,
                         rate=rate, eta=eta)
 
     with bars:
         return migrations.wait(run_id, on_progress=show)
+
+
+def _step_fields(step: StepProgress) -> tuple[str, str, str]:
+    """A step's counts, throughput and ETA (or status), as the progress shows them."""
+    rate = f"{step.entities_per_s:,.0f}/s" if step.entities_per_s else ""
+    eta = (f"ETA {step.eta_s:,.0f}s" if step.eta_s and step.status is
+           MigrationStatus.IN_PROGRESS else str(step.status))
+    counts = (f"{step.entities_done:,}/{step.entities_total:,} entities"
+              if step.entities_total else
+              f"{step.batches_done}/{step.batches_total} batches")
+    return counts, rate, eta

@@ -14,6 +14,7 @@ from kgmigrate.cli.common import (
     app,
     counting,
     dump,
+    err,
     follow,
     out,
     print_json,
@@ -30,7 +31,7 @@ from kgmigrate.service import default_author, new_migration
 @app.command("list")
 def list_cmd(as_json: JsonFlag = False) -> None:
     """Migrations and whether each is applied, pending or changed since."""
-    with session() as migrations:
+    with session(as_json) as migrations:
         items = migrations.list_migrations()
     if as_json:
         print_json(dump(items))
@@ -51,8 +52,14 @@ def plan(
     as_json: JsonFlag = False,
 ) -> None:
     """What `upgrade` would run, with entity counts per step. Writes nothing."""
-    with session() as migrations:
+    with session(as_json) as migrations:
         planned = migrations.plan(target)
+    for migration in planned:  # a scaffold's `MyLabel`, a typo: say so before an empty run
+        for step in migration.steps:
+            if step.estimated_entities == 0:
+                err.print(f"[yellow]warning:[/] {migration.version} step {step.order} "
+                          f"({escape(step.description)}) matches no entities on this graph: "
+                          "check its label or type and `where`", highlight=False)
     if as_json:
         print_json(dump(planned))
         return
@@ -72,7 +79,7 @@ def plan(
 @app.command()
 def history(as_json: JsonFlag = False) -> None:
     """The applied chain, oldest first."""
-    with session() as migrations:
+    with session(as_json) as migrations:
         applied = migrations.history()
     if as_json:
         print_json(dump(applied))
@@ -88,7 +95,7 @@ def history(as_json: JsonFlag = False) -> None:
 @app.command()
 def validate(as_json: JsonFlag = False) -> None:
     """Check that applied migrations' files are unchanged and present (exit 1 if not)."""
-    with session() as migrations:
+    with session(as_json) as migrations:
         result = migrations.validate()
     if as_json:
         print_json({**result.model_dump(mode="json"), "valid": result.valid})
@@ -104,7 +111,7 @@ def validate(as_json: JsonFlag = False) -> None:
 @app.command()
 def repair(as_json: JsonFlag = False) -> None:
     """Re-record the checksums of applied migrations whose files were changed on purpose."""
-    with session() as migrations:
+    with session(as_json) as migrations:
         result = migrations.repair()
     if as_json:
         print_json(result.model_dump(mode="json"))
@@ -133,7 +140,7 @@ def status(
     as_json: JsonFlag = False,
 ) -> None:
     """A run's status, history and steps, with progress."""
-    with session() as migrations:
+    with session(as_json) as migrations:
         run = migrations.status(run_id)
         if watch:
             run = follow(migrations, run.id, quiet=as_json)
@@ -152,7 +159,7 @@ def status(
 def fingerprint(as_json: JsonFlag = False) -> None:
     """An order-independent digest of the graph's labels, properties and relationships (ledger
     excluded): equal digests, equal graphs. Streams the graph, with progress."""
-    with session() as migrations, counting(quiet=as_json) as advance:
+    with session(as_json) as migrations, counting(quiet=as_json) as advance:
         digest = migrations.fingerprint(progress=advance)
     if as_json:
         print_json(digest.model_dump())

@@ -5,7 +5,7 @@ module stays small.
 """
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markdown import Markdown
@@ -32,7 +32,7 @@ def report(
 ) -> None:
     """A run's full story: steps, counts, timings, validations, failures, conflicts, rollback,
     and a throughput chart; printed, and written as JSON, Markdown and PNG."""
-    with session() as migrations:
+    with session(as_json) as migrations:
         run = migrations.status(run_id)
         built = migrations.build_report(run.id)
         paths = migrations.write_report(built, out_dir)
@@ -48,9 +48,9 @@ def metrics(
     run_id: LatestRun = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """The ticket's get_migration_metrics: duration, entities, error rate, validation, steps,
-    throughput and ETA, from the ledger."""
-    with session() as migrations:
+    """A run's numbers from the ledger: duration, entities planned and done, batches,
+    retries, error rate, validation, steps, throughput and ETA."""
+    with session(as_json) as migrations:
         run = migrations.status(run_id)
         found = migrations.metrics(run.id)
     if found is None:
@@ -59,7 +59,24 @@ def metrics(
         print_json(found.model_dump(mode="json", exclude={"steps"}))
         return
     for name, value in found.model_dump(mode="json", exclude={"steps"}).items():
-        out.print(f"{name:>20}  {value}")
+        out.print(f"{name:>20}  {_readable(name, value)}", highlight=False)
+
+
+def _readable(name: str, value: Any) -> str:
+    """A metric as a person reads it (`1,567/s`, not `1566.757493188011`); JSON keeps it exact."""
+    if isinstance(value, bool) or value is None:
+        return "-" if value is None else str(value).lower()
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if name.endswith("_per_s"):
+            return f"{value:,.0f}/s"
+        if name == "error_rate":
+            return f"{value:.2%}"
+        return f"{value:,.1f} s" if name.endswith("_s") else f"{value:,.3g}"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
 
 
 @app.command("metrics-server")

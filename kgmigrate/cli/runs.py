@@ -19,6 +19,7 @@ from kgmigrate.cli.common import (
     say,
     session,
     show_conflicts,
+    show_graph,
 )
 from kgmigrate.errors import KgmError
 from kgmigrate.model.records import MigrationStatus, RunRecord
@@ -34,7 +35,7 @@ def worker(
 ) -> None:
     """Run a Celery worker for the batch and/or control queue (scale by starting more)."""
     service.serve_worker([q.strip() for q in queues.split(",")], concurrency=concurrency,
-                         loglevel=loglevel)
+                         loglevel=loglevel, on_start=show_graph)
 
 @app.command()
 def upgrade(
@@ -46,7 +47,7 @@ def upgrade(
 ) -> None:
     """Apply pending migrations as batched tasks on the workers, with live progress."""
     _follow(lambda migrations: migrations.upgrade(target), wait=wait,
-            local_workers=local_workers, as_json=as_json)
+            local_workers=local_workers, as_json=as_json, creates=True)
 
 
 @app.command()
@@ -112,7 +113,7 @@ def abandon(
     you have settled by hand."""
     if as_json and not yes:
         raise KgmError("--json does not ask: add --yes")
-    with session() as migrations:
+    with session(as_json) as migrations:
         run = migrations.status(run_id)
         if run.status.is_final:
             raise KgmError(f"run {run.id} is {run.status}; there is nothing to abandon")
@@ -128,9 +129,11 @@ def abandon(
 def _follow(start: Callable[[Migrations], str | None], *, wait: bool,
             local_workers: int, as_json: bool,
             success: MigrationStatus = MigrationStatus.COMPLETED,
-            nothing: str = "Nothing to apply: the graph is up to date.") -> None:
-    """Start (or resume) a run, with local workers if asked, and follow it unless told not to."""
-    with session() as migrations, contextlib.ExitStack() as stack:
+            nothing: str = "Nothing to apply: the graph is up to date.",
+            creates: bool = False) -> None:
+    """Start (or resume) a run, with local workers if asked, and follow it unless told not to
+    (`creates`: the run may be the graph's first write)."""
+    with session(as_json, creates=creates) as migrations, contextlib.ExitStack() as stack:
         stack.enter_context(migrations.local_workers(local_workers))
         run_id = start(migrations)
         if run_id is None:

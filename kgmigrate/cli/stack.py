@@ -22,7 +22,8 @@ from kgmigrate.model.records import MigrationStatus
 from kgmigrate.runtime.settings import load_settings
 from kgmigrate.service import DEMO_GRAPH, DevStack, GraphSummary, Neo4jStatus, StackStatus
 
-stack_app = typer.Typer(no_args_is_help=True, help="The embedded graph + broker server.")
+stack_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                        help="The embedded graph + broker server.")
 app.add_typer(stack_app, name="stack")
 GraphOption = Annotated[str | None, typer.Option(
     "--graph", help="falkordb or neo4j: also start the embedded Neo4j (default: "
@@ -96,7 +97,7 @@ def sample(
     as_json: JsonFlag = False,
 ) -> None:
     """Load a Vitalyst-like sample graph into an empty graph."""
-    with session() as migrations, counting(quiet=as_json) as advance:
+    with session(as_json, creates=True) as migrations, counting(quiet=as_json) as advance:
         summary = migrations.load_sample(nodes, seed=seed, progress=advance)
     _show_summary(summary, as_json)
 
@@ -104,8 +105,7 @@ def sample(
 @app.command()
 def info(as_json: JsonFlag = False) -> None:
     """Show the graph server and what the graph holds."""
-    with session() as migrations:
-        target = migrations.backend.target
+    with session(as_json) as migrations:
         server = migrations.server()
         summary = migrations.summary()
         indexes = migrations.indexes()
@@ -113,7 +113,7 @@ def info(as_json: JsonFlag = False) -> None:
         print_json({"server": dataclasses.asdict(server), **dataclasses.asdict(summary),
                      "indexes": [dataclasses.asdict(i) for i in indexes]})
         return
-    out.print(f"graph: {target.display}  ({server.version})")
+    out.print(f"server: {server.version}", highlight=False)
     _show_summary(summary, False)
     for spec in indexes:
         out.print(f"  {spec.describe()}")
@@ -177,9 +177,14 @@ def demo(
                   f"{m.batches_done} batches, error rate {m.error_rate:.1%}, validation "
                   f"{'passed' if m.validation_success else m.validation_success}; written to "
                   + ", ".join(str(p) for p in paths))
+    # Later commands use the configured graph (default `vitalyst`), not the demo's: say how
+    # to point them at it, or `list` shows everything pending on an empty graph.
     explore = ("KGMIGRATE_STACK_GRAPH=neo4j" if endpoints.neo4j is not None
                else f"KGMIGRATE_GRAPH_NAME={DEMO_GRAPH}")
-    out.print(f"Explore with `{explore} kgmigrate history` (or list, "
-              f"status {run.id}); stop the server with `kgmigrate stack down`.")
+    out.print(f"The demo's graph is {endpoints.graph.display}. Other commands use the graph "
+              "your settings name (by default FalkorDB's `vitalyst`; each prints its graph "
+              f"first): point them at the demo's with `export {explore}`, then try "
+              f"`kgmigrate history`, `list`, `status {run.id}`. Stop the server with "
+              "`kgmigrate stack down`.", highlight=False)
     if run.status is not MigrationStatus.COMPLETED:
         raise typer.Exit(1)

@@ -29,7 +29,13 @@ from kgmigrate.dev.stack import live_pid, locked, wait_exit
 from kgmigrate.errors import StackError
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import demo
-from kgmigrate.runtime.settings import GraphTarget, Settings, child_environment, java_home
+from kgmigrate.runtime.settings import (
+    MEMORY_SIZE,
+    GraphTarget,
+    Settings,
+    child_environment,
+    java_home,
+)
 
 HOST = "127.0.0.1"
 PROJECT_DIR = Path(__file__).resolve().parents[2] / "tools" / "neo4j-server"
@@ -38,7 +44,6 @@ JVM_ROOT = Path("/usr/lib/jvm")
 _START_TIMEOUT_S = 180.0
 _STOP_TIMEOUT_S = 60.0
 _MAIN_CLASS = "kgmigrate.neo4j.Server"
-_MEMORY = re.compile(r"^(\d+)([kmg]?)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -131,7 +136,7 @@ def build(version: Neo4jVersion, *, quiet: bool = True) -> None:
 
 def parse_memory(text: str) -> int:
     """'512m' -> bytes; the JVM's own notation."""
-    found = _MEMORY.match(text.strip())
+    found = MEMORY_SIZE.match(text.strip())
     if not found:
         raise StackError(f"not a memory size: {text!r} (use e.g. 512m or 2g)")
     power = " kmg".index((found.group(2) or " ").lower())

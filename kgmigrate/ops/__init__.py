@@ -115,7 +115,7 @@ def rename_label(label: str, new: str, *, where: str | None = None,
 def retype_relationship(rel_type: str, new: str, *, from_label: str | None = None,
                         to_label: str | None = None, where: str | None = None,
                         **params: Any) -> RetypeRelationship:
-    """The ticket's `modify_relationship`: endpoints and properties kept; `from_label` and
+    """`modify_relationship` of the manager API: endpoints and properties kept; `from_label` and
     `to_label` narrow it to relationships between nodes with those labels."""
     if from_label is not None or to_label is not None:
         where = all_of(from_label and labelled("s", from_label),

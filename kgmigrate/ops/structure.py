@@ -68,7 +68,7 @@ class RenameLabel(OnEntities):
 
 @dataclass(frozen=True)
 class RetypeRelationship(OnEntities):
-    """The ticket's `modify_relationship`: same endpoints and properties, type `new`."""
+    """`modify_relationship` of the manager API: same endpoints and properties, type `new`."""
 
     new: str = ""
     kind = "retype_relationship"

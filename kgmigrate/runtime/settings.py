@@ -11,7 +11,9 @@ When neither a graph nor a broker URL is set, kgmigrate uses its embedded stack
 (`kgmigrate.dev.stack`), starting it on demand.
 """
 
+import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -26,6 +28,9 @@ NEO4J_SCHEMES = frozenset({"neo4j", "neo4j+s", "neo4j+ssc", "bolt", "bolt+s", "b
 FALKORDB_SCHEMES = frozenset({"falkordb"})
 BROKER_SCHEMES = frozenset({"redis", "rediss"})
 ENV_PREFIX = "KGMIGRATE_"
+LOG_FORMATS = ("json", "text")
+MEMORY_SIZE = re.compile(r"^(\d+)([kmg]?)$", re.IGNORECASE)  # the JVM's notation: 512m, 2g
+MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
 @dataclass(frozen=True)
@@ -136,8 +141,49 @@ class Settings(BaseSettings):
     # that expired before a live run's task came back would let a new upgrade take the lock
     lock_lease_s: float = Field(default=900.0, gt=0)  # every task of a run renews its lock
     hooks: str = ""  # comma-separated modules that register lifecycle hooks
-    log_format: str = "json"  # checked where it is used (kgmigrate.monitoring.logs)
+    log_format: str = "json"  # json or text (workers' and the exporter's own lines)
     log_level: str = "INFO"
+
+    # Every setting is checked here, when settings load, so that any command refuses a wrong
+    # value at once, not only the command that happens to use it (a worker, much later).
+
+    @field_validator("log_format")
+    @classmethod
+    def _log_format_is_known(cls, value: str) -> str:
+        if value.lower() not in LOG_FORMATS:
+            raise ValueError(f"{value!r} is not a log format; use {' or '.join(LOG_FORMATS)}")
+        return value.lower()
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level_is_known(cls, value: str) -> str:
+        if value.upper() not in logging.getLevelNamesMapping():
+            raise ValueError(f"{value!r} is not a log level; use DEBUG, INFO, WARNING, ERROR "
+                             "or CRITICAL")
+        return value.upper()
+
+    @field_validator("stack_neo4j_heap", "stack_neo4j_page_cache")
+    @classmethod
+    def _memory_size(cls, value: str) -> str:
+        if not MEMORY_SIZE.match(value.strip()):
+            raise ValueError(f"{value!r} is not a memory size; use e.g. 512m or 2g")
+        return value.strip()
+
+    @field_validator("hooks")
+    @classmethod
+    def _hooks_are_module_names(cls, value: str) -> str:
+        for module in (m.strip() for m in value.split(",")):
+            if module and not MODULE_NAME.match(module):
+                raise ValueError(f"{module!r} is not a module name (comma-separated modules, "
+                                 "e.g. mypackage.alerts)")
+        return value
+
+    @field_validator("flower_user")
+    @classmethod
+    def _flower_user_fits_basic_auth(cls, value: str | None) -> str | None:
+        if value is not None and (":" in value or "," in value):
+            raise ValueError("cannot contain ':' or ','")
+        return value
 
     @field_validator("graph_url")
     @classmethod

@@ -1,4 +1,5 @@
-"""Control tasks, registered by name on the shared app (the control queue)."""
+"""Control tasks, registered by name on the shared app (the control queue). What they share
+(their run's log context) is `ControlTask`."""
 
 from typing import Any
 
@@ -13,19 +14,20 @@ from kgmigrate.runtime.app import (
     app,
 )
 from kgmigrate.runtime.context import current
+from kgmigrate.runtime.tasks import ControlTask
 
 
-@app.task(name=START_RUN)  # type: ignore[untyped-decorator]
+@app.task(name=START_RUN, base=ControlTask, run_arg=0)  # type: ignore[untyped-decorator]
 def start_run(run_id: str) -> None:
     control.start_run(current(), app, run_id)
 
 
-@app.task(name=STEP_DONE)  # type: ignore[untyped-decorator]
+@app.task(name=STEP_DONE, base=ControlTask, run_arg=1)  # type: ignore[untyped-decorator]
 def step_done(results: list[dict[str, Any]], run_id: str, step_id: str) -> None:
     control.step_done(current(), app, results, run_id, step_id)
 
 
-@app.task(name=STEP_CRASHED)  # type: ignore[untyped-decorator]
+@app.task(name=STEP_CRASHED, base=ControlTask, run_arg=-2)  # type: ignore[untyped-decorator]
 def step_crashed(*args: Any) -> None:
     """Celery calls this with (failed task id) or (request, exc, traceback), then our
     (run_id, step_id): only the last two matter, plus the error when there is one."""
@@ -37,18 +39,18 @@ def step_crashed(*args: Any) -> None:
     control.fail(rt, run_id, step_id, f"a batch task crashed: {reason}", app=app)
 
 
-@app.task(name=START_ROLLBACK)  # type: ignore[untyped-decorator]
+@app.task(name=START_ROLLBACK, base=ControlTask, run_arg=0)  # type: ignore[untyped-decorator]
 def start_rollback(run_id: str, force: bool = False) -> None:
     rollback.start(current(), app, run_id, force=force)
 
 
-@app.task(name=ROLLBACK_STEP_DONE)  # type: ignore[untyped-decorator]
+@app.task(name=ROLLBACK_STEP_DONE, base=ControlTask, run_arg=1)  # type: ignore[untyped-decorator]
 def rollback_step_done(results: list[dict[str, Any]], run_id: str, step_id: str,
                        force: bool) -> None:
     rollback.step_done(current(), app, results, run_id, step_id, force)
 
 
-@app.task(name=ROLLBACK_CRASHED)  # type: ignore[untyped-decorator]
+@app.task(name=ROLLBACK_CRASHED, base=ControlTask, run_arg=-2)  # type: ignore[untyped-decorator]
 def rollback_crashed(*args: Any) -> None:
     """A restore task raised after its retries: stop, keep what was restored, say why."""
     *failure, run_id, _step_id = args

@@ -29,11 +29,19 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+class StatementRefused(KgmError):
+    """The server refused a step's statement for good: the caller reports it (a transient
+    error stays a `BackendError`, which the task base retries)."""
+
+    def __init__(self, cause: BackendError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
 def write_tagged(rt: Runtime, statement: str, params: dict[str, Any] | None = None, *,
-                 run_id: str, step_id: str, **tags: str) -> QueryResult | BackendError:
+                 run_id: str, step_id: str, **tags: str) -> QueryResult:
     """Run a step's statement, tagged with the run and step (and `tags`) for the server's
-    query log. A permanent error is returned for the caller to report; a transient one is
-    raised, so the task retries."""
+    query log. Raises `StatementRefused` for a permanent error."""
     metadata = {"kgmigrate_run": run_id, "kgmigrate_step": step_id,
                 **{f"kgmigrate_{name}": value for name, value in tags.items()}}
     try:
@@ -41,7 +49,7 @@ def write_tagged(rt: Runtime, statement: str, params: dict[str, Any] | None = No
     except BackendError as exc:
         if exc.transient:
             raise
-        return exc
+        raise StatementRefused(exc) from exc
 
 
 def run_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str) -> BatchResult:
@@ -69,11 +77,12 @@ def run_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str) -
                              batch_id=batch_id, worker=result.worker, at=utc_now().isoformat(),
                              started=started_at), **computed}
     statement = batch_statement(dialect, plan)
-    written = write_tagged(rt, statement, params, run_id=run_id, step_id=step_id,
-                           batch=batch_id)
-    if isinstance(written, BackendError):
+    try:
+        written = write_tagged(rt, statement, params, run_id=run_id, step_id=step_id,
+                               batch=batch_id)
+    except StatementRefused as refused:
         seconds = time.perf_counter() - started
-        return _aborted(rt, result, written, plan, statement=diagnosis_statement(
+        return _aborted(rt, result, refused.cause, plan, statement=diagnosis_statement(
             dialect, scope, plan.apply, plan.validation or "true"),
             params=dialect.batch_params(scope, address),
             seconds=seconds)
@@ -154,18 +163,19 @@ def run_statement(rt: Runtime, run_id: str, step_id: str, batch_id: str) -> Batc
         rt.lock.renew_for_run(run_id)
         if isinstance(plan, SchemaPlan):
             changed = apply_schema(rt, plan)
-            written: QueryResult | BackendError = QueryResult(counters=Counters(
+            written = QueryResult(counters=Counters(
                 **{"indexes_removed" if plan.drop else "indexes_added": int(changed)}))
         else:
             written = write_tagged(rt, plan.statement, run_id=run_id, step_id=step_id)
     except BackendError as exc:  # from the index DDL
         if exc.transient:
             raise
-        written = exc
+        return _failed(rt, result, f"statement failed: {exc}", time.perf_counter() - started)
+    except StatementRefused as refused:
+        return _failed(rt, result, f"statement failed: {refused}",
+                       time.perf_counter() - started)
     except KgmError as exc:
         return _failed(rt, result, str(exc), time.perf_counter() - started)
-    if isinstance(written, BackendError):
-        return _failed(rt, result, f"statement failed: {written}", time.perf_counter() - started)
     counters = {k: v for k, v in written.counters.model_dump().items() if v}
     rt.ledger.complete_statement(batch_id, run_id=run_id, step_id=step_id,
                                  worker=result.worker, counters=counters)

@@ -6,9 +6,8 @@ from typing import Literal
 from pydantic import BaseModel
 
 from kgmigrate.compile import SchemaPlan, StatementPlan
-from kgmigrate.engine.batch import apply_schema, worker_name, write_tagged
+from kgmigrate.engine.batch import StatementRefused, apply_schema, worker_name, write_tagged
 from kgmigrate.engine.undo import Shape, restore_statement
-from kgmigrate.errors import BackendError
 from kgmigrate.ledger import restore_step_id
 from kgmigrate.ledger.batches import is_repeat, restore_batch_id
 from kgmigrate.ledger.undo import IN_GRAPH
@@ -65,14 +64,14 @@ def restore_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: st
               "kgm_batch_id": rb_id, "kgm_run_id": run_id,
               "kgm_step_id": restore_step_id(step_id), "kgm_at": utc_now().isoformat(),
               "kgm_worker": worker_name()}
-    written = write_tagged(rt, statement, params, run_id=run_id, step_id=step_id,
-                           restore=batch_id)
-    if isinstance(written, BackendError):
-        if is_repeat(written):  # done by an earlier delivery
+    try:
+        row = write_tagged(rt, statement, params, run_id=run_id, step_id=step_id,
+                           restore=batch_id).single()
+    except StatementRefused as refused:
+        if is_repeat(refused):  # done by an earlier delivery
             return result.model_copy(update={"status": "skipped"})
         return result.model_copy(update={"status": "failed",
-                                         "error": f"restore of batch {seq} failed: {written}"})
-    row = written.single()
+                                         "error": f"restore of batch {seq} failed: {refused}"})
     return result.model_copy(update={
         "restored": int(row["restored"]), "conflicts": len(row["conflicts"]) + missing,
         "seconds": time.perf_counter() - started})
@@ -88,9 +87,10 @@ def _run_down(rt: Runtime, result: RestoreResult, plan: StatementPlan, run_id: s
             f"the Cypher step {plan.description!r} has no down statement; undo it by hand, "
             "then roll back again with --force")})
     for statement in undo:
-        failed = write_tagged(rt, statement, run_id=run_id, step_id=step_id)
-        if isinstance(failed, BackendError):
+        try:
+            write_tagged(rt, statement, run_id=run_id, step_id=step_id)
+        except StatementRefused as refused:
             return result.model_copy(update={"status": "failed",
-                                             "error": f"down statement failed: {failed}"})
+                                             "error": f"down statement failed: {refused}"})
     rt.ledger.mark_restored(result.batch_id, run_id, restore_step_id(step_id))
     return result.model_copy(update={"restored": 1, "seconds": time.perf_counter() - started})

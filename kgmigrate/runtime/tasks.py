@@ -1,6 +1,6 @@
-"""What every batch and restore task shares, in one place (as Dramatiq's middleware): the log
-context of its run and step, the retry of a transient graph error with exponential backoff,
-and the name Flower shows it under."""
+"""What tasks share, in one place (as Dramatiq's middleware): every batch and restore task the
+log context of its run and step, the retry of a transient graph error with exponential backoff,
+and the name Flower shows it under; every control task the log context of its run."""
 
 import logging
 from typing import Any
@@ -39,3 +39,18 @@ class StepTask(Task):  # type: ignore[misc]
         if "version" in kwargs and "step" in kwargs:
             return shown_name(self.name, kwargs["version"], kwargs["step"])
         return None
+
+
+class ControlTask(Task):  # type: ignore[misc]
+    """A control task (plan, callbacks, rollback steps): its log lines carry its run id. Where
+    that id sits differs per task (a chord callback gets the results first, an error callback
+    Celery's failure first), so each task names the position: `run_arg`, counted from the end
+    when negative. Control tasks are not retried: a failed one is settled by its run's state."""
+
+    run_arg = 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        index = self.run_arg if self.run_arg >= 0 else len(args) + self.run_arg
+        run_id = args[index] if 0 <= index < len(args) else None
+        with logs.context(run_id=run_id):
+            return super().__call__(*args, **kwargs)

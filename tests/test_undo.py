@@ -174,3 +174,11 @@ def test_a_label_op_keeps_whether_the_entity_had_the_label() -> None:
 def test_a_retype_keeps_whole_relationships_whatever_it_touches() -> None:
     plan = compile_op(ops.retype_relationship("TREATS", "CURES"), "neo4j")
     assert "__KGM_before:" in batch_statement(N, plan)
+
+
+def test_on_neo4j_the_restore_locks_what_it_compares_before_comparing() -> None:
+    statement = restore_statement(N, Shape("node", False, False), ["Item"])
+    lock = ("FOREACH (x IN [y IN [e] WHERE y IS NOT NULL] | SET x.`__KGM_lock` = true "
+            "REMOVE x.`__KGM_lock`)")
+    assert lock in statement and statement.index(lock) < statement.index(" AS ours")
+    assert "__KGM_lock" not in restore_statement(F, Shape("node", False, False), ["Item"])

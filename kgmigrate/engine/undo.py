@@ -52,7 +52,8 @@ def restore_statement(dialect: Dialect, shape: Shape, names: list[str], *,
                else _undo(dialect, shape, names))
     return " ".join([
         lock_restore(), undo.rows(conflicts_only=conflicts_only),
-        *_find_entities(dialect, shape), *_decide(dialect, shape, forced),
+        *_find_entities(dialect, shape), *_lock(dialect, shape),
+        *_decide(dialect, shape, forced),
         undo.mark(forced=forced), *restore, _report(dialect, shape)])
 
 
@@ -75,6 +76,17 @@ def _find_entities(dialect: Dialect, shape: Shape) -> list[str]:
                        f"WITH {'u, s, t' + (', e' if not shape.deletes else '')}, "
                        "coalesce(c1, c2) AS c")
     return clauses
+
+
+def _lock(dialect: Dialect, shape: Shape) -> list[str]:
+    """Take the write locks of what the restore compares before it compares (servers with
+    concurrent writers, `Dialect.lock`): read-committed, a write committed between the
+    comparison and the restore would be overwritten with the pre-image."""
+    lock = dialect.lock("x", undo.LOCK)
+    if not lock:
+        return []
+    bound = ", ".join(([] if shape.deletes else ["e"]) + (["c"] if shape.creates else []))
+    return [f"FOREACH (x IN [y IN [{bound}] WHERE y IS NOT NULL] | {lock})"] if bound else []
 
 
 def _carried(shape: Shape) -> str:

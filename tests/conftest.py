@@ -242,14 +242,17 @@ class Execution:
         self.stack = stack
         self.workers: list[subprocess.Popen[bytes]] = []
 
-    def start_worker(self, concurrency: int = 1,
-                     queues: str = "kgm.batches,kgm.control") -> "subprocess.Popen[bytes]":
+    def start_worker(self, concurrency: int = 1, queues: str = "kgm.batches,kgm.control", *,
+                     env: dict[str, str] | None = None, cwd: Path | None = None,
+                     ) -> "subprocess.Popen[bytes]":
+        """`env` overrides the test's settings for this worker, `cwd` is its working directory
+        (a worker on another host)."""
         log = (self.logs / f"worker-{len(self.workers) + 1}.log").open("ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "kgmigrate.cli", "worker", "--concurrency", str(concurrency),
              "--queues", queues],
-            env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            env={**os.environ, **self.env, **(env or {})}, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd)
         self.workers.append(process)
         return process
 

@@ -1,8 +1,10 @@
 """Rollback and resume paths beyond the common one, each tried where it could break: plain
 Cypher steps undone by their down section, index steps, `.cypher` files end to end, undo rows
 missing, a restore task that crashes, a forced pass after a first one, and a FAILED run
-resumed once its data is fixed. Real servers, real workers, both servers."""
+resumed once its data is fixed, and workers on other hosts sharing no directory. Real servers,
+real workers, both servers."""
 
+from pathlib import Path
 
 from kgmigrate import runs
 from kgmigrate.connect import resolve
@@ -203,3 +205,32 @@ def test_a_failed_run_resumed_after_its_data_is_fixed_completes_exactly_once(
         {"c": 1, "n": 500}]
     assert [(s.batches_done, s.entities_done) for s in run.steps] == [(1, 0), (5, 500)]
     assert [a.version for a in Ledger(graph).applied()] == ["V0001"]
+
+
+def test_workers_on_other_hosts_run_and_roll_back_sharing_no_directory(
+        execution: Execution, graph: GraphBackend, tmp_path: Path) -> None:
+    # Given a run that fails in its last batch and rolls itself back, known only to the caller,
+    # and its workers as if on two other hosts: each with its own working, backup and
+    # migrations directories (empty), one serving the batches, one the control queue
+    items(graph)
+    before = fingerprint(graph)
+    execution.write_migration("V0001__fail.py", INDEX_THEN_FAIL.format(last_valid=490))
+    hosts = {}
+    for host, queues in (("host-a", "kgm.batches"), ("host-b", "kgm.control")):
+        root = tmp_path / host
+        for sub in ("work", "backups", "migrations"):
+            (root / sub).mkdir(parents=True)
+        hosts[host] = root
+        execution.start_worker(queues=queues, cwd=root / "work", env={
+            "KGMIGRATE_BACKUP_DIR": str(root / "backups"),
+            "KGMIGRATE_MIGRATIONS_DIR": str(root / "migrations")})
+    # When it runs
+    run = runs.wait(graph, start(execution, graph), timeout_s=240)
+    # Then it ran, failed and rolled back exactly, and no worker wrote a file anywhere
+    assert run.status is MigrationStatus.ROLLED_BACK, run.error_log
+    assert run.steps[1].batches_done == 4
+    assert fingerprint(graph) == before
+    for root in hosts.values():
+        assert [p for p in root.rglob("*") if p.is_file()] == []
+    caller = Path(execution.env["KGMIGRATE_BACKUP_DIR"])
+    assert not caller.exists() or [p for p in caller.rglob("*") if p.is_file()] == []

@@ -1,6 +1,8 @@
 """Are the applied migrations' files still there and unchanged? (validate, and the refusal
-that `plan` and `upgrade` make when they are not)."""
+that `plan` and `upgrade` make when they are not.) Can the server take every value the
+migrations hold? (checked as they load)"""
 
+from kgmigrate.compile import sent_values
 from kgmigrate.errors import KgmError
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
@@ -11,7 +13,7 @@ from kgmigrate.model.records import (
     ValidationResult,
 )
 from kgmigrate.model.registry import Registry
-from kgmigrate.model.versions import Version
+from kgmigrate.model.versions import MigrationFileError, Version
 
 
 def list_migrations(backend: GraphBackend, registry: Registry) -> list[MigrationListing]:
@@ -62,3 +64,22 @@ def ensure_valid(backend: GraphBackend, registry: Registry) -> None:
     result = validate(backend, registry)
     if not result.valid:
         raise KgmError("; ".join(p.message for p in result.problems))
+
+
+def check_values(backend: GraphBackend, registry: Registry) -> None:
+    """Refuse a value the server cannot store (NaN, infinity, an integer past 64 bits, a NUL
+    character on FalkorDB) as the migrations load, naming the file, the step and the op's
+    field: every verb stops before writing anything, where the run would otherwise be
+    recorded and fail at that step."""
+    for version in registry.order:
+        migration = registry.migrations[version]
+        steps = [(f"step {i}", op) for i, op in enumerate(migration.definition.operations, 1)]
+        steps += [(f"down step {i}", op)
+                  for i, op in enumerate(migration.definition.down_operations, 1)]
+        for step, op in steps:
+            where = f"{migration.file.path.name}: {step} ({op.description})"
+            try:
+                for field, value in sent_values(op, backend.dialect.name).items():
+                    backend.check_value(value, field)
+            except KgmError as exc:
+                raise MigrationFileError(f"{where}: {exc}") from None

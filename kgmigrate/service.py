@@ -96,7 +96,11 @@ class Migrations:
         return open_store(self.settings.backup_dir)
 
     def registry(self) -> Registry:
-        return Registry.load(self.settings.migrations_dir)
+        """The migrations directory, loaded; refused if a value in it cannot be stored on
+        this graph's server (`checks.check_values`), before any verb writes."""
+        registry = Registry.load(self.settings.migrations_dir)
+        checks.check_values(self.backend, registry)
+        return registry
 
     # -- what is there ----------------------------------------------------------------------
 

@@ -10,9 +10,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 from kgmigrate.dev.stack import EmbeddedStack
+from kgmigrate.fingerprint import fingerprint
+from kgmigrate.graph.base import GraphBackend
 from kgmigrate.graph.falkordb import FalkorDBBackend
 from kgmigrate.runtime.settings import GraphTarget
 from tests.conftest import Execution, free_port, graph_env
@@ -216,6 +219,54 @@ def test_piped_progress_is_whole_plain_lines(stack: EmbeddedStack, falkordb: Fal
     assert len(lines[-1]) > 80 and "…" not in done.stderr
     statuses = [line.rsplit(", ", 1)[1] for line in lines]
     assert statuses.count("completed") == 1  # a line per change of status (and per 5 s)
+
+
+UNSTORABLE = [  # (the step, as a migration file writes it; what is refused, and why)
+    ('ops.add_property("Compound", "score", float("nan"))',
+     "step 1 (add :Compound.score = nan where absent): value: nan is not a finite number"),
+    ('ops.add_property("Compound", "score", float("inf"))',
+     "step 1 (add :Compound.score = inf where absent): value: inf is not a finite number"),
+    ('ops.add_property("Compound", "score", 2**64)',
+     "step 1 (add :Compound.score = 18446744073709551616 where absent): value: integer "
+     "18446744073709551616 does not fit in 64 bits"),
+    ('ops.batched("Compound", "SET e.score = $low", low=-2**63 - 1)',
+     "step 1 (on :Compound: SET e.score = $low): parameter low: integer "
+     "-9223372036854775809 does not fit in 64 bits"),
+    ('ops.add_property("Compound", "score", "a\\x00b")',
+     r"step 1 (add :Compound.score = 'a\x00b' where absent): value: 'a\x00b' contains a NUL "
+     "character, which this server cannot take in a string"),
+]
+
+
+@pytest.mark.parametrize(("step", "refusal"), UNSTORABLE, ids=["nan", "inf", "int", "param",
+                                                               "nul"])
+def test_a_value_the_server_cannot_store_is_refused_as_the_migrations_load(
+        server: str, graph: GraphBackend, execution: Execution, tmp_path: Path, step: str,
+        refusal: str) -> None:
+    """Issue 17, item 15: `plan` refused such a value naming the internal parameter
+    `op_value`, and `upgrade` recorded a run that failed at its first step and rolled back.
+    Now both name the file, the step and the value, and write nothing. A NUL character is
+    refused on FalkorDB only (its client sends parameters as query text; Bolt sends data)."""
+    graph.write("UNWIND range(1, 5) AS i CREATE (:Compound {i: i})")
+    execution.write_migration("V0001__unstorable.py",
+                              f"from kgmigrate import Migration, ops\n\n"
+                              f"migration = Migration(steps=[{step}])\n")
+    before = fingerprint(graph)
+    if server == "neo4j" and "NUL" in refusal:
+        assert run("plan", env=execution.env, cwd=tmp_path).returncode == 0
+        done = run("upgrade", "--local-workers", "1", env=execution.env, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        stored = graph.read("MATCH (c:Compound) RETURN collect(DISTINCT c.score) AS s")
+        assert stored.value("s") == ["a\x00b"]
+        return
+    for verb in ("plan", "upgrade"):
+        refused = run(verb, env=execution.env, cwd=tmp_path)
+        assert (refused.returncode, refused.stderr) == (
+            1, f"kgmigrate: error: V0001__unstorable.py: {refusal}\n"), verb
+    assert run("status", env=execution.env, cwd=tmp_path).stderr == (
+        "kgmigrate: error: no runs recorded yet\n")
+    assert fingerprint(graph) == before
+    assert graph.read("MATCH (n) RETURN count(n) AS n").value("n") == 5  # no ledger either
 
 
 def test_help_has_no_flag_placeholders_and_no_ticket() -> None:

@@ -6,7 +6,13 @@ Importing this package registers every op's implementation: `raw` for the raw op
 
 from kgmigrate.compile import properties, raw, structure, transforms
 from kgmigrate.compile.plans import BatchPlan, Plan, SchemaPlan, StatementPlan, Touches
-from kgmigrate.compile.registry import DIALECTS, compile_op, render, require_dialect
+from kgmigrate.compile.registry import (
+    DIALECTS,
+    compile_op,
+    render,
+    require_dialect,
+    sent_values,
+)
 
 __all__ = [
            "DIALECTS",
@@ -20,6 +26,7 @@ __all__ = [
            "raw",
            "render",
            "require_dialect",
+           "sent_values",
            "structure",
            "transforms",
 ]

@@ -68,6 +68,26 @@ def compile_op(op: Operation, dialect: str) -> Plan:
     return plan
 
 
+def sent_values(op: Operation, dialect: str) -> dict[str, Any]:
+    """The values `op`'s plan sends as parameters, each named as the migration wrote it, so
+    that a value a server cannot take is reported there: a rendering's own `op_value` is the
+    op's field `value`, the migration's own `$x` is `parameter x`. (A Python transform's
+    per-batch values exist only in the workers.)"""
+    scope = compile_op(op, dialect).scope
+    if scope is None:
+        return {}
+    declared = getattr(op, "params", {})
+    named = {}
+    for name, value in scope.params.items():
+        field = name.removeprefix("op_")
+        if name in declared:
+            name = f"parameter {name}"
+        elif field != name and hasattr(op, field):
+            name = field
+        named[name] = value
+    return named
+
+
 def _plan(op: Operation, dialect: str) -> Plan:
     planner = _planners.get(type(op))
     if planner is not None:

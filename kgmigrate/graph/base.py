@@ -4,7 +4,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from kgmigrate.cypher import identifiers as ident
 from kgmigrate.cypher.dialect import Dialect
@@ -27,6 +27,19 @@ class GraphBackend(ABC):
 
     dialect: Dialect
     target: GraphTarget  # where it connects; `target.display` is safe to show
+    # What this server takes beyond the portable values (see `check_params`)
+    native_types: ClassVar[tuple[type, ...]] = ()
+    nul_ok: ClassVar[bool] = False
+
+    def check_params(self, params: Params | None) -> dict[str, Any]:
+        """`params`, once every name and value is one this server takes exactly (else a
+        ParameterError naming the parameter): what the adapters run before sending."""
+        return check_params(params, self.native_types, nul_ok=self.nul_ok)
+
+    def check_value(self, value: Any, where: str) -> None:
+        """Refuse a value this server cannot store (a ParameterError, "`where`: why"): the
+        same rule, for a value not yet in a statement (a migration's, as it loads)."""
+        check_value(value, where, self.native_types, self.nul_ok)
 
     @abstractmethod
     def write(self, statement: str, params: Params | None = None, *,
@@ -144,39 +157,42 @@ def check_params(params: Params | None, native: tuple[type, ...] = (), *,
             ident.param_name(name)
         except IdentifierError as exc:
             raise ParameterError(str(exc)) from None
-        _check_value(value, name, native, nul_ok)
+        check_value(value, f"parameter {name}", native, nul_ok)
         checked[name] = value
     return checked
 
 
-def _check_value(value: Any, where: str, native: tuple[type, ...] = (),
-                 nul_ok: bool = False) -> None:
+def check_value(value: Any, where: str, native: tuple[type, ...] = (),
+                nul_ok: bool = False) -> None:
+    """`check_params` for one value; the ParameterError says "`where`: why"."""
     if value is None or isinstance(value, (bool, *native)):
         return
     if isinstance(value, int):
         if not -_INT64 <= value < _INT64:
-            raise ParameterError(f"parameter {where}: integer {value} does not fit in 64 bits")
+            raise ParameterError(f"{where}: integer {value} does not fit in 64 bits")
     elif isinstance(value, float):
         if not math.isfinite(value):
-            raise ParameterError(f"parameter {where}: {value} is not a finite number")
+            raise ParameterError(f"{where}: {value} is not a finite number")
     elif isinstance(value, str):
         if "\x00" in value and not nul_ok:
-            raise ParameterError(f"parameter {where}: strings must not contain NUL characters")
+            shown = repr(value) if len(value) <= 40 else f"{value[:37]!r}..."
+            raise ParameterError(f"{where}: {shown} contains a NUL character, which this "
+                                 "server cannot take in a string")
         if any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
-            raise ParameterError(f"parameter {where}: string contains a lone surrogate")
+            raise ParameterError(f"{where}: string contains a lone surrogate")
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
-            _check_value(item, f"{where}[{i}]", native, nul_ok)
+            check_value(item, f"{where}[{i}]", native, nul_ok)
     elif isinstance(value, dict):
         for key, item in value.items():
             try:
                 ident.validate(key, ident.Kind.PROPERTY, internal=True)
             except IdentifierError as exc:
-                raise ParameterError(f"parameter {where}: map key: {exc}") from None
-            _check_value(item, f"{where}.{key}", native, nul_ok)
+                raise ParameterError(f"{where}: map key: {exc}") from None
+            check_value(item, f"{where}.{key}", native, nul_ok)
     else:
         raise ParameterError(
-            f"parameter {where}: unsupported type {type(value).__name__} "
+            f"{where}: unsupported type {type(value).__name__} "
             "(use None, bool, int, float, str, list or dict)"
         )
 

@@ -20,7 +20,7 @@ from falkordb.path import Path
 from kgmigrate.cypher import identifiers as ident
 from kgmigrate.cypher.dialect import HI, LABELS, LO, FalkorDBDialect
 from kgmigrate.errors import BackendError
-from kgmigrate.graph.base import GraphBackend, Metadata, Params, check_params, plain_entity
+from kgmigrate.graph.base import GraphBackend, Metadata, Params, plain_entity
 from kgmigrate.graph.state import make_exact, state_rows
 from kgmigrate.graph.types import Counters, QueryResult, ServerInfo
 from kgmigrate.model.scope import BatchAddress, EntityKind, IndexSpec, Key, KeyRange, Scope
@@ -76,7 +76,7 @@ class FalkorDBBackend(GraphBackend):
 
     def _run(self, statement: str, params: Params | None, *, read_only: bool,
              timeout: float | None) -> QueryResult:
-        checked = check_params(params) or None
+        checked = self.check_params(params) or None
         timeout_ms = int(timeout * 1000) if timeout else self._query_timeout_ms
         try:
             try:
@@ -124,7 +124,7 @@ class FalkorDBBackend(GraphBackend):
     def explain(self, statement: str, params: Params | None = None) -> list[str]:
         """The execution plan FalkorDB would use, one operator per line."""
         try:
-            return list(self._graph.explain(statement, check_params(params) or None).plan)
+            return list(self._graph.explain(statement, self.check_params(params) or None).plan)
         except redis.exceptions.ResponseError as exc:
             raise BackendError(f"FalkorDB refused the statement: {exc}") from exc
 

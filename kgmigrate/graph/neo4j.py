@@ -17,7 +17,7 @@ from neo4j.graph import Node, Path, Relationship
 
 from kgmigrate.cypher.dialect import AFTER, LABELS, LIMIT, Neo4jDialect
 from kgmigrate.errors import BackendError, ConfigError
-from kgmigrate.graph.base import GraphBackend, Metadata, Params, check_params, plain_entity
+from kgmigrate.graph.base import GraphBackend, Metadata, Params, plain_entity
 from kgmigrate.graph.state import state_rows
 from kgmigrate.graph.types import Counters, QueryResult, ServerInfo
 from kgmigrate.graph.values import NATIVE_TYPES
@@ -40,6 +40,8 @@ SERVER_INFO = "CALL dbms.components() YIELD name, versions, edition RETURN name,
 
 class Neo4jBackend(GraphBackend):
     dialect: Neo4jDialect
+    native_types = NATIVE_TYPES  # Bolt sends these, and NUL characters, as data
+    nul_ok = True
 
     def __init__(self, target: GraphTarget, *, max_connections: int = 16,
                  query_timeout_s: float = 0.0, fetch_size: int = 10_000,
@@ -76,7 +78,7 @@ class Neo4jBackend(GraphBackend):
 
     def _run(self, statement: str, params: Params | None, metadata: Metadata | None,
              timeout: float | None, *, write: bool) -> QueryResult:
-        checked = check_params(params, NATIVE_TYPES, nul_ok=True)
+        checked = self.check_params(params)
 
         attempts = 0
 
@@ -95,7 +97,7 @@ class Neo4jBackend(GraphBackend):
     def explain(self, statement: str, params: Params | None = None) -> list[str]:
         """The execution plan Neo4j would use, one operator per line (depth first), as
         `Operator details`."""
-        checked = check_params(params, NATIVE_TYPES, nul_ok=True)
+        checked = self.check_params(params)
         with self._translate_errors(), self._driver.session(database=self._database) as session:
             query: Any = Query(f"EXPLAIN {statement}")
             plan = session.run(query, checked).consume().plan or {}
@@ -118,7 +120,7 @@ class Neo4jBackend(GraphBackend):
 
     def probe_write(self, statement: str, params: Params | None = None) -> QueryResult:
         """In an explicit transaction that is rolled back."""
-        checked = check_params(params, NATIVE_TYPES, nul_ok=True)
+        checked = self.check_params(params)
         with self._translate_errors(), self._driver.session(database=self._database) as session:
             tx = session.begin_transaction(metadata={"kgmigrate": "probe"})
             try:
@@ -129,7 +131,7 @@ class Neo4jBackend(GraphBackend):
     def run_autocommit(self, statement: str, params: Params | None = None) -> QueryResult:
         """In an implicit (auto-commit) transaction: the only kind that may run
         `CALL { ... } IN TRANSACTIONS`, which commits as it goes. Not retried by the driver."""
-        checked = check_params(params, NATIVE_TYPES, nul_ok=True)
+        checked = self.check_params(params)
         with self._translate_errors(), self._driver.session(database=self._database) as session:
             query: Any = Query(statement, metadata={"kgmigrate": "autocommit"})
             return _collected(session.run(query, checked))

@@ -80,9 +80,14 @@ class Migration:
     def operations(self) -> list[Operation]:
         return cast(list[Operation], self.steps)  # flattened and checked in __post_init__
 
+    @property
+    def down_operations(self) -> list[Operation]:
+        """The explicit inverse's steps (none when the inverse is the steps' own)."""
+        return cast(list[Operation], self.down or [])
+
     def reverse_steps(self) -> list[Operation]:
         if self.down is not None:
-            return cast(list[Operation], self.down)
+            return self.down_operations
         return [step.reverse() for step in reversed(self.operations)]
 
     @property

@@ -68,7 +68,7 @@ def backup_restore(
 ) -> None:
     """Replace what the snapshot covers (the whole graph, or its labels) with the snapshot.
     Writes applications made since then to those entities are lost: it asks first."""
-    with session(as_json, creates=True) as migrations:
+    with session(as_json, absent_ok=True) as migrations:
         manifest = migrations.backup_manifest(snapshot_id)
         scope = ", ".join(manifest.labels) or "the whole graph"
         if not yes and not typer.confirm(

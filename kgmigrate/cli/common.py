@@ -45,12 +45,13 @@ def dump(value: Any) -> Any:
 
 
 @contextlib.contextmanager
-def session(as_json: bool = False, *, creates: bool = False) -> Iterator[Migrations]:
+def session(as_json: bool = False, *, absent_ok: bool = False) -> Iterator[Migrations]:
     """The facade over the configured graph, closed afterwards. Says first which graph that
     is (the default, `vitalyst`, is easily not the one meant): a dim line on stdout, or on
     stderr with --json, so that stdout stays one JSON document. Only commands that may
-    create the graph (`creates`) accept one that does not exist."""
-    with Migrations(must_exist=not creates) as migrations:
+    create the graph, and services that may start before it exists, accept one that does not
+    exist (`absent_ok`): a read-only command on a mistyped name must not create it."""
+    with Migrations(must_exist=not absent_ok) as migrations:
         show_graph(migrations.graph, as_json)
         yield migrations
 

@@ -86,8 +86,9 @@ def metrics_server(
     runs: Annotated[int, typer.Option(min=1, help="How many recent runs to export.")] = 5,
 ) -> None:
     """Serve Prometheus metrics of migration runs (progress, batch latency, errors, retries,
-    rollbacks), read from the ledger at each scrape."""
-    with session() as migrations:
+    rollbacks), read from the ledger at each scrape. A service: it starts even before the
+    graph exists (deployed before the first migration), and reports it once it does."""
+    with session(absent_ok=True) as migrations:
         migrations.serve_metrics(host, port, runs, on_ready=lambda: out.print(
             f"kgmigrate metrics on http://{host}:{port}/metrics (Ctrl-C to stop)"))
 

@@ -47,7 +47,7 @@ def upgrade(
 ) -> None:
     """Apply pending migrations as batched tasks on the workers, with live progress."""
     _follow(lambda migrations: migrations.upgrade(target), wait=wait,
-            local_workers=local_workers, as_json=as_json, creates=True)
+            local_workers=local_workers, as_json=as_json, absent_ok=True)
 
 
 @app.command()
@@ -130,10 +130,10 @@ def _follow(start: Callable[[Migrations], str | None], *, wait: bool,
             local_workers: int, as_json: bool,
             success: MigrationStatus = MigrationStatus.COMPLETED,
             nothing: str = "Nothing to apply: the graph is up to date.",
-            creates: bool = False) -> None:
+            absent_ok: bool = False) -> None:
     """Start (or resume) a run, with local workers if asked, and follow it unless told not to
-    (`creates`: the run may be the graph's first write)."""
-    with session(as_json, creates=creates) as migrations, contextlib.ExitStack() as stack:
+    (`absent_ok`: the run may be the graph's first write)."""
+    with session(as_json, absent_ok=absent_ok) as migrations, contextlib.ExitStack() as stack:
         stack.enter_context(migrations.local_workers(local_workers))
         run_id = start(migrations)
         if run_id is None:

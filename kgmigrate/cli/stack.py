@@ -97,7 +97,7 @@ def sample(
     as_json: JsonFlag = False,
 ) -> None:
     """Load a Vitalyst-like sample graph into an empty graph."""
-    with session(as_json, creates=True) as migrations, counting(quiet=as_json) as advance:
+    with session(as_json, absent_ok=True) as migrations, counting(quiet=as_json) as advance:
         summary = migrations.load_sample(nodes, seed=seed, progress=advance)
     _show_summary(summary, as_json)
 

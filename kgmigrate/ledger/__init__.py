@@ -52,7 +52,8 @@ SCHEMA = [
     IndexSpec("node", "__KGMBatch", ("step_id",), internal=True),
     *undo.SCHEMA,
 ]
-UNDO_SHAPE = undo.shape(BATCH)
+UNDO_SHAPE = (f"OPTIONAL MATCH (b:{BATCH} {{id: $kgm_undo_batch}}) WITH b.entities AS expected "
+              f"{undo.ROWS_AND_NAMES}")
 
 APPEND_APPLIED = (
     f"OPTIONAL MATCH (dup:{MIGRATION} {{version: $version, state: 'applied'}}) "

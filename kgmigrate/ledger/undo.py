@@ -163,15 +163,13 @@ def mark(*, forced: bool) -> str:
     return f"SET u.{_p(CONFLICT)} = {keep}{forced_too}"
 
 
-def shape(batch_label: str) -> str:
-    """What a restore must know before it renders its statement: how many entities the batch
-    recorded (`expected`), how many undo rows it has, and every label or type they name."""
-    return (f"OPTIONAL MATCH (b:{batch_label} {{id: $kgm_undo_batch}}) "
-            "WITH b.entities AS expected "
-            f"OPTIONAL MATCH (u:{UNDO}) WHERE u.{_p(BATCH_ID)} = $kgm_undo_batch "
-            f"UNWIND coalesce(u.{_p(LABELS)}, []) + coalesce(u.{_p(LABELS_AFTER)}, []) + "
-            f"[u.{_p(TYPE)}] AS kgm_n "
-            "RETURN expected, count(DISTINCT u) AS rows, collect(DISTINCT kgm_n) AS names")
+# What a restore must know before it renders its statement (after the batch record's entity
+# count, `expected`, is bound: see `Ledger.undo_shape`): how many undo rows the batch has, and
+# every label or type they name.
+ROWS_AND_NAMES = (f"OPTIONAL MATCH (u:{UNDO}) WHERE u.{_p(BATCH_ID)} = $kgm_undo_batch "
+                  f"UNWIND coalesce(u.{_p(LABELS)}, []) + coalesce(u.{_p(LABELS_AFTER)}, []) + "
+                  f"[u.{_p(TYPE)}] AS kgm_n "
+                  "RETURN expected, count(DISTINCT u) AS rows, collect(DISTINCT kgm_n) AS names")
 
 
 CONFLICTS = (f"MATCH (u:{UNDO}) WHERE u.{_p(RUN_ID)} = $run_id AND u.{_p(CONFLICT)} IS NOT NULL "

@@ -51,6 +51,12 @@ class BatchPlan:
         """Whether the step has a proof beyond its batches being committed."""
         return bool(self.validation or self.check)
 
+    @property
+    def kept(self) -> Touches | None:
+        """The footprint its undo rows keep: a step that creates or deletes entities keeps
+        whole ones, whatever it touches."""
+        return None if self.creates or self.deletes else self.touches
+
 
 @dataclass(frozen=True)
 class StatementPlan:

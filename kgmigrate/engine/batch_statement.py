@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from kgmigrate.compile import BatchPlan, Touches
+from kgmigrate.compile import BatchPlan
 from kgmigrate.cypher.dialect import Dialect
 from kgmigrate.ledger import undo
 from kgmigrate.ledger.batches import complete_batch, lock_batch
@@ -73,7 +73,7 @@ def batch_statement(dialect: Dialect, plan: BatchPlan) -> str:
     scope = plan.scope
     valid = plan.validation or "true"
     made = plan.creates
-    touched = _touched(plan)
+    touched = plan.kept
     row = (undo.record_touched(dialect, scope.entity, touched.properties, touched.labels)
            if touched else undo.record(dialect, scope.entity, made=made, deletes=plan.deletes))
     return (
@@ -87,12 +87,6 @@ def batch_statement(dialect: Dialect, plan: BatchPlan) -> str:
         "RETURN n, bad, bad_keys, undo_props, dup, "
         "1 / (CASE WHEN dup OR bad > 0 OR st.status <> 'in_progress' THEN 0 ELSE 1 END) AS ok"
     )
-
-
-def _touched(plan: BatchPlan) -> Touches | None:
-    """The footprint the undo rows keep (a step that creates or deletes keeps whole entities:
-    see `kgmigrate.engine.undo.Shape.touched`)."""
-    return None if plan.creates or plan.deletes else plan.touches
 
 
 def _bound(dialect: Dialect, scope: Scope) -> str:
@@ -120,7 +114,7 @@ def batch_params(dialect: Dialect, plan: BatchPlan, address: BatchAddress, *, ru
                  step_id: str, batch_id: str, worker: str, at: str,
                  started: str | None = None) -> dict[str, Any]:
     """`started`: when the worker took the batch (default `at`), for its latency."""
-    touched = _touched(plan)
+    touched = plan.kept
     names = ({undo.TOUCHED: list(touched.properties),
               f"{undo.TOUCHED}_labels": list(touched.labels)} if touched else {})
     return {**dialect.batch_params(plan.scope, address), **names, "kgm_batch_id": batch_id,

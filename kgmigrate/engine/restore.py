@@ -57,7 +57,7 @@ def restore_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: st
             f"batch {seq}: {missing} of its {expected} undo records are missing from the graph; "
             "nothing of it was restored. Restore those entities by hand, then roll back with "
             "--force (it restores the rest and counts the missing as conflicts)")})
-    shape = Shape(plan.scope.entity, plan.creates is not None, plan.deletes, plan.touches)
+    shape = Shape(plan.scope.entity, plan.creates is not None, plan.deletes, plan.kept)
     statement = restore_statement(rt.backend.dialect, shape, names, conflicts_only=after_first,
                                   forced=force)
     params = {"kgm_undo_batch": batch_id, "kgm_names": names, "kgm_missing": missing,

@@ -19,18 +19,13 @@ from kgmigrate.model.scope import EntityKind
 @dataclass(frozen=True)
 class Shape:
     """What a step's apply does to the entities it is given (from the op's declaration):
-    `touches`, when known, is all it changes (`kgmigrate.compile.Touches`)."""
+    `touches`: the footprint its undo rows kept (`kgmigrate.compile.BatchPlan.kept`; None:
+    whole entities)."""
 
     entity: EntityKind
     creates: bool
     deletes: bool
     touches: Touches | None = None
-
-    @property
-    def touched(self) -> Touches | None:
-        """The footprint the undo rows were written with (a step that creates or deletes
-        entities keeps whole ones)."""
-        return None if self.creates or self.deletes else self.touches
 
 
 def restore_statement(dialect: Dialect, shape: Shape, names: list[str], *,
@@ -47,7 +42,7 @@ def restore_statement(dialect: Dialect, shape: Shape, names: list[str], *,
     `conflicts_only`: a forced pass after a first one revisits only its conflicts.
     Parameters: kgm_undo_batch, kgm_names (= `names`), kgm_missing (undo rows the batch
     should have and has not), kgm_batch_id, kgm_run_id, kgm_step_id, kgm_at, kgm_worker."""
-    touched = shape.touched
+    touched = shape.touches
     restore = (undo.restore_touched("x", touched.properties, touched.labels) if touched
                else _undo(dialect, shape, names))
     return " ".join([
@@ -98,7 +93,7 @@ def _decide(dialect: Dialect, shape: Shape, forced: bool) -> list[str]:
     """`ours`: everything is as the batch left it; `present`: the entity is there to restore;
     `there`: what the batch left is there at all (else someone deleted it); `go`: restore
     (ours, or forced, though an entity someone deleted stays deleted)."""
-    checks, touched = [], shape.touched
+    checks, touched = [], shape.touches
     if touched:
         checks.append(f"(e IS NOT NULL AND "
                       f"{undo.touched_intact(touched.properties, touched.labels)})")

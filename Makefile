@@ -1,4 +1,6 @@
-# kgmigrate: `make demo` and `make test` work from a fresh clone; each installs what it needs.
+# kgmigrate: `make demo` and `make test` work from a fresh clone; each installs what it needs,
+# and only that: the demo the Python dependencies (and on GRAPH=neo4j the Neo4j it runs); the
+# tests everything (`install`: also the Cypher linter, Chromium, every pinned Neo4j).
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -16,8 +18,9 @@ PYTHON ?= $(shell for p in python3.12 python3.13 python3 python; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' \
 	2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: install demo test lint typecheck bench stack-down clean lock
+.PHONY: install demo stack-neo4j test lint typecheck bench stack-down clean lock
 
+# Everything the tests need: the Cypher linter, the browser, every pinned Neo4j.
 install: $(PY_STAMP) $(NPM_STAMP) $(BROWSER) $(NEO4J_STAMP)
 
 # Runtime dependencies at the versions the image ships (deploy/requirements.lock).
@@ -53,21 +56,27 @@ $(NEO4J_STAMP): $(PY_STAMP) $(NEO4J_DIR)/pom.xml $(NEO4J_DIR)/versions.propertie
 	$(KGM) stack build --all
 	@touch $@
 
-# `make demo GRAPH=neo4j`: the same story on the embedded Neo4j.
-demo: install
-	KGMIGRATE_STACK_GRAPH=$(GRAPH) $(KGM) demo
+# The one Neo4j version the embedded stack runs (KGMIGRATE_STACK_NEO4J_VERSION, else the first
+# pinned), for the demo; `stack build` does nothing when it is built.
+stack-neo4j: $(PY_STAMP)
+	$(KGM) stack build
+
+# `make demo GRAPH=neo4j`: the same story on the embedded Neo4j. A demo graph that holds
+# anything is replaced only when asked (on a terminal) or with RESET=1 (`demo --reset`).
+demo: $(PY_STAMP) $(if $(filter neo4j,$(GRAPH)),stack-neo4j)
+	KGMIGRATE_STACK_GRAPH=$(GRAPH) $(KGM) demo$(if $(filter 1,$(RESET)), --reset)
 
 test: install lint
 	$(PY) -m pytest
 
-lint: install
+lint: $(PY_STAMP)
 	$(PY) -m ruff check kgmigrate orchestrator workers tests bench
 	$(PY) -m mypy
 
-bench: install
+bench: $(PY_STAMP) $(NEO4J_STAMP)
 	$(PY) bench/run.py
 
-stack-down: install
+stack-down: $(PY_STAMP)
 	$(KGM) stack down
 
 clean:

@@ -31,6 +31,7 @@ from kgmigrate.fingerprint import Fingerprint, fingerprint
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.graph.types import ServerInfo
 from kgmigrate.ledger import Ledger
+from kgmigrate.ledger.demo import DemoGraph
 from kgmigrate.ledger.lock import MigrationLock, default_holder
 from kgmigrate.model.records import (
     AppliedMigration,
@@ -51,7 +52,7 @@ from kgmigrate.runs import StepProgress, progress
 from kgmigrate.runtime.app import BATCH_QUEUE, CONTROL_QUEUE, QUEUE_MODULES, configure
 from kgmigrate.runtime.settings import GraphTarget, Settings, export, load_settings
 
-__all__ = ["BATCH_QUEUE", "CONTROL_QUEUE", "DEMO_GRAPH", "DevStack", "GraphSummary",
+__all__ = ["BATCH_QUEUE", "CONTROL_QUEUE", "DEMO_GRAPH", "DemoGraph", "DevStack", "GraphSummary",
            "Migrations", "Neo4jStatus", "PrunedRun", "RunReport", "StackStatus", "StepProgress",
            "default_author", "demo", "markdown", "new_migration", "progress", "serve_flower",
            "serve_worker"]
@@ -258,16 +259,24 @@ def default_author() -> str:
     return default_holder().split("@")[0]
 
 
-def demo(settings: Settings) -> Migrations:
+def demo(settings: Settings, *, replace: Callable[[GraphTarget, DemoGraph], bool]
+         ) -> Migrations:
     """The facade over the demo's own graph on the embedded stack, emptied first (and only
-    that graph: see `DevStack.reset_demo_graph`)."""
+    that graph: see `DevStack.reset_demo_graph`). A graph that holds anything (an earlier
+    demo, the user's own nodes, applied migrations) is emptied only when `replace`, told
+    what it holds, says so; otherwise it is left as it is and refused."""
     if settings.graph_url is not None:
         raise KgmError("the demo runs on the embedded stack; unset KGMIGRATE_GRAPH_URL")
     endpoints = resolve(settings)
     migrations = Migrations(settings, endpoints=endpoints,
                             backend=backend_for(endpoints.graph, settings, verify=True))
     try:
-        DevStack(settings).reset_demo_graph(migrations.backend, endpoints)
+        stack = DevStack(settings)
+        held = stack.demo_graph(migrations.backend, endpoints)
+        if not held.empty and not replace(migrations.graph, held):
+            raise KgmError(f"the demo's graph {migrations.graph.display} holds "
+                           f"{held.describe()}; left as it is")
+        stack.reset_demo_graph(migrations.backend, endpoints)
     except BaseException:
         migrations.close()
         raise

@@ -15,6 +15,7 @@ from kgmigrate.engine import undo
 from kgmigrate.engine.undo import Shape
 from kgmigrate.graph import IndexSpec, KeyList, Neo4jDialect, Scope
 from kgmigrate.graph import neo4j as neo4j_backend
+from kgmigrate.ledger import demo as ledger_demo
 from kgmigrate.ledger import lock
 from kgmigrate.ledger import undo as ledger_undo
 from kgmigrate.ops import BatchedCypher
@@ -145,6 +146,10 @@ def _ledger_and_lock() -> list[Rendered]:
         Rendered("lock/release", lock.RELEASE, lock_params),
         Rendered("lock/read", lock.READ, lock_params),
         Rendered("lock/break", lock.BREAK, lock_params),
+        Rendered("demo/holds-only-demo", ledger_demo.HOLDS_ONLY_DEMO),
+        Rendered("demo/mark", ledger_demo.MARK),
+        Rendered("demo/holds", ledger_demo.HOLDS, {"reserved": "__KGM"}),
+        Rendered("demo/runs", ledger_demo.RUNS),
         *[Rendered(f"count/{tag}", N.count_scope(scope), dict(scope.params))
           for tag, scope in _scopes()],
     ]

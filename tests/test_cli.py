@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import pty
 import re
 import subprocess
 import sys
@@ -13,19 +14,22 @@ from typing import Any
 import pytest
 import redis
 
+from kgmigrate.dev.neo4j_stack import EmbeddedNeo4j
 from kgmigrate.dev.stack import EmbeddedStack
 from kgmigrate.fingerprint import fingerprint
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.graph.falkordb import FalkorDBBackend
-from kgmigrate.runtime.settings import GraphTarget
+from kgmigrate.graph.neo4j import Neo4jBackend
+from kgmigrate.runtime.settings import GraphTarget, parse_graph_url
 from tests.conftest import Execution, free_port, graph_env
 
 KGM = [sys.executable, "-m", "kgmigrate.cli"]
 
 
-def run(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def run(*args: str, env: dict[str, str], cwd: Path,
+        stdin: int | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*KGM, *args], env={**os.environ, **env}, cwd=cwd, text=True,
-                          capture_output=True, timeout=300, check=False)
+                          stdin=stdin, capture_output=True, timeout=300, check=False)
 
 
 def test_stack_lifecycle_sample_and_info(tmp_path: Path) -> None:
@@ -166,6 +170,96 @@ def test_every_command_names_its_graph_and_the_demo_says_how_to_reach_its_own(
         assert re.fullmatch(r"[\d,]+\.\d s", metrics["duration_s"])
         assert (metrics["error_rate"], metrics["validation_success"]) == ("0.00%", "true")
         assert metrics["migrations"] == "V0001, V0002, V0003"
+    finally:
+        run("stack", "down", env=env, cwd=tmp_path)
+
+
+def demo_graph(env: dict[str, str]) -> GraphBackend:
+    """A connection of the test's own to the graph the demo of `env` fills."""
+    if env["KGMIGRATE_STACK_GRAPH"] == "neo4j":
+        neo4j = EmbeddedNeo4j(Path(env["KGMIGRATE_STACK_DIR"]) / "neo4j",
+                              int(env["KGMIGRATE_STACK_NEO4J_PORT"]))
+        return Neo4jBackend(neo4j.target)
+    return FalkorDBBackend(parse_graph_url(
+        f"falkordb://127.0.0.1:{env['KGMIGRATE_STACK_PORT']}/kgmigrate_demo"))
+
+
+def run_on_a_terminal(*args: str, typed: str, env: dict[str, str], cwd: Path
+                      ) -> subprocess.CompletedProcess[str]:
+    """The command with a terminal as its stdin (as `make demo` typed at a shell has), and
+    `typed` typed into it."""
+    typing, terminal = pty.openpty()
+    try:
+        os.write(typing, typed.encode())
+        return subprocess.run([*KGM, *args], env={**os.environ, **env}, cwd=cwd, text=True,
+                              stdin=terminal, capture_output=True, timeout=300, check=False)
+    finally:
+        os.close(typing)
+        os.close(terminal)
+
+
+@pytest.mark.timeout(900)  # up to three demo runs, and a JVM start on Neo4j, on a shared machine
+@pytest.mark.parametrize("server", ["falkordb", pytest.param("neo4j", marks=pytest.mark.neo4j)])
+def test_a_second_demo_leaves_what_its_graph_holds_unless_told_to_replace_it(
+        server: str, tmp_path: Path) -> None:
+    """Issue 17, item 9: a second `make demo` silently wiped and reloaded the demo graph,
+    the user's own work and applied migrations included."""
+    env = {**stack_env(tmp_path), "KGMIGRATE_STACK_GRAPH": server,
+           "KGMIGRATE_STACK_NEO4J_PORT": str(free_port()),
+           "KGMIGRATE_STACK_NEO4J_HEAP": "512m", "KGMIGRATE_STACK_NEO4J_PAGE_CACHE": "64m"}
+    demo_env = {**env, "KGMIGRATE_GRAPH_NAME": "kgmigrate_demo"}
+    args = ("demo", "--nodes", "40", "--workers", "1")
+    try:
+        # Given a first demo, on a stack with no demo graph yet: it asks nothing
+        first = run(*args, env=env, cwd=tmp_path, stdin=subprocess.DEVNULL)
+        assert first.returncode == 0, first.stderr
+        first_run = json.loads(run("history", "--json", env=demo_env, cwd=tmp_path).stdout)
+        assert [a["version"] for a in first_run] == ["V0001", "V0002", "V0003"]
+        # and a node of the user's own in the demo's graph
+        with demo_graph(env) as graph:
+            graph.write("CREATE (:Note {text: $text})", {"text": "mine"})
+            before = fingerprint(graph)
+            url = graph.target.display
+        held = f"the demo's graph {url} holds 41 nodes, migrations V0001, V0002, V0003 applied"
+
+        # When the demo runs again, not on a terminal (a script, CI)
+        again = run(*args, env=env, cwd=tmp_path, stdin=subprocess.DEVNULL)
+        # Then it refuses in one line naming the graph, what it holds and the flag
+        assert again.returncode == 1
+        assert again.stderr == (f"kgmigrate: error: {held}, 1 run recorded; the demo replaces "
+                                "it only when asked: `kgmigrate demo --reset` "
+                                "(`make demo RESET=1`)\n")
+        # When it runs on a terminal and the user answers no
+        declined = run_on_a_terminal(*args, typed="n\n", env=env, cwd=tmp_path)
+        # Then it asked first, and refuses
+        assert declined.returncode == 1
+        assert declined.stdout == (
+            f"The demo's graph {url} holds 41 nodes, migrations V0001, V0002, V0003 applied, "
+            "1 run recorded. Delete all of it and load the demo anew? [y/N]: ")
+        assert declined.stderr == f"kgmigrate: error: {held}, 1 run recorded; left as it is\n"
+        # and both times nothing was touched: the user's node, the data, the ledger
+        assert json.loads(run("history", "--json", env=demo_env, cwd=tmp_path).stdout) == (
+            first_run)
+        with demo_graph(env) as graph:
+            assert fingerprint(graph) == before
+            assert graph.read("MATCH (n:Note) RETURN n.text AS t").column("t") == ["mine"]
+
+        # When the user answers yes on a terminal (the prompt is the CLI's, the same on both
+        # servers: asked once), or gives --reset
+        answers = [lambda: run_on_a_terminal(*args, typed="y\n", env=env, cwd=tmp_path)]
+        for replace in [*(answers if server == "falkordb" else []),
+                        lambda: run(*args, "--reset", env=env, cwd=tmp_path,
+                                    stdin=subprocess.DEVNULL)]:
+            replaced = replace()
+            # Then the graph is the demo's anew: the user's node is gone, the chain is new
+            assert replaced.returncode == 0, replaced.stderr
+            history = json.loads(run("history", "--json", env=demo_env, cwd=tmp_path).stdout)
+            assert [a["version"] for a in history] == ["V0001", "V0002", "V0003"]
+            assert history[0]["run_id"] != first_run[0]["run_id"]
+            with demo_graph(env) as graph:
+                assert graph.read("MATCH (n:Note) RETURN count(n) AS n").value("n") == 0
+                graph.write("CREATE (:Note {text: $text})", {"text": "mine"})
+            first_run = history
     finally:
         run("stack", "down", env=env, cwd=tmp_path)
 

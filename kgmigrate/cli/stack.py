@@ -1,6 +1,7 @@
 """`kgmigrate stack ...`, `sample`, `info`, `demo`: the embedded servers and the sample graph."""
 
 import dataclasses
+import sys
 from typing import Annotated
 
 import typer
@@ -18,9 +19,17 @@ from kgmigrate.cli.common import (
     session,
     show_run,
 )
+from kgmigrate.errors import KgmError
 from kgmigrate.model.records import MigrationStatus
-from kgmigrate.runtime.settings import load_settings
-from kgmigrate.service import DEMO_GRAPH, DevStack, GraphSummary, Neo4jStatus, StackStatus
+from kgmigrate.runtime.settings import GraphTarget, load_settings
+from kgmigrate.service import (
+    DEMO_GRAPH,
+    DemoGraph,
+    DevStack,
+    GraphSummary,
+    Neo4jStatus,
+    StackStatus,
+)
 
 stack_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                         help="The embedded graph + broker server.")
@@ -138,14 +147,29 @@ def _show_summary(summary: GraphSummary, as_json: bool) -> None:
 def demo(
     nodes: Annotated[int, typer.Option(min=4, help="Size of the sample graph.")] = 200_000,
     workers: Annotated[int, typer.Option(min=1, help="Local worker processes.")] = 2,
+    reset: Annotated[bool, typer.Option(
+        "--reset", help="Replace the demo's graph even when it holds something (an earlier "
+        "demo, nodes of your own, applied migrations): all of it is deleted.")] = False,
 ) -> None:
     """The whole story on the embedded stack: a sample knowledge graph, the migrations in
     KGMIGRATE_MIGRATIONS_DIR run as batches on local workers with live progress, the report.
 
-    Only the demo's own graph (`kgmigrate_demo`) is replaced; nothing else is touched.
+    Only the demo's own graph (`kgmigrate_demo`) is replaced; nothing else is touched. When
+    that graph holds anything, the demo asks first (on a terminal) or refuses unless --reset.
     """
     settings = load_settings(graph_name=DEMO_GRAPH)
-    with service.demo(settings) as migrations:
+
+    def replace(graph: GraphTarget, held: DemoGraph) -> bool:
+        if reset:
+            return True
+        what = f"the demo's graph {graph.display} holds {held.describe()}"
+        if not sys.stdin.isatty():
+            raise KgmError(f"{what}; the demo replaces it only when asked: "
+                           "`kgmigrate demo --reset` (`make demo RESET=1`)")
+        return typer.confirm(f"{what[0].upper()}{what[1:]}. Delete all of it and load the "
+                             "demo anew?")
+
+    with service.demo(settings, replace=replace) as migrations:
         endpoints = migrations.endpoints
         assert endpoints.stack is not None
         out.print(f"[bold]1.[/] embedded stack up on "

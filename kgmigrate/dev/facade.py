@@ -12,6 +12,8 @@ from kgmigrate.dev.stack import EmbeddedStack, StackStatus
 from kgmigrate.errors import KgmError
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.graph.falkordb import FalkorDBBackend
+from kgmigrate.ledger import demo
+from kgmigrate.ledger.demo import DemoGraph
 from kgmigrate.runtime.settings import Settings
 
 DEMO_GRAPH = "kgmigrate_demo"
@@ -63,18 +65,34 @@ class DevStack:
             build_neo4j(neo4j_version)
             yield Built(neo4j_version, already)
 
+    def demo_graph(self, backend: GraphBackend, endpoints: Endpoints) -> DemoGraph:
+        """What the demo's own graph holds (FalkorDB's `kgmigrate_demo` graph, or the embedded
+        Neo4j's database), read only; refused when that database is not the demo's."""
+        self._only_the_demos(backend, endpoints)
+        return demo.holds(backend)
+
     def reset_demo_graph(self, backend: GraphBackend, endpoints: Endpoints) -> None:
-        """Replace the demo's own graph, and nothing else: FalkorDB's `kgmigrate_demo` graph,
-        or the embedded Neo4j's database when it is empty or holds only an earlier demo."""
+        """Empty the demo's own graph, and nothing else: FalkorDB's `kgmigrate_demo` graph,
+        or the embedded Neo4j's database when it is empty or holds only an earlier demo
+        (`demo_graph` says what would be lost)."""
+        self._only_the_demos(backend, endpoints)
         if isinstance(backend, FalkorDBBackend):
             backend.delete_graph()
+            return
+        assert endpoints.neo4j is not None
+        endpoints.neo4j.empty(backend)
+
+    @staticmethod
+    def _only_the_demos(backend: GraphBackend, endpoints: Endpoints) -> None:
+        """The embedded Neo4j's database is the demo's when it is empty or an earlier demo
+        marked it; any other is refused, whatever the user allows."""
+        if isinstance(backend, FalkorDBBackend):
             return
         assert endpoints.neo4j is not None
         if not endpoints.neo4j.holds_only_demo(backend):
             raise KgmError("the embedded Neo4j holds data that is not the demo's; the demo "
                            "only replaces its own. Stop it (`kgmigrate stack down`) and use "
                            "another KGMIGRATE_STACK_DIR, or empty it yourself")
-        endpoints.neo4j.empty(backend)
 
     def mark_demo(self, backend: GraphBackend, endpoints: Endpoints) -> None:
         """On the embedded Neo4j: a later demo may replace what this one loads."""

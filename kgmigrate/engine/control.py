@@ -108,8 +108,9 @@ def _launch_next(rt: Runtime, app: Celery, run: RunRecord) -> None:
 def step_done(rt: Runtime, app: Celery, results: list[dict[str, Any]], run_id: str,
               step_id: str) -> None:
     step = rt.ledger.step(step_id)
-    if step.status in FINAL_STEP:
-        return  # a repeated callback: already decided
+    if step.status in FINAL_STEP:  # a repeated callback: decided, but perhaps not carried out
+        redrive(rt, app, run_id)
+        return
     try:
         _decide(rt, app, [BatchResult(**r) for r in results], rt.ledger.require_run(run_id), step)
     except StatusTransitionError as exc:  # a second delivery of this callback decided first
@@ -117,6 +118,28 @@ def step_done(rt: Runtime, app: Celery, results: list[dict[str, Any]], run_id: s
     except Exception as exc:  # a bug or a lost server must not leave the run hanging
         log.exception("step %s of run %s could not be finished", step.order, run_id)
         fail(rt, run_id, step_id, f"step {step.order} could not be finished: {exc}", app=app)
+
+
+def redrive(rt: Runtime, app: Celery, run_id: str) -> None:
+    """Carry a run on from what the ledger says, for a control task delivered again.
+
+    Its first delivery may have died after deciding and before its launch was sent whole: a
+    chord cut short mid-publish has no size in the result backend and never calls back, and
+    then nothing else would move the run. So a repeat launches again whatever is left. That is
+    safe because every batch and restore is exactly once in the ledger (a duplicate is
+    skipped) and a duplicate callback arrives here again instead of deciding twice."""
+    run = rt.ledger.require_run(run_id)
+    if run.status is MigrationStatus.ROLLING_BACK:
+        rollback.relaunch(rt, app, run)
+        return
+    if run.status not in (MigrationStatus.IN_PROGRESS, MigrationStatus.VALIDATING):
+        return  # ended, failed or blocked: a person decides what comes next
+    log.info("run %s: a repeated control task carries it on from the ledger", run_id)
+    failed = next((s for s in run.steps if s.status is MigrationStatus.FAILED), None)
+    if failed is not None:  # its failure was recorded but not carried out
+        fail(rt, run_id, failed.id, failed.error or f"step {failed.order} failed", app=app)
+        return
+    _launch_next(rt, app, run)
 
 
 def _decide(rt: Runtime, app: Celery, results: list[BatchResult], run: RunRecord,
@@ -133,7 +156,8 @@ def _decide(rt: Runtime, app: Celery, results: list[BatchResult], run: RunRecord
              counters=counters, app=app,
              validation="failed" if any(r.offending for r in failed) else None)
         return
-    rt.ledger.transition(run.id, MigrationStatus.VALIDATING)
+    if run.status is not MigrationStatus.VALIDATING:  # else a repeat after a cut-short check
+        rt.ledger.transition(run.id, MigrationStatus.VALIDATING)
     rt.ledger.update_step(step.id, status=MigrationStatus.VALIDATING)
     problem, proved = _validate_step(rt, step)
     if problem:
@@ -189,9 +213,11 @@ def _record_applied(rt: Runtime, run: RunRecord, version: str) -> None:
     started = min((s.started_at for s in steps if s.started_at), default=None)
     duration = int((utc_now() - started).total_seconds() * 1000) if started else 0
     metadata = MigrationMetadata(**meta, steps=[])
+    applied = {a.version: a.run_id for a in rt.ledger.applied()}
     if metadata.direction == "down":
-        rt.ledger.record_downgraded(metadata, run_id=run.id, duration_ms=duration)
-    else:
+        if version in applied:  # else recorded by an earlier delivery of this decision
+            rt.ledger.record_downgraded(metadata, run_id=run.id, duration_ms=duration)
+    elif applied.get(version) != run.id:
         rt.ledger.record_applied(metadata, run_id=run.id, duration_ms=duration)
 
 

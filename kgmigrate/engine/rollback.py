@@ -35,6 +35,14 @@ def start(rt: Runtime, app: Celery, run_id: str, *, force: bool) -> None:
     _launch_from(rt, app, run, max((s.order for s in run.steps), default=0), force)
 
 
+def relaunch(rt: Runtime, app: Celery, run: RunRecord) -> None:
+    """Launch again what is left of a rollback whose launch may have been cut short (see
+    `control.redrive`): restores already recorded are left out, duplicates are skipped."""
+    if run.status is MigrationStatus.ROLLING_BACK:
+        log.info("run %s: the rollback is launched again from the ledger", run.id)
+        _launch_from(rt, app, run, max((s.order for s in run.steps), default=0), False)
+
+
 def _launch_from(rt: Runtime, app: Celery, run: RunRecord, order: int, force: bool) -> None:
     """The highest step at or below `order` with committed work gets its chord."""
     for step in sorted(run.steps, key=lambda s: s.order, reverse=True):

@@ -36,6 +36,7 @@ from kgmigrate.ledger.lock import MigrationLock, default_holder
 from kgmigrate.model.records import (
     AppliedMigration,
     Conflict,
+    FailedBatch,
     LockInfo,
     MigrationListing,
     PlannedMigration,
@@ -155,6 +156,10 @@ class Migrations:
     def conflicts(self, run: RunRecord) -> list[Conflict]:
         """What a rollback left as it was (or restored only because it was forced)."""
         return runs.conflicts(self.backend, run)
+
+    def failed_batches(self, run: RunRecord) -> list[FailedBatch]:
+        """The run's failed batches, with the entities that failed their validation."""
+        return Ledger(self.backend).failed_batches(run)
 
     def unlock(self, *, force: bool = False) -> LockInfo | None:
         """Clear the migration lock: an expired one always, a live one only with `force`;

@@ -86,7 +86,8 @@ def _sample() -> list[Rendered]:
 def _ledger_and_lock() -> list[Rendered]:
     at = "2026-11-24T12:00:00.000+00:00"
     step = {"id": "step_1", "order": 1, "version": "V0001", "description": "d",
-            "operation": "cypher", "batched": False, "spec": "{}", "batch_size": 10_000}
+            "operation": "cypher", "batched": False, "spec": "{}", "batch_size": 10_000,
+            "business_key": "cid"}
     lock_params = {"name": "migrations", "holder": "a@h:1", "run_id": "run_1", "host": "h",
                    "pid": 1, "lease_ms": 60_000, "token": 3}
     return [
@@ -114,8 +115,10 @@ def _ledger_and_lock() -> list[Rendered]:
         Rendered("ledger/upsert-batch", ledger.UPSERT_BATCH, {
             "id": "batch_1", "run_id": "run_1", "step_id": "step_1", "seq": 1,
             "status": "completed", "attempts": 1, "worker": "w", "entities": 10,
-            "counters": "{}", "error": None, "started_at": at, "finished_at": at}),
+            "counters": "{}", "error": None, "started_at": at, "finished_at": at,
+            "failing": 2, "checked": 10, "offending": '[{"key": "4:a:1"}]'}),
         Rendered("ledger/read-batches", ledger.READ_BATCHES, {"step_id": "step_1"}),
+        Rendered("ledger/failed-batches", ledger.FAILED_BATCHES, {"step_id": "step_1"}),
         Rendered("ledger/update-step", ledger.UPDATE_STEP, {
             "id": "step_1", "status": "completed", "batches_total": 4, "batches_done": 4,
             "entities_total": 10, "entities_done": 10, "counters": "{}", "started_at": at,
@@ -178,6 +181,8 @@ def _execution() -> list[Rendered]:
                 N, compile_op(retype, "neo4j")), params))
         out.append(Rendered(f"diagnosis/{tag}", execution.diagnosis_statement(
             N, scope, "SET e.reviewed = false", "e.reviewed = true"), params))
+        out.append(Rendered(f"diagnosis/{tag}/business-key", execution.diagnosis_statement(
+            N, scope, "SET e.reviewed = false", "e.reviewed = true", HOSTILE), params))
         out.append(Rendered(f"step-validation/{tag}", execution.step_validation_statement(
             N, scope, "e.reviewed IS NOT NULL"), dict(scope.params)))
     return out

@@ -122,7 +122,8 @@ def test_a_failing_validation_leaves_the_run_failed_with_batch_and_keys(
     run = runs.wait(graph, start(execution, graph), timeout_s=180)
     assert run.status is MigrationStatus.FAILED
     assert "step 2" in (run.error_log or "")
-    assert "10 entities failed validation `e.i <= 99980`" in (run.error_log or "")
+    assert ("batch 10: 10 of 5,000 entities failed validation `e.i <= 99980`: keys "
+            in (run.error_log or ""))
     steps = {s.order: s for s in run.steps}
     assert steps[1].status is MigrationStatus.COMPLETED
     assert steps[2].status is MigrationStatus.FAILED

@@ -118,7 +118,8 @@ def test_ledger_reads_use_indexes_not_a_scan_of_the_user_graph(
     Ledger(graph).ensure_schema()
     params = {"id": "run_x", "step_id": "step_x", "allowed_from": ["pending"], "status": "x",
               "entry": "x", "error": None, "finished_at": None}
-    for statement in (L.READ_RUN, L.READ_STEPS, L.RUN_STATUS, L.READ_BATCHES, L.TRANSITION):
+    for statement in (L.READ_RUN, L.READ_STEPS, L.RUN_STATUS, L.READ_BATCHES, L.FAILED_BATCHES,
+                      L.TRANSITION):
         plan = "\n".join(graph.explain(statement, params))  # type: ignore[attr-defined]
         seek = "Index Scan" if graph.dialect.name == "falkordb" else "IndexSeek"
         assert seek in plan, f"{statement}\n{plan}"

@@ -103,7 +103,7 @@ def test_metrics_scraped_during_a_real_run_match_the_ledger(
     batches = sample(during, "kgmigrate_run_batches", run_id=run_id, kind="done")
     assert before[0] <= done <= after[0] and before[1] <= batches <= after[1]
     assert sample(during, "kgmigrate_run_info", run_id=run_id, status="in_progress",
-                  migrations="V0001") == 1
+                  direction="up", migrations="V0001") == 1
     run = _wait(graph, run_id)
     assert run.status is MigrationStatus.COMPLETED, run.error_log
     # And once the run has ended they equal the ledger exactly

@@ -262,6 +262,12 @@ def test_neo4j_values_survive_a_rollback_and_a_downgrade_exactly(
     # When it is rolled back from the undo log, every value is as it was, to the nanosecond
     assert run.status is MigrationStatus.ROLLED_BACK, run.error_log
     assert "failed validation `e.i <= 90`" in (run.error_log or "")
+    # (and the failed batch keeps the values of the entities that failed, Neo4j's own types
+    # as the text people read)
+    failed = Ledger(graph).failed_batches(run)
+    assert sum(f.failing or 0 for f in failed) == 10
+    assert {(o.properties["d"], o.properties["du"]) for f in failed for o in f.offending} == {
+        ("2024-02-29", "P1Y2M3DT4H5M6.000000007S")}
     assert run.steps[0].batches_done == 3  # step 1 had rewritten every map before the failure
     same_on_the_server(graph)
     assert fingerprint(graph) == digest

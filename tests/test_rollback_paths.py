@@ -192,7 +192,8 @@ def test_a_failed_run_resumed_after_its_data_is_fixed_completes_exactly_once(
         execution: Execution, graph: GraphBackend) -> None:
     # Given a run failed by ten items its validation rejects
     run = failed_run(execution, graph)
-    assert "10 entities failed validation" in (run.error_log or "")
+    assert "batch 5: 10 of 100 entities failed validation `e.i <= 490`: keys " in (
+        run.error_log or "")
     # When the data is fixed (the ten items now pass) and the run resumed
     graph.write("MATCH (e:Item) WHERE e.i > 490 SET e.i = e.i - 1000")
     runs.resume(graph, resolve(load_settings()), run.id)

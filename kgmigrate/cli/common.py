@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kgmigrate.model.records import Conflict, MigrationStatus, RunRecord
+from kgmigrate.model.records import Conflict, FailedBatch, MigrationStatus, RunRecord
 from kgmigrate.runtime.settings import GraphTarget
 from kgmigrate.service import Migrations, StepProgress, progress
 
@@ -122,7 +122,9 @@ def _plain(line: str) -> None:
 
 
 def show_run(run: RunRecord) -> None:
-    out.print(f"run {run.id}: [bold]{run.status}[/]  migrations {', '.join(run.migrations)}")
+    target = f" (target {escape(run.target)})" if run.target else ""
+    out.print(f"run {run.id}: [bold]{run.status}[/]  {run.kind}  migrations "
+              f"{', '.join(run.migrations)}{target}", highlight=False)
     out.print(f"  by {run.created_by}; history: {' -> '.join(run.history)}", highlight=False)
     if run.error_log:
         out.print(f"  [red]error:[/] {escape(run.error_log)}", highlight=False)
@@ -147,6 +149,25 @@ def show_conflicts(conflicts: list[Conflict], limit: int = 20) -> None:
                   f"{escape(c.reason)}; now {escape(str(c.now))[:200]}", highlight=False)
     if len(conflicts) > limit:
         out.print(f"  ... and {len(conflicts) - limit} more (`kgmigrate status RUN --json`)")
+
+
+def show_offending(run_id: str, failed: list[FailedBatch], limit: int = 5) -> None:
+    """The first entities that failed validation, with their values after the change."""
+    for batch in failed:
+        if not batch.offending:
+            continue
+        shown = batch.offending[:limit]
+        out.print(f"  step {batch.step} batch {batch.batch}: {batch.failing or 0:,} of "
+                  f"{batch.checked or 0:,} entities failed validation; the first {len(shown)}, "
+                  "with their values after the change:", highlight=False)
+        for entity in shown:
+            named = "".join(f"{name} {value!r} " for name, value in entity.business_key.items())
+            out.print(f"    {escape(named)}(key {entity.key}): "
+                      f"{escape(json.dumps(entity.properties, default=str)[:200])}",
+                      highlight=False)
+        if len(batch.offending) > len(shown):
+            out.print(f"    ... (`kgmigrate status {run_id} --json` and `kgmigrate report "
+                      f"{run_id}` show the first {len(batch.offending)})", highlight=False)
 
 
 def follow(migrations: Migrations, run_id: str, *, quiet: bool = False) -> RunRecord:

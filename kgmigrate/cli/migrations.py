@@ -20,6 +20,7 @@ from kgmigrate.cli.common import (
     print_json,
     session,
     show_conflicts,
+    show_offending,
     show_run,
 )
 from kgmigrate.model.records import MigrationStatus
@@ -147,12 +148,15 @@ def status(
         conflicts = (migrations.conflicts(run)
                      if run.status in ROLLBACK_STATES | {MigrationStatus.ROLLED_BACK}
                      else [])
+        failed = migrations.failed_batches(run)
     if as_json:
         print_json({**run.model_dump(mode="json"),
-                     "conflicts": [c.model_dump(mode="json") for c in conflicts]})
+                     "conflicts": [c.model_dump(mode="json") for c in conflicts],
+                     "failed_batches": [f.model_dump(mode="json") for f in failed]})
         return
     show_run(run)
     show_conflicts(conflicts)
+    show_offending(run.id, failed)
 
 
 @app.command()

@@ -20,6 +20,7 @@ from kgmigrate.cli.common import (
     session,
 )
 from kgmigrate.errors import KgmError
+from kgmigrate.model.records import DIRECTION_WORDS
 
 
 @app.command()
@@ -63,7 +64,10 @@ def metrics(
 
 
 def _readable(name: str, value: Any) -> str:
-    """A metric as a person reads it (`1,567/s`, not `1566.757493188011`); JSON keeps it exact."""
+    """A metric as a person reads it (`1,567/s`, not `1566.757493188011`; `downgrade`, not
+    `down`); JSON keeps it exact."""
+    if name == "direction":
+        return str(DIRECTION_WORDS.get(value, value))
     if isinstance(value, bool) or value is None:
         return "-" if value is None else str(value).lower()
     if isinstance(value, int):

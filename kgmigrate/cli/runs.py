@@ -118,7 +118,8 @@ def abandon(
         if run.status.is_final:
             raise KgmError(f"run {run.id} is {run.status}; there is nothing to abandon")
         if not yes and not typer.confirm(
-                f"Abandon run {run.id} ({run.status}, migrations {', '.join(run.migrations)})"
+                f"Abandon run {run.id} ({run.status} {run.kind}, migrations "
+                f"{', '.join(run.migrations)})"
                 "? Nothing it changed is undone."):
             raise typer.Exit(1)
         run = migrations.abandon(run.id, reason=reason)
@@ -155,7 +156,7 @@ def _finish_output(run: RunRecord, as_json: bool,
         print_json(run.model_dump(mode="json"))
     else:
         color = "green" if run.status is success else "red"
-        out.print(f"run {run.id}: [bold {color}]{run.status}[/]")
+        out.print(f"run {run.id}: [bold {color}]{run.status}[/]  {run.kind}", highlight=False)
         if run.error_log:
             out.print(f"  {escape(run.error_log)}", highlight=False)
     if run.status is not success:

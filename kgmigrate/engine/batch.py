@@ -19,7 +19,7 @@ from kgmigrate.errors import BackendError, KgmError
 from kgmigrate.graph.types import Counters, QueryResult
 from kgmigrate.ledger.batches import is_repeat
 from kgmigrate.ledger.lock import LockLostError
-from kgmigrate.model.records import BatchRecord, MigrationStatus, utc_now
+from kgmigrate.model.records import BatchRecord, MigrationStatus, Offending, utc_now
 from kgmigrate.runtime.context import Runtime
 
 log = logging.getLogger("kgmigrate.workers")
@@ -81,11 +81,8 @@ def run_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str) -
         written = write_tagged(rt, statement, params, run_id=run_id, step_id=step_id,
                                batch=batch_id)
     except StatementRefused as refused:
-        seconds = time.perf_counter() - started
-        return _aborted(rt, result, refused.cause, plan, statement=diagnosis_statement(
-            dialect, scope, plan.apply, plan.validation or "true"),
-            params=dialect.batch_params(scope, address),
-            seconds=seconds)
+        return _aborted(rt, result, refused.cause, plan,
+                        params=dialect.batch_params(scope, address), started=started)
     row = written.single()
     if written.retries:  # the driver retried the transaction (a deadlock, a lost connection)
         with contextlib.suppress(KgmError):  # the metrics lose them; the batch is committed
@@ -109,24 +106,75 @@ def _own_counters(counters: Counters, undo_writes: int, entities: int) -> dict[s
 
 
 def _aborted(rt: Runtime, result: BatchResult, exc: BackendError, plan: BatchPlan, *,
-             statement: str, params: dict[str, object], seconds: float) -> BatchResult:
+             params: dict[str, object], started: float) -> BatchResult:
     """The server undid the batch: a redelivered duplicate, failed validation, or an error."""
     if not is_repeat(exc):
-        return _failed(rt, result, f"batch {result.seq} failed: {exc}", seconds)
+        return _failed(rt, result, f"batch {result.seq} failed: {exc}",
+                       time.perf_counter() - started)
     if rt.ledger.batch_status(result.batch_id) == "completed":
-        return result.model_copy(update={"status": "skipped", "seconds": seconds})
+        return result.model_copy(update={"status": "skipped",
+                                         "seconds": time.perf_counter() - started})
     step = rt.ledger.step(result.step_id)
     if step.status is not MigrationStatus.IN_PROGRESS:
-        return result.model_copy(update={"status": "failed", "seconds": seconds, "error": (
-            f"batch {result.seq} not applied: its step is {step.status}")})
-    offending: list[dict[str, object]] = []
-    if plan.validation:
-        offending = rt.backend.probe_write(statement, params).records
-    keys = ", ".join(str(o["key"]) for o in offending) or "(none found)"
-    message = (f"batch {result.seq}: {len(offending)} entities failed validation "
-               f"`{plan.validation}`: keys {keys}" if plan.validation else
-               f"batch {result.seq} aborted: {exc}")
-    return _failed(rt, result.model_copy(update={"offending": offending}), message, seconds)
+        return result.model_copy(update={
+            "status": "failed", "seconds": time.perf_counter() - started,
+            "error": f"batch {result.seq} not applied: its step is {step.status}"})
+    if not plan.validation:
+        return _failed(rt, result, f"batch {result.seq} aborted: {exc}",
+                       time.perf_counter() - started)
+    statement = diagnosis_statement(rt.backend.dialect, plan.scope, plan.apply,
+                                    plan.validation, step.business_key)
+    found = rt.backend.probe_write(statement, params).single()
+    offending = [Offending(key=row["key"], properties=_shown(row["properties"] or {}),
+                           business_key={step.business_key: _shown(row["business"])}
+                           if step.business_key else {}) for row in found["sample"]]
+    failing, checked = int(found["failing"] or 0), int(found["checked"] or 0)
+    message = validation_message(result.seq, plan.validation, failing, checked, offending)
+    return _failed(rt, result.model_copy(update={
+        "offending": [o.model_dump(mode="json") for o in offending], "failing": failing,
+        "checked": checked}), message, time.perf_counter() - started)
+
+
+def validation_message(seq: int, validation: str, failing: int, checked: int,
+                       offending: list[Offending]) -> str:
+    """`batch 16: 5,000 of 10,000 entities failed validation `...`; first 20: cid
+    'CMP0075000' (key 75000), ...`: how many failed, of how many, and the first of them by
+    their business key (when the migration declares one) and internal key."""
+    if not offending:  # the entities changed between the batch and the second look
+        return (f"batch {seq} failed validation `{validation}`, but none of its {checked:,} "
+                "entities fails it on a second look (changed meanwhile?)")
+    head = f"batch {seq}: {failing:,} of {checked:,} entities failed validation `{validation}`"
+    named = any(o.business_key for o in offending)
+    shown = ", ".join(_named(o) for o in offending) if named else (
+        "keys " + ", ".join(str(o.key) for o in offending))
+    if failing > len(offending):
+        return f"{head}; first {len(offending)}: {shown}"
+    return f"{head}: {shown}"
+
+
+def _named(entity: Offending) -> str:
+    """`cid 'CMP0075000' (key 75000)`."""
+    return ", ".join(f"{name} {'null' if value is None else repr(value)} (key {entity.key})"
+                     for name, value in entity.business_key.items())
+
+
+CLIP = 200  # characters of a string value kept with an offending entity; items of a list
+
+
+def _shown(value: Any) -> Any:
+    """An offending entity's value as it is kept in the ledger and shown to people, who need
+    to recognise it, not copy it: long strings and lists cut, and the server's own types (a
+    Neo4j date, a point) as their text, so that it travels as JSON."""
+    if isinstance(value, str):
+        return value if len(value) <= CLIP else value[:CLIP] + f"... ({len(value):,} characters)"
+    if isinstance(value, list):
+        shown = [_shown(v) for v in value[:CLIP // 10]]
+        return shown if len(value) <= CLIP // 10 else [*shown, f"... ({len(value):,} items)"]
+    if isinstance(value, dict):
+        return {str(k): _shown(v) for k, v in value.items()}
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return str(value)
 
 
 def _failed(rt: Runtime, result: BatchResult, message: str, seconds: float) -> BatchResult:
@@ -134,7 +182,8 @@ def _failed(rt: Runtime, result: BatchResult, message: str, seconds: float) -> B
     rt.ledger.record_batch(BatchRecord(
         id=result.batch_id, run_id=result.run_id, step_id=result.step_id, seq=result.seq,
         status=MigrationStatus.FAILED, attempts=1, worker=result.worker, error=message[:4000],
-        finished_at=utc_now()))
+        finished_at=utc_now(), failing=result.failing, checked=result.checked,
+        offending=[Offending(**o) for o in result.offending]))
     return failed
 
 

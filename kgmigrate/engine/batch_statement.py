@@ -19,7 +19,8 @@ transaction). In that statement:
 
 After such an abort the worker tells the two apart by reading the batch's status, and for a
 validation failure runs the statement again with `probe_write` (whose effects are discarded)
-to report the offending keys and values.
+to report how many of the batch's entities fail, and the first of them: their keys, business
+keys and values.
 """
 
 from typing import Any, Literal
@@ -27,6 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from kgmigrate.compile import BatchPlan
+from kgmigrate.cypher import identifiers as ident
 from kgmigrate.cypher.dialect import Dialect
 from kgmigrate.ledger import undo
 from kgmigrate.ledger.batches import complete_batch, lock_batch
@@ -46,7 +48,11 @@ class BatchResult(BaseModel):
     entities: int = 0
     counters: dict[str, int] = {}
     error: str | None = None
-    offending: list[dict[str, Any]] = []  # [{"key": ..., "properties": {...}}]
+    # a validation failure: the first failing entities (`Offending`: key, business_key,
+    # properties), how many failed, of how many the batch checked
+    offending: list[dict[str, Any]] = []
+    failing: int | None = None
+    checked: int | None = None
     seconds: float = 0.0
     worker: str = ""
 
@@ -101,13 +107,20 @@ def _bound(dialect: Dialect, scope: Scope) -> str:
             f"{undo.bound(dialect, scope.entity)}")
 
 
-def diagnosis_statement(dialect: Dialect, scope: Scope, apply: str, validation: str) -> str:
-    """Apply and return the entities that fail validation, with their values after apply.
-    The validation is projected before it filters: FalkorDB allows pattern comprehensions
-    only in projections."""
-    return (f"{_bound(dialect, scope)} {apply} WITH e, ({validation}) AS kgm_ok "
-            f"WHERE NOT kgm_ok RETURN {dialect.key('e')} AS key, properties(e) AS properties "
-            f"LIMIT {BAD_SAMPLE}")
+def diagnosis_statement(dialect: Dialect, scope: Scope, apply: str, validation: str,
+                        business_key: str | None = None) -> str:
+    """Apply and return one row: how many entities the batch checked (`checked`), how many
+    failed validation (`failing`), and the first `BAD_SAMPLE` of those (`sample`): each its
+    key, its business key's value before the change (as it is in the graph again once the
+    batch is undone) and its properties after. The validation is projected before it is
+    counted: FalkorDB allows pattern comprehensions only in projections."""
+    named = f"kgm_pre[1].{ident.prop(business_key)}" if business_key else "null"
+    return (f"{_bound(dialect, scope)} {apply} WITH e, kgm_key, kgm_pre, ({validation}) AS kgm_ok "
+            "WITH count(e) AS kgm_checked, sum(CASE WHEN kgm_ok THEN 0 ELSE 1 END) AS kgm_bad, "
+            f"collect(CASE WHEN kgm_ok THEN null ELSE [kgm_key, {named}, e] END)[..{BAD_SAMPLE}] "
+            "AS kgm_sample "
+            "RETURN kgm_checked AS checked, kgm_bad AS failing, [row IN kgm_sample | "
+            "{key: row[0], business: row[1], properties: properties(row[2])}] AS sample")
 
 
 def batch_params(dialect: Dialect, plan: BatchPlan, address: BatchAddress, *, run_id: str,

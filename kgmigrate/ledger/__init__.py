@@ -24,6 +24,7 @@ from kgmigrate.model.ids import new_id
 from kgmigrate.model.records import (
     AppliedMigration,
     BatchRecord,
+    FailedBatch,
     MigrationMetadata,
     MigrationStatus,
     PlannedBatch,
@@ -84,7 +85,8 @@ CREATE_RUN = (
     "WITH r UNWIND $steps AS s "
     f"CREATE (r)-[:{HAS_STEP}]->(:{STEP} {{id: s.id, run_id: $id, order: s.order, "
     "version: s.version, description: s.description, operation: s.operation, "
-    "batched: s.batched, spec: s.spec, batch_size: s.batch_size, status: $status, "
+    "batched: s.batched, spec: s.spec, batch_size: s.batch_size, "
+    "business_key: s.business_key, status: $status, "
     "planned: false, batches_total: 0, batches_done: 0, entities_total: 0, entities_done: 0}) "
     "RETURN count(*) AS steps"
 )
@@ -113,7 +115,8 @@ STEP_FIELDS = (
     "s.entities_total AS entities_total, s.entities_done AS entities_done, "
     "s.counters AS counters, s.started_at AS started_at, s.finished_at AS finished_at, "
     "s.spec AS spec, s.batch_size AS batch_size, s.planned AS planned, "
-    "s.batch_seconds AS batch_seconds, s.validation AS validation, s.error AS error"
+    "s.batch_seconds AS batch_seconds, s.validation AS validation, s.error AS error, "
+    "s.business_key AS business_key"
 )
 READ_STEPS = f"MATCH (s:{STEP} {{run_id: $id}}) {STEP_FIELDS} ORDER BY s.order"
 READ_STEP = f"MATCH (s:{STEP} {{id: $id}}) {STEP_FIELDS}"
@@ -169,16 +172,20 @@ UPSERT_BATCH = (
     "SET b.run_id = $run_id, b.step_id = $step_id, b.seq = $seq, b.status = $status, "
     "b.attempts = $attempts, b.worker = $worker, b.entities = $entities, "
     "b.counters = $counters, b.error = $error, b.started_at = $started_at, "
-    "b.finished_at = $finished_at "
+    "b.finished_at = $finished_at, b.failing = $failing, b.checked = $checked, "
+    "b.offending = $offending "
     "RETURN b.id AS id"
 )
-READ_BATCHES = (
-    f"MATCH (b:{BATCH} {{step_id: $step_id}}) "
+BATCH_FIELDS = (
     "RETURN b.id AS id, b.run_id AS run_id, b.step_id AS step_id, b.seq AS seq, "
     "b.status AS status, b.attempts AS attempts, b.worker AS worker, b.entities AS entities, "
     "b.counters AS counters, b.error AS error, b.started_at AS started_at, "
-    "b.finished_at AS finished_at, b.undo AS undo, b.retries AS retries ORDER BY b.seq"
+    "b.finished_at AS finished_at, b.undo AS undo, b.retries AS retries, "
+    "b.failing AS failing, b.checked AS checked, b.offending AS offending ORDER BY b.seq"
 )
+READ_BATCHES = f"MATCH (b:{BATCH} {{step_id: $step_id}}) {BATCH_FIELDS}"
+FAILED_BATCHES = (f"MATCH (b:{BATCH} {{step_id: $step_id}}) WHERE b.status = 'failed' "
+                  f"{BATCH_FIELDS}")
 MARK_RESTORED = (
     f"MERGE (b:{BATCH} {{id: $id}}) SET b.status = 'completed', b.kind = 'restore', "
     "b.run_id = $run_id, b.step_id = $step_id, b.restored = 1, b.conflicts = 0, "
@@ -273,7 +280,7 @@ class Ledger:
         steps = [{"id": new_id("step"), "order": order, "version": meta.version,
                   "description": step.description, "operation": step.operation,
                   "batched": step.batched, "spec": json.dumps(step.spec, sort_keys=True),
-                  "batch_size": meta.batch_size}
+                  "batch_size": meta.batch_size, "business_key": step.business_key}
                  for order, (meta, step) in enumerate(
                      ((m, s) for m in migrations for s in m.steps), start=1)]
         plan = [m.model_dump_json(exclude={"steps"}) for m in migrations]
@@ -419,6 +426,8 @@ class Ledger:
         data["counters"] = json.dumps(batch.counters, sort_keys=True)
         data["started_at"] = _iso(batch.started_at) if batch.started_at else None
         data["finished_at"] = _iso(batch.finished_at) if batch.finished_at else None
+        data["offending"] = (json.dumps(data["offending"], sort_keys=True, default=str)
+                             if batch.offending else None)
         self.backend.write(UPSERT_BATCH, data)
 
     def complete_statement(self, batch_id: str, *, run_id: str, step_id: str, worker: str,
@@ -457,8 +466,17 @@ class Ledger:
         return [r["version"] for r in rows]
 
     def batches(self, step_id: str) -> list[BatchRecord]:
-        return [BatchRecord(**_present({**r, "counters": json.loads(r["counters"] or "{}")}))
-                for r in self.backend.read(READ_BATCHES, {"step_id": step_id}).records]
+        return [_batch(r) for r in self.backend.read(READ_BATCHES, {"step_id": step_id}).records]
+
+    def failed_batches(self, run: RunRecord) -> list[FailedBatch]:
+        """The run's failed batches, by step and batch, with the entities that failed their
+        validation (what `status --json` and the report show)."""
+        found = []
+        for step in run.steps:
+            if step.batched and step.status is not MigrationStatus.PENDING:
+                rows = self.backend.read(FAILED_BATCHES, {"step_id": step.id}).records
+                found += [failed_batch(step, _batch(r)) for r in rows]
+        return found
 
     # -- the undo log (rows written by the batch statements: kgmigrate.ledger.undo) ---------
 
@@ -488,6 +506,17 @@ class Ledger:
 def restore_step_id(step_id: str) -> str:
     """Restore batches are filed under their own step id, apart from the forward batches."""
     return f"{RESTORE_PREFIX}{step_id}"
+
+
+def failed_batch(step: StepRecord, batch: BatchRecord) -> FailedBatch:
+    return FailedBatch(step=step.order, version=step.version, batch=batch.seq,
+                       error=batch.error, failing=batch.failing, checked=batch.checked,
+                       offending=batch.offending)
+
+
+def _batch(row: dict[str, Any]) -> BatchRecord:
+    return BatchRecord(**_present({**row, "counters": json.loads(row["counters"] or "{}"),
+                                   "offending": json.loads(row["offending"] or "[]")}))
 
 
 def _step(row: dict[str, Any]) -> StepRecord:

@@ -21,11 +21,12 @@ Loading a Python migration executes it, as Alembic does: migration files are cod
 import importlib.util
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
+from kgmigrate.cypher import identifiers as ident
 from kgmigrate.cypher.text import CypherTextError, split_statements
 from kgmigrate.errors import KgmError
 from kgmigrate.model.records import MigrationMetadata, MigrationStep, ScopeInfo
@@ -60,6 +61,10 @@ class Migration:
     # A snapshot before the run starts (or the configured external backup command); off by
     # default: the undo log already protects every batch.
     snapshot: bool = False
+    # The property that names an entity for people (`"cid"`), or one per label or
+    # relationship type (`{"Compound": "cid", "Gene": "symbol"}`): a failed validation names
+    # the offending entities by it, beside their internal keys.
+    business_key: str | Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
         # an op built of several steps (ops.move_property) is given as one item
@@ -75,6 +80,16 @@ class Migration:
             raise KgmError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         if not isinstance(self.timeout, int) or self.timeout < 1:
             raise KgmError(f"timeout must be a positive number of seconds, got {self.timeout!r}")
+        _check_business_key(self.business_key)
+
+    def business_key_of(self, op: Operation) -> str | None:
+        """The business key of `op`'s entities: the migration's, or its scope's label's."""
+        scope = op.scope()
+        if scope is None or self.business_key is None:
+            return None
+        if isinstance(self.business_key, str):
+            return self.business_key
+        return self.business_key.get(scope.name)
 
     @property
     def operations(self) -> list[Operation]:
@@ -118,7 +133,8 @@ class LoadedMigration:
         return MigrationMetadata(
             version=str(self.version), description=self.description,
             created_by=self.definition.author or "unknown",
-            steps=[step_record(i, op) for i, op in enumerate(self.definition.operations, start=1)],
+            steps=[step_record(i, op, self.definition.business_key_of(op))
+                   for i, op in enumerate(self.definition.operations, start=1)],
             dependencies=[str(v) for v in dependencies],
             batch_size=self.definition.batch_size, timeout=self.definition.timeout,
             checksum=self.checksum, path=str(self.file.path), snapshot=self.definition.snapshot,
@@ -135,16 +151,36 @@ class LoadedMigration:
         meta = self.metadata(dependencies)
         return meta.model_copy(update={
             "direction": "down", "description": f"undo: {meta.description}",
-            "steps": [step_record(i, op) for i, op in enumerate(steps, start=1)]})
+            "steps": [step_record(i, op, self.definition.business_key_of(op))
+                      for i, op in enumerate(steps, start=1)]})
 
 
-def step_record(order: int, op: Operation) -> MigrationStep:
-    """How a step is recorded: the op's kind, scope and spec."""
+def step_record(order: int, op: Operation, business_key: str | None = None) -> MigrationStep:
+    """How a step is recorded: the op's kind, scope and spec, and its business key."""
     scope = op.scope()
     return MigrationStep(
         order=order, description=op.description, operation=op.kind, batched=scope is not None,
         scope=ScopeInfo(entity=scope.entity, name=scope.name, where=scope.where)
-        if scope else None, spec=op.spec())
+        if scope else None, spec=op.spec(), business_key=business_key)
+
+
+def _check_business_key(key: object) -> None:
+    """A property name, or a mapping of labels (or relationship types) to property names;
+    every name as safe as any identifier (`kgmigrate.cypher.identifiers`)."""
+    if key is None:
+        return
+    try:
+        if isinstance(key, str):
+            ident.validate(key, ident.Kind.PROPERTY)
+        elif isinstance(key, Mapping):
+            for name, prop in key.items():
+                ident.validate(name, ident.Kind.LABEL)
+                ident.validate(prop, ident.Kind.PROPERTY)
+        else:
+            raise KgmError(f"must be a property name or a mapping of labels to property names, "
+                           f"got {type(key).__name__}")
+    except KgmError as exc:
+        raise KgmError(f"business_key: {exc}") from None
 
 
 def load(file: MigrationFile) -> LoadedMigration:

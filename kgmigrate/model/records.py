@@ -8,15 +8,30 @@ JSON text, because Neo4j properties cannot hold maps.
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from kgmigrate.model.status import MigrationStatus
 
 __all__ = [
-    "AppliedMigration", "BatchRecord", "LockInfo", "MigrationListing", "MigrationMetadata",
+    "AppliedMigration",
+    "BatchRecord",
+    "Direction",
+    "FailedBatch",
+    "LockInfo",
+    "MigrationListing",
+    "MigrationMetadata",
     "MigrationState",
-    "MigrationStatus", "MigrationStep", "PlannedMigration", "PlannedStep", "RepairResult",
-    "RunRecord", "StepRecord", "ValidationProblem", "ValidationResult", "utc_now",
+    "MigrationStatus",
+    "MigrationStep",
+    "Offending",
+    "PlannedMigration",
+    "PlannedStep",
+    "RepairResult",
+    "RunRecord",
+    "StepRecord",
+    "ValidationProblem",
+    "ValidationResult",
+    "utc_now",
 ]
 
 
@@ -35,7 +50,8 @@ class ScopeInfo(_Model):
 
 
 class MigrationStep(_Model):
-    """One step of a migration, as recorded: the operation's kind, scope and spec."""
+    """One step of a migration, as recorded: the operation's kind, scope and spec, and the
+    property that names its entities for people (`Migration(business_key=...)`)."""
 
     order: int
     description: str
@@ -43,6 +59,11 @@ class MigrationStep(_Model):
     batched: bool
     scope: ScopeInfo | None = None
     spec: dict[str, Any] = {}
+    business_key: str | None = None
+
+
+Direction = Literal["up", "down"]
+DIRECTION_WORDS: dict[Direction, str] = {"up": "upgrade", "down": "downgrade"}
 
 
 class MigrationMetadata(_Model):
@@ -58,7 +79,7 @@ class MigrationMetadata(_Model):
     timeout: int = Field(default=3600, ge=1)  # seconds
     checksum: str
     path: str
-    direction: Literal["up", "down"] = "up"  # down: the steps are the migration's inverse
+    direction: Direction = "up"  # down: the steps are the migration's inverse
     snapshot: bool = False  # take a snapshot before the run starts
 
     @property
@@ -160,6 +181,17 @@ class StepRecord(_Model):
     # the step's proof (per-entity validation and step check): None until it has run
     validation: Literal["passed", "failed"] | None = None
     error: str | None = None  # why the step failed
+    business_key: str | None = None  # the property that names its entities for people
+
+
+class Offending(_Model):
+    """An entity that failed a batch's per-entity validation: its internal key, its business
+    key (`{"cid": "CMP0075000"}`, as it is in the graph: the batch was undone) when the
+    migration declares one, and its properties as the change left them (long values cut)."""
+
+    key: Any
+    business_key: dict[str, Any] = {}
+    properties: dict[str, Any] = {}
 
 
 class BatchRecord(_Model):
@@ -177,6 +209,23 @@ class BatchRecord(_Model):
     finished_at: datetime | None = None
     undo: str | None = None  # the undo record of the attempt that committed
     retries: int = 0  # deliveries beyond the first (transient-error retries, redeliveries)
+    # a batch that failed its validation: how many of the entities it checked failed, and
+    # the first of them (`BAD_SAMPLE`)
+    failing: int | None = None
+    checked: int | None = None
+    offending: list[Offending] = []
+
+
+class FailedBatch(_Model):
+    """A failed batch as `status --json` and the report show it."""
+
+    step: int
+    version: str
+    batch: int
+    error: str | None
+    failing: int | None = None  # entities that failed validation (None: another failure)
+    checked: int | None = None  # entities of the batch the validation checked
+    offending: list[Offending] = []
 
 
 class RunRecord(_Model):
@@ -194,6 +243,18 @@ class RunRecord(_Model):
     finished_at: datetime | None = None
     plan: list[dict[str, Any]] = []  # each migration's metadata (without steps)
     steps: list[StepRecord] = []
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def direction(self) -> Direction:
+        """`down`: a downgrade (its migrations' inverses); `up`: an upgrade. From the plan,
+        so runs recorded before the field existed have it too."""
+        return "down" if any(m.get("direction") == "down" for m in self.plan) else "up"
+
+    @property
+    def kind(self) -> str:
+        """`upgrade` or `downgrade`, as people say it."""
+        return DIRECTION_WORDS[self.direction]
 
     def ends_its_migration(self, step: StepRecord) -> bool:
         """Whether `step` is the last of its migration's steps in this run (a run holds its

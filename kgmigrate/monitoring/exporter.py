@@ -40,8 +40,10 @@ class LedgerCollector(Collector):
 def families(runs: list[MigrationMetrics]) -> Iterator[Metric]:
     """The metric families for these runs (one label set per run, and per step)."""
     run = ["run_id"]
-    info = GaugeMetricFamily("kgmigrate_run_info", "A run: its status and migrations (1).",
-                             labels=["run_id", "status", "migrations"])
+    info = GaugeMetricFamily("kgmigrate_run_info",
+                             "A run: its status, direction (up: an upgrade, down: a "
+                             "downgrade) and migrations (1).",
+                             labels=["run_id", "status", "direction", "migrations"])
     status = GaugeMetricFamily("kgmigrate_runs", "Recent runs by status.", labels=["status"])
     entities = GaugeMetricFamily("kgmigrate_run_entities", "Entities planned and done.",
                                  labels=[*run, "kind"])
@@ -76,7 +78,7 @@ def families(runs: list[MigrationMetrics]) -> Iterator[Metric]:
     for m in runs:
         rid = [m.run_id]
         counts[m.status.value] = counts.get(m.status.value, 0) + 1
-        info.add_metric([m.run_id, m.status.value, ",".join(m.migrations)], 1)
+        info.add_metric([m.run_id, m.status.value, m.direction, ",".join(m.migrations)], 1)
         for kind, value in (("planned", m.entities_planned), ("done", m.entities_done)):
             entities.add_metric([*rid, kind], value)
         for kind, value in (("total", m.batches_total), ("done", m.batches_done),

@@ -11,7 +11,14 @@ from datetime import datetime
 
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
-from kgmigrate.model.records import BatchRecord, RunRecord, StepRecord, _Model, utc_now
+from kgmigrate.model.records import (
+    BatchRecord,
+    Direction,
+    RunRecord,
+    StepRecord,
+    _Model,
+    utc_now,
+)
 from kgmigrate.model.status import MigrationStatus
 
 
@@ -40,6 +47,7 @@ class StepMetrics(_Model):
 class MigrationMetrics(_Model):
     run_id: str
     status: MigrationStatus
+    direction: Direction  # "down": a downgrade, its migrations' inverses
     migrations: list[str]
     started_at: datetime
     finished_at: datetime | None
@@ -113,7 +121,7 @@ def summarize(run: RunRecord, steps: list[StepMetrics]) -> MigrationMetrics:
                     if s.status not in (MigrationStatus.FAILED, MigrationStatus.COMPLETED))
     validated = [s.validation for s in steps if s.validation is not None]
     return MigrationMetrics(
-        run_id=run.id, status=run.status, migrations=run.migrations,
+        run_id=run.id, status=run.status, direction=run.direction, migrations=run.migrations,
         started_at=run.created_at, finished_at=run.finished_at,
         duration_s=_seconds(run.created_at, run.finished_at),
         steps_total=len(steps),

@@ -10,9 +10,9 @@ from datetime import datetime
 from pathlib import Path
 
 from kgmigrate.graph.base import GraphBackend
-from kgmigrate.ledger import Ledger
+from kgmigrate.ledger import Ledger, failed_batch
 from kgmigrate.ledger.batches import restored_seq
-from kgmigrate.model.records import Conflict, _Model
+from kgmigrate.model.records import DIRECTION_WORDS, Conflict, FailedBatch, _Model
 from kgmigrate.model.status import MigrationStatus
 from kgmigrate.monitoring.monitor import MigrationMetrics, step_metrics, summarize
 from kgmigrate.runs import conflicts
@@ -41,6 +41,8 @@ class RunReport(_Model):
     conflicts: list[Conflict]
     failures: list[str]  # each failed batch's error, by step and batch
     timeline: list[BatchEvent]
+    # each failed batch, with the entities that failed its validation and their values
+    failed_batches: list[FailedBatch]
 
 
 def build_report(backend: GraphBackend, run_id: str) -> RunReport | None:
@@ -49,7 +51,7 @@ def build_report(backend: GraphBackend, run_id: str) -> RunReport | None:
     run = ledger.run(run_id)
     if run is None:
         return None
-    timeline, failures, steps = [], [], []
+    timeline, failures, steps, failed = [], [], [], []
     for step in run.steps:  # each step's batches and restores read once, for both uses
         batches = ledger.batches(step.id) if step.batched else []
         restores = ledger.restores(step.id)
@@ -61,6 +63,8 @@ def build_report(backend: GraphBackend, run_id: str) -> RunReport | None:
                                            worker=batch.worker))
             if batch.error:
                 failures.append(f"step {step.order}: {batch.error}")
+            if batch.status is MigrationStatus.FAILED:
+                failed.append(failed_batch(step, batch))
         for restore in restores:
             if restore.get("finished_at"):
                 timeline.append(BatchEvent(
@@ -70,7 +74,8 @@ def build_report(backend: GraphBackend, run_id: str) -> RunReport | None:
     timeline.sort(key=lambda event: event.at)
     return RunReport(metrics=summarize(run, steps), history=run.history, error_log=run.error_log,
                      backup_ref=run.backup_ref, created_by=run.created_by, target=run.target,
-                     conflicts=conflicts(backend, run), failures=failures, timeline=timeline)
+                     conflicts=conflicts(backend, run), failures=failures, timeline=timeline,
+                     failed_batches=failed)
 
 
 def write_report(report: RunReport, out_dir: Path) -> list[Path]:
@@ -87,9 +92,9 @@ def write_report(report: RunReport, out_dir: Path) -> list[Path]:
 def markdown(report: RunReport, *, chart: str | None = None) -> str:
     m = report.metrics
     lines = [
-        f"# Run {m.run_id}: {m.status.value}", "",
-        f"- migrations: {', '.join(m.migrations)}" + (f" (target {report.target})"
-                                                      if report.target else ""),
+        f"# Run {m.run_id}: {m.status.value} ({DIRECTION_WORDS[m.direction]})", "",
+        f"- {_migrations(m.direction)}: {', '.join(m.migrations)}"
+        + (f" (target {report.target})" if report.target else ""),
         f"- started {m.started_at:%Y-%m-%d %H:%M:%S} UTC by {report.created_by}, "
         f"{_duration(m.duration_s)}" + ("" if m.finished_at else " so far"),
         f"- steps completed: {m.steps_completed} of {m.steps_total}",
@@ -123,6 +128,8 @@ def markdown(report: RunReport, *, chart: str | None = None) -> str:
         lines += ["", "## What went wrong", "", "```", report.error_log, "```"]
     if report.failures:
         lines += ["", "## Failed batches", ""] + [f"- {_cell(f)}" for f in report.failures[:50]]
+    for failed in report.failed_batches[:10]:
+        lines += _offending(failed)
     if report.conflicts:
         lines += ["", "## Conflicts left by the rollback", "",
                   "| step | batch | key | reason |", "|---|---|---|---|"]
@@ -140,6 +147,8 @@ def throughput_chart(report: RunReport, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(8, 3.2), dpi=100)
+    m = report.metrics
+    applied = "undone (downgrade)" if m.direction == "down" else "applied"
     start = report.metrics.started_at
     end = report.metrics.finished_at or max((e.at for e in report.timeline), default=start)
     span = max((end - start).total_seconds(), 1e-3)
@@ -153,7 +162,7 @@ def throughput_chart(report: RunReport, path: Path) -> None:
         if any(buckets):
             xs = [(i + 0.5) * width for i in range(CHART_BUCKETS)]
             axes.plot(xs, [b / width for b in buckets], color=colour, marker=".",
-                      label="applied" if kind == "forward" else "restored (rollback)")
+                      label=applied if kind == "forward" else "restored (rollback)")
     if not report.timeline:
         axes.text(0.5, 0.5, "no batches committed", ha="center", va="center",
                   transform=axes.transAxes)
@@ -161,11 +170,39 @@ def throughput_chart(report: RunReport, path: Path) -> None:
         axes.legend(loc="upper right")
     axes.set_xlabel("seconds since the run started")
     axes.set_ylabel("entities / s")
-    axes.set_title(f"{report.metrics.run_id} ({report.metrics.status.value})", fontsize=10)
+    axes.set_title(f"{m.run_id}: {m.status.value} ({DIRECTION_WORDS[m.direction]})",
+                   fontsize=10)
     axes.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
+
+
+def _migrations(direction: str) -> str:
+    return ("migrations undone (their inverses, newest first)" if direction == "down"
+            else "migrations")
+
+
+def _offending(failed: FailedBatch) -> list[str]:
+    """A failed batch's offending entities: keys, business key and values."""
+    if not failed.offending:
+        return []
+    named = list(failed.offending[0].business_key)
+    lines = ["", f"### Step {failed.step} ({failed.version}), batch {failed.batch}: "
+             f"{failed.failing or 0:,} of {failed.checked or 0:,} entities failed validation"
+             + (f"; the first {len(failed.offending)}" if (failed.failing or 0)
+                > len(failed.offending) else ""), "",
+             "| key | " + "".join(f"{_cell(n)} | " for n in named) + "values after the change |",
+             "|---|" + "---|" * len(named) + "---|"]
+    for entity in failed.offending:
+        lines.append(f"| `{entity.key}` | "
+                     + "".join(f"{_cell(_json(v))} | " for v in entity.business_key.values())
+                     + f"{_cell(_json(entity.properties))} |")
+    return lines
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
 
 
 def _duration(seconds: float) -> str:

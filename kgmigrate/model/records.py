@@ -16,7 +16,8 @@ __all__ = [
     "AppliedMigration", "BatchRecord", "LockInfo", "MigrationListing", "MigrationMetadata",
     "MigrationState",
     "MigrationStatus", "MigrationStep", "PlannedMigration", "PlannedStep", "RepairResult",
-    "RunRecord", "StepRecord", "ValidationProblem", "ValidationResult", "utc_now",
+    "RunRecord", "StepRecord", "ValidationProblem", "ValidationResult", "status_changes",
+    "utc_now",
 ]
 
 
@@ -214,6 +215,15 @@ class RunRecord(_Model):
 
 
 ROLLBACK_SEPARATOR = " || rollback: "
+
+
+def status_changes(history: list[str]) -> list[tuple[MigrationStatus, datetime]]:
+    """A run's status changes, oldest first, from its `history` (`status@ISO time` each)."""
+    changes = []
+    for entry in history:
+        status, _, at = entry.partition("@")
+        changes.append((MigrationStatus(status), datetime.fromisoformat(at)))
+    return changes
 
 
 class Conflict(_Model):

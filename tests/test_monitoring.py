@@ -9,8 +9,11 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -18,10 +21,11 @@ from kgmigrate import DataMigrationManager
 from kgmigrate.errors import ConfigError, KgmError
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
-from kgmigrate.model.records import MigrationStatus, RunRecord
+from kgmigrate.model.records import MigrationStatus, RunRecord, status_changes
 from kgmigrate.monitoring import hooks
+from kgmigrate.monitoring.chart import Series, ThroughputChart, chart_data, render
 from kgmigrate.monitoring.monitor import MigrationMonitor
-from kgmigrate.monitoring.report import build_report, write_report
+from kgmigrate.monitoring.report import RunReport, build_report, write_report
 from tests.conftest import Execution, free_port
 from tests.test_execution import start, wait_for
 
@@ -193,6 +197,175 @@ def test_report_tells_a_completed_and_a_rolled_back_run(
                                                                              ".png"]
     with pytest.raises(KgmError, match="no run run_nope"):
         manager.report("run_nope")
+
+
+SCORED = """
+from kgmigrate import Migration, ops
+
+migration = Migration(author="test", batch_size=500, steps=[
+    ops.add_property("Item", "status", "new"),
+    ops.create_index("Item", "i"),
+    ops.batched("Item", "SET e.score = e.i * 2"),
+])
+"""
+RANKED = """
+from kgmigrate import Migration, ops
+
+migration = Migration(author="test", batch_size=500, depends_on=["V0001"], steps=[
+    ops.batched("Item", "SET e.rank = e.i % 7"),
+    ops.batched("Item", "SET e.tier = e.rank + 1", validation={validation!r}),
+])
+"""
+
+
+@pytest.mark.timeout(600)  # two runs of five steps and a rollback: 200 s on a loaded Neo4j
+def test_the_report_chart_is_drawn_from_the_ledgers_steps_failure_and_rollback(
+        execution: Execution, graph: GraphBackend, output_dir: Path) -> None:
+    # Given two migrations of five steps (one a schema step) over 6,000 items, the last step
+    # failing validation on one entity: the run fails there and rolls back
+    load(graph, 6000)
+    execution.write_migration("V0001__score.py", SCORED)
+    execution.write_migration("V0002__rank.py", RANKED.format(validation="e.i <> 5990"))
+    execution.start_worker(concurrency=2)
+    run = _wait(graph, start(execution, graph))
+    assert run.status is MigrationStatus.ROLLED_BACK, run.error_log
+    # When its report is made
+    report, chart, png = _charted(graph, run.id, output_dir)
+    # Then each step is a band from its recorded start to its recorded end, in order, named
+    ledger = Ledger(graph)
+    steps = [b for b in chart.bands if b.kind == "step"]
+    assert [(b.step, b.label, b.status) for b in steps] == [
+        (s.order, s.description, s.status.value) for s in run.steps]
+    assert [s.status.value for s in run.steps][-1] == "failed"
+    for band, step in zip(steps, run.steps, strict=True):
+        assert step.started_at is not None and step.finished_at is not None
+        assert band.start_s == _since(run, step.started_at)
+        assert band.end_s == _since(run, step.finished_at)
+        assert band.entities == sum(b.entities for b in ledger.batches(step.id)
+                                    if b.status is MigrationStatus.COMPLETED)
+    assert not steps[1].batched and all(b.batched for b in steps if b.step != 2)
+    # and the failure is marked when the run's history says it failed, after its step ended,
+    # with the failed batch inside that step
+    changes = status_changes(run.history)
+    rolling_back = next(at for status, at in changes if status is MigrationStatus.ROLLING_BACK)
+    assert chart.failed_s == _since(run, rolling_back) >= steps[-1].end_s
+    assert chart.failure is not None and "failed validation" in chart.failure
+    assert len(chart.failed_batches_s) == 1
+    assert steps[-1].start_s <= chart.failed_batches_s[0] <= steps[-1].end_s
+    # and the rollback is a phase of its own, from `rolling_back` to `rolled_back`, restoring
+    # what the steps applied
+    (rollback,) = [b for b in chart.bands if b.kind == "rollback"]
+    assert (rollback.start_s, rollback.end_s, rollback.status) == (
+        _since(run, rolling_back), _since(run, changes[-1][1]), "rolled_back")
+    assert rollback.start_s >= steps[-1].end_s
+    assert chart.entities_applied == sum(s.entities_done for s in run.steps) > 0
+    assert rollback.entities == chart.entities_restored == sum(
+        r["restored"] for s in run.steps for r in ledger.restores(s.id))
+    assert chart.entities_restored == chart.entities_applied + 1  # and the index, dropped
+    # and each batched step and the rollback have a smoothed series within their raw rates,
+    # whose mean is the step's recorded rate
+    assert [(s.kind, s.step) for s in chart.series] == [
+        ("forward", 1), ("forward", 3), ("forward", 4), ("forward", 5), ("restore", None)]
+    recorded = {s.order: s.entities_per_s for s in report.metrics.steps}
+    for series in chart.series:
+        _assert_smoothed(series, chart)
+        if series.step is not None:
+            assert recorded[series.step] == pytest.approx(series.average, rel=1e-3)
+    assert chart.average_rate == report.metrics.entities_per_s
+    # and the PNG is written
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 20_000
+
+    # Given the same migrations, now valid everywhere: the run completes
+    execution.write_migration("V0002__rank.py", RANKED.format(validation="e.tier > 0"))
+    done = _wait(graph, start(execution, graph))
+    assert done.status is MigrationStatus.COMPLETED, done.error_log
+    # When its report is made
+    report, chart, png = _charted(graph, done.id, output_dir)
+    # Then it has five completed step bands one after another, no failure and no rollback
+    steps = [b for b in chart.bands if b.kind == "step"]
+    assert [b.status for b in chart.bands] == ["completed"] * 5 == [b.status for b in steps]
+    assert all(a.end_s <= b.start_s for a, b in pairwise(steps))
+    assert (chart.failed_s, chart.failure, chart.failed_batches_s) == (None, None, [])
+    assert chart.entities_applied == 4 * 6000 and chart.entities_restored == 0
+    for series in chart.series:
+        _assert_smoothed(series, chart)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 20_000
+
+
+MANY_STEPS = """
+from kgmigrate import Migration, ops
+
+migration = Migration(author="test", batch_size=250, steps=[
+    ops.batched("Item", f"SET e.a_rather_long_property_name_{{k}} = coalesce(e.i, 0) + {{k}}")
+    for k in range({steps})
+])
+"""
+
+
+def test_the_report_chart_of_many_steps_labels_them_without_overlap(
+        execution: Execution, graph: GraphBackend, output_dir: Path) -> None:
+    # Given a completed run of 14 steps with long descriptions, some far narrower than others
+    load(graph, 500)
+    execution.write_migration("V0001__many.py", MANY_STEPS.format(steps=14))
+    execution.start_worker(concurrency=2)
+    run = _wait(graph, start(execution, graph))
+    assert run.status is MigrationStatus.COMPLETED, run.error_log
+    report = build_report(graph, run.id)
+    assert report is not None
+    # When its chart is drawn
+    chart = chart_data(report)
+    drawing = render(chart)
+    try:
+        renderer = drawing.canvas.get_renderer()
+        (axes,) = drawing.axes
+        inside = axes.get_window_extent(renderer)
+        texts = [(t.get_text(), t.get_window_extent(renderer)) for t in axes.texts]
+        key = [t.get_text() for t in drawing.texts]
+    finally:
+        plt.close(drawing)
+    write_report(report, output_dir)
+    # Then it has a band per step, no two labels on it overlap, each label fits the chart and
+    # is its step's number, then as much of its description as fits
+    assert [b.step for b in chart.bands] == list(range(1, 15))
+    for index, (text, box) in enumerate(texts):
+        assert inside.x0 <= box.x0 and box.x1 <= inside.x1 + 1, text
+        assert not any(box.overlaps(other) for _, other in texts[index + 1:]), text
+    labelled = [int(text.split()[0]) for text, _ in texts if text.split()[0].isdigit()]
+    assert labelled == sorted(labelled) and len(labelled) >= 7
+    # and the key under the chart lists every step with its figures
+    for step in run.steps:
+        assert any(line.startswith(f"{step.order:>2}. V0001  on :Item:") and "500 in" in line
+                   for line in key), step.order
+
+
+def _charted(graph: GraphBackend, run_id: str, out: Path) -> tuple[RunReport, ThroughputChart,
+                                                                   bytes]:
+    """The run's report, its chart's data, and the PNG `write_report` wrote for it."""
+    report = build_report(graph, run_id)
+    assert report is not None
+    return report, chart_data(report), write_report(report, out)[2].read_bytes()
+
+
+def _since(run: RunRecord, moment: datetime) -> float:
+    return (moment - run.created_at).total_seconds()
+
+
+def _assert_smoothed(series: Series, chart: ThroughputChart) -> None:
+    """The raw rates cover the series' span and add up to its entities; the smoothed curve
+    spans it, stays within the raw rates, and its mean is the entities over the span (up to
+    the sampling of the curve)."""
+    raw = series.raw
+    assert raw[0].start_s == series.start_s and raw[-1].end_s == series.end_s
+    assert all(a.end_s == b.start_s for a, b in pairwise(raw))
+    assert sum(r.rate * (r.end_s - r.start_s) for r in raw) == pytest.approx(series.entities)
+    low, high = min(r.rate for r in raw), max(r.rate for r in raw)
+    times, rates = [t for t, _ in series.points], [v for _, v in series.points]
+    assert times[0] == series.start_s and times[-1] == pytest.approx(series.end_s)
+    assert all(low * (1 - 1e-9) <= v <= high * (1 + 1e-9) for v in rates)
+    area = sum((t1 - t0) * (v0 + v1) / 2 for t0, t1, v0, v1 in zip(
+        times, times[1:], rates, rates[1:], strict=False))
+    assert area / (series.end_s - series.start_s) == pytest.approx(series.average, rel=0.05)
+    assert 0 < chart.window_s <= max(chart.duration_s, 0.05)
 
 
 def test_the_report_command_writes_its_files(execution: Execution, graph: GraphBackend,

@@ -31,6 +31,7 @@ __all__ = [
     "StepRecord",
     "ValidationProblem",
     "ValidationResult",
+    "status_changes",
     "utc_now",
 ]
 
@@ -275,6 +276,15 @@ class RunRecord(_Model):
 
 
 ROLLBACK_SEPARATOR = " || rollback: "
+
+
+def status_changes(history: list[str]) -> list[tuple[MigrationStatus, datetime]]:
+    """A run's status changes, oldest first, from its `history` (`status@ISO time` each)."""
+    changes = []
+    for entry in history:
+        status, _, at = entry.partition("@")
+        changes.append((MigrationStatus(status), datetime.fromisoformat(at)))
+    return changes
 
 
 class Conflict(_Model):

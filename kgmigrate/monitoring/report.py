@@ -8,27 +8,50 @@ running or ended, forward or rolled back, as often as wanted.
 import json
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger, failed_batch
 from kgmigrate.ledger.batches import restored_seq
-from kgmigrate.model.records import DIRECTION_WORDS, Conflict, FailedBatch, _Model
+from kgmigrate.model.records import (
+    DIRECTION_WORDS,
+    Conflict,
+    FailedBatch,
+    RunRecord,
+    _Model,
+    status_changes,
+)
 from kgmigrate.model.status import MigrationStatus
+from kgmigrate.monitoring.chart import chart_data, draw
 from kgmigrate.monitoring.monitor import MigrationMetrics, step_metrics, summarize
 from kgmigrate.runs import conflicts
 
-CHART_BUCKETS = 40  # points on the throughput chart
-
 
 class BatchEvent(_Model):
-    """A committed batch (forward) or restore batch (rollback), for the timeline."""
+    """A committed batch (forward) or restore batch (rollback), for the timeline; a failed
+    batch (`failed`) in `RunReport.failed_batches`."""
 
     step: int
     seq: int
     at: datetime
     entities: int
-    kind: str  # "forward" or "restore"
+    kind: str  # "forward", "restore" or "failed"
     worker: str | None = None
+
+
+class Phase(_Model):
+    """A span of the run, from the ledger's own times: a step (from its start, planning
+    included, to its end, validation included) or a rollback pass (from `rolling_back` to the
+    status that ended it). `finished_at` is None while it goes on."""
+
+    kind: Literal["step", "rollback"]
+    label: str  # the step's description, or how the pass ended
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    step: int | None = None
+    version: str | None = None
+    batched: bool = True
 
 
 class RunReport(_Model):
@@ -43,6 +66,10 @@ class RunReport(_Model):
     timeline: list[BatchEvent]
     # each failed batch, with the entities that failed its validation and their values
     failed_batches: list[FailedBatch]
+    phases: list[Phase]  # the steps and rollback passes, in time order
+    failed_at: datetime | None  # when the run failed (its history), if it did
+    failure: str | None  # the first failed step's error
+    failed_events: list[BatchEvent]  # when each failed batch ended (the chart)
 
 
 def build_report(backend: GraphBackend, run_id: str) -> RunReport | None:
@@ -52,6 +79,7 @@ def build_report(backend: GraphBackend, run_id: str) -> RunReport | None:
     if run is None:
         return None
     timeline, failures, steps, failed = [], [], [], []
+    failed_events: list[BatchEvent] = []
     for step in run.steps:  # each step's batches and restores read once, for both uses
         batches = ledger.batches(step.id) if step.batched else []
         restores = ledger.restores(step.id)
@@ -65,6 +93,10 @@ def build_report(backend: GraphBackend, run_id: str) -> RunReport | None:
                 failures.append(f"step {step.order}: {batch.error}")
             if batch.status is MigrationStatus.FAILED:
                 failed.append(failed_batch(step, batch))
+                if batch.finished_at is not None:
+                    failed_events.append(BatchEvent(
+                        step=step.order, seq=batch.seq, at=batch.finished_at,
+                        entities=batch.entities, kind="failed", worker=batch.worker))
         for restore in restores:
             if restore.get("finished_at"):
                 timeline.append(BatchEvent(
@@ -72,10 +104,42 @@ def build_report(backend: GraphBackend, run_id: str) -> RunReport | None:
                     at=datetime.fromisoformat(restore["finished_at"]),
                     entities=int(restore.get("restored") or 0), kind="restore"))
     timeline.sort(key=lambda event: event.at)
+    first_failed = next((s for s in run.steps if s.status is MigrationStatus.FAILED), None)
     return RunReport(metrics=summarize(run, steps), history=run.history, error_log=run.error_log,
                      backup_ref=run.backup_ref, created_by=run.created_by, target=run.target,
                      conflicts=conflicts(backend, run), failures=failures, timeline=timeline,
-                     failed_batches=failed)
+                     phases=phases(run), failed_at=failed_at(run),
+                     failure=first_failed.error if first_failed else None,
+                     failed_batches=failed,
+                     failed_events=sorted(failed_events, key=lambda event: event.at))
+
+
+def failed_at(run: RunRecord) -> datetime | None:
+    """When the run failed: its first `failed`, or, when the automatic rollback followed the
+    failure at once, its first `rolling_back` (an operator's rollback of a healthy run is no
+    failure)."""
+    changes = status_changes(run.history)
+    failed = next((at for status, at in changes if status is MigrationStatus.FAILED), None)
+    if failed is not None or not (run.error_log or any(
+            s.status is MigrationStatus.FAILED for s in run.steps)):
+        return failed
+    return next((at for status, at in changes if status is MigrationStatus.ROLLING_BACK), None)
+
+
+def phases(run: RunRecord) -> list[Phase]:
+    """Each step that started, then each rollback pass, in time order."""
+    found = [Phase(kind="step", label=s.description, status=s.status.value, step=s.order,
+                   version=s.version, batched=s.batched, started_at=s.started_at,
+                   finished_at=s.finished_at)
+             for s in run.steps if s.started_at is not None]
+    changes = status_changes(run.history)
+    for index, (status, at) in enumerate(changes):
+        if status is MigrationStatus.ROLLING_BACK:
+            end = changes[index + 1] if index + 1 < len(changes) else None
+            found.append(Phase(kind="rollback", label="rollback",
+                               status=end[0].value if end else status.value,
+                               started_at=at, finished_at=end[1] if end else None))
+    return sorted(found, key=lambda phase: phase.started_at)
 
 
 def write_report(report: RunReport, out_dir: Path) -> list[Path]:
@@ -140,42 +204,9 @@ def markdown(report: RunReport, *, chart: str | None = None) -> str:
 
 
 def throughput_chart(report: RunReport, path: Path) -> None:
-    """Entities per second over the run, forward batches and rollback restores apart."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display: render to a file
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(8, 3.2), dpi=100)
-    m = report.metrics
-    applied = "undone (downgrade)" if m.direction == "down" else "applied"
-    start = report.metrics.started_at
-    end = report.metrics.finished_at or max((e.at for e in report.timeline), default=start)
-    span = max((end - start).total_seconds(), 1e-3)
-    width = span / CHART_BUCKETS
-    for kind, colour in (("forward", "tab:blue"), ("restore", "tab:orange")):
-        buckets = [0] * CHART_BUCKETS
-        for event in report.timeline:
-            if event.kind == kind:
-                index = min(int((event.at - start).total_seconds() / width), CHART_BUCKETS - 1)
-                buckets[max(index, 0)] += event.entities
-        if any(buckets):
-            xs = [(i + 0.5) * width for i in range(CHART_BUCKETS)]
-            axes.plot(xs, [b / width for b in buckets], color=colour, marker=".",
-                      label=applied if kind == "forward" else "restored (rollback)")
-    if not report.timeline:
-        axes.text(0.5, 0.5, "no batches committed", ha="center", va="center",
-                  transform=axes.transAxes)
-    else:
-        axes.legend(loc="upper right")
-    axes.set_xlabel("seconds since the run started")
-    axes.set_ylabel("entities / s")
-    axes.set_title(f"{m.run_id}: {m.status.value} ({DIRECTION_WORDS[m.direction]})",
-                   fontsize=10)
-    axes.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+    """Entities per second over the run, per step and per rollback pass, smoothed, with the
+    steps, the failure and the rollback marked (see kgmigrate.monitoring.chart)."""
+    draw(chart_data(report), path)
 
 
 def _migrations(direction: str) -> str:

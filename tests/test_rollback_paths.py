@@ -1,18 +1,21 @@
 """Rollback and resume paths beyond the common one, each tried where it could break: plain
 Cypher steps undone by their down section, index steps, `.cypher` files end to end, undo rows
 missing, a restore task that crashes, a forced pass after a first one, and a FAILED run
-resumed once its data is fixed, and workers on other hosts sharing no directory. Real servers,
+resumed once its data is fixed, workers on other hosts sharing no directory, and restores
+delivered after their run was abandoned. Real servers,
 real workers, both servers."""
 
 from pathlib import Path
 
 from kgmigrate import runs
 from kgmigrate.connect import resolve
+from kgmigrate.engine.restore import RestoreResult
 from kgmigrate.fingerprint import fingerprint
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
 from kgmigrate.model.records import MigrationStatus, RunRecord
 from kgmigrate.model.registry import Registry
+from kgmigrate.runtime.app import RESTORE_BATCH, sender
 from kgmigrate.runtime.settings import load_settings
 from tests.conftest import Execution
 from tests.test_execution import start
@@ -235,3 +238,27 @@ def test_workers_on_other_hosts_run_and_roll_back_sharing_no_directory(
         assert [p for p in root.rglob("*") if p.is_file()] == []
     caller = Path(execution.env["KGMIGRATE_BACKUP_DIR"])
     assert not caller.exists() or [p for p in caller.rglob("*") if p.is_file()] == []
+
+
+def test_a_restore_delivered_after_its_run_was_abandoned_changes_nothing(
+        execution: Execution, graph: GraphBackend) -> None:
+    # Given a failed run that an operator abandoned (having settled the graph by hand)
+    run = failed_run(execution, graph)
+    runs.abandon(graph, run.id, reason="settled by hand")
+    left = fingerprint(graph)
+    # When restore tasks of its committed batches are delivered late (sent before the
+    # abandon, say, by a rollback whose workers died), to a real worker
+    app = sender(execution.env["KGMIGRATE_BROKER_URL"], execution.env["KGMIGRATE_RESULT_BACKEND"])
+    step = run.steps[1]
+    committed = [b for b in Ledger(graph).batches(step.id)
+                 if b.status is MigrationStatus.COMPLETED]
+    sent = [app.send_task(RESTORE_BATCH, args=(run.id, step.id, b.seq, b.id, b.undo, False),
+                          kwargs={"version": step.version, "step": step.order, "rollback": True})
+            for b in committed]
+    results = [RestoreResult.model_validate(r.get(timeout=120)) for r in sent]
+    # Then each is refused by the restore statement itself, and the graph stays as left
+    assert [(r.status, r.restored) for r in results] == [("failed", 0)] * len(committed)
+    assert all(f"run {run.id} is abandoned, not rolling back" in (r.error or "")
+               for r in results)
+    assert fingerprint(graph) == left
+    assert Ledger(graph).restores(step.id) == []

@@ -5,13 +5,13 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from kgmigrate.compile import SchemaPlan, StatementPlan
+from kgmigrate.compile import BatchPlan, SchemaPlan, StatementPlan
 from kgmigrate.engine.batch import StatementRefused, apply_schema, worker_name, write_tagged
 from kgmigrate.engine.undo import Shape, restore_statement
 from kgmigrate.ledger import restore_step_id
 from kgmigrate.ledger.batches import is_repeat, restore_batch_id
 from kgmigrate.ledger.undo import IN_GRAPH
-from kgmigrate.model.records import utc_now
+from kgmigrate.model.records import MigrationStatus, utc_now
 from kgmigrate.runtime.context import Runtime
 
 
@@ -38,6 +38,10 @@ def restore_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: st
     result = RestoreResult(batch_id=rb_id, seq=seq, status="completed")
     if rt.ledger.batch_status(rb_id) == "completed":
         return result.model_copy(update={"status": "skipped"})
+    if not isinstance(plan, BatchPlan):  # the batch statement fences itself; these cannot
+        run = rt.ledger.require_run(run_id)
+        if run.status is not MigrationStatus.ROLLING_BACK:
+            return _not_rolling_back(rt, result, run_id)
     if isinstance(plan, SchemaPlan):  # an index the run created is dropped (and vice versa)
         apply_schema(rt, plan.reverse())
         rt.ledger.mark_restored(result.batch_id, run_id, restore_step_id(step_id))
@@ -68,13 +72,24 @@ def restore_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: st
         row = write_tagged(rt, statement, params, run_id=run_id, step_id=step_id,
                            restore=batch_id).single()
     except StatementRefused as refused:
-        if is_repeat(refused):  # done by an earlier delivery
-            return result.model_copy(update={"status": "skipped"})
+        if is_repeat(refused) and rt.ledger.batch_status(rb_id) == "completed":
+            return result.model_copy(update={"status": "skipped"})  # an earlier delivery's
+        if is_repeat(refused):  # the statement's fence: the run stopped rolling back
+            return _not_rolling_back(rt, result, run_id)
         return result.model_copy(update={"status": "failed",
                                          "error": f"restore of batch {seq} failed: {refused}"})
     return result.model_copy(update={
         "restored": int(row["restored"]), "conflicts": len(row["conflicts"]) + missing,
         "seconds": time.perf_counter() - started})
+
+
+def _not_rolling_back(rt: Runtime, result: RestoreResult, run_id: str) -> RestoreResult:
+    """A restore delivered after its run stopped rolling back (abandoned, or blocked and not
+    rolled back again) is refused: whoever ended the rollback decides what the graph holds."""
+    status = rt.ledger.require_run(run_id).status
+    return result.model_copy(update={"status": "failed", "error": (
+        f"restore of batch {result.seq} not applied: run {run_id} is {status}, not rolling "
+        "back")})
 
 
 def _run_down(rt: Runtime, result: RestoreResult, plan: StatementPlan, run_id: str,

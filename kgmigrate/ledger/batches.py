@@ -11,7 +11,7 @@ Parameters they use: kgm_batch_id, kgm_step_id, kgm_run_id, kgm_worker, kgm_at, 
 forward batch kgm_started and kgm_undo (where its undo rows are).
 """
 
-from kgmigrate.ledger import BATCH, RESTORE_PREFIX, STEP
+from kgmigrate.ledger import BATCH, RESTORE_PREFIX, RUN, STEP
 
 # How the servers word the abort of a repeated delivery (a division by zero)
 REPEAT_MARKERS = ("division by zero", "/ by zero")
@@ -50,11 +50,13 @@ def complete_batch(carried: str) -> str:
 
 def lock_restore() -> str:
     """Open a restore statement: take its record's lock and abort at once when it is done
-    (nothing is compared or restored twice); `first` flows on."""
+    (nothing is compared or restored twice) or when its run is no longer rolling back (a
+    late restore of an abandoned run changes nothing); `first` flows on."""
     return (f"MERGE (b:{BATCH} {{id: $kgm_batch_id}}) "
             "SET b.attempts = coalesce(b.attempts, 0) + 1 "
-            "WITH 1 / (CASE WHEN coalesce(b.status = 'completed', false) THEN 0 ELSE 1 END) "
-            "AS first")
+            f"WITH b MATCH (run:{RUN} {{id: $kgm_run_id}}) "
+            "WITH 1 / (CASE WHEN coalesce(b.status = 'completed', false) "
+            "OR run.status <> 'rolling_back' THEN 0 ELSE 1 END) AS first")
 
 
 def complete_restore() -> str:

@@ -15,8 +15,9 @@ from kgmigrate.fingerprint import fingerprint
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
 from kgmigrate.model.records import MigrationStatus
+from kgmigrate.runtime.app import redelivery_bound_s
 from kgmigrate.runtime.settings import GraphTarget
-from tests.conftest import Execution, graph_env
+from tests.conftest import Execution, graph_env, wait_until
 from tests.test_cli import KGM
 from tests.test_execution import start
 
@@ -231,3 +232,36 @@ def test_the_external_backup_hook_runs_first_and_its_failure_stops_the_run(
     assert run.status is MigrationStatus.ROLLED_BACK
     assert "the pre-migration backup command sh exited with 3" in (run.error_log or "")
     assert graph.read("MATCH (c:C) RETURN sum(c.i) AS s").value("s") == 5050  # untouched
+
+
+def test_a_start_delivered_again_during_a_long_backup_changes_nothing_before_a_backup_ends(
+        execution: Execution, graph: GraphBackend, tmp_path: Path) -> None:
+    # Given a migration that asks for a backup, and a backup command that runs until the test
+    # lets it end (longer than the broker's visibility timeout: the start task is delivered
+    # again while its first delivery still waits for the backup)
+    graph.write("UNWIND range(1, 100) AS i CREATE (:C {i: i})")
+    execution.write_migration("V0001__bump.py", SNAPSHOT_FIRST)
+    log, gate = tmp_path / "backups.log", tmp_path / "gate"
+    execution.env["KGMIGRATE_PRE_MIGRATION_BACKUP_COMMAND"] = (
+        f"sh -c 'echo start >> {log}; while [ ! -e {gate} ]; do sleep 0.1; done'")
+    execution.start_worker(concurrency=2)
+    run_id = start(execution, graph)
+    ledger = Ledger(graph)
+
+    def batches_committed() -> int:
+        run = ledger.run(run_id)
+        return sum(s.batches_done for s in run.steps) if run else 0
+
+    # When the start is delivered again while the backup still runs
+    bound = redelivery_bound_s(int(execution.env["KGMIGRATE_VISIBILITY_TIMEOUT_S"]))
+    wait_until(lambda: log.exists() and (log.read_text().count("start") >= 2
+                                         or batches_committed() > 0),
+               "the start delivered again", timeout_s=4 * bound)
+    # Then nothing was changed before a backup ended: the second delivery takes its own
+    committed_before_the_backup_ended = batches_committed()
+    gate.touch()
+    run = runs.wait(graph, run_id, timeout_s=120)
+    assert committed_before_the_backup_ended == 0
+    assert run.status is MigrationStatus.COMPLETED, run.error_log
+    assert run.backup_ref == "external:sh"
+    assert graph.read("MATCH (c:C) RETURN sum(c.i) AS s").value("s") == 5050 + 100  # once

@@ -39,8 +39,24 @@ def start_run(rt: Runtime, app: Celery, run_id: str) -> None:
     if run.status.is_final or run.status in ROLLBACK_STATES:
         return
     first_start = run.status is MigrationStatus.PENDING
-    if run.status is not MigrationStatus.IN_PROGRESS:  # pending, failed (resume), validating
-        run = rt.ledger.transition(run_id, MigrationStatus.IN_PROGRESS)
+    try:
+        # The backup is taken while the run is still PENDING, so that a delivery of this task
+        # again during a long backup (the broker's visibility timeout) takes its own, before any
+        # change, instead of launching batches on a graph not yet backed up; the transition
+        # then lets one of them start the run, with its backup recorded in the same write.
+        backup = pre_run_backup(rt, run) if first_start else None
+    except Exception as exc:  # the backup failed: end the run, do not hang
+        log.exception("run %s could not be started", run_id)
+        fail(rt, run_id, run.steps[0].id, f"step 1 could not be started: {exc}", app=app)
+        return
+    try:
+        if run.status is not MigrationStatus.IN_PROGRESS:  # pending, failed (resume), validating
+            run = rt.ledger.transition(run_id, MigrationStatus.IN_PROGRESS, backup_ref=backup)
+    except StatusTransitionError as exc:
+        if first_start:  # another delivery of this task started the run first
+            log.info("run %s: started by another delivery (%s)", run_id, exc)
+            return
+        raise
     for step in run.steps:
         if step.status is MigrationStatus.FAILED:
             rt.ledger.update_step(step.id, status=MigrationStatus.IN_PROGRESS)
@@ -51,8 +67,6 @@ def start_run(rt: Runtime, app: Celery, run_id: str) -> None:
         hooks.emit("before_migration", run_id, status=run.status.value,
                    detail={"migrations": run.migrations, "target": run.target})
     try:
-        if first_start and run.backup_ref is None:
-            pre_run_backup(rt, run)
         _launch_next(rt, app, run)
     except Exception as exc:  # planning or launching failed: end the run, do not hang
         log.exception("run %s could not be started", run_id)
@@ -62,12 +76,13 @@ def start_run(rt: Runtime, app: Celery, run_id: str) -> None:
              app=app)
 
 
-def pre_run_backup(rt: Runtime, run: RunRecord) -> None:
+def pre_run_backup(rt: Runtime, run: RunRecord) -> str | None:
     """For a run of a migration that asked for one (`snapshot=True`): the configured external
     backup command (e.g. `neo4j-admin database dump`), or kgmigrate's own snapshot of the
-    labels the run touches (the whole graph when a step is not confined to node labels)."""
+    labels the run touches (the whole graph when a step is not confined to node labels).
+    Returns its reference, for the caller to record."""
     if not any(meta.get("snapshot") for meta in run.plan):
-        return
+        return None
     command = rt.settings.pre_migration_backup_command
     if command:
         argv = shlex.split(command)
@@ -84,7 +99,7 @@ def pre_run_backup(rt: Runtime, run: RunRecord) -> None:
         manifest = create_snapshot(rt.backend, rt.store, labels=() if whole else sorted(labels),
                                    reason=f"before run {run.id}")
         ref = f"snapshot:{manifest.id}"
-    rt.ledger.update_run_facts(run.id, backup_ref=ref)
+    return ref
 
 
 def _launch_next(rt: Runtime, app: Celery, run: RunRecord) -> None:

@@ -97,7 +97,8 @@ TRANSITION = (
     f"MATCH (r:{RUN} {{id: $id}}) SET r.writes = coalesce(r.writes, 0) + 1 "
     "WITH r WHERE r.status IN $allowed_from "
     "SET r.status = $status, r.history = r.history + [$entry], "
-    "r.error_log = coalesce($error, r.error_log), r.finished_at = $finished_at "
+    "r.error_log = coalesce($error, r.error_log), r.finished_at = $finished_at, "
+    "r.backup_ref = coalesce($backup_ref, r.backup_ref) "
     "RETURN r.status AS status"
 )
 RUN_STATUS = f"MATCH (r:{RUN} {{id: $id}}) RETURN r.status AS status"
@@ -295,13 +296,14 @@ class Ledger:
         return run
 
     def transition(self, run_id: str, status: MigrationStatus, *,
-                   error: str | None = None) -> RunRecord:
-        """Move a run to `status` if its current status allows it, atomically."""
+                   error: str | None = None, backup_ref: str | None = None) -> RunRecord:
+        """Move a run to `status` if its current status allows it, atomically (with the backup
+        that protects it, when given: only the delivery that starts the run records its own)."""
         allowed_from = [s.value for s, targets in ALLOWED.items() if status in targets]
         now = utc_now()
         rows = self.backend.write(TRANSITION, {
             "id": run_id, "allowed_from": allowed_from, "status": status.value,
-            "entry": _entry(status, now), "error": error,
+            "entry": _entry(status, now), "error": error, "backup_ref": backup_ref,
             "finished_at": _iso(now) if status.is_final else None,
         }).records
         if not rows:

@@ -26,16 +26,19 @@ from kgmigrate.ledger import Ledger
 from kgmigrate.ledger.lock import MigrationLock
 from kgmigrate.model.records import (
     AppliedMigration,
+    DowngradePlan,
     PlannedMigration,
     PlannedStep,
+    PlannedUndo,
     RepairResult,
     RunRecord,
 )
 from kgmigrate.model.registry import Registry
 from kgmigrate.model.versions import Version
+from kgmigrate.ops import Operation
 from kgmigrate.runtime.settings import load_settings
 
-__all__ = ["ensure_valid", "history", "list_migrations",
+__all__ = ["downgrade_plan", "ensure_valid", "history", "list_migrations",
            "new_migration", "plan", "repair", "status", "validate"]
 
 
@@ -59,20 +62,53 @@ def plan(backend: GraphBackend, registry: Registry,
     planned = []
     for version in registry.pending(applied, target):
         migration = registry.migrations[version]
-        steps = []
-        for order, op in enumerate(migration.definition.operations, start=1):
-            scope = compile_op(op, backend.dialect.name).scope
-            estimate = None
-            if scope is not None:
-                estimate = int(backend.read(backend.dialect.count_scope(scope),
-                                            dict(scope.params)).value("n"))
-            steps.append(PlannedStep(order=order, description=op.description,
-                                     operation=op.kind, batched=scope is not None,
-                                     estimated_entities=estimate))
         planned.append(PlannedMigration(
             version=str(version), description=migration.description,
-            depends_on=[str(v) for v in registry.dependencies[version]], steps=steps))
+            depends_on=[str(v) for v in registry.dependencies[version]],
+            steps=_counted(backend, migration.definition.operations)))
     return planned
+
+
+def downgrade_plan(backend: GraphBackend, registry: Registry, target: str, *,
+                   count: bool = True) -> DowngradePlan:
+    """What `downgrade target` would undo (`Registry.to_revert`), the last applied first,
+    each with why (applied after the target, or before it but not an ancestor of it) and its
+    inverse's steps with the entities each matches now (`count=False`: no steps, no
+    counting). Refused like the downgrade itself: an irreversible migration, a target that is
+    not applied. Reads only; writes nothing."""
+    ensure_valid(backend, registry)
+    applied = Ledger(backend).applied()
+    versions = [Version.parse(a.version) for a in applied]
+    undo = registry.to_revert(versions, target)
+    position = {v: i for i, v in enumerate(versions, start=1)}
+    target_at = 0 if target == "base" else position[registry.get(target).version]
+    planned = []
+    for version in undo:
+        migration = registry.migrations[version]
+        inverse = migration.inverse_steps()  # refused here, naming the step, as downgrade is
+        planned.append(PlannedUndo(
+            version=str(version), description=migration.description,
+            depends_on=[str(v) for v in registry.dependencies[version]],
+            steps=_counted(backend, inverse) if count else [],
+            applied_order=position[version], applied_at=applied[position[version] - 1].applied_at,
+            reason="applied_after_target" if position[version] > target_at
+            else "not_an_ancestor"))
+    return DowngradePlan(target=target, keep=[str(v) for v in versions if v not in undo],
+                         undo=planned)
+
+
+def _counted(backend: GraphBackend, operations: Sequence[Operation]) -> list[PlannedStep]:
+    """Each step, with the entities its scope matches now (None: unbatched, runs once)."""
+    steps = []
+    for order, op in enumerate(operations, start=1):
+        scope = compile_op(op, backend.dialect.name).scope
+        estimate = None
+        if scope is not None:
+            estimate = int(backend.read(backend.dialect.count_scope(scope),
+                                        dict(scope.params)).value("n"))
+        steps.append(PlannedStep(order=order, description=op.description, operation=op.kind,
+                                 batched=scope is not None, estimated_entities=estimate))
+    return steps
 
 
 def history(backend: GraphBackend) -> list[AppliedMigration]:

@@ -19,6 +19,7 @@ from kgmigrate.model.versions import MigrationFileError, Version
 def list_migrations(backend: GraphBackend, registry: Registry) -> list[MigrationListing]:
     """Every migration file, and every applied migration whose file is gone."""
     applied = {Version.parse(a.version): a for a in Ledger(backend).applied()}
+    order = {version: i for i, version in enumerate(applied, start=1)}  # applied, in order
     listings = []
     for version in registry.order:
         migration = registry.migrations[version]
@@ -27,13 +28,16 @@ def list_migrations(backend: GraphBackend, registry: Registry) -> list[Migration
                  "applied" if record.checksum == migration.checksum else "checksum_mismatch")
         listings.append(MigrationListing(
             version=str(version), description=migration.description, state=state,
-            checksum=migration.checksum, applied_at=record.applied_at if record else None))
+            checksum=migration.checksum, applied_at=record.applied_at if record else None,
+            depends_on=[str(v) for v in registry.dependencies[version]],
+            applied_order=order.get(version)))
     for version, record in applied.items():
         if version not in registry.migrations:
             listings.append(MigrationListing(version=record.version,
                                              description=record.description,
                                              state="missing_file", checksum=None,
-                                             applied_at=record.applied_at))
+                                             applied_at=record.applied_at,
+                                             applied_order=order[version]))
     return listings
 
 

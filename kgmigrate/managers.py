@@ -15,7 +15,13 @@ from kgmigrate.api import BackupService
 from kgmigrate.fingerprint import Fingerprint
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
-from kgmigrate.model.records import Conflict, MigrationMetadata, MigrationStatus, RunRecord
+from kgmigrate.model.records import (
+    Conflict,
+    DowngradePlan,
+    MigrationMetadata,
+    MigrationStatus,
+    RunRecord,
+)
 from kgmigrate.model.registry import Registry
 from kgmigrate.monitoring.monitor import MigrationMetrics
 from kgmigrate.runtime.settings import Settings
@@ -81,9 +87,14 @@ class DataMigrationManager:
         self.migrations.resume(run_id)
 
     def downgrade(self, target: str) -> str | None:
-        """Start undoing every applied migration `target` does not need (`base`: all); the
-        run id, or None when there is nothing to undo."""
+        """Start undoing every applied migration that is neither `target` nor an ancestor of
+        it, the last applied first (`base`: all); the run id, or None when there is nothing
+        to undo. `plan_downgrade` shows that set first."""
         return self.migrations.downgrade(target)
+
+    def plan_downgrade(self, target: str) -> DowngradePlan:
+        """What `downgrade(target)` would undo, why, and the entities each step matches now."""
+        return self.migrations.plan_downgrade(target)
 
     def rollback_migration(self, run_id: str, *, force: bool = False) -> None:
         """The ticket's verb: restore what a failed run changed, from its undo log (also

@@ -6,7 +6,7 @@ the rest, so the caller may go away; `wait` and `status --watch` only read the l
 """
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from kgmigrate.checks import ensure_valid
@@ -41,13 +41,24 @@ def enqueue_migration(backend: GraphBackend, registry: Registry, endpoints: Endp
 
 
 def downgrade(backend: GraphBackend, registry: Registry, endpoints: Endpoints, target: str, *,
-              created_by: str | None = None) -> str | None:
-    """Start a run of the inverses of every applied migration `target` does not need, newest
-    first (`base`: all); None when there is nothing to undo. Refused, naming the step, when one
-    of them cannot be reversed. Batched, validated, undo-logged and locked like an upgrade."""
-    return _start_from(backend, registry, endpoints,
-                       lambda applied: registry.to_revert(applied, target),
-                       registry.down_metadata, target, created_by)
+              created_by: str | None = None, expect: Sequence[str] | None = None) -> str | None:
+    """Start a run of the inverses of every applied migration that is neither `target` nor an
+    ancestor of it, the last applied first (`base`: all; `Registry.to_revert`); None when there
+    is nothing to undo. Refused, naming the step, when one of them cannot be reversed.
+    Batched, validated, undo-logged and locked like an upgrade. `expect`: the versions the
+    caller showed (and a user confirmed); refused when what would be undone is not them."""
+
+    def pick(applied: list[Version]) -> list[Version]:
+        undo = registry.to_revert(applied, target)
+        if expect is not None and [str(v) for v in undo] != list(expect):
+            raise KgmError(f"downgrade {target} would now undo "
+                           f"{', '.join(str(v) for v in undo) or 'nothing'}, not "
+                           f"{', '.join(expect) or 'nothing'} as shown (another run changed "
+                           "what is applied); nothing was undone")
+        return undo
+
+    return _start_from(backend, registry, endpoints, pick, registry.down_metadata, target,
+                       created_by)
 
 
 def _start_from(backend: GraphBackend, registry: Registry, endpoints: Endpoints,

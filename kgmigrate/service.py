@@ -36,6 +36,7 @@ from kgmigrate.ledger.lock import MigrationLock, default_holder
 from kgmigrate.model.records import (
     AppliedMigration,
     Conflict,
+    DowngradePlan,
     FailedBatch,
     LockInfo,
     MigrationListing,
@@ -129,9 +130,17 @@ class Migrations:
         return runs.enqueue_migration(self.backend, self.registry(), self.endpoints,
                                       target=target, created_by=created_by)
 
-    def downgrade(self, target: str) -> str | None:
-        """Start undoing every applied migration `target` does not need (`base`: all)."""
-        return runs.downgrade(self.backend, self.registry(), self.endpoints, target)
+    def downgrade(self, target: str, *, expect: Sequence[str] | None = None) -> str | None:
+        """Start undoing every applied migration that is neither `target` nor an ancestor of
+        it, the last applied first (`base`: all). `expect`: the versions shown to the user
+        (`plan_downgrade`); refused when they are no longer what would be undone."""
+        return runs.downgrade(self.backend, self.registry(), self.endpoints, target,
+                              expect=expect)
+
+    def plan_downgrade(self, target: str, *, count: bool = True) -> DowngradePlan:
+        """What `downgrade(target)` would undo and why, with its inverses' entity counts
+        (`count=False`: without steps). Writes nothing."""
+        return api.downgrade_plan(self.backend, self.registry(), target, count=count)
 
     def resume(self, run_id: str) -> None:
         runs.resume(self.backend, self.endpoints, run_id)

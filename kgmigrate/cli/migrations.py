@@ -23,27 +23,78 @@ from kgmigrate.cli.common import (
     show_offending,
     show_run,
 )
-from kgmigrate.model.records import MigrationStatus
+from kgmigrate.model.records import MigrationListing, MigrationStatus
 from kgmigrate.model.status import ROLLBACK_STATES
 from kgmigrate.runtime.settings import load_settings
 from kgmigrate.service import default_author, new_migration
 
 
 @app.command("list")
-def list_cmd(as_json: JsonFlag = False) -> None:
-    """Migrations and whether each is applied, pending or changed since."""
+def list_cmd(
+    graph: Annotated[bool, typer.Option(
+        "--graph", help="Show the dependency graph: each migration under what it depends on, "
+        "with its state and the order it was applied in.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Migrations and whether each is applied, pending or changed since (--graph: which
+    depends on which)."""
     with session(as_json) as migrations:
         items = migrations.list_migrations()
     if as_json:
         print_json(dump(items))
         return
-    table = Table("version", "description", "state", "applied at")
     colors = {"applied": "green", "pending": "yellow"}
+    if graph:
+        for line in dependency_tree(items, colors, unicode=out.encoding.startswith("utf")):
+            out.print(line, highlight=False)
+        return
+    table = Table("version", "description", "state", "applied at")
     for item in items:
         color = colors.get(item.state, "red")
         table.add_row(item.version, escape(item.description), f"[{color}]{item.state}[/]",
                       f"{item.applied_at:%Y-%m-%d %H:%M}" if item.applied_at else "")
     out.print(table)
+
+
+def dependency_tree(items: list[MigrationListing], colors: dict[str, str], *,
+                    unicode: bool = True) -> list[str]:
+    """The migrations as a tree, one line each (rich markup): each under the dependency that
+    comes last in the order they apply in, its other dependencies named on its line; the
+    state, with `#n` for the n-th applied of those applied now."""
+    known = {item.version: item for item in items}
+    rank = {version: n for n, version in enumerate(known)}  # the order they apply in
+    children: dict[str | None, list[str]] = {}
+    parent_of: dict[str, str | None] = {}
+    for item in items:
+        deps = [d for d in item.depends_on if d in known]
+        parent = max(deps, key=rank.__getitem__) if deps else None
+        parent_of[item.version] = parent
+        children.setdefault(parent, []).append(item.version)
+    tee, last, bar = ("├── ", "└── ", "│   ") if unicode else ("|-- ", "`-- ", "|   ")
+
+    def label(version: str) -> str:
+        item = known[version]
+        state = item.state if item.applied_order is None else (
+            f"applied #{item.applied_order}" if item.state == "applied"
+            else f"{item.state}, applied #{item.applied_order}")
+        also = [d for d in item.depends_on if d != parent_of[version]]
+        return (f"[bold]{version}[/] {escape(item.description)}  "
+                f"[{colors.get(item.state, 'red')}]{state}[/]"
+                + (f"  (also depends on {', '.join(also)})" if also else ""))
+
+    lines = ["Migrations by dependency, each under what it depends on (#n: applied n-th):"]
+
+    def walk(version: str, prefix: str) -> None:
+        below = children.get(version, [])
+        for n, child in enumerate(below):
+            end = n == len(below) - 1
+            lines.append(prefix + (last if end else tee) + label(child))
+            walk(child, prefix + ("    " if end else bar))
+
+    for root in children.get(None, []):
+        lines.append(label(root))
+        walk(root, "")
+    return lines
 
 
 @app.command()

@@ -1,6 +1,7 @@
 """`worker`, `upgrade`, `downgrade`, `resume`, `rollback`: running migrations and following them."""
 
 import contextlib
+import sys
 from collections.abc import Callable
 from typing import Annotated
 
@@ -22,7 +23,7 @@ from kgmigrate.cli.common import (
     show_graph,
 )
 from kgmigrate.errors import KgmError
-from kgmigrate.model.records import MigrationStatus, RunRecord
+from kgmigrate.model.records import DowngradePlan, MigrationStatus, RunRecord
 from kgmigrate.service import BATCH_QUEUE, CONTROL_QUEUE, Migrations
 
 
@@ -52,17 +53,94 @@ def upgrade(
 
 @app.command()
 def downgrade(
-    target: Annotated[str, typer.Argument(help="Version to go back to (it stays applied), "
-                                          "or `base` to undo every migration.")],
+    target: Annotated[str, typer.Argument(help="Version to go back to (it and what it depends "
+                                          "on stay applied), or `base` to undo every "
+                                          "migration.")],
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="List what would be undone and why, with the entities each step "
+        "matches now; write nothing.")] = False,
+    yes: Annotated[bool, typer.Option(
+        "--yes", help="Do not ask before undoing migrations applied before TARGET.")] = False,
     wait: WaitFlag = True,
     local_workers: LocalWorkersFlag = 0,
     as_json: JsonFlag = False,
 ) -> None:
-    """Run the inverses of the migrations applied after TARGET, newest first, batched and
-    validated like an upgrade (refused if one of them is irreversible)."""
-    _follow(lambda migrations: migrations.downgrade(target), wait=wait,
-            local_workers=local_workers, as_json=as_json,
-            nothing=f"Nothing to undo: no migration after {target} is applied.")
+    """Undo every applied migration that is neither TARGET nor one TARGET depends on (directly
+    or not), the last applied first: the ones applied after TARGET, and also those applied
+    before it that TARGET does not depend on (asked first; refused without a terminal unless
+    --yes). Runs their inverses batched and validated like an upgrade (refused if one of them
+    is irreversible). --dry-run shows the set first."""
+    nothing = ("Nothing to undo: no migration is applied." if target == "base" else
+               f"Nothing to undo: every applied migration is {target} or one it depends on.")
+    if dry_run:
+        with session(as_json) as migrations:
+            plan = migrations.plan_downgrade(target)
+        if as_json:
+            print_json(plan.model_dump(mode="json"))
+        else:
+            _show_downgrade(plan, nothing)
+        return
+    shown: list[str] = []
+
+    def confirm(migrations: Migrations) -> None:
+        plan = migrations.plan_downgrade(target, count=False)
+        _confirm_earlier(plan, yes=yes, as_json=as_json)
+        shown.extend(u.version for u in plan.undo)
+
+    _follow(lambda migrations: migrations.downgrade(target, expect=shown), wait=wait,
+            local_workers=local_workers, as_json=as_json, nothing=nothing, check=confirm)
+
+
+def _show_downgrade(plan: DowngradePlan, nothing: str) -> None:
+    """What a downgrade would undo, the last applied first, each with why and its inverse's
+    steps with their entity counts now."""
+    if not plan.undo:
+        out.print(nothing)
+        return
+    target = plan.target
+    out.print(f"downgrade {target} would undo, the last applied first (entities: what each "
+              "step matches now; nothing was written):", highlight=False)
+    why = {"applied_after_target": f"applied after {target}",
+           "not_an_ancestor": f"not an ancestor of {target}, applied before it"}
+    for undo in plan.undo:
+        reason = why[undo.reason] if target != "base" else "applied"
+        out.print(f"  [bold]{undo.version}[/] {escape(undo.description)}: {reason}",
+                  highlight=False)
+        for step in undo.steps:
+            count = ("runs once" if step.estimated_entities is None
+                     else f"{step.estimated_entities:,} entities")
+            out.print(f"    {step.order}. {escape(step.description)}: {count}", highlight=False)
+    out.print(f"stays applied: {', '.join(plan.keep) or 'nothing'}", highlight=False)
+    if plan.applied_before_target:
+        out.print(f"{_earlier(plan)}: `kgmigrate downgrade {target}` asks before undoing "
+                  f"{_them(plan)} (--yes does not ask)", highlight=False)
+
+
+def _earlier(plan: DowngradePlan) -> str:
+    """`V0002 was applied before V0003, which does not depend on it` (or several)."""
+    earlier = plan.applied_before_target
+    were = "was" if len(earlier) == 1 else "were"
+    return (f"{', '.join(earlier)} {were} applied before {plan.target}, which does not "
+            f"depend on {_them(plan)}")
+
+
+def _them(plan: DowngradePlan) -> str:
+    return "it" if len(plan.applied_before_target) == 1 else "them"
+
+
+def _confirm_earlier(plan: DowngradePlan, *, yes: bool, as_json: bool) -> None:
+    """Undoing more than what was applied after TARGET is asked first on a terminal, and
+    refused elsewhere (a script, CI, --json) unless --yes."""
+    if yes or not plan.applied_before_target:
+        return
+    target, undone = plan.target, ", ".join(u.version for u in plan.undo)
+    if as_json or not sys.stdin.isatty():
+        raise KgmError(f"downgrade {target} would undo {undone}; {_earlier(plan)}. Nothing "
+                       f"was undone: `kgmigrate downgrade {target} --dry-run` shows what and "
+                       "why, --yes undoes it without asking")
+    if not typer.confirm(f"Downgrade {target} undoes {undone}; {_earlier(plan)}. Undo "
+                         f"{'all of them' if len(plan.undo) > 1 else 'it'}?"):
+        raise KgmError(f"downgrade {target}: nothing was undone")
 
 
 @app.command()
@@ -131,10 +209,13 @@ def _follow(start: Callable[[Migrations], str | None], *, wait: bool,
             local_workers: int, as_json: bool,
             success: MigrationStatus = MigrationStatus.COMPLETED,
             nothing: str = "Nothing to apply: the graph is up to date.",
-            absent_ok: bool = False) -> None:
+            absent_ok: bool = False,
+            check: Callable[[Migrations], None] = lambda migrations: None) -> None:
     """Start (or resume) a run, with local workers if asked, and follow it unless told not to
-    (`absent_ok`: the run may be the graph's first write)."""
+    (`absent_ok`: the run may be the graph's first write; `check`: may refuse first, before
+    any worker starts)."""
     with session(as_json, absent_ok=absent_ok) as migrations, contextlib.ExitStack() as stack:
+        check(migrations)
         stack.enter_context(migrations.local_workers(local_workers))
         run_id = start(migrations)
         if run_id is None:

@@ -140,14 +140,19 @@ class LoadedMigration:
             checksum=self.checksum, path=str(self.file.path), snapshot=self.definition.snapshot,
         )
 
-    def down_metadata(self, dependencies: Sequence[Version]) -> MigrationMetadata:
-        """The migration's inverse as a run of its own (IrreversibleOperationError, naming
+    def inverse_steps(self) -> list[Operation]:
+        """The steps that undo the migration (IrreversibleOperationError, naming the file and
         the op, when a step has no inverse)."""
         try:
-            steps = self.definition.reverse_steps()
+            return self.definition.reverse_steps()
         except IrreversibleOperationError as exc:
             raise IrreversibleOperationError(
                 f"{self.file.path.name} cannot be downgraded: {exc}") from None
+
+    def down_metadata(self, dependencies: Sequence[Version]) -> MigrationMetadata:
+        """The migration's inverse as a run of its own (IrreversibleOperationError, naming
+        the op, when a step has no inverse)."""
+        steps = self.inverse_steps()
         meta = self.metadata(dependencies)
         return meta.model_copy(update={
             "direction": "down", "description": f"undo: {meta.description}",

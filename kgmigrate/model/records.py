@@ -16,6 +16,7 @@ __all__ = [
     "AppliedMigration",
     "BatchRecord",
     "Direction",
+    "DowngradePlan",
     "FailedBatch",
     "LockInfo",
     "MigrationListing",
@@ -26,6 +27,7 @@ __all__ = [
     "Offending",
     "PlannedMigration",
     "PlannedStep",
+    "PlannedUndo",
     "RepairResult",
     "RunRecord",
     "StepRecord",
@@ -114,6 +116,8 @@ class MigrationListing(_Model):
     state: MigrationState
     checksum: str | None  # of the file; None when the file is missing
     applied_at: datetime | None = None
+    depends_on: list[str] = []  # declared, or the previous version (none: missing file)
+    applied_order: int | None = None  # 1 for the first applied of those applied now
 
 
 class PlannedStep(_Model):
@@ -129,6 +133,33 @@ class PlannedMigration(_Model):
     description: str
     depends_on: list[str]
     steps: list[PlannedStep]
+
+
+UndoReason = Literal["applied_after_target", "not_an_ancestor"]
+
+
+class PlannedUndo(PlannedMigration):
+    """A migration a downgrade would undo; its steps are its inverse's."""
+
+    applied_order: int  # 1 for the first applied of those applied now
+    applied_at: datetime
+    # applied after TARGET, or applied before it but not an ancestor of it (TARGET does not
+    # depend on it, directly or not)
+    reason: UndoReason
+
+
+class DowngradePlan(_Model):
+    """What `downgrade TARGET` would undo, newest first, and what stays applied."""
+
+    target: str
+    keep: list[str]  # TARGET and its ancestors, in applied order (`base`: none)
+    undo: list[PlannedUndo]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def applied_before_target(self) -> list[str]:
+        """Undone although applied before TARGET: the CLI asks before undoing these."""
+        return [u.version for u in self.undo if u.reason == "not_an_ancestor"]
 
 
 class ValidationProblem(_Model):

@@ -52,9 +52,20 @@ class Registry:
         return seen
 
     def to_revert(self, applied: Sequence[Version], target: str) -> list[Version]:
-        """What `downgrade target` would undo, newest first: every applied migration that the
-        target does not need (`base`: all of them)."""
-        keep = set() if target == "base" else self.ancestors(self.get(target).version)
+        """What `downgrade target` would undo, given the applied migrations in the order they
+        were applied: Alembic's rule, the target and its ancestors stay applied and every other
+        applied migration is undone, the last applied first (`base`: all of them). So a
+        migration applied before the target is undone too when the target does not depend on
+        it. A target that is not applied is refused: there is nothing to go back to."""
+        if target == "base":
+            return list(reversed(applied))
+        wanted = self.get(target).version
+        if wanted not in applied:
+            now = ", ".join(str(v) for v in applied) or "none"
+            raise KgmError(f"{wanted} is not applied, so there is nothing to go back to: "
+                           f"downgrade TARGET keeps TARGET applied (applied now: {now}; "
+                           "`base` undoes all)")
+        keep = self.ancestors(wanted)
         return [v for v in reversed(applied) if v not in keep]
 
     def pending(self, applied: Iterable[Version], target: str | None = None) -> list[Version]:

@@ -104,7 +104,8 @@ def _ledger_and_lock() -> list[Rendered]:
             "plan": ['{"version": "V0001"}']}),
         Rendered("ledger/transition", ledger.TRANSITION, {
             "id": "run_1", "allowed_from": ["pending"], "status": "in_progress",
-            "entry": "in_progress@" + at, "error": None, "finished_at": None}),
+            "entry": "in_progress@" + at, "error": None, "finished_at": None,
+            "backup_ref": "external:sh"}),
         Rendered("ledger/run-status", ledger.RUN_STATUS, {"id": "run_1"}),
         Rendered("ledger/read-run", ledger.READ_RUN, {"id": "run_1"}),
         Rendered("ledger/read-steps", ledger.READ_STEPS, {"id": "run_1"}),

@@ -32,16 +32,20 @@ from kgmigrate.runtime.settings import load_settings
 
 
 def enqueue_migration(backend: GraphBackend, registry: Registry, endpoints: Endpoints, *,
-                      target: str | None = None, created_by: str | None = None) -> str | None:
+                      target: str | None = None, created_by: str | None = None,
+                      before_lock: Callable[[], object] | None = None) -> str | None:
     """Start a run of everything pending up to `target`; None when nothing is pending.
-    Refused at once (LockHeldError) while another run holds the migration lock."""
+    Refused at once (LockHeldError) while another run holds the migration lock.
+    `before_lock` runs once there is something to do, before the lock is taken or anything
+    recorded: it may refuse by raising (e.g. when no worker serves the queues)."""
     return _start_from(backend, registry, endpoints,
                        lambda applied: registry.pending(applied, target), registry.metadata,
-                       target, created_by)
+                       target, created_by, before_lock)
 
 
 def downgrade(backend: GraphBackend, registry: Registry, endpoints: Endpoints, target: str, *,
-              created_by: str | None = None, expect: Sequence[str] | None = None) -> str | None:
+              created_by: str | None = None, expect: Sequence[str] | None = None,
+              before_lock: Callable[[], object] | None = None) -> str | None:
     """Start a run of the inverses of every applied migration that is neither `target` nor an
     ancestor of it, the last applied first (`base`: all; `Registry.to_revert`); None when there
     is nothing to undo. Refused, naming the step, when one of them cannot be reversed.
@@ -58,19 +62,22 @@ def downgrade(backend: GraphBackend, registry: Registry, endpoints: Endpoints, t
         return undo
 
     return _start_from(backend, registry, endpoints, pick, registry.down_metadata, target,
-                       created_by)
+                       created_by, before_lock)
 
 
 def _start_from(backend: GraphBackend, registry: Registry, endpoints: Endpoints,
                 pick: Callable[[list[Version]], list[Version]],
                 describe: Callable[[Version], MigrationMetadata], target: str | None,
-                created_by: str | None) -> str | None:
+                created_by: str | None, before_lock: Callable[[], object] | None = None
+                ) -> str | None:
     """A run of the migrations `pick` chooses given the applied ones (None: nothing to do)."""
     ensure_valid(backend, registry)
     applied = [Version.parse(a.version) for a in Ledger(backend).applied()]
     versions = pick(applied)
     if not versions:
         return None
+    if before_lock is not None:
+        before_lock()
     return _start(backend, endpoints, [describe(v) for v in versions], target, created_by)
 
 
@@ -117,17 +124,20 @@ def _refuse_unfinished(ledger: Ledger) -> None:
                    f"stopped. Finish it first: `kgmigrate resume {run_id}`" + give_up)
 
 
-def abandon(backend: GraphBackend, run_id: str, *, reason: str,
-            by: str | None = None) -> RunRecord:
+def abandon(backend: GraphBackend, run_id: str, *, reason: str, by: str | None = None,
+            take_over: bool = False) -> RunRecord:
     """Give up an unfinished run whose workers are gone: it becomes ABANDONED (final), with
     who and why in its history and error log. Nothing is undone: the graph stays as the run
-    left it, and its unfinished steps are closed so that no late batch applies."""
+    left it, and its unfinished steps are closed so that no late batch applies.
+    `take_over`: the caller knows no worker serves the run (it asked them), so the run's own
+    live lease does not stand in the way."""
     if not reason.strip():
         raise KgmError("say why the run is abandoned (--reason): it is kept in its record")
     ledger = Ledger(backend)
     who = by or default_holder()
     lock = MigrationLock(backend, lease_s=load_settings().lock_lease_s)
-    lease = lock.acquire(who)  # not for the run: refused while its workers hold the lease
+    # not for the run: refused while its workers hold the lease (unless none is left)
+    lease = lock.acquire(who, run_id if take_over else None)
     try:
         run = ledger.run(run_id)  # within the lock: it cannot end meanwhile
         if run is None:
@@ -145,8 +155,10 @@ def abandon(backend: GraphBackend, run_id: str, *, reason: str,
         lock.release(lease)
 
 
-def resume(backend: GraphBackend, endpoints: Endpoints, run_id: str) -> None:
-    """Re-enqueue what a run has not committed, after a crash of anything."""
+def resume(backend: GraphBackend, endpoints: Endpoints, run_id: str, *,
+           before_lock: Callable[[], object] | None = None) -> None:
+    """Re-enqueue what a run has not committed, after a crash of anything. `before_lock`:
+    as for `enqueue_migration`."""
     run = Ledger(backend).run(run_id)
     if run is None:
         raise KgmError(f"no run {run_id}")
@@ -155,6 +167,8 @@ def resume(backend: GraphBackend, endpoints: Endpoints, run_id: str) -> None:
     if run.status in ROLLBACK_STATES:
         raise KgmError(f"run {run_id} is {run.status}: a run being rolled back cannot be "
                        f"resumed forward; continue the rollback: kgmigrate rollback {run_id}")
+    if before_lock is not None:
+        before_lock()
     MigrationLock(backend, lease_s=load_settings().lock_lease_s).acquire(default_holder(), run_id)
     if run.status is MigrationStatus.FAILED:
         # before the send, like rollback's transition: a `wait` right after `resume` must not
@@ -164,11 +178,12 @@ def resume(backend: GraphBackend, endpoints: Endpoints, run_id: str) -> None:
 
 
 def rollback(backend: GraphBackend, endpoints: Endpoints, run_id: str, *,
-             force: bool = False) -> None:
+             force: bool = False, before_lock: Callable[[], object] | None = None) -> None:
     """Restore what a failed run changed, from its undo log (the ticket's `rollback_migration`).
 
     Also continues a rollback that crashed or stopped at conflicts; `force` restores conflicting
-    entities too. A COMPLETED run is undone with `downgrade` instead."""
+    entities too. A COMPLETED run is undone with `downgrade` instead. `before_lock`: as for
+    `enqueue_migration`."""
     ledger = Ledger(backend)
     run = ledger.run(run_id)
     if run is None:
@@ -181,6 +196,8 @@ def rollback(backend: GraphBackend, endpoints: Endpoints, run_id: str, *,
     if run.status in (MigrationStatus.PENDING, MigrationStatus.IN_PROGRESS,
                       MigrationStatus.VALIDATING):
         raise KgmError(f"run {run_id} is {run.status}; wait for it to end (or fail) first")
+    if before_lock is not None:
+        before_lock()
     MigrationLock(backend, lease_s=load_settings().lock_lease_s).acquire(default_holder(), run_id)
     if run.status is not MigrationStatus.ROLLING_BACK:
         ledger.transition(run_id, MigrationStatus.ROLLING_BACK)

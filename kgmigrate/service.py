@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 
-from kgmigrate import api, checks, runs
+from kgmigrate import api, checks, presence, runs
 from kgmigrate.backup.snapshot import Progress, SnapshotManifest, SnapshotRestore, load_manifest
 from kgmigrate.backup.store import BackupStore, open_store
 from kgmigrate.connect import Endpoints, backend_for, open_backend, resolve
@@ -32,7 +32,7 @@ from kgmigrate.graph.base import GraphBackend
 from kgmigrate.graph.types import ServerInfo
 from kgmigrate.ledger import Ledger
 from kgmigrate.ledger.demo import DemoGraph
-from kgmigrate.ledger.lock import MigrationLock, default_holder
+from kgmigrate.ledger.lock import LockHeldError, MigrationLock, default_holder
 from kgmigrate.model.records import (
     AppliedMigration,
     Conflict,
@@ -50,14 +50,15 @@ from kgmigrate.model.scope import IndexSpec
 from kgmigrate.monitoring import exporter, hooks, logs
 from kgmigrate.monitoring.monitor import MigrationMetrics, MigrationMonitor
 from kgmigrate.monitoring.report import RunReport, build_report, markdown, write_report
+from kgmigrate.presence import NoWorkersError, Workers, WorkerWatch
 from kgmigrate.runs import StepProgress, progress
 from kgmigrate.runtime.app import BATCH_QUEUE, CONTROL_QUEUE, QUEUE_MODULES, configure
 from kgmigrate.runtime.settings import GraphTarget, Settings, export, load_settings
 
 __all__ = ["BATCH_QUEUE", "CONTROL_QUEUE", "DEMO_GRAPH", "DemoGraph", "DevStack", "GraphSummary",
-           "Migrations", "Neo4jStatus", "PrunedRun", "RunReport", "StackStatus", "StepProgress",
-           "default_author", "demo", "markdown", "new_migration", "progress", "serve_flower",
-           "serve_worker"]
+           "Migrations", "Neo4jStatus", "NoWorkersError", "PrunedRun", "RunReport",
+           "StackStatus", "StepProgress", "WorkerWatch", "Workers", "default_author", "demo",
+           "markdown", "new_migration", "progress", "serve_flower", "serve_worker"]
 
 
 class Migrations:
@@ -124,35 +125,87 @@ class Migrations:
 
     # -- runs -------------------------------------------------------------------------------
 
-    def upgrade(self, target: str | None = None, *, created_by: str | None = None) -> str | None:
+    def upgrade(self, target: str | None = None, *, created_by: str | None = None,
+                require_workers: bool = False) -> str | None:
         """Start a run up to `target` (default: everything pending); its id, or None when
-        nothing is pending. Workers serving the queues run it."""
+        nothing is pending. Workers serving the queues run it. `require_workers`: when there
+        is something to run, refuse (NoWorkersError) unless workers serve both queues, before
+        anything is recorded or locked; the same for the verbs below."""
         return runs.enqueue_migration(self.backend, self.registry(), self.endpoints,
-                                      target=target, created_by=created_by)
+                                      target=target, created_by=created_by,
+                                      before_lock=self._workers_check(require_workers))
 
-    def downgrade(self, target: str, *, expect: Sequence[str] | None = None) -> str | None:
+    def downgrade(self, target: str, *, expect: Sequence[str] | None = None,
+                  require_workers: bool = False) -> str | None:
         """Start undoing every applied migration that is neither `target` nor an ancestor of
         it, the last applied first (`base`: all). `expect`: the versions shown to the user
         (`plan_downgrade`); refused when they are no longer what would be undone."""
         return runs.downgrade(self.backend, self.registry(), self.endpoints, target,
-                              expect=expect)
+                              expect=expect, before_lock=self._workers_check(require_workers))
 
     def plan_downgrade(self, target: str, *, count: bool = True) -> DowngradePlan:
         """What `downgrade(target)` would undo and why, with its inverses' entity counts
         (`count=False`: without steps). Writes nothing."""
         return api.downgrade_plan(self.backend, self.registry(), target, count=count)
 
-    def resume(self, run_id: str) -> None:
-        runs.resume(self.backend, self.endpoints, run_id)
+    def resume(self, run_id: str, *, require_workers: bool = False) -> None:
+        runs.resume(self.backend, self.endpoints, run_id,
+                    before_lock=self._workers_check(require_workers))
 
-    def rollback(self, run_id: str, *, force: bool = False) -> None:
+    def rollback(self, run_id: str, *, force: bool = False,
+                 require_workers: bool = False) -> None:
         """Restore what a failed run changed, from its undo log (also continues a rollback
         that stopped); `wait` for the outcome."""
-        runs.rollback(self.backend, self.endpoints, run_id, force=force)
+        runs.rollback(self.backend, self.endpoints, run_id, force=force,
+                      before_lock=self._workers_check(require_workers))
 
-    def abandon(self, run_id: str, *, reason: str, by: str | None = None) -> RunRecord:
-        """Give up an unfinished run whose workers are gone (audited; nothing is undone)."""
-        return runs.abandon(self.backend, run_id, reason=reason, by=by)
+    def abandon(self, run_id: str, *, reason: str, by: str | None = None,
+                when_workers_gone: bool = False) -> RunRecord:
+        """Give up an unfinished run whose workers are gone (audited; nothing is undone).
+        Refused while the run's lease is live, unless `when_workers_gone` and the workers,
+        asked now, show that none serves the run's queues (a run that never started, or
+        whose workers all died, holds its lease until it expires)."""
+        try:
+            return runs.abandon(self.backend, run_id, reason=reason, by=by)
+        except LockHeldError as held:  # by the run itself: are its workers there at all?
+            if not (when_workers_gone and held.info.run_id == run_id
+                    and self.workers().missing):
+                raise
+        return runs.abandon(self.backend, run_id, reason=reason, by=by, take_over=True)
+
+    # -- workers ----------------------------------------------------------------------------
+
+    def workers(self) -> Workers:
+        """Which queues the live workers on the broker consume (they are asked now, for at
+        most KGMIGRATE_WORKER_PING_S)."""
+        endpoints = self._endpoints or resolve(self.settings, start_stack=False)
+        return presence.ask(endpoints, timeout_s=self.settings.worker_ping_s)
+
+    def waiting_for_workers(self, run: RunRecord) -> Workers | None:
+        """For a run that has not ended: the workers, when none serves a queue it needs (or
+        the broker cannot be asked). None when it has ended or has its workers."""
+        if not presence.waiting(run):
+            return None
+        workers = self.workers()
+        return workers if workers.missing or workers.error else None
+
+    def workers_hint(self, run: RunRecord, workers: Workers) -> str:
+        """The line that says the run waits for workers, how to start one, and the lock it
+        holds meanwhile."""
+        return presence.hint(run, workers, MigrationLock(self.backend).info())
+
+    def worker_watch(self, *, at_once: bool = False, told: Workers | None = None
+                     ) -> WorkerWatch:
+        """A watch to feed a followed run's records: it returns the hint line when the run
+        has not moved for KGMIGRATE_WORKER_WAIT_S (or at once) and no worker serves a queue
+        it needs. `told`: what the caller has already said."""
+        return WorkerWatch(self.workers, self.workers_hint,
+                           quiet_s=self.settings.worker_wait_s, at_once=at_once, told=told)
+
+    def _workers_check(self, required: bool) -> Callable[[], Workers] | None:
+        if not required:
+            return None
+        return lambda: presence.require(self.endpoints, timeout_s=self.settings.worker_ping_s)
 
     def wait(self, run_id: str, *, timeout_s: float | None = None,
              on_progress: Callable[[RunRecord], None] | None = None) -> RunRecord:

@@ -66,6 +66,11 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     ("KGMIGRATE_HOOKS", "alerts,my-hooks",
      "KGMIGRATE_HOOKS: 'my-hooks' is not a module name"),
     ("KGMIGRATE_FLOWER_USER", "ana:x", "KGMIGRATE_FLOWER_USER: cannot contain ':' or ','"),
+    ("KGMIGRATE_WORKER_WAIT_S", "0", "KGMIGRATE_WORKER_WAIT_S: Input should be greater than 0"),
+    ("KGMIGRATE_WORKER_PING_S", "soon",
+     "KGMIGRATE_WORKER_PING_S: Input should be a valid number"),
+    ("KGMIGRATE_WORKER_PING_S", "120",
+     "KGMIGRATE_WORKER_PING_S: Input should be less than or equal to 60"),
 ])
 def test_invalid_environment_is_one_line_naming_the_variable(
         monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str) -> None:

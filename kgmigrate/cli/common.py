@@ -16,7 +16,7 @@ from rich.table import Table
 
 from kgmigrate.model.records import Conflict, FailedBatch, MigrationStatus, RunRecord
 from kgmigrate.runtime.settings import GraphTarget
-from kgmigrate.service import Migrations, StepProgress, progress
+from kgmigrate.service import Migrations, StepProgress, WorkerWatch, progress
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   rich_markup_mode=None,
@@ -30,6 +30,9 @@ LatestRun = Annotated[str | None, typer.Argument(help="Run id (default: the late
 WaitFlag = Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the run to its end.")]
 LocalWorkersFlag = Annotated[int, typer.Option(
     min=0, help="Start N worker processes for this run (no other setup needed).")]
+AllowNoWorkersFlag = Annotated[bool, typer.Option(
+    "--allow-no-workers", help="Queue the run even when no worker serves its queues: it "
+    "waits, holding the migration lock, until one starts (without this, refused at once).")]
 
 
 
@@ -170,12 +173,22 @@ def show_offending(run_id: str, failed: list[FailedBatch], limit: int = 5) -> No
                       f"{run_id}` show the first {len(batch.offending)})", highlight=False)
 
 
-def follow(migrations: Migrations, run_id: str, *, quiet: bool = False) -> RunRecord:
+def follow(migrations: Migrations, run_id: str, *, quiet: bool = False,
+           watch: WorkerWatch | None = None) -> RunRecord:
     """Progress per step (batches, entities, throughput, ETA) until the run ends: live bars
     on a terminal; piped (a log, CI), whole plain lines instead of bars cut to 80 columns, one
-    when a step changes status and one every few seconds while it runs."""
+    when a step changes status and one every few seconds while it runs. When the run waits
+    for workers (`watch`, by default once it has not moved for KGMIGRATE_WORKER_WAIT_S), one
+    line on stderr says so, even when `quiet`; the run is followed on."""
+    watch = watch or migrations.worker_watch()
+
+    def tell(run: RunRecord) -> None:
+        line = watch.observe(run)
+        if line is not None:
+            show_waiting(line, console=err, indent="")
+
     if quiet:
-        return migrations.wait(run_id)
+        return migrations.wait(run_id, on_progress=tell)
     if not err.is_terminal:
         shown: dict[int, MigrationStatus] = {}
         lines = Every(PLAIN_EVERY_S)
@@ -188,6 +201,7 @@ def follow(migrations: Migrations, run_id: str, *, quiet: bool = False) -> RunRe
                     shown[step.order] = step.status
                     _plain(f"{step.order}. {step.description}: "
                            + ", ".join(p for p in _step_fields(step) if p))
+            tell(run)
 
         return migrations.wait(run_id, on_progress=print_lines)
     bars = Progress(TextColumn("{task.description}"), BarColumn(),
@@ -206,9 +220,15 @@ def follow(migrations: Migrations, run_id: str, *, quiet: bool = False) -> RunRe
             counts, rate, eta = _step_fields(step)
             bars.update(tasks[step.order], completed=done, total=total, counts=counts,
                         rate=rate, eta=eta)
+        tell(run)
 
     with bars:
         return migrations.wait(run_id, on_progress=show)
+
+
+def show_waiting(line: str, *, console: Console = out, indent: str = "  ") -> None:
+    """The one line that says a run waits for workers (`Migrations.workers_hint`)."""
+    console.print(f"{indent}[yellow]{escape(line)}[/]", highlight=False)
 
 
 def _step_fields(step: StepProgress) -> tuple[str, str, str]:

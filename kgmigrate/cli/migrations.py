@@ -22,6 +22,7 @@ from kgmigrate.cli.common import (
     show_conflicts,
     show_offending,
     show_run,
+    show_waiting,
 )
 from kgmigrate.model.records import MigrationListing, MigrationStatus
 from kgmigrate.model.status import ROLLBACK_STATES
@@ -191,21 +192,29 @@ def status(
     = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """A run's status, history and steps, with progress."""
+    """A run's status, history and steps, with progress; and, while it has not ended, whether
+    it waits for workers (none serves a queue it needs)."""
     with session(as_json) as migrations:
         run = migrations.status(run_id)
         if watch:
-            run = follow(migrations, run.id, quiet=as_json)
+            run = follow(migrations, run.id, quiet=as_json,
+                         watch=migrations.worker_watch(at_once=True))
         conflicts = (migrations.conflicts(run)
                      if run.status in ROLLBACK_STATES | {MigrationStatus.ROLLED_BACK}
                      else [])
         failed = migrations.failed_batches(run)
+        workers = migrations.waiting_for_workers(run)
+        waiting = migrations.workers_hint(run, workers) if workers else None
     if as_json:
         print_json({**run.model_dump(mode="json"),
                      "conflicts": [c.model_dump(mode="json") for c in conflicts],
-                     "failed_batches": [f.model_dump(mode="json") for f in failed]})
+                     "failed_batches": [f.model_dump(mode="json") for f in failed],
+                     "waiting_for_workers": ({**workers.as_json(), "message": waiting}
+                                             if workers else None)})
         return
     show_run(run)
+    if waiting:
+        show_waiting(waiting)
     show_conflicts(conflicts)
     show_offending(run.id, failed)
 

@@ -10,10 +10,12 @@ from rich.markup import escape
 
 from kgmigrate import service
 from kgmigrate.cli.common import (
+    AllowNoWorkersFlag,
     JsonFlag,
     LocalWorkersFlag,
     WaitFlag,
     app,
+    err,
     follow,
     out,
     print_json,
@@ -21,10 +23,11 @@ from kgmigrate.cli.common import (
     session,
     show_conflicts,
     show_graph,
+    show_waiting,
 )
 from kgmigrate.errors import KgmError
 from kgmigrate.model.records import DowngradePlan, MigrationStatus, RunRecord
-from kgmigrate.service import BATCH_QUEUE, CONTROL_QUEUE, Migrations
+from kgmigrate.service import BATCH_QUEUE, CONTROL_QUEUE, Migrations, Workers
 
 
 @app.command()
@@ -44,11 +47,13 @@ def upgrade(
     = None,
     wait: WaitFlag = True,
     local_workers: LocalWorkersFlag = 0,
+    allow_no_workers: AllowNoWorkersFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Apply pending migrations as batched tasks on the workers, with live progress."""
-    _follow(lambda migrations: migrations.upgrade(target), wait=wait,
-            local_workers=local_workers, as_json=as_json, absent_ok=True)
+    _follow(lambda migrations, require: migrations.upgrade(target, require_workers=require),
+            wait=wait, local_workers=local_workers, allow_no_workers=allow_no_workers,
+            as_json=as_json, absent_ok=True)
 
 
 @app.command()
@@ -63,6 +68,7 @@ def downgrade(
         "--yes", help="Do not ask before undoing migrations applied before TARGET.")] = False,
     wait: WaitFlag = True,
     local_workers: LocalWorkersFlag = 0,
+    allow_no_workers: AllowNoWorkersFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Undo every applied migration that is neither TARGET nor one TARGET depends on (directly
@@ -87,8 +93,10 @@ def downgrade(
         _confirm_earlier(plan, yes=yes, as_json=as_json)
         shown.extend(u.version for u in plan.undo)
 
-    _follow(lambda migrations: migrations.downgrade(target, expect=shown), wait=wait,
-            local_workers=local_workers, as_json=as_json, nothing=nothing, check=confirm)
+    _follow(lambda migrations, require: migrations.downgrade(
+        target, expect=shown, require_workers=require), wait=wait,
+        local_workers=local_workers, allow_no_workers=allow_no_workers,
+        as_json=as_json, nothing=nothing, check=confirm)
 
 
 def _show_downgrade(plan: DowngradePlan, nothing: str) -> None:
@@ -148,15 +156,17 @@ def resume(
     run_id: Annotated[str, typer.Argument(help="The run to resume.")],
     wait: WaitFlag = True,
     local_workers: LocalWorkersFlag = 0,
+    allow_no_workers: AllowNoWorkersFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Re-enqueue the batches of a run that are not committed (after any crash)."""
 
-    def start(migrations: Migrations) -> str | None:
-        migrations.resume(run_id)
+    def start(migrations: Migrations, require: bool) -> str | None:
+        migrations.resume(run_id, require_workers=require)
         return run_id
 
-    _follow(start, wait=wait, local_workers=local_workers, as_json=as_json)
+    _follow(start, wait=wait, local_workers=local_workers, allow_no_workers=allow_no_workers,
+            as_json=as_json)
 
 
 @app.command()
@@ -167,16 +177,17 @@ def rollback(
         "them (their change is lost).")] = False,
     wait: WaitFlag = True,
     local_workers: LocalWorkersFlag = 0,
+    allow_no_workers: AllowNoWorkersFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Restore what a failed run changed from its undo log (or continue a stopped rollback)."""
 
-    def start(migrations: Migrations) -> str | None:
-        migrations.rollback(run_id, force=force)
+    def start(migrations: Migrations, require: bool) -> str | None:
+        migrations.rollback(run_id, force=force, require_workers=require)
         return run_id
 
-    _follow(start, wait=wait, local_workers=local_workers, as_json=as_json,
-            success=MigrationStatus.ROLLED_BACK)
+    _follow(start, wait=wait, local_workers=local_workers, allow_no_workers=allow_no_workers,
+            as_json=as_json, success=MigrationStatus.ROLLED_BACK)
 
 
 @app.command()
@@ -188,7 +199,8 @@ def abandon(
 ) -> None:
     """Give up a run whose workers are gone, without undoing it: what it changed stays
     changed, and new runs are allowed again. Prefer `resume` or `rollback`; this is for a run
-    you have settled by hand."""
+    you have settled by hand, or one that waits for workers you will not start. Refused while
+    the run holds a live lease and a worker serves its queues."""
     if as_json and not yes:
         raise KgmError("--json does not ask: add --yes")
     with session(as_json) as migrations:
@@ -200,32 +212,41 @@ def abandon(
                 f"{', '.join(run.migrations)})"
                 "? Nothing it changed is undone."):
             raise typer.Exit(1)
-        run = migrations.abandon(run.id, reason=reason)
+        run = migrations.abandon(run.id, reason=reason, when_workers_gone=True)
     say(as_json, run.model_dump(mode="json"),
         f"run {run.id}: [bold]{run.status}[/]  {escape(run.error_log or '')}")
 
 
-def _follow(start: Callable[[Migrations], str | None], *, wait: bool,
-            local_workers: int, as_json: bool,
+def _follow(start: Callable[[Migrations, bool], str | None], *, wait: bool,
+            local_workers: int, as_json: bool, allow_no_workers: bool = False,
             success: MigrationStatus = MigrationStatus.COMPLETED,
             nothing: str = "Nothing to apply: the graph is up to date.",
             absent_ok: bool = False,
             check: Callable[[Migrations], None] = lambda migrations: None) -> None:
     """Start (or resume) a run, with local workers if asked, and follow it unless told not to
     (`absent_ok`: the run may be the graph's first write; `check`: may refuse first, before
-    any worker starts)."""
+    any worker starts). `start` is told whether to refuse when no worker serves the
+    queues: yes, unless local workers are being started for the run or the user allowed
+    it (then the run is queued, and it is said at once that it waits)."""
     with session(as_json, absent_ok=absent_ok) as migrations, contextlib.ExitStack() as stack:
         check(migrations)
         stack.enter_context(migrations.local_workers(local_workers))
-        run_id = start(migrations)
+        run_id = start(migrations, not (allow_no_workers or local_workers))
         if run_id is None:
             say(as_json, {"run_id": None, "status": "up_to_date"}, nothing)
             return
+        told: Workers | None = None
+        if allow_no_workers and not local_workers:
+            run = migrations.status(run_id)
+            told = migrations.waiting_for_workers(run)
+            if told is not None:
+                show_waiting(migrations.workers_hint(run, told), console=err, indent="")
         if not (wait or local_workers):
-            say(as_json, {"run_id": run_id, "status": "enqueued"},
+            say(as_json, {"run_id": run_id, "status": "enqueued",
+                          "waiting_for_workers": told.as_json() if told else None},
                  f"run {run_id} enqueued; follow it with `kgmigrate status {run_id} --watch`")
             return
-        run = follow(migrations, run_id, quiet=as_json)
+        run = follow(migrations, run_id, quiet=as_json, watch=migrations.worker_watch(told=told))
         if run.status is MigrationStatus.ROLLBACK_BLOCKED and not as_json:
             show_conflicts(migrations.conflicts(run))
     _finish_output(run, as_json, success)

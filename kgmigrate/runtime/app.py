@@ -6,10 +6,15 @@ send tasks by name (`app.signature("workers.apply_batch", ...)`). A worker proce
 task modules of the queues it serves, by module name.
 """
 
+from collections.abc import Sequence
+from typing import Any
 
 from celery import Celery
+from kombu.exceptions import KombuError
+from redis.exceptions import RedisError
 
-from kgmigrate.runtime.settings import load_settings
+from kgmigrate.errors import KgmError
+from kgmigrate.runtime.settings import load_settings, redact_url
 
 BATCH_QUEUE = "kgm.batches"
 CONTROL_QUEUE = "kgm.control"
@@ -47,6 +52,39 @@ def sender(broker_url: str, result_backend: str) -> Celery:
     """A fresh app for sending tasks by name from an API process. Fresh, because a Celery app
     keeps its first connection pool: reconfiguring a shared one would send to the old broker."""
     return _apply_config(Celery("kgmigrate-sender"), broker_url, result_backend, None)
+
+
+def consumers(broker_url: str, result_backend: str, *, timeout_s: float,
+              wanted: Sequence[str]) -> dict[str, list[str]]:
+    """Which live workers consume which queues, as the workers themselves answer a broadcast
+    (`active_queues`) within `timeout_s`: {queue: [worker names]}. Returns as soon as the first
+    answer covers every `wanted` queue (the common case: one worker serves both), otherwise
+    collects every answer for the whole timeout. A dead worker does not answer. A broker that
+    cannot be reached is a KgmError naming it (a refused connection is not retried)."""
+    app = sender(broker_url, result_backend)
+    try:
+        with app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2)
+            found = _active_queues(app, connection, timeout_s, limit=1)
+            if found and not set(wanted) <= found.keys():  # one answered: ask all of them
+                found = _active_queues(app, connection, timeout_s, limit=None)
+            return found
+    except (OSError, KombuError, RedisError) as exc:
+        raise KgmError(f"the broker {redact_url(broker_url)} does not answer "
+                       f"({type(exc).__name__}: {exc})") from None
+    finally:
+        app.close()
+
+
+def _active_queues(app: Celery, connection: Any, timeout_s: float, *, limit: int | None
+                   ) -> dict[str, list[str]]:
+    replies = app.control.inspect(timeout=timeout_s, limit=limit,
+                                  connection=connection).active_queues() or {}
+    found: dict[str, list[str]] = {}
+    for worker, queues in sorted(replies.items()):
+        for queue in queues or []:
+            found.setdefault(str(queue.get("name")), []).append(str(worker))
+    return found
 
 
 RESTORE_SWEEP_S = 10

@@ -140,6 +140,12 @@ class Settings(BaseSettings):
     # above the redelivery bound of a dead worker's task (visibility timeout + 70 s): a lease
     # that expired before a live run's task came back would let a new upgrade take the lock
     lock_lease_s: float = Field(default=900.0, gt=0)  # every task of a run renews its lock
+    # How long a command asking whether workers serve the queues waits for their answers
+    # (Celery's broadcast `active_queues`); a worker answers within milliseconds when idle.
+    worker_ping_s: float = Field(default=2.0, gt=0, le=60)
+    # A followed run (`upgrade`, `status --watch`) that shows no progress for this long makes
+    # the follower ask the workers; when none serves a queue the run needs, it says so.
+    worker_wait_s: float = Field(default=30.0, gt=0)
     hooks: str = ""  # comma-separated modules that register lifecycle hooks
     log_format: str = "json"  # json or text (workers' and the exporter's own lines)
     log_level: str = "INFO"

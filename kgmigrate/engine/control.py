@@ -47,7 +47,9 @@ def start_run(rt: Runtime, app: Celery, run_id: str) -> None:
         backup = pre_run_backup(rt, run) if first_start else None
     except Exception as exc:  # the backup failed: end the run, do not hang
         log.exception("run %s could not be started", run_id)
-        fail(rt, run_id, run.steps[0].id, f"step 1 could not be started: {exc}", app=app)
+        if rt.ledger.require_run(run_id).status is MigrationStatus.PENDING:  # else another
+            fail(rt, run_id, run.steps[0].id,  # delivery's backup started it: leave it be
+                 f"step 1 could not be started: {exc}", app=app)
         return
     try:
         if run.status is not MigrationStatus.IN_PROGRESS:  # pending, failed (resume), validating

@@ -126,6 +126,8 @@ def _ledger_and_lock() -> list[Rendered]:
             "finished_at": at, "batch_seconds": [0.5, 0.25], "validation": "passed",
             "error": None}),
         Rendered("ledger/note-retry", ledger.NOTE_RETRY, {"id": "run_1:1:1", "n": 1}),
+        Rendered("ledger/note-outcome", ledger.NOTE_OUTCOME, {
+            "id": "run_1:1:1", "counters": '{"properties_set": 3}', "seconds": 0.25}),
         Rendered("ledger/update-run-facts", ledger.UPDATE_RUN_FACTS,
                  {"id": "run_1", "counters": "{}", "backup_ref": "undo/run_1"}),
         *[Rendered(f"ledger/schema/{spec.describe()}", N.create_index(spec))

@@ -91,8 +91,13 @@ def run_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str) -
     ledger_writes = int(row["undo_props"]) + dialect.lock_writes * entities
     counters = {k: v for k, v in _own_counters(written.counters, ledger_writes, entities).items()
                 if v}
+    seconds = time.perf_counter() - started
+    try:  # the step adds these up from the ledger; if this write is lost, so are they
+        rt.ledger.note_outcome(batch_id, counters, seconds)
+    except KgmError as exc:
+        log.warning("batch %s: its counters were not recorded: %s", seq, exc)
     return result.model_copy(update={"entities": entities, "counters": counters,
-                                     "seconds": time.perf_counter() - started})
+                                     "seconds": seconds})
 
 
 def _own_counters(counters: Counters, undo_writes: int, entities: int) -> dict[str, int]:
@@ -228,8 +233,9 @@ def run_statement(rt: Runtime, run_id: str, step_id: str, batch_id: str) -> Batc
     counters = {k: v for k, v in written.counters.model_dump().items() if v}
     rt.ledger.complete_statement(batch_id, run_id=run_id, step_id=step_id,
                                  worker=result.worker, counters=counters)
-    return result.model_copy(update={"counters": counters,
-                                     "seconds": time.perf_counter() - started})
+    seconds = time.perf_counter() - started
+    rt.ledger.note_outcome(batch_id, counters, seconds)
+    return result.model_copy(update={"counters": counters, "seconds": seconds})
 
 
 def apply_schema(rt: Runtime, plan: SchemaPlan) -> bool:

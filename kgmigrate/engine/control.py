@@ -161,9 +161,12 @@ def redrive(rt: Runtime, app: Celery, run_id: str) -> None:
 
 def _decide(rt: Runtime, app: Celery, results: list[BatchResult], run: RunRecord,
             step: StepRecord) -> None:
+    # Counters and times from the ledger: a chord of duplicates (a launch repeated by a
+    # redelivery) returns `skipped` for batches another delivery committed, with nothing.
+    committed = [b for b in rt.ledger.batches(step.id) if b.status is MigrationStatus.COMPLETED]
     counters: dict[str, int] = {}
-    for r in results:
-        for name, value in r.counters.items():
+    for b in committed:
+        for name, value in b.counters.items():
             counters[name] = counters.get(name, 0) + value
     failed = sorted((r for r in results if r.status == "failed"), key=lambda r: r.seq)
     if failed:
@@ -181,8 +184,7 @@ def _decide(rt: Runtime, app: Celery, results: list[BatchResult], run: RunRecord
         fail(rt, run.id, step.id, f"step {step.order} ({step.description}): {problem}",
              counters=counters, app=app, validation="failed")
         return
-    seconds = [round(r.seconds, 4) for r in sorted(results, key=lambda r: r.seq)
-               if r.status == "completed"]
+    seconds = [round(b.seconds, 4) for b in committed if b.seconds is not None]
     rt.ledger.update_step(step.id, status=MigrationStatus.COMPLETED, counters=counters,
                           finished_at=utc_now(), batch_seconds=seconds,
                           validation="passed" if proved else None)

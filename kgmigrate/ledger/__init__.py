@@ -140,6 +140,8 @@ BATCH_STATUS = f"MATCH (b:{BATCH} {{id: $id}}) RETURN b.status AS status"
 BATCH_ADDRESS = f"MATCH (b:{BATCH} {{id: $id}}) RETURN b.address AS address"
 NOTE_RETRY = (f"MATCH (b:{BATCH} {{id: $id}}) SET b.retries = coalesce(b.retries, 0) + $n "
               "RETURN b.retries AS retries")
+NOTE_OUTCOME = (f"MATCH (b:{BATCH} {{id: $id}}) SET b.counters = $counters, b.seconds = $seconds "
+                "RETURN b.id AS id")
 UPDATE_STEP = (
     f"MATCH (s:{STEP} {{id: $id}}) "
     "SET s.status = coalesce($status, s.status), "
@@ -182,7 +184,8 @@ BATCH_FIELDS = (
     "b.status AS status, b.attempts AS attempts, b.worker AS worker, b.entities AS entities, "
     "b.counters AS counters, b.error AS error, b.started_at AS started_at, "
     "b.finished_at AS finished_at, b.undo AS undo, b.retries AS retries, "
-    "b.failing AS failing, b.checked AS checked, b.offending AS offending ORDER BY b.seq"
+    "b.failing AS failing, b.checked AS checked, b.offending AS offending, "
+    "b.seconds AS seconds ORDER BY b.seq"
 )
 READ_BATCHES = f"MATCH (b:{BATCH} {{step_id: $step_id}}) {BATCH_FIELDS}"
 FAILED_BATCHES = (f"MATCH (b:{BATCH} {{step_id: $step_id}}) WHERE b.status = 'failed' "
@@ -410,6 +413,13 @@ class Ledger:
         """More attempts at a batch, for the metrics: a task's retry after a transient error,
         a redelivery after a worker died, or the driver's own retries of its transaction."""
         self.backend.write(NOTE_RETRY, {"id": batch_id, "n": count})
+
+    def note_outcome(self, batch_id: str, counters: dict[str, int], seconds: float) -> None:
+        """A committed batch's counters and time, as its worker saw them: the step's totals
+        are added up from here, not from whichever delivery's results reach the callback
+        first (a duplicate of a batch reports it skipped, with nothing)."""
+        self.backend.write(NOTE_OUTCOME, {"id": batch_id, "seconds": seconds,
+                                          "counters": json.dumps(counters, sort_keys=True)})
 
     def batch_status(self, batch_id: str) -> str | None:
         rows = self.backend.read(BATCH_STATUS, {"id": batch_id}).records

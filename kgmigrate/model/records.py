@@ -241,6 +241,7 @@ class BatchRecord(_Model):
     finished_at: datetime | None = None
     undo: str | None = None  # the undo record of the attempt that committed
     retries: int = 0  # deliveries beyond the first (transient-error retries, redeliveries)
+    seconds: float | None = None  # the committing attempt's time, as its worker measured it
     # a batch that failed its validation: how many of the entities it checked failed, and
     # the first of them (`BAD_SAMPLE`)
     failing: int | None = None

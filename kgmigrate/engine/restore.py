@@ -39,9 +39,9 @@ def restore_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: st
     if rt.ledger.batch_status(rb_id) == "completed":
         return result.model_copy(update={"status": "skipped"})
     if not isinstance(plan, BatchPlan):  # the batch statement fences itself; these cannot
-        run = rt.ledger.require_run(run_id)
-        if run.status is not MigrationStatus.ROLLING_BACK:
-            return _not_rolling_back(rt, result, run_id)
+        status = rt.ledger.require_run(run_id).status
+        if status is not MigrationStatus.ROLLING_BACK:
+            return _not_rolling_back(result, run_id, status)
     if isinstance(plan, SchemaPlan):  # an index the run created is dropped (and vice versa)
         apply_schema(rt, plan.reverse())
         rt.ledger.mark_restored(result.batch_id, run_id, restore_step_id(step_id))
@@ -75,7 +75,7 @@ def restore_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: st
         if is_repeat(refused) and rt.ledger.batch_status(rb_id) == "completed":
             return result.model_copy(update={"status": "skipped"})  # an earlier delivery's
         if is_repeat(refused):  # the statement's fence: the run stopped rolling back
-            return _not_rolling_back(rt, result, run_id)
+            return _not_rolling_back(result, run_id, rt.ledger.require_run(run_id).status)
         return result.model_copy(update={"status": "failed",
                                          "error": f"restore of batch {seq} failed: {refused}"})
     return result.model_copy(update={
@@ -83,10 +83,10 @@ def restore_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: st
         "seconds": time.perf_counter() - started})
 
 
-def _not_rolling_back(rt: Runtime, result: RestoreResult, run_id: str) -> RestoreResult:
+def _not_rolling_back(result: RestoreResult, run_id: str,
+                      status: MigrationStatus) -> RestoreResult:
     """A restore delivered after its run stopped rolling back (abandoned, or blocked and not
     rolled back again) is refused: whoever ended the rollback decides what the graph holds."""
-    status = rt.ledger.require_run(run_id).status
     return result.model_copy(update={"status": "failed", "error": (
         f"restore of batch {result.seq} not applied: run {run_id} is {status}, not rolling "
         "back")})

@@ -63,6 +63,7 @@ def given_the_migrations(execution: Execution, graph: GraphBackend) -> None:
     for name, text in MIGRATIONS.items():
         execution.write_migration(name, text)
     execution.start_worker()
+    execution.wait_ready(1)  # an upgrade refuses while no worker answers
 
 
 def kgm(execution: Execution, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

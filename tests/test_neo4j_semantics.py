@@ -121,6 +121,7 @@ def test_two_deliveries_of_one_restore_at_the_same_moment_restore_it_once(
     keys = neo4j.write("UNWIND range(1, 50) AS i CREATE (e:Item {i: i}) "
                        "RETURN elementId(e) AS k").column("k")
     ledger_for_one_batch(neo4j)
+    neo4j.write("CREATE (:__KGMRun {id: 'r1', status: 'rolling_back'})")  # restores are fenced
     op = ops.batched("Item", "SET e.c = 1")
     neo4j.write(batch_statement(neo4j.dialect, compile_op(op, "neo4j")), batch_params(
         neo4j.dialect, compile_op(op, "neo4j"), KeyList(tuple(keys)), run_id="r1", step_id="s1",
@@ -154,7 +155,7 @@ def test_two_callers_moving_a_run_at_the_same_moment_cannot_both_succeed(
     run = ledger.create_run([meta], run_id="run_race")
     ledger.transition(run.id, MigrationStatus.IN_PROGRESS)
     params = {"id": run.id, "status": "rolling_back", "entry": "rolling_back@t",
-              "error": "first", "finished_at": None,
+              "error": "first", "finished_at": None, "backup_ref": None,
               "allowed_from": ["in_progress", "validating", "pending"]}
     # When the first has moved it to ROLLING_BACK but not yet committed, and the second tries
     # the same move meanwhile

@@ -55,10 +55,13 @@ def test_a_relationships_pre_image_carries_its_type_and_ends_through_an_applys_w
 
 def test_the_node_restore_compares_states_and_sets_labels_by_parameter() -> None:
     statement = restore_statement(F, Shape("node", False, False), ["Item", "weird name"])
-    # the restore's own record first: its lock orders two deliveries, a repeat aborts at once
+    # the restore's own record first: its lock orders two deliveries, a repeat aborts at once,
+    # and so does a restore of a run no longer rolling back (abandoned meanwhile)
     assert statement.startswith(
         "MERGE (b:`__KGMBatch` {id: $kgm_batch_id}) SET b.attempts = coalesce(b.attempts, 0) + 1 "
-        "WITH 1 / (CASE WHEN coalesce(b.status = 'completed', false) THEN 0 ELSE 1 END) AS first "
+        "WITH b MATCH (run:`__KGMRun` {id: $kgm_run_id}) "
+        "WITH 1 / (CASE WHEN coalesce(b.status = 'completed', false) OR run.status <> "
+        "'rolling_back' THEN 0 ELSE 1 END) AS first "
         "MATCH (u:`__KGMUndo`) WHERE first = 1 AND u.`__KGM_batch` = $kgm_undo_batch "
         "OPTIONAL MATCH (e) WHERE id(e) = u.`__KGM_key` ")
     assert ("(e IS NOT NULL AND toJSON([labels(e), properties(e)]) = u.`__KGM_after`)"

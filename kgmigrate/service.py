@@ -98,9 +98,10 @@ class Migrations:
         return open_store(self.settings.backup_dir)
 
     def registry(self) -> Registry:
-        """The migrations directory, loaded; refused if a value in it cannot be stored on
-        this graph's server (`checks.check_values`), before any verb writes."""
-        registry = Registry.load(self.settings.migrations_dir)
+        """The migrations directory, loaded (placeholders filled in from the settings);
+        refused if a value in it cannot be stored on this graph's server
+        (`checks.check_values`), before any verb writes."""
+        registry = Registry.load(self.settings.migrations_dir, self.settings.placeholders)
         checks.check_values(self.backend, registry)
         return registry
 
@@ -109,25 +110,40 @@ class Migrations:
     def list_migrations(self) -> list[MigrationListing]:
         return checks.list_migrations(self.backend, self.registry())
 
-    def plan(self, target: str | None = None) -> list[PlannedMigration]:
-        return api.plan(self.backend, self.registry(), target)
+    def plan(self, target: str | None = None, *,
+             out_of_order: bool | None = None) -> list[PlannedMigration]:
+        """What `upgrade` would run and skip. `out_of_order`: allow a pending migration that
+        an applied one comes after (default: KGMIGRATE_OUT_OF_ORDER)."""
+        return api.plan(self.backend, self.registry(), target,
+                        out_of_order=self._out_of_order(out_of_order))
 
     def history(self) -> list[AppliedMigration]:
         return api.history(self.backend)
 
     def validate(self) -> ValidationResult:
-        return checks.validate(self.backend, self.registry())
+        return checks.validate(self.backend, self.registry(),
+                               out_of_order=self.settings.out_of_order)
 
     def repair(self) -> RepairResult:
         return api.repair(self.backend, self.registry())
 
     # -- runs -------------------------------------------------------------------------------
 
-    def upgrade(self, target: str | None = None, *, created_by: str | None = None) -> str | None:
+    def upgrade(self, target: str | None = None, *, created_by: str | None = None,
+                out_of_order: bool | None = None,
+                on_skip: Callable[[str, str], None] | None = None) -> str | None:
         """Start a run up to `target` (default: everything pending); its id, or None when
-        nothing is pending. Workers serving the queues run it."""
+        nothing is pending. Workers serving the queues run it. Migrations whose `assume`
+        precondition does not hold are skipped and recorded so (`on_skip(version, why)`);
+        `out_of_order` allows a pending migration that an applied one comes after (default:
+        KGMIGRATE_OUT_OF_ORDER)."""
         return runs.enqueue_migration(self.backend, self.registry(), self.endpoints,
-                                      target=target, created_by=created_by)
+                                      target=target, created_by=created_by,
+                                      out_of_order=self._out_of_order(out_of_order),
+                                      on_skip=on_skip)
+
+    def _out_of_order(self, allowed: bool | None) -> bool:
+        return self.settings.out_of_order if allowed is None else allowed
 
     def downgrade(self, target: str) -> str | None:
         """Start undoing every applied migration `target` does not need (`base`: all)."""
@@ -256,7 +272,8 @@ class Migrations:
 def new_migration(settings: Settings, name: str, *, kind: str = "py",
                   author: str = "unknown") -> Path:
     """Scaffold the next version's file in the migrations directory (no graph needed)."""
-    return api.new_migration(settings.migrations_dir, name, kind=kind, author=author)
+    return api.new_migration(settings.migrations_dir, name, kind=kind, author=author,
+                             placeholders=settings.placeholders)
 
 
 def default_author() -> str:

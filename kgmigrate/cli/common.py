@@ -30,6 +30,9 @@ LatestRun = Annotated[str | None, typer.Argument(help="Run id (default: the late
 WaitFlag = Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the run to its end.")]
 LocalWorkersFlag = Annotated[int, typer.Option(
     min=0, help="Start N worker processes for this run (no other setup needed).")]
+OutOfOrderFlag = Annotated[bool, typer.Option(
+    "--out-of-order", help="Allow pending migrations that applied ones come after "
+    "(KGMIGRATE_OUT_OF_ORDER).")]
 
 
 

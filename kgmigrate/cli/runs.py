@@ -11,8 +11,10 @@ from kgmigrate import service
 from kgmigrate.cli.common import (
     JsonFlag,
     LocalWorkersFlag,
+    OutOfOrderFlag,
     WaitFlag,
     app,
+    err,
     follow,
     out,
     print_json,
@@ -43,10 +45,16 @@ def upgrade(
     = None,
     wait: WaitFlag = True,
     local_workers: LocalWorkersFlag = 0,
+    out_of_order: OutOfOrderFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Apply pending migrations as batched tasks on the workers, with live progress."""
-    _follow(lambda migrations: migrations.upgrade(target), wait=wait,
+
+    def skipped(version: str, why: str) -> None:  # stderr with --json: stdout is its document
+        (err if as_json else out).print(f"{version} skipped: {escape(why)}", highlight=False)
+
+    _follow(lambda migrations: migrations.upgrade(
+        target, out_of_order=out_of_order or None, on_skip=skipped), wait=wait,
             local_workers=local_workers, as_json=as_json, absent_ok=True)
 
 

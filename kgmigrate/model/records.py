@@ -89,7 +89,9 @@ class MigrationMetadata(_Model):
 
 
 class AppliedMigration(_Model):
-    """A link of the applied chain in the graph."""
+    """A link of the applied chain in the graph: an applied migration, or one that an
+    `assume` precondition skipped (`state` "skipped", `reason` the precondition, `applied_at`
+    when it was skipped, `run_id` the run started with that decision, if any)."""
 
     version: str
     description: str
@@ -99,11 +101,13 @@ class AppliedMigration(_Model):
     duration_ms: int
     applied_by: str
     host: str
-    run_id: str
+    run_id: str | None = None
     sequence: int
+    state: Literal["applied", "skipped"] = "applied"
+    reason: str | None = None
 
 
-MigrationState = Literal["applied", "pending", "checksum_mismatch", "missing_file"]
+MigrationState = Literal["applied", "pending", "skipped", "checksum_mismatch", "missing_file"]
 
 
 class MigrationListing(_Model):
@@ -114,6 +118,7 @@ class MigrationListing(_Model):
     state: MigrationState
     checksum: str | None  # of the file; None when the file is missing
     applied_at: datetime | None = None
+    reason: str | None = None  # skipped: the precondition that did not hold, and where
 
 
 class PlannedStep(_Model):
@@ -129,11 +134,14 @@ class PlannedMigration(_Model):
     description: str
     depends_on: list[str]
     steps: list[PlannedStep]
+    # an `assume` precondition that does not hold: the upgrade skips the migration (and
+    # records it so in the chain); its steps are not counted
+    skipped: str | None = None
 
 
 class ValidationProblem(_Model):
     version: str
-    kind: Literal["checksum_mismatch", "missing_file"]
+    kind: Literal["checksum_mismatch", "missing_file", "out_of_order", "precondition"]
     message: str
 
 
@@ -141,6 +149,7 @@ class ValidationResult(_Model):
     problems: list[ValidationProblem] = []
     applied: int = 0
     pending: int = 0
+    skipped: int = 0
 
     @property
     def valid(self) -> bool:

@@ -5,7 +5,7 @@ CLI only formats those. `DataMigrationManager` keeps the ticket's names.
 """
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from kgmigrate.backup.snapshot import (
@@ -36,6 +36,7 @@ from kgmigrate.model.records import (
 from kgmigrate.model.registry import Registry
 from kgmigrate.model.versions import Version
 from kgmigrate.ops import Operation
+from kgmigrate.preflight import preflight
 from kgmigrate.runtime.settings import load_settings
 
 __all__ = ["downgrade_plan", "ensure_valid", "history", "list_migrations",
@@ -53,15 +54,27 @@ def repair(backend: GraphBackend, registry: Registry) -> RepairResult:
     return RepairResult(repaired=repaired)
 
 
-def plan(backend: GraphBackend, registry: Registry,
-         target: str | None = None) -> list[PlannedMigration]:
-    """What `upgrade [target]` would run, with entities per batched step counted now.
-    Reads only; writes nothing."""
+def plan(backend: GraphBackend, registry: Registry, target: str | None = None, *,
+         out_of_order: bool = False) -> list[PlannedMigration]:
+    """What `upgrade [target]` would run, with entities per batched step counted now, and
+    what it would skip (an `assume` precondition that does not hold; `skipped` says which).
+    Refused as `upgrade` would be: a failed `assert`, a migration out of order (unless
+    `out_of_order`). Reads only; writes nothing."""
     ensure_valid(backend, registry)
-    applied = [Version.parse(a.version) for a in Ledger(backend).applied()]
+    checked = preflight(backend, registry, target, out_of_order=out_of_order)
+    checked.refuse()
+    skips = {skip.version: skip.reason for skip in checked.new_skips}
     planned = []
-    for version in registry.pending(applied, target):
+    for version in registry.order:
         migration = registry.migrations[version]
+        if version in skips:
+            planned.append(PlannedMigration(
+                version=str(version), description=migration.description,
+                depends_on=[str(v) for v in registry.dependencies[version]], steps=[],
+                skipped=skips[version]))
+            continue
+        if version not in checked.run:
+            continue
         planned.append(PlannedMigration(
             version=str(version), description=migration.description,
             depends_on=[str(v) for v in registry.dependencies[version]],
@@ -112,7 +125,8 @@ def _counted(backend: GraphBackend, operations: Sequence[Operation]) -> list[Pla
 
 
 def history(backend: GraphBackend) -> list[AppliedMigration]:
-    return Ledger(backend).applied()
+    """The chain, oldest first: applied migrations, and those a precondition skipped."""
+    return Ledger(backend).history()
 
 
 def status(backend: GraphBackend, run_id: str | None = None) -> RunRecord:
@@ -149,8 +163,8 @@ CYPHER_TEMPLATE = """// description: {description}
 """
 
 
-def new_migration(directory: Path, name: str, *, kind: str = "py",
-                  author: str = "unknown") -> Path:
+def new_migration(directory: Path, name: str, *, kind: str = "py", author: str = "unknown",
+                  placeholders: Mapping[str, str] | None = None) -> Path:
     """Scaffold the next version's file in `directory`."""
     slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
     if not slug:
@@ -158,7 +172,7 @@ def new_migration(directory: Path, name: str, *, kind: str = "py",
     if kind not in {"py", "cypher"}:
         raise KgmError(f"kind must be py or cypher, got {kind!r}")
     directory.mkdir(parents=True, exist_ok=True)
-    registry = Registry.load(directory)
+    registry = Registry.load(directory, placeholders)
     latest = max(registry.migrations, default=None)
     number = (latest.parts[0] + 1) if latest else 1
     width = max(4, len(latest.text.split("_")[0].split(".")[0])) if latest else 4

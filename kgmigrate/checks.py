@@ -1,6 +1,7 @@
 """Are the applied migrations' files still there and unchanged? (validate, and the refusal
-that `plan` and `upgrade` make when they are not.) Can the server take every value the
-migrations hold? (checked as they load)"""
+that `plan` and `upgrade` make when they are not.) Would an upgrade be refused by a failed
+`assert` precondition or a migration out of order? (validate reports it: `kgmigrate.preflight`.)
+Can the server take every value the migrations hold? (checked as they load)"""
 
 from kgmigrate.compile import sent_values
 from kgmigrate.errors import KgmError
@@ -14,23 +15,31 @@ from kgmigrate.model.records import (
 )
 from kgmigrate.model.registry import Registry
 from kgmigrate.model.versions import MigrationFileError, Version
+from kgmigrate.preflight import preflight
 
 
 def list_migrations(backend: GraphBackend, registry: Registry) -> list[MigrationListing]:
-    """Every migration file, and every applied migration whose file is gone."""
-    applied = {Version.parse(a.version): a for a in Ledger(backend).applied()}
+    """Every migration file, and every applied migration whose file is gone. A migration an
+    `assume` precondition skipped is `skipped` (with why), until an upgrade finds that its
+    assumption holds (`kgmigrate.preflight`)."""
+    ledger = Ledger(backend)
+    applied = {Version.parse(a.version): a for a in ledger.applied()}
     order = {version: i for i, version in enumerate(applied, start=1)}  # applied, in order
+    skipped = {Version.parse(v): s for v, s in ledger.skipped().items()}
     listings = []
     for version in registry.order:
         migration = registry.migrations[version]
         record = applied.get(version)
-        state: MigrationState = ("pending" if record is None else
-                 "applied" if record.checksum == migration.checksum else "checksum_mismatch")
+        skip = skipped.get(version) if record is None else None
+        state: MigrationState = (
+            "skipped" if skip is not None else "pending" if record is None else
+            "applied" if record.checksum == migration.checksum else "checksum_mismatch")
         listings.append(MigrationListing(
             version=str(version), description=migration.description, state=state,
             checksum=migration.checksum, applied_at=record.applied_at if record else None,
             depends_on=[str(v) for v in registry.dependencies[version]],
-            applied_order=order.get(version)))
+            applied_order=order.get(version),
+            reason=skip.reason if skip is not None else None))
     for version, record in applied.items():
         if version not in registry.migrations:
             listings.append(MigrationListing(version=record.version,
@@ -41,7 +50,17 @@ def list_migrations(backend: GraphBackend, registry: Registry) -> list[Migration
     return listings
 
 
-def validate(backend: GraphBackend, registry: Registry) -> ValidationResult:
+def validate(backend: GraphBackend, registry: Registry, *,
+             out_of_order: bool = False) -> ValidationResult:
+    """Applied migrations must still have their file, unchanged; and what an upgrade would
+    refuse is reported: a failed `assert` precondition, a migration out of order (unless
+    `out_of_order` allows it)."""
+    result = _validate_files(backend, registry)
+    checked = preflight(backend, registry, out_of_order=out_of_order)
+    return result.model_copy(update={"problems": [*result.problems, *checked.problems]})
+
+
+def _validate_files(backend: GraphBackend, registry: Registry) -> ValidationResult:
     """Applied migrations must still have their file, unchanged."""
     problems = []
     listings = list_migrations(backend, registry)
@@ -59,13 +78,15 @@ def validate(backend: GraphBackend, registry: Registry) -> ValidationResult:
                 version=item.version, kind="missing_file",
                 message=f"{item.version} ({item.description}) is applied but its file is gone"))
     return ValidationResult(problems=problems,
-                            applied=sum(i.state != "pending" for i in listings),
-                            pending=sum(i.state == "pending" for i in listings))
+                            applied=sum(i.state not in ("pending", "skipped") for i in listings),
+                            pending=sum(i.state == "pending" for i in listings),
+                            skipped=sum(i.state == "skipped" for i in listings))
 
 
 def ensure_valid(backend: GraphBackend, registry: Registry) -> None:
-    """Refuse to go on (upgrade, plan) when applied migrations changed: name file and sums."""
-    result = validate(backend, registry)
+    """Refuse to go on (upgrade, plan, downgrade) when applied migrations changed: name file
+    and sums. (What else refuses an upgrade is `kgmigrate.preflight`'s.)"""
+    result = _validate_files(backend, registry)
     if not result.valid:
         raise KgmError("; ".join(p.message for p in result.problems))
 

@@ -27,20 +27,54 @@ from kgmigrate.model.records import (
 from kgmigrate.model.registry import Registry
 from kgmigrate.model.status import ENDED, FINAL_STEP, ROLLBACK_STATES, UNFINISHED
 from kgmigrate.model.versions import Version
+from kgmigrate.preflight import preflight
 from kgmigrate.runtime.app import START_ROLLBACK, START_RUN, sender
 from kgmigrate.runtime.settings import load_settings
 
 
 def enqueue_migration(backend: GraphBackend, registry: Registry, endpoints: Endpoints, *,
                       target: str | None = None, created_by: str | None = None,
+                      out_of_order: bool = False,
+                      on_skip: Callable[[str, str], None] | None = None,
                       before_lock: Callable[[], object] | None = None) -> str | None:
     """Start a run of everything pending up to `target`; None when nothing is pending.
-    Refused at once (LockHeldError) while another run holds the migration lock.
-    `before_lock` runs once there is something to do, before the lock is taken or anything
+    Refused at once (LockHeldError) while another run holds the migration lock, and before
+    anything is written when an `assert` precondition fails or a migration is out of order
+    (unless `out_of_order`). Migrations whose `assume` precondition does not hold are left
+    out and recorded as skipped (`on_skip(version, why)` is told of each newly skipped one).
+    `before_lock` runs once there is something to run, before the lock is taken or anything
     recorded: it may refuse by raising (e.g. when no worker serves the queues)."""
-    return _start_from(backend, registry, endpoints,
-                       lambda applied: registry.pending(applied, target), registry.metadata,
-                       target, created_by, before_lock)
+    ensure_valid(backend, registry)
+    checked = preflight(backend, registry, target, out_of_order=out_of_order)
+    checked.refuse()
+    skips = [(registry.metadata(s.version), s.reason) for s in checked.new_skips]
+    if checked.run:
+        if before_lock is not None:
+            before_lock()
+        run_id: str | None = _start(backend, endpoints,
+                                    [registry.metadata(v) for v in checked.run], target,
+                                    created_by, skips=skips)
+    else:
+        run_id = None
+        if skips:  # nothing runs, but the skips are recorded, under the lock like a run
+            with MigrationLock(backend, lease_s=load_settings().lock_lease_s).held(
+                    created_by or default_holder()):
+                _refuse_unfinished(Ledger(backend))
+                _record_skips(backend, skips, None, created_by)
+    for meta, reason in skips:
+        if on_skip is not None:
+            on_skip(meta.version, reason)
+    return run_id
+
+
+def _record_skips(backend: GraphBackend, skips: list[tuple[MigrationMetadata, str]],
+                  run_id: str | None, created_by: str | None) -> None:
+    """Called with the lock held; a skip another upgrade recorded meanwhile is not doubled."""
+    ledger = Ledger(backend)
+    recorded = ledger.skipped() if skips else {}
+    for meta, reason in skips:
+        if meta.version not in recorded:
+            ledger.record_skipped(meta, reason=reason, run_id=run_id, skipped_by=created_by)
 
 
 def downgrade(backend: GraphBackend, registry: Registry, endpoints: Endpoints, target: str, *,
@@ -82,12 +116,14 @@ def _start_from(backend: GraphBackend, registry: Registry, endpoints: Endpoints,
 
 
 def _start(backend: GraphBackend, endpoints: Endpoints, migrations: list[MigrationMetadata],
-           target: str | None, created_by: str | None) -> str:
+           target: str | None, created_by: str | None,
+           skips: list[tuple[MigrationMetadata, str]] | None = None) -> str:
     run_id = new_id("run")
     lock = MigrationLock(backend, lease_s=load_settings().lock_lease_s)
     lease = lock.acquire(created_by or default_holder(), run_id)  # a live run holds it
     try:
         _refuse_unfinished(Ledger(backend))  # read within the lock: no run starts meanwhile
+        _record_skips(backend, skips or [], run_id, created_by)
         Ledger(backend).create_run(migrations, target=target, created_by=created_by,
                                    run_id=run_id)
         try:

@@ -100,9 +100,10 @@ class Migrations:
         return open_store(self.settings.backup_dir)
 
     def registry(self) -> Registry:
-        """The migrations directory, loaded; refused if a value in it cannot be stored on
-        this graph's server (`checks.check_values`), before any verb writes."""
-        registry = Registry.load(self.settings.migrations_dir)
+        """The migrations directory, loaded (placeholders filled in from the settings);
+        refused if a value in it cannot be stored on this graph's server
+        (`checks.check_values`), before any verb writes."""
+        registry = Registry.load(self.settings.migrations_dir, self.settings.placeholders)
         checks.check_values(self.backend, registry)
         return registry
 
@@ -111,14 +112,19 @@ class Migrations:
     def list_migrations(self) -> list[MigrationListing]:
         return checks.list_migrations(self.backend, self.registry())
 
-    def plan(self, target: str | None = None) -> list[PlannedMigration]:
-        return api.plan(self.backend, self.registry(), target)
+    def plan(self, target: str | None = None, *,
+             out_of_order: bool | None = None) -> list[PlannedMigration]:
+        """What `upgrade` would run and skip. `out_of_order`: allow a pending migration that
+        an applied one comes after (default: KGMIGRATE_OUT_OF_ORDER)."""
+        return api.plan(self.backend, self.registry(), target,
+                        out_of_order=self._out_of_order(out_of_order))
 
     def history(self) -> list[AppliedMigration]:
         return api.history(self.backend)
 
     def validate(self) -> ValidationResult:
-        return checks.validate(self.backend, self.registry())
+        return checks.validate(self.backend, self.registry(),
+                               out_of_order=self.settings.out_of_order)
 
     def repair(self) -> RepairResult:
         return api.repair(self.backend, self.registry())
@@ -126,14 +132,24 @@ class Migrations:
     # -- runs -------------------------------------------------------------------------------
 
     def upgrade(self, target: str | None = None, *, created_by: str | None = None,
+                out_of_order: bool | None = None,
+                on_skip: Callable[[str, str], None] | None = None,
                 require_workers: bool = False) -> str | None:
         """Start a run up to `target` (default: everything pending); its id, or None when
-        nothing is pending. Workers serving the queues run it. `require_workers`: when there
-        is something to run, refuse (NoWorkersError) unless workers serve both queues, before
-        anything is recorded or locked; the same for the verbs below."""
+        nothing is pending. Workers serving the queues run it. Migrations whose `assume`
+        precondition does not hold are skipped and recorded so (`on_skip(version, why)`);
+        `out_of_order` allows a pending migration that an applied one comes after (default:
+        KGMIGRATE_OUT_OF_ORDER). `require_workers`: when there is something to run, refuse
+        (NoWorkersError) unless workers serve both queues, before anything is recorded or
+        locked; the same for the verbs below."""
         return runs.enqueue_migration(self.backend, self.registry(), self.endpoints,
                                       target=target, created_by=created_by,
+                                      out_of_order=self._out_of_order(out_of_order),
+                                      on_skip=on_skip,
                                       before_lock=self._workers_check(require_workers))
+
+    def _out_of_order(self, allowed: bool | None) -> bool:
+        return self.settings.out_of_order if allowed is None else allowed
 
     def downgrade(self, target: str, *, expect: Sequence[str] | None = None,
                   require_workers: bool = False) -> str | None:
@@ -318,7 +334,8 @@ class Migrations:
 def new_migration(settings: Settings, name: str, *, kind: str = "py",
                   author: str = "unknown") -> Path:
     """Scaffold the next version's file in the migrations directory (no graph needed)."""
-    return api.new_migration(settings.migrations_dir, name, kind=kind, author=author)
+    return api.new_migration(settings.migrations_dir, name, kind=kind, author=author,
+                             placeholders=settings.placeholders)
 
 
 def default_author() -> str:

@@ -96,6 +96,11 @@ def _ledger_and_lock() -> list[Rendered]:
             "applied_at": at, "duration_ms": 1, "applied_by": "a", "host": "h",
             "run_id": "run_1"}),
         Rendered("ledger/applied", ledger.APPLIED),
+        Rendered("ledger/append-skipped", ledger.APPEND_SKIPPED, {
+            "version": "V0002", "description": "d", "checksum": "c", "author": "a", "at": at,
+            "applied_by": "a", "host": "h", "run_id": None,
+            "reason": "`assume that edition is enterprise` does not hold"}),
+        Rendered("ledger/links", ledger.LINKS),
         Rendered("ledger/set-checksum", ledger.SET_CHECKSUM,
                  {"version": "V0001", "checksum": "c", "at": at}),
         Rendered("ledger/create-run", ledger.CREATE_RUN, {

@@ -280,6 +280,11 @@ def test_server_info_names_the_server(backend: GraphBackend) -> None:
     pattern = (r"FalkorDB \d+\.\d+\.\d+ on Redis \d+\.\d+\.\d+" if info.backend == "falkordb"
                else r"Neo4j Kernel (5\.26\.30|2026\.08\.1|[\d.]+) (community|enterprise)")
     assert re.fullmatch(pattern, info.version), info.version
+    # and the bare release and edition that edition and version preconditions compare
+    assert info.release is not None and re.fullmatch(r"\d+(\.\d+)+", info.release)
+    assert info.release in info.version
+    assert info.edition == (None if info.backend == "falkordb"
+                            else info.version.rsplit(" ", 1)[1])
 
 
 @pytest.mark.parametrize("name", ["a b", "x}) DETACH DELETE n //", "漢字 🧬", "$p", "'q'", "e",

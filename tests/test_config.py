@@ -1,6 +1,7 @@
 """Configuration from the environment: parsing, one-line errors, no secrets in repr."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -71,6 +72,16 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
      "KGMIGRATE_WORKER_PING_S: Input should be a valid number"),
     ("KGMIGRATE_WORKER_PING_S", "120",
      "KGMIGRATE_WORKER_PING_S: Input should be less than or equal to 60"),
+    ("KGMIGRATE_PLACEHOLDERS", "{label: 1}", "KGMIGRATE_PLACEHOLDERS: not JSON"),
+    ("KGMIGRATE_PLACEHOLDERS", '["label"]',
+     "KGMIGRATE_PLACEHOLDERS: must be a JSON object of placeholder names to values"),
+    ("KGMIGRATE_PLACEHOLDERS", '{"port": 7687}',
+     "KGMIGRATE_PLACEHOLDERS: placeholder port: the value must be a string, got int"),
+    ("KGMIGRATE_PLACEHOLDERS", '{"my label": "x"}',
+     "KGMIGRATE_PLACEHOLDERS: 'my label' is not a placeholder name"),
+    ("KGMIGRATE_PLACEHOLDERS", '{"x": "a\\u0000b"}',
+     "KGMIGRATE_PLACEHOLDERS: placeholder x: the value contains a NUL character"),
+    ("KGMIGRATE_OUT_OF_ORDER", "sometimes", "KGMIGRATE_OUT_OF_ORDER: Input should be a valid"),
 ])
 def test_invalid_environment_is_one_line_naming_the_variable(
         monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str) -> None:
@@ -79,6 +90,23 @@ def test_invalid_environment_is_one_line_naming_the_variable(
         load_settings()
     assert str(failure.value).startswith(message)
     assert "\n" not in str(failure.value)
+
+
+def test_placeholders_come_from_json_and_neo4j_migrations_variables(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 19, item 7: neo4j-migrations' NM_PLACEHOLDERS_<key> (trimmed, as it does) and
+    KGMIGRATE_PLACEHOLDERS, which wins where both name a key."""
+    monkeypatch.setenv("NM_PLACEHOLDERS_nodeLabel", " Person ")
+    monkeypatch.setenv("NM_PLACEHOLDERS_env", "test")
+    assert load_settings().placeholders == {"nodeLabel": "Person", "env": "test"}
+    monkeypatch.setenv("KGMIGRATE_PLACEHOLDERS", '{"env": "production", "db.name": "x-1"}')
+    assert load_settings().placeholders == {"nodeLabel": "Person", "env": "production",
+                                            "db.name": "x-1"}
+    monkeypatch.setenv("NM_PLACEHOLDERS_my label", "x")
+    with pytest.raises(ConfigError, match=re.escape(
+            "KGMIGRATE_PLACEHOLDERS: NM_PLACEHOLDERS_my label: 'my label' is not a "
+            "placeholder name")):
+        load_settings()
 
 
 def test_redact_url_hides_the_password() -> None:

@@ -33,6 +33,9 @@ LocalWorkersFlag = Annotated[int, typer.Option(
 AllowNoWorkersFlag = Annotated[bool, typer.Option(
     "--allow-no-workers", help="Queue the run even when no worker serves its queues: it "
     "waits, holding the migration lock, until one starts (without this, refused at once).")]
+OutOfOrderFlag = Annotated[bool, typer.Option(
+    "--out-of-order", help="Allow pending migrations that applied ones come after "
+    "(KGMIGRATE_OUT_OF_ORDER).")]
 
 
 

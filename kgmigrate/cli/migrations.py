@@ -11,6 +11,7 @@ from kgmigrate import __version__
 from kgmigrate.cli.common import (
     JsonFlag,
     LatestRun,
+    OutOfOrderFlag,
     app,
     counting,
     dump,
@@ -44,7 +45,7 @@ def list_cmd(
     if as_json:
         print_json(dump(items))
         return
-    colors = {"applied": "green", "pending": "yellow"}
+    colors = {"applied": "green", "pending": "yellow", "skipped": "cyan"}
     if graph:
         for line in dependency_tree(items, colors, unicode=out.encoding.startswith("utf")):
             out.print(line, highlight=False)
@@ -102,11 +103,12 @@ def dependency_tree(items: list[MigrationListing], colors: dict[str, str], *,
 def plan(
     target: Annotated[str | None, typer.Argument(help="Version to plan up to (default: all).")]
     = None,
+    out_of_order: OutOfOrderFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """What `upgrade` would run, with entity counts per step. Writes nothing."""
+    """What `upgrade` would run, with entity counts per step, and skip. Writes nothing."""
     with session(as_json) as migrations:
-        planned = migrations.plan(target)
+        planned = migrations.plan(target, out_of_order=out_of_order or None)
     for migration in planned:  # a scaffold's `MyLabel`, a typo: say so before an empty run
         for step in migration.steps:
             if step.estimated_entities == 0:
@@ -121,6 +123,10 @@ def plan(
         return
     table = Table("version", "step", "operation", "entities", title="Plan")
     for migration in planned:
+        if migration.skipped is not None:
+            table.add_row(f"[bold]{migration.version}[/]", escape(migration.description),
+                          "[cyan]skipped[/]", escape(migration.skipped))
+            continue
         table.add_row(f"[bold]{migration.version}[/]", escape(migration.description), "", "")
         for step in migration.steps:
             count = ("runs once" if step.estimated_entities is None
@@ -131,7 +137,7 @@ def plan(
 
 @app.command()
 def history(as_json: JsonFlag = False) -> None:
-    """The applied chain, oldest first."""
+    """The applied chain, oldest first, with the migrations a precondition skipped."""
     with session(as_json) as migrations:
         applied = migrations.history()
     if as_json:
@@ -139,9 +145,13 @@ def history(as_json: JsonFlag = False) -> None:
         return
     table = Table("#", "version", "description", "applied at", "took", "by", "run")
     for a in applied:
-        table.add_row(str(a.sequence), a.version, escape(a.description),
+        skipped = a.state == "skipped"
+        table.add_row(str(a.sequence), a.version,
+                      escape(a.description) + (f" [cyan](skipped: {escape(a.reason or '')})[/]"
+                                               if skipped else ""),
                       f"{a.applied_at:%Y-%m-%d %H:%M}",
-                      f"{a.duration_ms / 1000:.1f}s", a.applied_by, a.run_id)
+                      "skipped" if skipped else f"{a.duration_ms / 1000:.1f}s", a.applied_by,
+                      a.run_id or "")
     out.print(table)
 
 
@@ -156,7 +166,8 @@ def validate(as_json: JsonFlag = False) -> None:
         for problem in result.problems:
             out.print(f"[red]{problem.version}[/]: {escape(problem.message)}", highlight=False)
         verdict = "[green]valid[/]" if result.valid else "[red]invalid[/]"
-        out.print(f"{verdict}: {result.applied} applied, {result.pending} pending")
+        skipped = f", {result.skipped} skipped" if result.skipped else ""
+        out.print(f"{verdict}: {result.applied} applied, {result.pending} pending{skipped}")
     if not result.valid:
         raise typer.Exit(1)
 

@@ -13,6 +13,7 @@ from kgmigrate.cli.common import (
     AllowNoWorkersFlag,
     JsonFlag,
     LocalWorkersFlag,
+    OutOfOrderFlag,
     WaitFlag,
     app,
     err,
@@ -48,10 +49,16 @@ def upgrade(
     wait: WaitFlag = True,
     local_workers: LocalWorkersFlag = 0,
     allow_no_workers: AllowNoWorkersFlag = False,
+    out_of_order: OutOfOrderFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Apply pending migrations as batched tasks on the workers, with live progress."""
-    _follow(lambda migrations, require: migrations.upgrade(target, require_workers=require),
+
+    def skipped(version: str, why: str) -> None:  # stderr with --json: stdout is its document
+        (err if as_json else out).print(f"{version} skipped: {escape(why)}", highlight=False)
+
+    _follow(lambda migrations, require: migrations.upgrade(
+        target, out_of_order=out_of_order or None, on_skip=skipped, require_workers=require),
             wait=wait, local_workers=local_workers, allow_no_workers=allow_no_workers,
             as_json=as_json, absent_ok=True)
 

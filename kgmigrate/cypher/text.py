@@ -1,14 +1,18 @@
 """Reading Cypher text: splitting `.cypher` migration files into statements.
 
 Statements end at `;` outside string literals, backtick-quoted names and comments, as in
-neo4j-migrations. Comment-only fragments are not statements.
+neo4j-migrations. Comment-only fragments are not statements. A `//` comment ends at the line's
+end, whichever ending the file uses: `\n`, `\r\n` or a lone `\r` (old Mac files), as the
+checksum counts them.
 """
 
+import re
 from collections.abc import Iterator
 from typing import Literal
 
 from kgmigrate.errors import KgmError
 
+LINE_END = re.compile(r"[\r\n]")
 Token = tuple[Literal["code", "quoted", "comment", "end"], str]
 
 
@@ -28,11 +32,13 @@ def tokens(text: str) -> Iterator[Token]:
                 end = _quote_end(text, i)
                 yield "quoted", text[i:end]
             else:
-                closer = "\n" if text.startswith("//", i) else "*/"
-                found = text.find(closer, i + 2)
-                if found == -1 and closer == "*/":
-                    raise CypherTextError("unterminated /* comment")
-                end = n if found == -1 else found + (2 if closer == "*/" else 0)
+                if text.startswith("//", i):
+                    end = _line_end(text, i + 2)
+                else:
+                    found = text.find("*/", i + 2)
+                    if found == -1:
+                        raise CypherTextError("unterminated /* comment")
+                    end = found + 2
                 yield "comment", text[i:end]
             i = start = end
         elif ch == ";":
@@ -44,6 +50,18 @@ def tokens(text: str) -> Iterator[Token]:
             i += 1
     if start < n:
         yield "code", text[start:]
+
+
+def _line_end(text: str, i: int) -> int:
+    """Where the line holding position `i` ends: its first `\n` or `\r` (or the text's end)."""
+    found = LINE_END.search(text, i)
+    return found.start() if found else len(text)
+
+
+def normalize_line_endings(text: str) -> str:
+    """`\r\n` and a lone `\r` as `\n`: the text the checksum is taken of
+    (`kgmigrate.model.versions.checksum`), so two files with one checksum read the same."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _quote_end(text: str, i: int) -> int:

@@ -309,9 +309,9 @@ class FalkorDBBackend(GraphBackend):
         except redis.exceptions.RedisError as exc:
             raise BackendError(f"FalkorDB at {self.target.display} unreachable: {exc}",
                                transient=True) from exc
-        version = graph_module_version(modules) or "unknown"
-        return ServerInfo("falkordb", f"FalkorDB {version} on Redis {info['redis_version']}",
-                          self.target.display)
+        version = graph_module_version(modules)
+        return ServerInfo("falkordb", f"FalkorDB {version or 'unknown'} on Redis "
+                          f"{info['redis_version']}", self.target.display, release=version)
 
     def delete_graph(self) -> None:
         """Remove the whole graph key (tests and the sample loader's --replace)."""

@@ -183,7 +183,8 @@ class Neo4jBackend(GraphBackend):
     def server_info(self) -> ServerInfo:
         rec = self.read(SERVER_INFO).records[0]
         return ServerInfo("neo4j", f"{rec['name']} {rec['versions'][0]} {rec['edition']}",
-                          self.target.display)
+                          self.target.display, release=str(rec["versions"][0]),
+                          edition=str(rec["edition"]).lower())
 
     def close(self) -> None:
         self._driver.close()

@@ -58,5 +58,7 @@ class QueryResult(BaseModel):
 @dataclass(frozen=True)
 class ServerInfo:
     backend: str
-    version: str
+    version: str  # for people: "Neo4j Kernel 5.26.0 community", "FalkorDB 4.22.1 on Redis 8.1"
     address: str
+    release: str | None = None  # the product's own version number: "5.26.0", "4.22.1"
+    edition: str | None = None  # Neo4j's edition: "community" or "enterprise"

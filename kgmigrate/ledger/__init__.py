@@ -75,6 +75,28 @@ APPLIED = (
     "m.applied_by AS applied_by, m.host AS host, m.run_id AS run_id, m.sequence AS sequence "
     "ORDER BY m.sequence"
 )
+# A migration an `assume` precondition skipped: a link of the chain with state 'skipped', the
+# precondition that did not hold and the run that decided it (null: nothing else ran).
+APPEND_SKIPPED = (
+    f"OPTIONAL MATCH (prev:{MIGRATION}) WITH prev ORDER BY prev.sequence DESC LIMIT 1 "
+    f"CREATE (m:{MIGRATION} {{version: $version, description: $description, "
+    "checksum: $checksum, author: $author, applied_at: $at, duration_ms: 0, "
+    "applied_by: $applied_by, host: $host, run_id: $run_id, state: 'skipped', "
+    "reason: $reason, sequence: coalesce(prev.sequence, 0) + 1}) "
+    "FOREACH (p IN CASE WHEN prev IS NULL THEN [] ELSE [prev] END | "
+    f"CREATE (p)-[:{MIGRATED_TO} {{at: $at}}]->(m)) "
+    "RETURN m.sequence AS sequence"
+)
+# Every link of the chain, oldest first: `history` shows the applied and skipped ones; a
+# version's latest link says whether it is skipped since.
+LINKS = (
+    f"MATCH (m:{MIGRATION}) "
+    "RETURN m.version AS version, m.description AS description, m.checksum AS checksum, "
+    "m.author AS author, m.applied_at AS applied_at, m.duration_ms AS duration_ms, "
+    "m.applied_by AS applied_by, m.host AS host, m.run_id AS run_id, m.sequence AS sequence, "
+    "m.state AS state, m.reason AS reason "
+    "ORDER BY m.sequence"
+)
 SET_CHECKSUM = (
     f"MATCH (m:{MIGRATION} {{version: $version, state: 'applied'}}) "
     "SET m.checksum = $checksum, m.repaired_at = $at RETURN count(m) AS n"
@@ -265,6 +287,32 @@ class Ledger:
         if not rows:
             raise KgmError(f"migration {meta.version} is already applied")
         return AppliedMigration(**{**params, "sequence": rows[0]["sequence"]})
+
+    def history(self) -> list[AppliedMigration]:
+        """The chain's applied and skipped links, oldest first."""
+        return [AppliedMigration(**_present(r)) for r in self.backend.read(LINKS).records
+                if r["state"] in ("applied", "skipped")]
+
+    def skipped(self) -> dict[str, AppliedMigration]:
+        """The migrations an `assume` precondition skipped and that were not applied since:
+        those whose latest link is the skip, by version."""
+        latest = {r["version"]: r for r in self.backend.read(LINKS).records}
+        return {version: AppliedMigration(**_present(r)) for version, r in latest.items()
+                if r["state"] == "skipped"}
+
+    def record_skipped(self, meta: MigrationMetadata, *, reason: str, run_id: str | None,
+                       skipped_by: str | None = None) -> AppliedMigration:
+        """A skipped migration becomes a link of the chain (call with the lock held)."""
+        self.ensure_schema()
+        params = {
+            "version": meta.version, "description": meta.description, "checksum": meta.checksum,
+            "author": meta.created_by, "at": _iso(utc_now()),
+            "applied_by": skipped_by or default_holder(), "host": socket.gethostname(),
+            "run_id": run_id, "reason": reason,
+        }
+        sequence = self.backend.write(APPEND_SKIPPED, params).value("sequence")
+        return AppliedMigration(**{**params, "applied_at": params["at"], "duration_ms": 0,
+                                   "sequence": sequence, "state": "skipped"})
 
     def set_checksum(self, version: str, checksum: str) -> bool:
         rows = self.backend.write(SET_CHECKSUM, {"version": version, "checksum": checksum,

@@ -13,8 +13,10 @@ A Python migration (`V0001__add_age.py`) assigns a module-level `migration`:
 
 A Cypher migration (`V0002__index.cypher`) is statements separated by `;`, each a step run
 once, with optional header comments (`// author: ana`, `// depends_on: V0001`,
-`// batch_size: 500`, `// timeout: 600`, `// description: ...`) and an optional
-`// kgmigrate:down` line after which come the statements that undo it.
+`// batch_size: 500`, `// timeout: 600`, `// description: ...`), preconditions in
+neo4j-migrations' grammar (`// assume that edition is enterprise`: see
+`kgmigrate.model.preconditions`), placeholders `${nm:key}` (`kgmigrate.model.placeholders`) and
+an optional `// kgmigrate:down` line after which come the statements that undo it.
 Loading a Python migration executes it, as Alembic does: migration files are code.
 """
 
@@ -22,13 +24,15 @@ import importlib.util
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import cast
 
 from kgmigrate.cypher import identifiers as ident
-from kgmigrate.cypher.text import CypherTextError, split_statements
+from kgmigrate.cypher.text import CypherTextError, normalize_line_endings, split_statements, tokens
 from kgmigrate.errors import KgmError
+from kgmigrate.model import placeholders as nm
+from kgmigrate.model.preconditions import Precondition, PreconditionError, parse
 from kgmigrate.model.records import MigrationMetadata, MigrationStep, ScopeInfo
 from kgmigrate.model.versions import MigrationFile, MigrationFileError, Version, checksum
 from kgmigrate.ops import Operation, RunCypher
@@ -65,6 +69,9 @@ class Migration:
     # relationship type (`{"Compound": "cid", "Gene": "symbol"}`): a failed validation names
     # the offending entities by it, beside their internal keys.
     business_key: str | Mapping[str, str] | None = None
+    # `assume` / `assert` preconditions (a `.cypher` file's `// assume that ...` lines),
+    # evaluated against the graph when a run is planned
+    preconditions: Sequence[Precondition] = ()
 
     def __post_init__(self) -> None:
         # an op built of several steps (ops.move_property) is given as one item
@@ -81,6 +88,10 @@ class Migration:
         if not isinstance(self.timeout, int) or self.timeout < 1:
             raise KgmError(f"timeout must be a positive number of seconds, got {self.timeout!r}")
         _check_business_key(self.business_key)
+        for condition in self.preconditions:
+            if not isinstance(condition, Precondition):
+                raise KgmError("preconditions must be kgmigrate preconditions, got "
+                               f"{type(condition).__name__}")
 
     def business_key_of(self, op: Operation) -> str | None:
         """The business key of `op`'s entities: the migration's, or its scope's label's."""
@@ -188,14 +199,18 @@ def _check_business_key(key: object) -> None:
         raise KgmError(f"business_key: {exc}") from None
 
 
-def load(file: MigrationFile) -> LoadedMigration:
+def load(file: MigrationFile, placeholders: Mapping[str, str] | None = None
+         ) -> LoadedMigration:
+    """The file's migration; a `.cypher` file's placeholders are replaced by `placeholders`
+    (its checksum stays that of the file as written)."""
     raw = file.path.read_bytes()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise MigrationFileError(f"{file.path.name}: not UTF-8 text") from None
     try:
-        definition = _load_python(file) if file.kind == "py" else _load_cypher(file, text)
+        definition = (_load_python(file) if file.kind == "py"
+                      else _load_cypher(file, text, placeholders or {}))
     except MigrationFileError:
         raise
     except (KgmError, ValueError, TypeError) as exc:
@@ -243,7 +258,9 @@ def _user_line(exc: BaseException, path: Path) -> str:
     return f":{line}" if line else ""
 
 
-def _load_cypher(file: MigrationFile, text: str) -> Migration:
+def _load_cypher(file: MigrationFile, text: str, values: Mapping[str, str]) -> Migration:
+    # Read as the checksum counts it: CRLF and a lone CR (old Mac files) end lines too.
+    text = normalize_line_endings(text.removeprefix("\ufeff"))
     up_text, *down_parts = DOWN_MARKER.split(text, maxsplit=1)
     headers: dict[str, str] = {}
     for line in up_text.splitlines():
@@ -252,9 +269,22 @@ def _load_cypher(file: MigrationFile, text: str) -> Migration:
         elif line.strip() and not line.strip().startswith("//"):
             break
     try:
-        up = split_statements(up_text)
-        down = split_statements(down_parts[0]) if down_parts else None
-    except CypherTextError as exc:
+        preconditions, up_text = take_preconditions(up_text)
+        if down_parts and (misplaced := take_preconditions(down_parts[0])[0]):
+            raise MigrationFileError(
+                f"{file.path.name}: precondition `{misplaced[0].text}` is after "
+                "`// kgmigrate:down`; preconditions decide whether the migration runs: put "
+                "them before it")
+        nm.substitute(text, values)  # every placeholder without a value, in one message
+        # split first, then fill in placeholders, as neo4j-migrations does: a value cannot
+        # end a statement or open a comment
+        up = [nm.substitute(s, values) for s in split_statements(up_text)]
+        down = ([nm.substitute(s, values) for s in split_statements(down_parts[0])]
+                if down_parts else None)
+        preconditions = [p if p.query is None else
+                         replace(p, query=nm.substitute(p.query, values))
+                         for p in preconditions]
+    except (CypherTextError, nm.PlaceholderError, PreconditionError) as exc:
         raise MigrationFileError(f"{file.path.name}: {exc}") from None
     if not up:
         raise MigrationFileError(f"{file.path.name}: no Cypher statements")
@@ -277,4 +307,19 @@ def _load_cypher(file: MigrationFile, text: str) -> Migration:
         batch_size=number("batch_size", 10_000),
         timeout=number("timeout", 3600),
         down=[RunCypher(s) for s in down] if down is not None else None,
+        preconditions=preconditions,
     )
+
+
+def take_preconditions(text: str) -> tuple[list[Precondition], str]:
+    """The preconditions among the `//` comments of `text` (quotes respected), and `text`
+    without them: a precondition is never sent to the server as part of a statement."""
+    found: list[Precondition] = []
+    kept: list[str] = []
+    for kind, chunk in tokens(text):
+        condition = parse(chunk) if kind == "comment" and chunk.startswith("//") else None
+        if condition is None:
+            kept.append(chunk)
+        else:
+            found.append(condition)
+    return found, "".join(kept)

@@ -91,7 +91,9 @@ class MigrationMetadata(_Model):
 
 
 class AppliedMigration(_Model):
-    """A link of the applied chain in the graph."""
+    """A link of the applied chain in the graph: an applied migration, or one that an
+    `assume` precondition skipped (`state` "skipped", `reason` the precondition, `applied_at`
+    when it was skipped, `run_id` the run started with that decision, if any)."""
 
     version: str
     description: str
@@ -101,11 +103,13 @@ class AppliedMigration(_Model):
     duration_ms: int
     applied_by: str
     host: str
-    run_id: str
+    run_id: str | None = None
     sequence: int
+    state: Literal["applied", "skipped"] = "applied"
+    reason: str | None = None
 
 
-MigrationState = Literal["applied", "pending", "checksum_mismatch", "missing_file"]
+MigrationState = Literal["applied", "pending", "skipped", "checksum_mismatch", "missing_file"]
 
 
 class MigrationListing(_Model):
@@ -118,6 +122,7 @@ class MigrationListing(_Model):
     applied_at: datetime | None = None
     depends_on: list[str] = []  # declared, or the previous version (none: missing file)
     applied_order: int | None = None  # 1 for the first applied of those applied now
+    reason: str | None = None  # skipped: the precondition that did not hold, and where
 
 
 class PlannedStep(_Model):
@@ -133,6 +138,9 @@ class PlannedMigration(_Model):
     description: str
     depends_on: list[str]
     steps: list[PlannedStep]
+    # an `assume` precondition that does not hold: the upgrade skips the migration (and
+    # records it so in the chain); its steps are not counted
+    skipped: str | None = None
 
 
 UndoReason = Literal["applied_after_target", "not_an_ancestor"]
@@ -164,7 +172,7 @@ class DowngradePlan(_Model):
 
 class ValidationProblem(_Model):
     version: str
-    kind: Literal["checksum_mismatch", "missing_file"]
+    kind: Literal["checksum_mismatch", "missing_file", "out_of_order", "precondition"]
     message: str
 
 
@@ -172,6 +180,7 @@ class ValidationResult(_Model):
     problems: list[ValidationProblem] = []
     applied: int = 0
     pending: int = 0
+    skipped: int = 0
 
     @property
     def valid(self) -> bool:

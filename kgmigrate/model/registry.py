@@ -1,6 +1,6 @@
 """All migrations of a directory, ordered by their dependencies."""
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +18,11 @@ class Registry:
     order: list[Version]  # every migration after all it depends on
 
     @classmethod
-    def load(cls, directory: Path) -> "Registry":
-        loaded = {m.version: load(m) for m in discover(directory)}
+    def load(cls, directory: Path, placeholders: Mapping[str, str] | None = None
+             ) -> "Registry":
+        """The directory's migrations; `placeholders` fill in `${nm:key}` in `.cypher` files
+        (a placeholder without a value is an error naming the file)."""
+        loaded = {m.version: load(m, placeholders) for m in discover(directory)}
         dependencies = resolve_dependencies({v: m.depends_on for v, m in loaded.items()})
         return cls(loaded, dependencies, topological_order(dependencies))
 
@@ -67,6 +70,19 @@ class Registry:
                            "`base` undoes all)")
         keep = self.ancestors(wanted)
         return [v for v in reversed(applied) if v not in keep]
+
+    def out_of_order(self, applied: Iterable[Version], pending: Iterable[Version]
+                     ) -> dict[Version, Version]:
+        """Each of `pending` that an applied migration depends on, directly or not, with the
+        highest such applied migration: applied now, it would run after what comes after it.
+        In a linear chain (no `depends_on`) that is every pending version below the highest
+        applied one; in a DAG, a branch no applied migration needs is not out of order."""
+        later: dict[Version, Version] = {}
+        for done in sorted(applied):
+            if done in self.dependencies:  # an applied migration without a file: validate's
+                for needed in self.ancestors(done) - {done}:
+                    later[needed] = done  # ascending: the highest applied one wins
+        return {v: later[v] for v in pending if v in later}
 
     def pending(self, applied: Iterable[Version], target: str | None = None) -> list[Version]:
         """What `upgrade [target]` would apply, in order: everything not applied that the

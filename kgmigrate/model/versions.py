@@ -15,6 +15,9 @@ from kgmigrate.errors import KgmError
 
 FILE_NAME = re.compile(
     r"V(?P<version>\d+(?:[._]\d+)*)__(?P<description>[^.].*?)\.(?P<kind>cypher|py)")
+# what neo4j-migrations reads as a migration (versioned or repeatable), whatever its format
+NM_MIGRATION = re.compile(r"[VR]\d*(?:[._]\d+)*__.*\.(?:cypher|py|xml|java|kt)")
+SKIPPED_DIRS = frozenset({"__pycache__"})
 
 
 class MigrationFileError(KgmError):
@@ -84,7 +87,8 @@ def checksum(content: str | bytes) -> str:
 def discover(directory: Path) -> list[MigrationFile]:
     """Migration files in `directory` (not recursive), in version order.
 
-    Files that look like migrations but are misnamed, and two files with the same version,
+    Files that look like migrations but are misnamed, two files with the same version,
+    neo4j-migrations' catalog migrations (`V0002__x.xml`) and migration files in subfolders
     are errors: silently skipping a migration is how data goes missing.
     """
     if not directory.is_dir():
@@ -92,6 +96,19 @@ def discover(directory: Path) -> list[MigrationFile]:
                                  "(set KGMIGRATE_MIGRATIONS_DIR)")
     found: dict[Version, MigrationFile] = {}
     for path in sorted(directory.iterdir()):
+        if path.is_dir():
+            _refuse_nested(directory, path)
+            continue
+        if path.is_file() and path.suffix == ".xml" and NM_MIGRATION.fullmatch(path.name):
+            raise MigrationFileError(
+                f"{path.name}: catalog-based (.xml) migrations of neo4j-migrations are not "
+                "supported; write it as a .cypher migration (or a .py one with "
+                "ops.create_index / ops.drop_index for its indexes and constraints)")
+        if path.is_file() and path.suffix in {".java", ".kt"} and NM_MIGRATION.fullmatch(
+                path.name):
+            raise MigrationFileError(
+                f"{path.name}: Java-based migrations of neo4j-migrations are not supported; "
+                "write it as a .py migration")
         if not path.is_file() or path.suffix not in {".cypher", ".py"}:
             continue
         if path.name == "__init__.py" or path.name.startswith(("_", ".")):
@@ -104,3 +121,24 @@ def discover(directory: Path) -> list[MigrationFile]:
                 f"and {path.name}")
         found[migration.version] = migration
     return [found[v] for v in sorted(found)]
+
+
+def _refuse_nested(directory: Path, folder: Path) -> None:
+    """A subfolder holding migration files (`.cypher`, or `V...__`/`R...__` `.py`/`.xml`) is
+    refused by name: kgmigrate reads the migrations directory itself only, and neo4j-migrations'
+    nested locations would otherwise be skipped without a word. Hidden folders and
+    `__pycache__` are left alone."""
+    if folder.name.startswith(".") or folder.name in SKIPPED_DIRS:
+        return
+    nested = sorted(
+        path for path in folder.rglob("*")
+        if path.is_file() and not any(part.startswith(".") or part in SKIPPED_DIRS
+                                      for part in path.relative_to(directory).parts[:-1])
+        and (path.suffix == ".cypher" or NM_MIGRATION.fullmatch(path.name)))
+    if nested:
+        first = nested[0].relative_to(directory).as_posix()
+        more = f" and {len(nested) - 1} more" if len(nested) > 1 else ""
+        raise MigrationFileError(
+            f"{first}{more}: migrations in subfolders of {directory} are not supported "
+            "(kgmigrate reads that directory only, not its subfolders); move them into it, "
+            "one file per version")

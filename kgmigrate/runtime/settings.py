@@ -11,23 +11,26 @@ When neither a graph nor a broker URL is set, kgmigrate uses its embedded stack
 (`kgmigrate.dev.stack`), starting it on demand.
 """
 
+import json
 import logging
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from kgmigrate.errors import ConfigError
+from kgmigrate.errors import ConfigError, KgmError
+from kgmigrate.model import placeholders as nm
 
 NEO4J_SCHEMES = frozenset({"neo4j", "neo4j+s", "neo4j+ssc", "bolt", "bolt+s", "bolt+ssc"})
 FALKORDB_SCHEMES = frozenset({"falkordb"})
 BROKER_SCHEMES = frozenset({"redis", "rediss"})
 ENV_PREFIX = "KGMIGRATE_"
+NM_PLACEHOLDERS_PREFIX = "NM_PLACEHOLDERS_"  # neo4j-migrations' placeholder variables
 LOG_FORMATS = ("json", "text")
 MEMORY_SIZE = re.compile(r"^(\d+)([kmg]?)$", re.IGNORECASE)  # the JVM's notation: 512m, 2g
 MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
@@ -149,6 +152,13 @@ class Settings(BaseSettings):
     hooks: str = ""  # comma-separated modules that register lifecycle hooks
     log_format: str = "json"  # json or text (workers' and the exporter's own lines)
     log_level: str = "INFO"
+    # Values of `${nm:key}` placeholders in .cypher migrations: a JSON object of strings;
+    # neo4j-migrations' `NM_PLACEHOLDERS_<key>` variables add to it (this one wins).
+    placeholders: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict,
+                                                              validate_default=True)
+    # A pending migration below an applied one (one it comes after) is refused unless allowed
+    # (neo4j-migrations' outOfOrder, false by default); `--out-of-order` allows it once.
+    out_of_order: bool = False
 
     # Every setting is checked here, when settings load, so that any command refuses a wrong
     # value at once, not only the command that happens to use it (a worker, much later).
@@ -183,6 +193,32 @@ class Settings(BaseSettings):
                 raise ValueError(f"{module!r} is not a module name (comma-separated modules, "
                                  "e.g. mypackage.alerts)")
         return value
+
+    @field_validator("placeholders", mode="before")
+    @classmethod
+    def _placeholders(cls, value: Any) -> dict[str, str]:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not JSON ({exc.msg}); write a JSON object, e.g. "
+                                 '{"label": "Person"}') from None
+        if not isinstance(value, dict):
+            raise ValueError("must be a JSON object of placeholder names to values")
+        found: dict[str, str] = {}
+        try:
+            for name, text in os.environ.items():  # neo4j-migrations' way: lower precedence
+                if name.startswith(NM_PLACEHOLDERS_PREFIX):
+                    key = name.removeprefix(NM_PLACEHOLDERS_PREFIX)
+                    try:
+                        found[nm.check_name(key)] = nm.check_value(key, text.strip())
+                    except KgmError as exc:
+                        raise KgmError(f"{name}: {exc}") from None
+            for key, text in value.items():
+                found[nm.check_name(str(key))] = nm.check_value(key, text)
+        except KgmError as exc:
+            raise ValueError(str(exc)) from None
+        return found
 
     @field_validator("flower_user")
     @classmethod

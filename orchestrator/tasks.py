@@ -3,7 +3,7 @@
 
 from typing import Any
 
-from kgmigrate.engine import control, rollback
+from kgmigrate.engine import control, rollback, watch
 from kgmigrate.runtime.app import (
     ROLLBACK_CRASHED,
     ROLLBACK_STEP_DONE,
@@ -11,6 +11,7 @@ from kgmigrate.runtime.app import (
     START_RUN,
     STEP_CRASHED,
     STEP_DONE,
+    WATCH_RUN,
     app,
 )
 from kgmigrate.runtime.context import current
@@ -57,3 +58,11 @@ def rollback_crashed(*args: Any) -> None:
     error = next((repr(a) for a in failure if isinstance(a, BaseException)), "no reason given")
     rollback.block(current(), run_id, f"a restore task crashed: {error}; run "
                    f"`kgmigrate rollback {run_id}` to continue")
+
+
+@app.task(name=WATCH_RUN, base=ControlTask, run_arg=0)  # type: ignore[untyped-decorator]
+def watch_run(run_id: str, mark: str, seen: str, since: float, quiet_s: float) -> None:
+    """One check of the run's watch; a stalled run is carried on from the ledger."""
+    rt = current()
+    if watch.check(rt, app, run_id, mark, seen, since, quiet_s):
+        control.redrive(rt, app, run_id)

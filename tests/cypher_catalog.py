@@ -133,6 +133,11 @@ def _ledger_and_lock() -> list[Rendered]:
         Rendered("ledger/note-retry", ledger.NOTE_RETRY, {"id": "run_1:1:1", "n": 1}),
         Rendered("ledger/note-outcome", ledger.NOTE_OUTCOME, {
             "id": "run_1:1:1", "counters": '{"properties_set": 3}', "seconds": 0.25}),
+        Rendered("ledger/begin-watch", ledger.BEGIN_WATCH, {"id": "run_1", "next": "w1:0"}),
+        Rendered("ledger/advance-watch", ledger.ADVANCE_WATCH,
+                 {"id": "run_1", "expected": "w1:0", "next": "w1:1"}),
+        Rendered("ledger/batch-tally", ledger.BATCH_TALLY,
+                 {"step_ids": ["step_1", "rb:step_1"]}),
         Rendered("ledger/update-run-facts", ledger.UPDATE_RUN_FACTS,
                  {"id": "run_1", "counters": "{}", "backup_ref": "undo/run_1"}),
         *[Rendered(f"ledger/schema/{spec.describe()}", N.create_index(spec))

@@ -13,7 +13,7 @@ from celery import Celery
 
 from kgmigrate.backup.snapshot import create_snapshot
 from kgmigrate.compile import BatchPlan, StatementPlan
-from kgmigrate.engine import retention, rollback
+from kgmigrate.engine import retention, rollback, watch
 from kgmigrate.engine.batch_statement import BatchResult, step_validation_statement
 from kgmigrate.engine.canvas import launch_step
 from kgmigrate.engine.planner import plan_step
@@ -63,6 +63,7 @@ def start_run(rt: Runtime, app: Celery, run_id: str) -> None:
         if step.status is MigrationStatus.FAILED:
             rt.ledger.update_step(step.id, status=MigrationStatus.IN_PROGRESS)
     run = rt.ledger.require_run(run_id)
+    watch.begin(rt, app, run_id)
     log.info("run %s %s: %s", run_id, "started" if first_start else "resumed",
              ", ".join(run.migrations))
     if first_start:

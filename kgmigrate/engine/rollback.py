@@ -11,7 +11,7 @@ from typing import Any
 
 from celery import Celery, chord
 
-from kgmigrate.engine import retention
+from kgmigrate.engine import retention, watch
 from kgmigrate.engine.canvas import shown
 from kgmigrate.engine.restore import RestoreResult
 from kgmigrate.ledger.batches import restore_batch_id
@@ -30,6 +30,7 @@ def start(rt: Runtime, app: Celery, run_id: str, *, force: bool) -> None:
     if run.status is not MigrationStatus.ROLLING_BACK:
         return
     log.info("run %s: rollback started%s", run_id, " (forced)" if force else "")
+    watch.begin(rt, app, run_id)
     hooks.emit("before_rollback", run_id, status="rolling_back",
                detail={"force": force, "error": run.error_log})
     _launch_from(rt, app, run, max((s.order for s in run.steps), default=0), force)

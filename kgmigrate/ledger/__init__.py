@@ -164,6 +164,20 @@ NOTE_RETRY = (f"MATCH (b:{BATCH} {{id: $id}}) SET b.retries = coalesce(b.retries
               "RETURN b.retries AS retries")
 NOTE_OUTCOME = (f"MATCH (b:{BATCH} {{id: $id}}) SET b.counters = $counters, b.seconds = $seconds "
                 "RETURN b.id AS id")
+# The run's watch (kgmigrate.engine.watch): one chain of checks per run. A check moves the mark
+# on only from the one it carries, after the run's write lock is taken (read-committed Neo4j
+# would otherwise let two deliveries of one check both read the old mark): a superseded chain
+# (a newer start or rollback began one) or a second delivery of a check stops.
+ADVANCE_WATCH = (
+    f"MATCH (r:{RUN} {{id: $id}}) SET r.watch_writes = coalesce(r.watch_writes, 0) + 1 "
+    "WITH r WHERE coalesce(r.watch, '') = $expected SET r.watch = $next RETURN r.watch AS watch"
+)
+BEGIN_WATCH = f"MATCH (r:{RUN} {{id: $id}}) SET r.watch = $next RETURN r.watch AS watch"
+# What moves while a run makes progress: its batches' and restores' records, by status.
+BATCH_TALLY = (
+    f"MATCH (b:{BATCH}) WHERE b.step_id IN $step_ids "
+    "RETURN b.step_id AS step_id, b.status AS status, count(*) AS n ORDER BY step_id, status"
+)
 UPDATE_STEP = (
     f"MATCH (s:{STEP} {{id: $id}}) "
     "SET s.status = coalesce($status, s.status), "
@@ -468,6 +482,21 @@ class Ledger:
         first (a duplicate of a batch reports it skipped, with nothing)."""
         self.backend.write(NOTE_OUTCOME, {"id": batch_id, "seconds": seconds,
                                           "counters": json.dumps(counters, sort_keys=True)})
+
+    def begin_watch(self, run_id: str, mark: str) -> None:
+        """The run's watch is now the chain that carries `mark`; any other chain stops."""
+        self.backend.write(BEGIN_WATCH, {"id": run_id, "next": mark})
+
+    def advance_watch(self, run_id: str, expected: str, mark: str) -> bool:
+        """Move the run's watch from `expected` to `mark`; False when it is not at `expected`
+        (another chain took over, or another delivery of this check moved it first)."""
+        return bool(self.backend.write(ADVANCE_WATCH, {"id": run_id, "expected": expected,
+                                                       "next": mark}).records)
+
+    def batch_tally(self, step_ids: list[str]) -> list[tuple[str, str, int]]:
+        """(step id, status, count) of the batch and restore records of these steps."""
+        rows = self.backend.read(BATCH_TALLY, {"step_ids": step_ids}).records
+        return [(str(r["step_id"]), str(r["status"]), int(r["n"])) for r in rows]
 
     def batch_status(self, batch_id: str) -> str | None:
         rows = self.backend.read(BATCH_STATUS, {"id": batch_id}).records

@@ -29,6 +29,7 @@ RESTORE_BATCH = "workers.restore_batch"
 START_ROLLBACK = "orchestrator.start_rollback"
 ROLLBACK_STEP_DONE = "orchestrator.rollback_step_done"
 ROLLBACK_CRASHED = "orchestrator.rollback_crashed"
+WATCH_RUN = "orchestrator.watch_run"
 
 app = Celery("kgmigrate")  # the workers' app: task modules register on it
 
@@ -85,6 +86,13 @@ def _active_queues(app: Celery, connection: Any, timeout_s: float, *, limit: int
         for queue in queues or []:
             found.setdefault(str(queue.get("name")), []).append(str(worker))
     return found
+
+
+def queued(app: Celery, queue: str) -> int:
+    """How many messages wait in `queue`; not those a worker has taken (running, or held
+    unacknowledged until they come back)."""
+    with app.connection_for_write() as connection:
+        return int(connection.default_channel.queue_declare(queue=queue).message_count)
 
 
 RESTORE_SWEEP_S = 10

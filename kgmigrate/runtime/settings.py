@@ -149,6 +149,9 @@ class Settings(BaseSettings):
     # A followed run (`upgrade`, `status --watch`) that shows no progress for this long makes
     # the follower ask the workers; when none serves a queue the run needs, it says so.
     worker_wait_s: float = Field(default=30.0, gt=0)
+    # A run whose ledger has not moved for this long while nothing waits in the batch queue is
+    # carried on from the ledger (kgmigrate.engine.watch): the broker may have lost a task.
+    stall_after_s: float = Field(default=120.0, gt=0)
     hooks: str = ""  # comma-separated modules that register lifecycle hooks
     log_format: str = "json"  # json or text (workers' and the exporter's own lines)
     log_level: str = "INFO"

@@ -61,8 +61,9 @@ def rollback_crashed(*args: Any) -> None:
 
 
 @app.task(name=WATCH_RUN, base=ControlTask, run_arg=0)  # type: ignore[untyped-decorator]
-def watch_run(run_id: str, mark: str, seen: str, since: float, quiet_s: float) -> None:
+def watch_run(run_id: str, mark: str, seen: str, since: float, quiet_s: float,
+              force: bool) -> None:
     """One check of the run's watch; a stalled run is carried on from the ledger."""
     rt = current()
-    if watch.check(rt, app, run_id, mark, seen, since, quiet_s):
-        control.redrive(rt, app, run_id)
+    if watch.check(rt, app, run_id, mark, seen, since, quiet_s, force):
+        control.redrive(rt, app, run_id, force=force)

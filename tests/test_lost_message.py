@@ -4,7 +4,7 @@ timeout brings it back). A full suite once stalled so, a step at 199 of 200 batc
 nothing queued. Here the test takes the message away itself, at a moment it chooses: a batch,
 a step's callback, a rollback's restore. Without the run's watch (kgmigrate.engine.watch) each
 run waits forever; with it, the run is carried on from the ledger and ends as if nothing was
-lost. Both servers, real workers."""
+lost (a forced rollback, forced). Both servers, real workers."""
 
 import base64
 import json
@@ -16,6 +16,7 @@ from typing import Any
 import redis
 
 from kgmigrate import runs
+from kgmigrate.connect import resolve
 from kgmigrate.fingerprint import fingerprint
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
@@ -27,6 +28,7 @@ from kgmigrate.runtime.app import (
     RESTORE_BATCH,
     STEP_DONE,
 )
+from kgmigrate.runtime.settings import load_settings
 from tests.conftest import Execution, wait_until
 from tests.test_execution import start
 
@@ -159,4 +161,35 @@ def test_a_restore_the_broker_lost_is_sent_again_and_the_rollback_restores_every
     assert run.status is MigrationStatus.ROLLED_BACK, run.error_log
     assert fingerprint(graph) == before
     assert Ledger(graph).restores(run.steps[0].id), "the rollback recorded its restores"
+    assert carried_on(execution)
+
+
+def test_a_forced_restore_the_broker_lost_is_sent_again_forced(
+        execution: Execution, graph: GraphBackend, tmp_path: Path) -> None:
+    # Given a run whose last batch fails its validation, and an application that changes
+    # item 1 (batch 1) before the rollback: the rollback keeps it as a conflict and stops
+    gate = str(tmp_path / "gate")
+    run_id, _ = given_a_run(execution, graph, last_valid=550, hooks={
+        "KGMIGRATE_HOOKS": "tests.hold_failure", "KGM_GATE": gate})
+    batches = execution.start_worker(queues=BATCH_QUEUE)
+    wait_until(lambda: Path(gate + ".waiting").exists(), "the run failed, held before its "
+               "rollback", timeout_s=RUN_TIMEOUT_S)
+    graph.write("MATCH (e:Item {i: 1}) SET e.note = 'app'")
+    Path(gate + ".open").touch()
+    assert ended(execution, graph, run_id).status is MigrationStatus.ROLLBACK_BLOCKED
+    # When the batch worker is stopped, the rollback is forced, and the broker loses the
+    # forced restore of batch 1 (the one with the conflict)
+    stop(batches)
+    runs.rollback(graph, resolve(load_settings()), run_id, force=True)
+    wait_until(lambda: len(messages(execution, BATCH_QUEUE, RESTORE_BATCH)) == 5,
+               "the forced pass's five restores queued", timeout_s=RUN_TIMEOUT_S)
+    raw = next(raw for raw, args in messages(execution, BATCH_QUEUE, RESTORE_BATCH)
+               if args[2] == 1 and args[5] is True)
+    lose(execution, BATCH_QUEUE, raw)
+    execution.start_worker(queues=BATCH_QUEUE)
+    run = ended(execution, graph, run_id)
+    # Then the watch of the forced pass sends it again, forced: item 1 is restored too
+    assert run.status is MigrationStatus.ROLLED_BACK, run.error_log
+    assert graph.read("MATCH (e:Item) WHERE e.a IS NOT NULL OR e.note IS NOT NULL "
+                      "RETURN count(e) AS n").value("n") == 0
     assert carried_on(execution)

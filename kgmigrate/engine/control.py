@@ -138,17 +138,18 @@ def step_done(rt: Runtime, app: Celery, results: list[dict[str, Any]], run_id: s
         fail(rt, run_id, step_id, f"step {step.order} could not be finished: {exc}", app=app)
 
 
-def redrive(rt: Runtime, app: Celery, run_id: str) -> None:
+def redrive(rt: Runtime, app: Celery, run_id: str, *, force: bool = False) -> None:
     """Carry a run on from what the ledger says, for a control task delivered again.
 
     Its first delivery may have died after deciding and before its launch was sent whole: a
     chord cut short mid-publish has no size in the result backend and never calls back, and
     then nothing else would move the run. So a repeat launches again whatever is left. That is
     safe because every batch and restore is exactly once in the ledger (a duplicate is
-    skipped) and a duplicate callback arrives here again instead of deciding twice."""
+    skipped) and a duplicate callback arrives here again instead of deciding twice. `force`:
+    a rollback carried on is a forced one (only the watch of a forced rollback knows)."""
     run = rt.ledger.require_run(run_id)
     if run.status is MigrationStatus.ROLLING_BACK:
-        rollback.relaunch(rt, app, run)
+        rollback.relaunch(rt, app, run, force=force)
         return
     if run.status not in (MigrationStatus.IN_PROGRESS, MigrationStatus.VALIDATING):
         return  # ended, failed or blocked: a person decides what comes next

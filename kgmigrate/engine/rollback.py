@@ -30,18 +30,19 @@ def start(rt: Runtime, app: Celery, run_id: str, *, force: bool) -> None:
     if run.status is not MigrationStatus.ROLLING_BACK:
         return
     log.info("run %s: rollback started%s", run_id, " (forced)" if force else "")
-    watch.begin(rt, app, run_id)
+    watch.begin(rt, app, run_id, force=force)
     hooks.emit("before_rollback", run_id, status="rolling_back",
                detail={"force": force, "error": run.error_log})
     _launch_from(rt, app, run, max((s.order for s in run.steps), default=0), force)
 
 
-def relaunch(rt: Runtime, app: Celery, run: RunRecord) -> None:
-    """Launch again what is left of a rollback whose launch may have been cut short (see
-    `control.redrive`): restores already recorded are left out, duplicates are skipped."""
+def relaunch(rt: Runtime, app: Celery, run: RunRecord, *, force: bool = False) -> None:
+    """Launch again what is left of a rollback whose launch may have been cut short or lost
+    (see `control.redrive`): restores already recorded are left out, duplicates are skipped.
+    `force`: the rollback being carried on is a forced one."""
     if run.status is MigrationStatus.ROLLING_BACK:
         log.info("run %s: the rollback is launched again from the ledger", run.id)
-        _launch_from(rt, app, run, max((s.order for s in run.steps), default=0), False)
+        _launch_from(rt, app, run, max((s.order for s in run.steps), default=0), force)
 
 
 def _launch_from(rt: Runtime, app: Celery, run: RunRecord, order: int, force: bool) -> None:

@@ -43,15 +43,17 @@ WATCHED = (MigrationStatus.IN_PROGRESS, MigrationStatus.VALIDATING,
 MAX_BACKOFF = 8
 
 
-def begin(rt: Runtime, app: Celery, run_id: str) -> None:
-    """Start the run's chain of checks; a chain begun before for it stops at its next check."""
+def begin(rt: Runtime, app: Celery, run_id: str, *, force: bool = False) -> None:
+    """Start the run's chain of checks; a chain begun before for it stops at its next check.
+    `force`: the chain of a forced rollback (what it carries on is forced too)."""
     mark = f"{new_id('watch')}:0"
     rt.ledger.begin_watch(run_id, mark)
-    _send(rt, app, run_id, mark, seen="", since=time.time(), quiet_s=rt.settings.stall_after_s)
+    _send(rt, app, run_id, mark, seen="", since=time.time(), quiet_s=rt.settings.stall_after_s,
+          force=force)
 
 
 def check(rt: Runtime, app: Celery, run_id: str, mark: str, seen: str, since: float,
-          quiet_s: float) -> bool:
+          quiet_s: float, force: bool) -> bool:
     """One check of the chain (it sends the next one itself). True when the run is stalled:
     its batches have not moved for `quiet_s` since `since` and none waits to be taken."""
     run = rt.ledger.require_run(run_id)
@@ -65,7 +67,7 @@ def check(rt: Runtime, app: Celery, run_id: str, mark: str, seen: str, since: fl
     progress = _progress(rt, run)
     base = rt.settings.stall_after_s
     if progress != seen:
-        _send(rt, app, run_id, following, seen=progress, since=now, quiet_s=base)
+        _send(rt, app, run_id, following, seen=progress, since=now, quiet_s=base, force=force)
         return False
     # VALIDATING: a callback is deciding; if its worker dies, the broker delivers it again
     stalled = (run.status is not MigrationStatus.VALIDATING and now - since >= quiet_s
@@ -75,9 +77,10 @@ def check(rt: Runtime, app: Celery, run_id: str, mark: str, seen: str, since: fl
                     "broker may have lost a task): carrying it on from the ledger",
                     run_id, now - since)
         _send(rt, app, run_id, following, seen=progress, since=now,
-              quiet_s=min(quiet_s * 2, base * MAX_BACKOFF))
+              quiet_s=min(quiet_s * 2, base * MAX_BACKOFF), force=force)
     else:
-        _send(rt, app, run_id, following, seen=progress, since=since, quiet_s=quiet_s)
+        _send(rt, app, run_id, following, seen=progress, since=since, quiet_s=quiet_s,
+              force=force)
     return stalled
 
 
@@ -92,7 +95,7 @@ def _progress(rt: Runtime, run: RunRecord) -> str:
 
 
 def _send(rt: Runtime, app: Celery, run_id: str, mark: str, *, seen: str, since: float,
-          quiet_s: float) -> None:
+          quiet_s: float, force: bool) -> None:
     every = min(rt.settings.stall_after_s, rt.settings.visibility_timeout_s / 2)
-    app.signature(WATCH_RUN, args=(run_id, mark, seen, since, quiet_s)).apply_async(
+    app.signature(WATCH_RUN, args=(run_id, mark, seen, since, quiet_s, force)).apply_async(
         countdown=every)

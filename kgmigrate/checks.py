@@ -1,9 +1,12 @@
 """Are the applied migrations' files still there and unchanged? (validate, and the refusal
 that `plan` and `upgrade` make when they are not.) Would an upgrade be refused by a failed
 `assert` precondition or a migration out of order? (validate reports it: `kgmigrate.preflight`.)
-Can the server take every value the migrations hold? (checked as they load)"""
+Can the server take every value the migrations hold, and run every statement? (checked as they
+load)"""
 
-from kgmigrate.compile import sent_values
+from collections.abc import Iterator
+
+from kgmigrate.compile import StatementPlan, compile_op, sent_values
 from kgmigrate.errors import KgmError
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
@@ -15,6 +18,7 @@ from kgmigrate.model.records import (
 )
 from kgmigrate.model.registry import Registry
 from kgmigrate.model.versions import MigrationFileError, Version
+from kgmigrate.ops import Operation
 from kgmigrate.preflight import preflight
 
 
@@ -95,16 +99,41 @@ def check_values(backend: GraphBackend, registry: Registry) -> None:
     """Refuse a value the server cannot store (NaN, infinity, an integer past 64 bits, a NUL
     character on FalkorDB) as the migrations load, naming the file, the step and the op's
     field: every verb stops before writing anything, where the run would otherwise be
-    recorded and fail at that step."""
+    recorded and fail at that step. So too a statement the server cannot run for want of
+    implicit transactions (`CALL { ... } IN TRANSACTIONS` on FalkorDB)."""
+    for where, op in _steps(registry):
+        try:
+            for field, value in sent_values(op, backend.dialect.name).items():
+                backend.check_value(value, field)
+        except KgmError as exc:
+            raise MigrationFileError(f"{where}: {exc}") from None
+    if not backend.dialect.implicit_transactions:
+        _check_implicit(backend, registry)
+
+
+def _check_implicit(backend: GraphBackend, registry: Registry) -> None:
+    """Refuse the first statement that needs an implicit transaction: a step's own (a
+    `.cypher` file's down section is down steps), else one of a step's down statements."""
+    plans = [(where, compile_op(op, backend.dialect.name)) for where, op in _steps(registry)]
+    statements = [(where, plan) for where, plan in plans if isinstance(plan, StatementPlan)]
+    found = next((where for where, plan in statements if plan.statement in plan.implicit),
+                 None) or next((f"{where}, its down statement" for where, plan in statements
+                                if plan.implicit), None)
+    if found is not None:
+        raise MigrationFileError(
+            f"{found}: `CALL {{ ... }} IN TRANSACTIONS` needs an implicit transaction, which "
+            f"{backend.server_info().version} does not have; write it as a batched step "
+            "instead, `ops.batched(label, apply)` in a .py migration, which kgmigrate commits "
+            "batch by batch")
+
+
+def _steps(registry: Registry) -> Iterator[tuple[str, Operation]]:
+    """Every step and explicit down step of every migration, with where it is
+    (`V0001__x.cypher: step 1 (MATCH ...)`)."""
     for version in registry.order:
         migration = registry.migrations[version]
         steps = [(f"step {i}", op) for i, op in enumerate(migration.definition.operations, 1)]
         steps += [(f"down step {i}", op)
                   for i, op in enumerate(migration.definition.down_operations, 1)]
         for step, op in steps:
-            where = f"{migration.file.path.name}: {step} ({op.description})"
-            try:
-                for field, value in sent_values(op, backend.dialect.name).items():
-                    backend.check_value(value, field)
-            except KgmError as exc:
-                raise MigrationFileError(f"{where}: {exc}") from None
+            yield f"{migration.file.path.name}: {step} ({op.description})", op

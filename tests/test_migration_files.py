@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from kgmigrate.compile import StatementPlan, compile_op
 from kgmigrate.errors import KgmError
 from kgmigrate.model.dag import DependencyError
 from kgmigrate.model.migration import Migration
@@ -158,3 +159,111 @@ def test_ops_reverse_and_describe_themselves() -> None:
         batched("A", "SET e.x = $kgm_lo", kgm_lo=1)
     assert cypher("RETURN 1", down="RETURN 2").reverse().spec()["statement"] == "RETURN 2"
     assert Migration(steps=[cypher("RETURN 1")]).reversible is False
+
+
+# -- statements that commit as they go, and what is not Cypher (issue 19, items 10 and 11) ---
+
+@pytest.mark.parametrize(("statement", "implicit"), [
+    ("MATCH (n:A) CALL (n) { SET n.x = 1 } IN TRANSACTIONS OF 10 ROWS", True),
+    ("MATCH (n:A) CALL { WITH n SET n.x = 1 }\nin transactions", True),
+    ("MATCH (n:A) CALL (n) { SET n.x = 1 } IN 4 CONCURRENT TRANSACTIONS OF 5 ROWS", True),
+    ("MATCH (n:A) CALL (n) { SET n.x = 1 } IN CONCURRENT TRANSACTIONS", True),
+    ("MATCH (n:A) CALL (n) { SET n.x = 1 } /* in batches */ IN TRANSACTIONS "
+     "ON ERROR CONTINUE REPORT STATUS AS s RETURN s", True),
+    ("MATCH (n:A) CALL (n) { SET n.x = 1 } // in batches\nIN TRANSACTIONS", True),
+    # the words in a string, a backtick name or a comment, or no IN TRANSACTIONS at all
+    ("RETURN '} IN TRANSACTIONS' AS s", False),
+    ('MATCH (n:A) SET n.note = "CALL { } IN TRANSACTIONS"', False),
+    ("MATCH (n:`} IN TRANSACTIONS`) RETURN n", False),
+    ("// CALL { } IN TRANSACTIONS\nMATCH (n:A) SET n.x = 1", False),
+    ("/* CALL { } IN TRANSACTIONS */ MATCH (n:A) SET n.x = 1", False),
+    ("CALL { MATCH (n:A) RETURN n } RETURN count(n)", False),
+    ("WITH [1, 2] AS transactions RETURN 1 IN transactions", False),
+])
+def test_a_statement_that_commits_as_it_goes_is_read_from_its_code(
+        tmp_path: Path, statement: str, implicit: bool) -> None:
+    # Given a .cypher migration with the statement, and a down section with the same
+    write(tmp_path, "V0001__touch.cypher",
+          f"{statement};\nRETURN 1;\n// kgmigrate:down\n{statement};\n")
+    # When it is read and its steps planned
+    definition = Registry.load(tmp_path).get("V1").definition
+    plans = [compile_op(op, "neo4j") for op in definition.operations]
+    # Then the statement is a step like any other, sent as it is written, and its plan says
+    # whether it must run in an implicit transaction (also as the file's down section)
+    first, second = plans
+    assert isinstance(first, StatementPlan)
+    assert isinstance(second, StatementPlan)
+    assert (first.statement, second.statement) == (statement, "RETURN 1")
+    assert first.implicit == ({statement} if implicit else set())
+    assert (first.undo, second.implicit) == ((statement,), set())
+
+
+def test_an_implicit_statement_in_a_python_migration_is_planned_so_too(tmp_path: Path) -> None:
+    statement = "MATCH (n:A) CALL (n) { SET n.x = 1 } IN TRANSACTIONS OF 10 ROWS"
+    down = "MATCH (n:A) CALL (n) { REMOVE n.x } IN TRANSACTIONS OF 10 ROWS"
+    plan = compile_op(cypher(statement, down=down), "neo4j")
+    assert isinstance(plan, StatementPlan)
+    assert (plan.implicit, plan.undo) == ({statement, down}, (down,))
+
+
+USE_REFUSAL = ("is not Cypher: it switches the database in cypher-shell and neo4j-migrations, "
+               "and kgmigrate migrates one database, the one KGMIGRATE_GRAPH_URL names; remove "
+               "the line (another database's migrations go in a migrations directory of their "
+               "own, run against it)")
+PERIODIC_REFUSAL = ("`USING PERIODIC COMMIT` is not supported: Neo4j 5 removed it (and FalkorDB "
+                    "never had it); write `CALL { ... } IN TRANSACTIONS OF n ROWS` instead "
+                    "(Neo4j), or a batched step, `ops.batched` in a .py migration")
+
+
+@pytest.mark.parametrize(("text", "line", "message"), [
+    (":use system;\nCREATE USER ana SET PASSWORD 'x';\n", 1, f"`:use system` {USE_REFUSAL}"),
+    ("// description: on another database\n\n  :USE reports\nCREATE (:A);\n", 3,
+     f"`:USE reports` {USE_REFUSAL}"),
+    ("CREATE (:A); :use neo4j;\nCREATE (:B);\n", 1, f"`:use neo4j` {USE_REFUSAL}"),
+    ("CREATE (:A);\r:use `my-db`\rCREATE (:B);\r", 2, f"`:use `my-db`` {USE_REFUSAL}"),
+    ("CREATE (:A);\n// kgmigrate:down\n:use neo4j;\nMATCH (a:A) DELETE a;\n", 3,
+     f"`:use neo4j` {USE_REFUSAL}"),
+    ("// import\nUSING PERIODIC COMMIT 500\nLOAD CSV FROM 'file:///x.csv' AS row\n"
+     "CREATE (:A {v: row[0]});\n", 2, PERIODIC_REFUSAL),
+    ("CREATE (:A);\nusing  periodic\ncommit LOAD CSV FROM 'file:///x.csv' AS row "
+     "CREATE (:B);\n", 2, PERIODIC_REFUSAL),
+])
+def test_a_use_line_or_periodic_commit_is_refused_naming_file_and_line(
+        tmp_path: Path, text: str, line: int, message: str) -> None:
+    (tmp_path / "V0001__other_db.cypher").write_bytes(text.encode())
+    with pytest.raises(MigrationFileError) as refused:
+        Registry.load(tmp_path)
+    assert str(refused.value) == f"V0001__other_db.cypher:{line}: {message}"
+
+
+def test_use_and_periodic_commit_inside_strings_comments_and_names_are_not_refused(
+        tmp_path: Path) -> None:
+    write(tmp_path, "V0001__words.cypher", """
+        // :use system
+        /* USING PERIODIC COMMIT 10
+        :use neo4j; */
+        CREATE (:A {how: ':use system', why: "USING PERIODIC COMMIT"});
+        MATCH (n
+        :User) SET n.`:use x` = 1;
+    """)
+    definition = Registry.load(tmp_path).get("V1").definition
+    assert [op.description for op in definition.operations] == [
+        "CREATE (:A {how: ':use system', why: \"USING PERIODIC COMMIT\"})",
+        "MATCH (n :User) SET n.`:use x` = 1"]
+
+
+@pytest.mark.parametrize(("statement", "message"), [
+    (":use system", f"a Cypher step: `:use system` {USE_REFUSAL}"),
+    ("USING PERIODIC COMMIT LOAD CSV FROM 'file:///x' AS r CREATE (:A)",
+     f"a Cypher step: {PERIODIC_REFUSAL}"),
+])
+def test_a_python_migration_cannot_send_them_either(tmp_path: Path, statement: str,
+                                                     message: str) -> None:
+    write(tmp_path, "V0001__admin.py", f"""
+        from kgmigrate import Migration, ops
+
+        migration = Migration(steps=[ops.cypher({statement!r})])
+    """)
+    with pytest.raises(MigrationFileError) as refused:
+        Registry.load(tmp_path)
+    assert str(refused.value) == f"V0001__admin.py:3: {message}"

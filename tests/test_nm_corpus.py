@@ -1,8 +1,9 @@
 """A neo4j-migrations project through the real CLI with real workers, on both servers (issue 19,
-items 1, 2, 3, 4, 7 and 9): a corpus of our own with the features of neo4j-migrations' test
-corpora (CR-only and CRLF files, preconditions true and false, assume and assert, on edition,
-version and a query, placeholders, a nested location, a catalog migration), each with the
-outcome neo4j-migrations documents, or refused by name where kgmigrate does not support it."""
+items 1, 2, 3, 4, 7, 9, 10 and 11): a corpus of our own with the features of neo4j-migrations'
+test corpora (CR-only and CRLF files, preconditions true and false, assume and assert, on
+edition, version and a query, placeholders, a nested location, a catalog migration,
+`CALL { ... } IN TRANSACTIONS`, `:use` and `USING PERIODIC COMMIT`), each with the outcome
+neo4j-migrations documents, or refused by name where kgmigrate does not support it."""
 
 import json
 import re
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from kgmigrate.errors import KgmError
 from kgmigrate.fingerprint import fingerprint
 from kgmigrate.graph.base import GraphBackend
 from tests.conftest import Execution
@@ -256,3 +258,162 @@ def test_a_precondition_query_runs_read_only_and_must_return_one_boolean(
         f"V0001__q.cypher: precondition `assume q' {query}` {problem}")
     assert (checked.run, checked.skips) == ([], [])
     assert count(graph, "NmSneaky") == 0
+
+
+# -- statements that commit as they go (item 10), `:use` and periodic commit (item 11) -----
+
+TOUCH = "MATCH (n:NmBatch) CALL (n) { SET n.touched = true } IN TRANSACTIONS OF 10 ROWS"
+UNTOUCH = "MATCH (n:NmBatch) CALL (n) { REMOVE n.touched } IN TRANSACTIONS OF 10 ROWS"
+COMMITS_AS_IT_GOES = (
+    "// description: touch in batches\n"
+    "// neo4j-migrations runs this one in an implicit transaction too\n"
+    f"{TOUCH};\n// kgmigrate:down\n{UNTOUCH};\n")
+# row 55 divides by zero: the inner transactions of rows 1-50 commit before it fails
+FAILS_MIDWAY = ("MATCH (n:NmBatch) WITH n ORDER BY n.i "
+                "CALL (n) { SET n.fixed = 1 / (n.i - 55) } IN TRANSACTIONS OF 10 ROWS;\n")
+
+
+@pytest.mark.timeout(900)
+def test_call_in_transactions_runs_in_an_implicit_transaction_where_the_server_has_one(
+        server: str, execution: Execution, graph: GraphBackend, tmp_path: Path) -> None:
+    """Issue 19, item 10: Neo4j refuses `CALL { ... } IN TRANSACTIONS` in the managed
+    transaction kgmigrate ran every statement in; FalkorDB has no such thing."""
+    def kgm(*args: str) -> Any:
+        return run(*args, env=execution.env, cwd=tmp_path)
+
+    # Given 100 nodes, and a migration that touches them ten per inner transaction, with a
+    # down section that does the same
+    graph.write("UNWIND range(1, 100) AS i CREATE (:NmBatch {i: i})")
+    (execution.migrations / "V0001__touch_in_batches.cypher").write_text(COMMITS_AS_IT_GOES)
+
+    if server == "falkordb":
+        before = everything(graph)
+        # When it is listed, planned or applied on FalkorDB
+        for verb in ("list", "plan", "upgrade"):
+            refused = kgm(verb)
+            # Then each refuses it in one line naming the file, the step and what to use
+            assert (refused.returncode, refused.stderr) == (1, (
+                "kgmigrate: error: V0001__touch_in_batches.cypher: step 1 (MATCH (n:NmBatch) "
+                "CALL (n) { SET n.touched = true } IN TRANSACTIONS OF …): "
+                "`CALL { ... } IN TRANSACTIONS` needs an implicit transaction, which "
+                f"{graph.server_info().version} does not have; write it as a batched step "
+                "instead, `ops.batched(label, apply)` in a .py migration, which kgmigrate "
+                "commits batch by batch\n")), verb
+        # and nothing was written or locked: no run, no lock, no chain, the nodes untouched
+        assert everything(graph) == before
+        return
+
+    # When it is applied on Neo4j by a worker
+    upgraded = kgm("upgrade", "--local-workers", "1")
+    # Then the statement ran (in an implicit transaction: a managed one is refused), every
+    # node is touched, and the migration is recorded applied
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert re.fullmatch(r"run \S+: completed  upgrade", upgraded.stdout.splitlines()[-1])
+    assert graph.read("MATCH (n:NmBatch) RETURN count(n.touched) AS n").value("n") == 100
+    listed = json.loads(kgm("list", "--json").stdout)
+    assert [(m["version"], m["state"]) for m in listed] == [("V0001", "applied")]
+    status = json.loads(kgm("status", "--json").stdout)
+    assert [s["spec"]["statement"] for s in status["steps"]] == [
+        "// description: touch in batches\n// neo4j-migrations runs this one in an implicit "
+        f"transaction too\n{TOUCH}"]
+    assert status["steps"][0]["counters"].get("properties_set") == 100
+
+    # When it is downgraded
+    undone = kgm("downgrade", "base", "--local-workers", "1")
+    # Then its down section ran, in an implicit transaction too, and it is pending again
+    assert undone.returncode == 0, undone.stderr
+    assert graph.read("MATCH (n:NmBatch) RETURN count(n.touched) AS n").value("n") == 0
+    listed = json.loads(kgm("list", "--json").stdout)
+    assert [(m["version"], m["state"]) for m in listed] == [("V0001", "pending")]
+
+    # When a later migration's statement fails midway, in the run that applies both
+    (execution.migrations / "V0002__fails_midway.cypher").write_text(FAILS_MIDWAY)
+    failed = kgm("upgrade", "--local-workers", "1")
+    # Then the run fails and rolls back: V0001's down section undoes it, and the error says
+    # that what the failed statement's inner transactions committed stays (rows 1 to 50)
+    assert failed.returncode == 1
+    run_id = json.loads(kgm("status", "--json").stdout)["id"]
+    assert failed.stdout.splitlines()[-2] == f"run {run_id}: rolled_back  upgrade"
+    error = failed.stdout.splitlines()[-1]
+    head, _, cause = error.partition("Neo4j refused the statement: ")
+    assert head == ("  step 2 (MATCH (n:NmBatch) WITH n ORDER BY n.i CALL (n) { SET n.fixed = 1 "
+                    "/ (n.i…): statement failed: "), error
+    assert "/ by zero" in cause, error
+    assert cause.endswith("; `CALL { ... } IN TRANSACTIONS` commits as it goes: what its inner "
+                          "transactions committed before the error stays in the graph"), error
+    assert graph.read("MATCH (n:NmBatch) RETURN count(n.touched) AS touched, "
+                      "collect(n.fixed) AS fixed").records == [{"touched": 0,
+                                                                 "fixed": [0] * 50}]
+    listed = json.loads(kgm("list", "--json").stdout)
+    assert [(m["version"], m["state"]) for m in listed] == [("V0001", "pending"),
+                                                            ("V0002", "pending")]
+
+
+@pytest.mark.parametrize(("text", "line", "why"), [
+    ("// users live in the system database\n:use system;\n"
+     "CREATE USER ana SET PASSWORD 'secret' CHANGE NOT REQUIRED;\n", 2,
+     "`:use system` is not Cypher: it switches the database in cypher-shell and "
+     "neo4j-migrations, and kgmigrate migrates one database, the one KGMIGRATE_GRAPH_URL "
+     "names; remove the line (another database's migrations go in a migrations directory of "
+     "their own, run against it)"),
+    ("USING PERIODIC COMMIT 500\nLOAD CSV FROM 'file:///users.csv' AS row\n"
+     "CREATE (:NmUser {name: row[0]});\n", 1,
+     "`USING PERIODIC COMMIT` is not supported: Neo4j 5 removed it (and FalkorDB never had "
+     "it); write `CALL { ... } IN TRANSACTIONS OF n ROWS` instead (Neo4j), or a batched step, "
+     "`ops.batched` in a .py migration"),
+])
+def test_a_use_line_or_periodic_commit_is_refused_by_line_before_anything_is_written(
+        execution: Execution, graph: GraphBackend, tmp_path: Path, text: str, line: int,
+        why: str) -> None:
+    """Issue 19, item 11 (and 10's `USING PERIODIC COMMIT`): neither is sent to the server."""
+    # Given a plain migration, and one with a `:use` line (or periodic commit) after it
+    (execution.migrations / "V0001__plain.cypher").write_text("CREATE (:NmPlain);\n")
+    (execution.migrations / "V0002__admin.cypher").write_text(text)
+    before = everything(graph)
+    # When it is listed or applied
+    for command in (["list"], ["upgrade", "--local-workers", "1"]):
+        refused = run(*command, env=execution.env, cwd=tmp_path)
+        # Then it is refused in one line naming the file and the line
+        assert (refused.returncode, refused.stderr) == (
+            1, f"kgmigrate: error: V0002__admin.cypher:{line}: {why}\n"), command
+    # and nothing was written, not even the plain migration before it
+    assert everything(graph) == before
+    assert count(graph, "NmPlain") == 0
+
+
+@pytest.mark.parametrize(("name", "text", "where"), [
+    ("V0001__down_only.cypher",
+     f"MATCH (n:NmBatch) SET n.touched = true;\n// kgmigrate:down\n{UNTOUCH};\n",
+     "V0001__down_only.cypher: down step 1 (MATCH (n:NmBatch) CALL (n) { REMOVE n.touched } "
+     "IN TRANSACTIONS OF 10 R…)"),
+    ("V0001__in_python.py",
+     "from kgmigrate import Migration, ops\n"
+     f"migration = Migration(steps=[ops.cypher({TOUCH!r})])\n",
+     "V0001__in_python.py: step 1 (MATCH (n:NmBatch) CALL (n) { SET n.touched = true } IN "
+     "TRANSACTIONS OF …)"),
+    ("V0001__python_down.py",
+     "from kgmigrate import Migration, ops\nmigration = Migration(steps=[ops.cypher("
+     f"'MATCH (n:NmBatch) SET n.touched = true', down={UNTOUCH!r})])\n",
+     "V0001__python_down.py: step 1 (MATCH (n:NmBatch) SET n.touched = true), its down "
+     "statement"),
+])
+def test_an_implicit_statement_is_refused_wherever_it_is_on_a_server_without_them(
+        graph: GraphBackend, tmp_path: Path, name: str, text: str, where: str) -> None:
+    """What every command checks as the migrations load (`Migrations.registry()`): on
+    FalkorDB a down section, an `ops.cypher` statement and its `down` are refused by name, on
+    Neo4j they are taken."""
+    from kgmigrate.checks import check_values
+    from kgmigrate.model.registry import Registry
+
+    (tmp_path / name).write_text(text)
+    registry = Registry.load(tmp_path)
+    if graph.dialect.implicit_transactions:
+        check_values(graph, registry)
+        return
+    with pytest.raises(KgmError) as refused:
+        check_values(graph, registry)
+    assert str(refused.value) == (
+        f"{where}: `CALL {{ ... }} IN TRANSACTIONS` needs an implicit transaction, which "
+        f"{graph.server_info().version} does not have; write it as a batched step instead, "
+        "`ops.batched(label, apply)` in a .py migration, which kgmigrate commits batch by "
+        "batch")

@@ -61,12 +61,16 @@ class BatchPlan:
 @dataclass(frozen=True)
 class StatementPlan:
     """One statement, run once (at least once: it cannot share a statement with its ledger
-    record). `undo` is what a rollback runs instead, in order (None: nothing can undo it)."""
+    record). `undo` is what a rollback runs instead, in order (None: nothing can undo it).
+    `implicit`: those of them that must run in an implicit (auto-commit) transaction, because
+    they hold `CALL { ... } IN TRANSACTIONS`, which commits as it goes and which Neo4j
+    refuses in a managed or explicit one."""
 
     statement: str
     description: str
     validation: str | None = None  # a read statement returning one boolean `valid`
     undo: tuple[str, ...] | None = None
+    implicit: frozenset[str] = frozenset()
     scope: ClassVar[None] = None
 
     @property

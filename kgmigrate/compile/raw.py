@@ -2,6 +2,7 @@
 
 from kgmigrate.compile.plans import BatchPlan, SchemaPlan, StatementPlan
 from kgmigrate.compile.registry import plan_for
+from kgmigrate.cypher.text import needs_implicit_transaction
 from kgmigrate.ops import BatchedCypher, CreateIndex, RunCypher
 
 
@@ -14,8 +15,10 @@ def batched_cypher(op: BatchedCypher, dialect: str) -> BatchPlan:
 @plan_for(RunCypher)
 def run_cypher(op: RunCypher, dialect: str) -> StatementPlan:
     undo = op.undo_statements
+    implicit = {s for s in [op.statement, *(undo or [])] if needs_implicit_transaction(s)}
     return StatementPlan(op.statement, op.description, validation=op.validation,
-                         undo=tuple(undo) if undo is not None else None)
+                         undo=tuple(undo) if undo is not None else None,
+                         implicit=frozenset(implicit))
 
 
 @plan_for(CreateIndex)

@@ -70,6 +70,8 @@ class Dialect(ABC):
 
     name: str
     multi_statement_transactions: bool
+    # whether the server runs `CALL { ... } IN TRANSACTIONS`, in an implicit transaction
+    implicit_transactions: bool
     batch_addressing: Literal["range", "list"]
 
     @abstractmethod
@@ -196,6 +198,7 @@ class FalkorDBDialect(Dialect):
 
     name = "falkordb"
     multi_statement_transactions = False
+    implicit_transactions = False
     batch_addressing = "range"
 
     def key(self, var: str) -> str:
@@ -358,6 +361,7 @@ class Neo4jDialect(Dialect):
 
     name = "neo4j"
     multi_statement_transactions = True
+    implicit_transactions = True
     batch_addressing = "list"
 
     def key(self, var: str) -> str:

@@ -7,7 +7,7 @@ import socket
 import time
 from typing import Any
 
-from kgmigrate.compile import BatchPlan, SchemaPlan
+from kgmigrate.compile import BatchPlan, SchemaPlan, StatementPlan
 from kgmigrate.engine.batch_statement import (
     BatchResult,
     address_from_json,
@@ -23,6 +23,8 @@ from kgmigrate.model.records import BatchRecord, MigrationStatus, Offending, utc
 from kgmigrate.runtime.context import Runtime
 
 log = logging.getLogger("kgmigrate.workers")
+COMMITTED_AS_IT_WENT = ("`CALL { ... } IN TRANSACTIONS` commits as it goes: what its inner "
+                        "transactions committed before the error stays in the graph")
 
 
 def worker_name() -> str:
@@ -39,12 +41,15 @@ class StatementRefused(KgmError):
 
 
 def write_tagged(rt: Runtime, statement: str, params: dict[str, Any] | None = None, *,
-                 run_id: str, step_id: str, **tags: str) -> QueryResult:
+                 run_id: str, step_id: str, implicit: bool = False, **tags: str) -> QueryResult:
     """Run a step's statement, tagged with the run and step (and `tags`) for the server's
-    query log. Raises `StatementRefused` for a permanent error."""
+    query log; `implicit`: in an implicit (auto-commit) transaction, for
+    `CALL { ... } IN TRANSACTIONS`. Raises `StatementRefused` for a permanent error."""
     metadata = {"kgmigrate_run": run_id, "kgmigrate_step": step_id,
                 **{f"kgmigrate_{name}": value for name, value in tags.items()}}
     try:
+        if implicit:
+            return rt.backend.run_autocommit(statement, params, metadata=metadata)
         return rt.backend.write(statement, params, metadata=metadata)
     except BackendError as exc:
         if exc.transient:
@@ -203,7 +208,9 @@ def record_crash(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str
 
 def run_statement(rt: Runtime, run_id: str, step_id: str, batch_id: str) -> BatchResult:
     """An unbatched step: one statement, run once. It cannot share a statement with the ledger
-    write, so it is at-least-once: such statements should be idempotent (IF NOT EXISTS, MERGE)."""
+    write, so it is at-least-once: such statements should be idempotent (IF NOT EXISTS, MERGE).
+    One with `CALL { ... } IN TRANSACTIONS` runs in an implicit transaction and commits as it
+    goes: when it fails, what its inner transactions committed stays (the error says so)."""
     started = time.perf_counter()
     result = BatchResult(run_id=run_id, step_id=step_id, batch_id=batch_id, seq=1,
                          status="completed", worker=worker_name())
@@ -220,13 +227,16 @@ def run_statement(rt: Runtime, run_id: str, step_id: str, batch_id: str) -> Batc
             written = QueryResult(counters=Counters(
                 **{"indexes_removed" if plan.drop else "indexes_added": int(changed)}))
         else:
-            written = write_tagged(rt, plan.statement, run_id=run_id, step_id=step_id)
+            written = write_tagged(rt, plan.statement, run_id=run_id, step_id=step_id,
+                                   implicit=plan.statement in plan.implicit)
     except BackendError as exc:  # from the index DDL
         if exc.transient:
             raise
         return _failed(rt, result, f"statement failed: {exc}", time.perf_counter() - started)
     except StatementRefused as refused:
-        return _failed(rt, result, f"statement failed: {refused}",
+        kept = (f"; {COMMITTED_AS_IT_WENT}" if isinstance(plan, StatementPlan)
+                and plan.statement in plan.implicit else "")
+        return _failed(rt, result, f"statement failed: {refused}{kept}",
                        time.perf_counter() - started)
     except KgmError as exc:
         return _failed(rt, result, str(exc), time.perf_counter() - started)

@@ -6,7 +6,13 @@ from typing import Literal
 from pydantic import BaseModel
 
 from kgmigrate.compile import BatchPlan, SchemaPlan, StatementPlan
-from kgmigrate.engine.batch import StatementRefused, apply_schema, worker_name, write_tagged
+from kgmigrate.engine.batch import (
+    COMMITTED_AS_IT_WENT,
+    StatementRefused,
+    apply_schema,
+    worker_name,
+    write_tagged,
+)
 from kgmigrate.engine.undo import Shape, restore_statement
 from kgmigrate.ledger import restore_step_id
 from kgmigrate.ledger.batches import is_repeat, restore_batch_id
@@ -103,9 +109,11 @@ def _run_down(rt: Runtime, result: RestoreResult, plan: StatementPlan, run_id: s
             "then roll back again with --force")})
     for statement in undo:
         try:
-            write_tagged(rt, statement, run_id=run_id, step_id=step_id)
+            write_tagged(rt, statement, run_id=run_id, step_id=step_id,
+                         implicit=statement in plan.implicit)
         except StatementRefused as refused:
+            kept = f"; {COMMITTED_AS_IT_WENT}" if statement in plan.implicit else ""
             return result.model_copy(update={"status": "failed",
-                                             "error": f"down statement failed: {refused}"})
+                                             "error": f"down statement failed: {refused}{kept}"})
     rt.ledger.mark_restored(result.batch_id, run_id, restore_step_id(step_id))
     return result.model_copy(update={"restored": 1, "seconds": time.perf_counter() - started})

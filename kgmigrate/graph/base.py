@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Self
 
 from kgmigrate.cypher import identifiers as ident
 from kgmigrate.cypher.dialect import Dialect
-from kgmigrate.errors import IdentifierError, ParameterError
+from kgmigrate.errors import BackendError, IdentifierError, ParameterError
 from kgmigrate.graph.batching import cut
 from kgmigrate.graph.state import state_rows
 from kgmigrate.graph.types import QueryResult, ServerInfo
@@ -45,6 +45,14 @@ class GraphBackend(ABC):
     def write(self, statement: str, params: Params | None = None, *,
               metadata: Metadata | None = None, timeout: float | None = None) -> QueryResult:
         """Run `statement` in a write transaction; all of it or nothing of it is applied."""
+
+    def run_autocommit(self, statement: str, params: Params | None = None, *,
+                       metadata: Metadata | None = None) -> QueryResult:
+        """Run `statement` in an implicit (auto-commit) transaction, the only kind in which
+        Neo4j runs `CALL { ... } IN TRANSACTIONS` (it commits as it goes: not all or nothing).
+        Only a server whose dialect has `implicit_transactions` can."""
+        raise BackendError(f"{self.dialect.name} has no implicit transactions to run "
+                           "`CALL { ... } IN TRANSACTIONS` in")
 
     @abstractmethod
     def read(self, statement: str, params: Params | None = None, *,

@@ -3,6 +3,8 @@
 Statements run in managed transactions (`execute_write` / `execute_read`), so the driver
 retries transient errors (leader switch, deadlock) itself; transaction metadata tags each
 transaction with run/step/batch so `SHOW TRANSACTIONS` and the query log say who is writing.
+The exception is a statement with `CALL { ... } IN TRANSACTIONS`, which Neo4j runs only in an
+implicit (auto-commit) transaction (`run_autocommit`), not retried by the driver.
 """
 
 import contextlib
@@ -128,12 +130,15 @@ class Neo4jBackend(GraphBackend):
             finally:
                 tx.rollback()
 
-    def run_autocommit(self, statement: str, params: Params | None = None) -> QueryResult:
+    def run_autocommit(self, statement: str, params: Params | None = None, *,
+                       metadata: Metadata | None = None) -> QueryResult:
         """In an implicit (auto-commit) transaction: the only kind that may run
-        `CALL { ... } IN TRANSACTIONS`, which commits as it goes. Not retried by the driver."""
+        `CALL { ... } IN TRANSACTIONS`, which commits as it goes. Not retried by the driver
+        (a transient error reaches the caller: a step's task runs the statement again)."""
         checked = self.check_params(params)
         with self._translate_errors(), self._driver.session(database=self._database) as session:
-            query: Any = Query(statement, metadata={"kgmigrate": "autocommit"})
+            tags = {"kgmigrate": "autocommit", **(metadata or {})}
+            query: Any = Query(statement, metadata=tags, timeout=self._timeout)
             return _collected(session.run(query, checked))
 
     def iter_keys(self, scope: Scope, *, internal: bool = False) -> Iterator[Key]:

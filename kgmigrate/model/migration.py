@@ -16,7 +16,10 @@ once, with optional header comments (`// author: ana`, `// depends_on: V0001`,
 `// batch_size: 500`, `// timeout: 600`, `// description: ...`), preconditions in
 neo4j-migrations' grammar (`// assume that edition is enterprise`: see
 `kgmigrate.model.preconditions`), placeholders `${nm:key}` (`kgmigrate.model.placeholders`) and
-an optional `// kgmigrate:down` line after which come the statements that undo it.
+an optional `// kgmigrate:down` line after which come the statements that undo it. A `:use db`
+line or `USING PERIODIC COMMIT` is refused naming the line (`kgmigrate.cypher.text.not_cypher`);
+a statement with `CALL { ... } IN TRANSACTIONS` is a step like any other, run in an implicit
+transaction (`kgmigrate.compile.StatementPlan.implicit`).
 Loading a Python migration executes it, as Alembic does: migration files are code.
 """
 
@@ -29,7 +32,13 @@ from pathlib import Path
 from typing import cast
 
 from kgmigrate.cypher import identifiers as ident
-from kgmigrate.cypher.text import CypherTextError, normalize_line_endings, split_statements, tokens
+from kgmigrate.cypher.text import (
+    CypherTextError,
+    normalize_line_endings,
+    not_cypher,
+    split_statements,
+    tokens,
+)
 from kgmigrate.errors import KgmError
 from kgmigrate.model import placeholders as nm
 from kgmigrate.model.preconditions import Precondition, PreconditionError, parse
@@ -269,6 +278,9 @@ def _load_cypher(file: MigrationFile, text: str, values: Mapping[str, str]) -> M
         elif line.strip() and not line.strip().startswith("//"):
             break
     try:
+        if found := not_cypher(text):  # `:use db`, `USING PERIODIC COMMIT`: by line
+            line, why = found[0]
+            raise MigrationFileError(f"{file.path.name}:{line}: {why}")
         preconditions, up_text = take_preconditions(up_text)
         if down_parts and (misplaced := take_preconditions(down_parts[0])[0]):
             raise MigrationFileError(

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from kgmigrate.cypher import identifiers as ident
-from kgmigrate.cypher.text import strip_comments
+from kgmigrate.cypher.text import not_cypher, strip_comments
 from kgmigrate.errors import KgmError
 from kgmigrate.model.scope import RESERVED_PARAM_PREFIX, Scope
 from kgmigrate.ops.base import IrreversibleOperationError, Operation
@@ -36,6 +36,15 @@ def _require_text(value: str, what: str) -> str:
     return value
 
 
+def _require_cypher(value: str, what: str) -> str:
+    """A statement sent to the server as it is: Cypher, not a cypher-shell command (`:use`)
+    nor `USING PERIODIC COMMIT`."""
+    _require_text(value, what)
+    if found := not_cypher(value):
+        raise KgmError(f"{what}: {found[0][1]}")
+    return value
+
+
 @dataclass(frozen=True)
 class RunCypher(Operation):
     statement: str
@@ -48,9 +57,9 @@ class RunCypher(Operation):
     kind = "cypher"
 
     def __post_init__(self) -> None:
-        _require_text(self.statement, "a Cypher step")
+        _require_cypher(self.statement, "a Cypher step")
         if self.down is not None:
-            _require_text(self.down, "a Cypher step's down statement")
+            _require_cypher(self.down, "a Cypher step's down statement")
 
     @property
     def description(self) -> str:

@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 
-from kgmigrate import api, checks, presence, runs
+from kgmigrate import adoption, api, checks, presence, runs
 from kgmigrate.backup.snapshot import Progress, SnapshotManifest, SnapshotRestore, load_manifest
 from kgmigrate.backup.store import BackupStore, open_store
 from kgmigrate.connect import Endpoints, backend_for, open_backend, resolve
@@ -34,6 +34,7 @@ from kgmigrate.ledger import Ledger
 from kgmigrate.ledger.demo import DemoGraph
 from kgmigrate.ledger.lock import LockHeldError, MigrationLock, default_holder
 from kgmigrate.model.records import (
+    AdoptionPlan,
     AppliedMigration,
     Conflict,
     DowngradePlan,
@@ -128,6 +129,17 @@ class Migrations:
 
     def repair(self) -> RepairResult:
         return api.repair(self.backend, self.registry())
+
+    def import_chain(self, *, dry_run: bool = False) -> AdoptionPlan:
+        """Adopt the chain neo4j-migrations applied to this Neo4j graph into kgmigrate's empty
+        chain, under the migration lock, so that `upgrade` runs only what comes after it
+        (`dry_run`: what would be adopted; reads only). Each version must have its file in
+        the migrations directory, a `.cypher` one unchanged (neo4j-migrations' checksum);
+        refused in one line otherwise, on FalkorDB, or when kgmigrate's chain has entries."""
+        adoption.require_neo4j(self.backend)
+        return adoption.import_chain(self.backend, self.registry(),
+                                     self.settings.migrations_dir, dry_run=dry_run,
+                                     lease_s=self.settings.lock_lease_s)
 
     # -- runs -------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ Each later layer (ledger, ops, undo log) adds its renderings here.
 from dataclasses import dataclass, field
 from typing import Any
 
-from kgmigrate import ledger
+from kgmigrate import adoption, ledger
 from kgmigrate.backup import snapshot
 from kgmigrate.compile import BatchPlan, compile_op, render
 from kgmigrate.dev import sample
@@ -297,6 +297,24 @@ def _library() -> list[Rendered]:
     return out
 
 
+def _adoption() -> list[Rendered]:
+    """`import-chain`: reading neo4j-migrations' chain, and adopting it into kgmigrate's."""
+    row = {"version": "V0001", "description": "d", "checksum": "c", "author": "a",
+           "applied_at": "2026-11-24T12:00:00.000+00:00", "duration_ms": 12,
+           "applied_by": "ana/neo4j", "host": "unknown", "sequence": 1,
+           "source": "V0001__d.cypher", "source_type": "CYPHER", "source_checksum": "1100083332",
+           "checksum_compared": True}
+    return [
+        Rendered("adoption/nm-locks", adoption.NM_LOCKS),
+        Rendered("adoption/nm-targets", adoption.NM_TARGETS),
+        Rendered("adoption/nm-chain", adoption.NM_CHAIN),
+        Rendered("ledger/chain-size", ledger.CHAIN_SIZE),
+        Rendered("ledger/adopt-chain", ledger.ADOPT_CHAIN, {
+            "rows": [row, {**row, "version": "V0002", "sequence": 2}],
+            "tool": "neo4j-migrations", "at": "2026-11-25T12:00:00.000+00:00", "by": "me"}),
+    ]
+
+
 def neo4j_statements() -> list[Rendered]:
     return (_dialect() + _adapter() + _sample() + _ledger_and_lock() + _execution()
-            + _undo_and_states() + _library())
+            + _undo_and_states() + _library() + _adoption())

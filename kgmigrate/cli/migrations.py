@@ -1,5 +1,5 @@
-"""`list`, `plan`, `history`, `validate`, `repair`, `new`, `status`, `fingerprint`, `unlock`,
-`version`: what is applied, what is pending, what a run did."""
+"""`list`, `plan`, `history`, `validate`, `repair`, `import-chain`, `new`, `status`,
+`fingerprint`, `unlock`, `version`: what is applied, what is pending, what a run did."""
 
 from typing import Annotated
 
@@ -25,7 +25,7 @@ from kgmigrate.cli.common import (
     show_run,
     show_waiting,
 )
-from kgmigrate.model.records import MigrationListing, MigrationStatus
+from kgmigrate.model.records import AdoptionPlan, MigrationListing, MigrationStatus
 from kgmigrate.model.status import ROLLBACK_STATES
 from kgmigrate.runtime.settings import load_settings
 from kgmigrate.service import default_author, new_migration
@@ -146,12 +146,14 @@ def history(as_json: JsonFlag = False) -> None:
     table = Table("#", "version", "description", "applied at", "took", "by", "run")
     for a in applied:
         skipped = a.state == "skipped"
-        table.add_row(str(a.sequence), a.version,
-                      escape(a.description) + (f" [cyan](skipped: {escape(a.reason or '')})[/]"
-                                               if skipped else ""),
+        note = (f" [cyan](skipped: {escape(a.reason or '')})[/]" if skipped else
+                f" [cyan](adopted from {escape(a.adopted.tool)}: {escape(a.adopted.source)})[/]"
+                if a.adopted else "")
+        table.add_row(str(a.sequence), a.version, escape(a.description) + note,
                       f"{a.applied_at:%Y-%m-%d %H:%M}",
-                      "skipped" if skipped else f"{a.duration_ms / 1000:.1f}s", a.applied_by,
-                      a.run_id or "")
+                      "skipped" if skipped else f"{a.duration_ms / 1000:.1f}s",
+                      escape(a.applied_by),
+                      a.run_id or ("import-chain" if a.adopted else ""))
     out.print(table)
 
 
@@ -181,6 +183,51 @@ def repair(as_json: JsonFlag = False) -> None:
         print_json(result.model_dump(mode="json"))
     else:
         out.print(f"repaired: {', '.join(result.repaired) or 'nothing to repair'}")
+
+
+@app.command("import-chain")
+def import_chain(
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Show what would be adopted, and what `upgrade` would apply after "
+        "it; write nothing.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Adopt the chain of migrations neo4j-migrations applied to this Neo4j graph (its
+    :__Neo4jMigration nodes, read only) into kgmigrate's empty chain, so that `upgrade` does
+    not run them again. Each version needs its file in the migrations directory; a .cypher
+    one must be the file applied (neo4j-migrations' checksum)."""
+    with session(as_json) as migrations:
+        plan = migrations.import_chain(dry_run=dry_run)
+    if as_json:
+        print_json(plan.model_dump(mode="json"))
+        return
+    show_adoption(plan)
+
+
+def show_adoption(plan: AdoptionPlan) -> None:
+    """The adopted chain, one row per migration with how its checksum compared, and what
+    `upgrade` does after it."""
+    count = f"{len(plan.adopted)} migration{'s' if len(plan.adopted) != 1 else ''}"
+    out.print(f"import-chain would adopt the neo4j-migrations chain, {count} (nothing was "
+              "written):" if plan.dry_run else
+              f"adopted the neo4j-migrations chain, {count}, as kgmigrate's chain (its "
+              ":__Neo4jMigration nodes are left as they are):", highlight=False)
+    table = Table("#", "version", "file", "neo4j-migrations applied", "at", "by", "checksum")
+    for order, item in enumerate(plan.adopted, start=1):
+        kind = "" if item.type == "CYPHER" else f" ({escape(item.type)})"
+        table.add_row(str(order), item.version, escape(item.file), escape(item.source) + kind,
+                      f"{item.applied_at:%Y-%m-%d %H:%M}", escape(item.applied_by),
+                      escape(f"{item.checksum_note}" + (f" ({item.checksum})"
+                                                          if item.checksum_compared else "")))
+    out.print(table)
+    if plan.not_in_chain:
+        out.print(f"not in the chain but below its last migration: {', '.join(plan.not_in_chain)}"
+                  ": `kgmigrate upgrade` refuses them as out of order unless allowed "
+                  "(`--out-of-order`), or skips them where an `assume` precondition does not "
+                  "hold", highlight=False)
+    out.print(f"after the chain, `kgmigrate upgrade` applies: {', '.join(plan.pending)}"
+              if plan.pending else "nothing comes after the chain: `kgmigrate upgrade` has "
+              "nothing to apply", highlight=False)
 
 
 @app.command()

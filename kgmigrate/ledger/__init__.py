@@ -22,6 +22,8 @@ from kgmigrate.ledger import undo
 from kgmigrate.ledger.lock import default_holder
 from kgmigrate.model.ids import new_id
 from kgmigrate.model.records import (
+    AdoptedMigration,
+    Adoption,
     AppliedMigration,
     BatchRecord,
     FailedBatch,
@@ -68,12 +70,18 @@ APPEND_APPLIED = (
     f"CREATE (p)-[:{MIGRATED_TO} {{at: $applied_at}}]->(m)) "
     "RETURN m.sequence AS sequence"
 )
+# Where an adopted link comes from (`kgmigrate import-chain`): null on the others.
+ADOPTION_FIELDS = (
+    "m.adopted_from AS adopted_from, m.source AS source, m.source_type AS source_type, "
+    "m.source_checksum AS source_checksum, m.checksum_compared AS checksum_compared, "
+    "m.adopted_at AS adopted_at, m.adopted_by AS adopted_by"
+)
 APPLIED = (
     f"MATCH (m:{MIGRATION}) WHERE m.state = 'applied' "
     "RETURN m.version AS version, m.description AS description, m.checksum AS checksum, "
     "m.author AS author, m.applied_at AS applied_at, m.duration_ms AS duration_ms, "
-    "m.applied_by AS applied_by, m.host AS host, m.run_id AS run_id, m.sequence AS sequence "
-    "ORDER BY m.sequence"
+    "m.applied_by AS applied_by, m.host AS host, m.run_id AS run_id, m.sequence AS sequence, "
+    f"{ADOPTION_FIELDS} ORDER BY m.sequence"
 )
 # A migration an `assume` precondition skipped: a link of the chain with state 'skipped', the
 # precondition that did not hold and the run that decided it (null: nothing else ran).
@@ -94,8 +102,26 @@ LINKS = (
     "RETURN m.version AS version, m.description AS description, m.checksum AS checksum, "
     "m.author AS author, m.applied_at AS applied_at, m.duration_ms AS duration_ms, "
     "m.applied_by AS applied_by, m.host AS host, m.run_id AS run_id, m.sequence AS sequence, "
-    "m.state AS state, m.reason AS reason "
+    f"m.state AS state, m.reason AS reason, {ADOPTION_FIELDS} "
     "ORDER BY m.sequence"
+)
+CHAIN_SIZE = f"MATCH (m:{MIGRATION}) RETURN count(m) AS n"
+# Migrations another tool applied, adopted as the whole chain at once (`import-chain`): only
+# into an empty chain (checked again here, in the one transaction that writes them all), in
+# the order of `sequence`, each linked to the one before as an upgrade links it.
+ADOPT_CHAIN = (
+    f"OPTIONAL MATCH (existing:{MIGRATION}) WITH count(existing) AS existing "
+    "WHERE existing = 0 UNWIND $rows AS row "
+    f"CREATE (m:{MIGRATION} {{version: row.version, description: row.description, "
+    "checksum: row.checksum, author: row.author, applied_at: row.applied_at, "
+    "duration_ms: row.duration_ms, applied_by: row.applied_by, host: row.host, "
+    "state: 'applied', sequence: row.sequence, adopted_from: $tool, source: row.source, "
+    "source_type: row.source_type, source_checksum: row.source_checksum, "
+    "checksum_compared: row.checksum_compared, adopted_at: $at, adopted_by: $by}) "
+    "WITH m ORDER BY m.sequence WITH collect(m) AS chain "
+    "FOREACH (i IN range(1, size(chain) - 1) | FOREACH (p IN [chain[i - 1]] | "
+    f"FOREACH (n IN [chain[i]] | CREATE (p)-[:{MIGRATED_TO} {{at: n.applied_at}}]->(n)))) "
+    "RETURN size(chain) AS adopted"
 )
 SET_CHECKSUM = (
     f"MATCH (m:{MIGRATION} {{version: $version, state: 'applied'}}) "
@@ -286,7 +312,7 @@ class Ledger:
     # -- the applied chain ----------------------------------------------------------------
 
     def applied(self) -> list[AppliedMigration]:
-        return [AppliedMigration(**r) for r in self.backend.read(APPLIED).records]
+        return [_link(r) for r in self.backend.read(APPLIED).records]
 
     def record_applied(self, meta: MigrationMetadata, *, run_id: str, duration_ms: int,
                        applied_by: str | None = None) -> AppliedMigration:
@@ -304,15 +330,14 @@ class Ledger:
 
     def history(self) -> list[AppliedMigration]:
         """The chain's applied and skipped links, oldest first."""
-        return [AppliedMigration(**_present(r)) for r in self.backend.read(LINKS).records
+        return [_link(r) for r in self.backend.read(LINKS).records
                 if r["state"] in ("applied", "skipped")]
 
     def skipped(self) -> dict[str, AppliedMigration]:
         """The migrations an `assume` precondition skipped and that were not applied since:
         those whose latest link is the skip, by version."""
         latest = {r["version"]: r for r in self.backend.read(LINKS).records}
-        return {version: AppliedMigration(**_present(r)) for version, r in latest.items()
-                if r["state"] == "skipped"}
+        return {version: _link(r) for version, r in latest.items() if r["state"] == "skipped"}
 
     def record_skipped(self, meta: MigrationMetadata, *, reason: str, run_id: str | None,
                        skipped_by: str | None = None) -> AppliedMigration:
@@ -327,6 +352,35 @@ class Ledger:
         sequence = self.backend.write(APPEND_SKIPPED, params).value("sequence")
         return AppliedMigration(**{**params, "applied_at": params["at"], "duration_ms": 0,
                                    "sequence": sequence, "state": "skipped"})
+
+    def entries(self) -> int:
+        """How many links the chain has, whatever their state (applied, skipped, downgraded,
+        rolled back)."""
+        return int(self.backend.read(CHAIN_SIZE).value("n"))
+
+    def adopt(self, migrations: Sequence[tuple[MigrationMetadata, AdoptedMigration]], *,
+              tool: str, adopted_by: str | None = None) -> list[AppliedMigration]:
+        """Record migrations another tool applied as kgmigrate's applied chain, in the given
+        order, in one transaction (call with the lock held); refused when the chain is not
+        empty. Each keeps that tool's time, duration and user, and where it comes from; its
+        checksum is kgmigrate's, of the file (`validate` and `list` compare that one)."""
+        if not migrations:
+            raise KgmError("nothing to adopt")
+        self.ensure_schema()
+        by, at = adopted_by or default_holder(), _iso(utc_now())
+        rows = [{"version": meta.version, "description": meta.description,
+                 "checksum": meta.checksum, "author": meta.created_by,
+                 "applied_at": _iso(found.applied_at), "duration_ms": found.duration_ms,
+                 "applied_by": found.applied_by, "host": "unknown", "sequence": sequence,
+                 "source": found.source, "source_type": found.type,
+                 "source_checksum": found.checksum, "checksum_compared": found.checksum_compared}
+                for sequence, (meta, found) in enumerate(migrations, start=1)]
+        adopted = self.backend.write(ADOPT_CHAIN, {"rows": rows, "tool": tool, "at": at,
+                                                   "by": by}).value("adopted")
+        if adopted != len(rows):
+            raise KgmError(f"kgmigrate's chain is no longer empty ({self.entries()} entries): "
+                           "another process recorded migrations meanwhile; nothing adopted")
+        return self.applied()
 
     def set_checksum(self, version: str, checksum: str) -> bool:
         rows = self.backend.write(SET_CHECKSUM, {"version": version, "checksum": checksum,
@@ -611,6 +665,20 @@ def _batch(row: dict[str, Any]) -> BatchRecord:
 def _step(row: dict[str, Any]) -> StepRecord:
     return StepRecord(**_present({**row, "spec": json.loads(row["spec"] or "{}"),
                                   "counters": json.loads(row["counters"] or "{}")}))
+
+
+def _link(row: dict[str, Any]) -> AppliedMigration:
+    """A link of the chain, with where it comes from when it was adopted."""
+    fields = _present(row)
+    tool = fields.pop("adopted_from", None)
+    origin = {key: fields.pop(key, None) for key in (
+        "source", "source_type", "source_checksum", "checksum_compared", "adopted_at",
+        "adopted_by")}
+    adopted = None if tool is None else Adoption(
+        tool=tool, source=origin["source"], type=origin["source_type"],
+        checksum=origin["source_checksum"], checksum_compared=bool(origin["checksum_compared"]),
+        adopted_at=origin["adopted_at"], adopted_by=origin["adopted_by"])
+    return AppliedMigration(**fields, adopted=adopted)
 
 
 def _present(row: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 from kgmigrate.model.status import MigrationStatus
 
 __all__ = [
+    "AdoptedMigration",
+    "Adoption",
+    "AdoptionPlan",
     "AppliedMigration",
     "BatchRecord",
     "Direction",
@@ -90,10 +93,27 @@ class MigrationMetadata(_Model):
         return self.version
 
 
+class Adoption(_Model):
+    """Where an adopted link of the chain comes from: a migration another tool applied,
+    recorded by `kgmigrate import-chain` (no kgmigrate run applied it)."""
+
+    tool: str  # "neo4j-migrations"
+    source: str  # what that tool applied: its file (`V0001__first.cypher`) or class
+    type: str  # its kind there: CYPHER, JAVA or CATALOG
+    checksum: str | None = None  # as that tool recorded it (neo4j-migrations': a CRC32)
+    # the file's checksum, computed as that tool does, equals the recorded one; False: not
+    # comparable (no checksum recorded, a Java or catalog migration, a file rewritten as .py)
+    checksum_compared: bool = False
+    adopted_at: datetime
+    adopted_by: str
+
+
 class AppliedMigration(_Model):
     """A link of the applied chain in the graph: an applied migration, or one that an
     `assume` precondition skipped (`state` "skipped", `reason` the precondition, `applied_at`
-    when it was skipped, `run_id` the run started with that decision, if any)."""
+    when it was skipped, `run_id` the run started with that decision, if any). A migration
+    another tool applied and `kgmigrate import-chain` adopted has no run; `adopted` says
+    where it comes from (its `applied_at`, `duration_ms` and `applied_by` are that tool's)."""
 
     version: str
     description: str
@@ -107,6 +127,7 @@ class AppliedMigration(_Model):
     sequence: int
     state: Literal["applied", "skipped"] = "applied"
     reason: str | None = None
+    adopted: Adoption | None = None
 
 
 MigrationState = Literal["applied", "pending", "skipped", "checksum_mismatch", "missing_file"]
@@ -189,6 +210,34 @@ class ValidationResult(_Model):
 
 class RepairResult(_Model):
     repaired: list[str] = []  # versions whose recorded checksum was replaced
+
+
+class AdoptedMigration(_Model):
+    """A migration of a neo4j-migrations chain, matched to its file, as `import-chain`
+    adopts it into kgmigrate's chain."""
+
+    version: str  # as the file writes it (V0001)
+    description: str  # the file's
+    file: str  # the file's name in the migrations directory
+    source: str  # what neo4j-migrations applied (its `source`: file or class name)
+    type: str  # CYPHER, JAVA or CATALOG
+    applied_at: datetime  # when neo4j-migrations applied it
+    applied_by: str  # who (neo4j-migrations' `by/connectedAs`)
+    duration_ms: int
+    checksum: str | None  # as neo4j-migrations recorded it
+    checksum_compared: bool  # equal to the file's, computed as neo4j-migrations does
+    checksum_note: str  # how it was compared ("matches the file"), or why it was not
+
+
+class AdoptionPlan(_Model):
+    """What `import-chain` adopts (`dry_run`: would adopt), and what stays for `upgrade`."""
+
+    adopted: list[AdoptedMigration]
+    # not in the chain but below its last migration: `upgrade` refuses them as out of order
+    # unless allowed (or skips them, when an `assume` precondition does not hold)
+    not_in_chain: list[str] = []
+    pending: list[str] = []  # after the chain: what `upgrade` applies
+    dry_run: bool = False
 
 
 class PlannedBatch(NamedTuple):

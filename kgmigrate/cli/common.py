@@ -152,13 +152,19 @@ def show_run(run: RunRecord) -> None:
     out.print(table)
 
 
+RUNNING_OR_PAUSED = (MigrationStatus.PENDING, MigrationStatus.IN_PROGRESS,
+                     MigrationStatus.VALIDATING, MigrationStatus.PAUSED)
+
+
 def requested(run: RunRecord) -> str | None:
     """What an operator asked of a run that has not ended, as one line (None: nothing)."""
     by = run.request_by or "someone"
-    if run.status is MigrationStatus.PAUSED and run.request in (None, "pause"):
+    if run.status is MigrationStatus.PAUSED and run.request == "pause":
         return (f"paused (asked by {by}); it holds the migration lock: `kgmigrate resume "
                 f"{run.id}` continues it, `kgmigrate cancel {run.id}` stops it")
-    if run.status.is_final or run.request is None:
+    if run.status is MigrationStatus.PAUSED and run.request is None:
+        return "paused; resuming (asked)"
+    if run.status not in RUNNING_OR_PAUSED or run.request is None:
         return None
     if run.request == "pause":
         return (f"pause asked by {by}: no new batch starts; the run pauses once those in "

@@ -189,11 +189,15 @@ def carry_out(rt: Runtime, app: Celery, run_id: str) -> None:
     current = next((s for s in run.steps if s.status is not MigrationStatus.COMPLETED),
                    run.steps[-1])
     by = run.request_by or "someone"
-    rt.ledger.set_request(run_id, None, None)
     if run.request == "cancel":
         fail(rt, run_id, current.id, f"cancelled by {by}", app=app, roll_back=True)
-        return
-    rt.ledger.update_step(current.id, status=MigrationStatus.FAILED, finished_at=utc_now(),
+    else:
+        _stop_as_it_is(rt, run_id, current.id, by)
+    rt.ledger.set_request(run_id, None, None)  # carried out (a repeat finds the run moved on)
+
+
+def _stop_as_it_is(rt: Runtime, run_id: str, step_id: str, by: str) -> None:
+    rt.ledger.update_step(step_id, status=MigrationStatus.FAILED, finished_at=utc_now(),
                           error=f"cancelled by {by}")
     rt.lock.release_for_run(run_id)  # before the state others wait for
     try:

@@ -6,7 +6,7 @@ the rest, so the caller may go away; `wait` and `status --watch` only read the l
 """
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from kgmigrate.checks import ensure_valid
@@ -28,7 +28,7 @@ from kgmigrate.model.registry import Registry
 from kgmigrate.model.status import ENDED, FINAL_STEP, ROLLBACK_STATES, UNFINISHED
 from kgmigrate.model.versions import Version
 from kgmigrate.preflight import preflight
-from kgmigrate.runtime.app import START_ROLLBACK, START_RUN, sender
+from kgmigrate.runtime.app import CARRY_OUT, START_ROLLBACK, START_RUN, sender
 from kgmigrate.runtime.settings import load_settings
 
 
@@ -153,6 +153,9 @@ def _refuse_unfinished(ledger: Ledger) -> None:
         raise KgmError(f"run {run_id} failed and is neither resumed nor rolled back: "
                        f"`kgmigrate resume {run_id}` or `kgmigrate rollback {run_id}` first"
                        + give_up)
+    if status is MigrationStatus.PAUSED:
+        raise KgmError(f"run {run_id} is paused: continue it (`kgmigrate resume {run_id}`) "
+                       f"or stop it (`kgmigrate cancel {run_id}`) first")
     if status in ROLLBACK_STATES:
         raise KgmError(f"run {run_id} is {status}: finish its rollback first "
                        f"(`kgmigrate rollback {run_id}`)" + give_up)
@@ -191,10 +194,51 @@ def abandon(backend: GraphBackend, run_id: str, *, reason: str, by: str | None =
         lock.release(lease)
 
 
+RUNNING = (MigrationStatus.PENDING, MigrationStatus.IN_PROGRESS, MigrationStatus.VALIDATING)
+
+
+def pause(backend: GraphBackend, run_id: str, *, by: str | None = None) -> RunRecord:
+    """Ask a running run to pause: no batch of it starts any more, those in flight finish, and
+    then the run is PAUSED (its control worker decides that moment: see `control.pause`). It
+    keeps its lock, renewed, until `resume` continues it or `cancel` stops it. Returns the run
+    as it was when asked."""
+    run = _running(backend, run_id, "paused")
+    if run.status is not MigrationStatus.PAUSED:
+        Ledger(backend).set_request(run_id, "pause", by or default_holder())
+    return run
+
+
+def cancel(backend: GraphBackend, endpoints: Endpoints, run_id: str, *, keep: bool = False,
+           by: str | None = None) -> RunRecord:
+    """Stop a running (or paused) run: once no batch of it is in flight it is rolled back like
+    a failed run, recorded as cancelled by `by`; `keep`: it ends FAILED as it is instead (to be
+    resumed or rolled back later). Returns the run as it was when asked."""
+    run = _running(backend, run_id, "cancelled")
+    request = "cancel_keep" if keep else "cancel"
+    # the request first, then the status (one statement, under the run's write lock): when it
+    # is already PAUSED no chord will come back to carry the request out, so this sends it
+    if Ledger(backend).set_request(run_id, request, by or default_holder()) == "paused":
+        _send(endpoints, CARRY_OUT, run_id)
+    return run
+
+
+def _running(backend: GraphBackend, run_id: str, what: str) -> RunRecord:
+    run = Ledger(backend).run(run_id)
+    if run is None:
+        raise KgmError(f"no run {run_id}")
+    if run.status not in (*RUNNING, MigrationStatus.PAUSED):
+        raise KgmError(f"run {run_id} is {run.status}: only a running or paused run can be "
+                       f"{what}" + (f"; roll it back with `kgmigrate rollback {run_id}` or "
+                                    f"give it up with `kgmigrate abandon {run_id}`"
+                                    if run.status is MigrationStatus.FAILED else ""))
+    return run
+
+
 def resume(backend: GraphBackend, endpoints: Endpoints, run_id: str, *,
            before_lock: Callable[[], object] | None = None) -> None:
-    """Re-enqueue what a run has not committed, after a crash of anything. `before_lock`:
-    as for `enqueue_migration`."""
+    """Re-enqueue what a run has not committed, after a crash of anything, or continue a
+    paused one (a pause still under way is withdrawn). `before_lock`: as for
+    `enqueue_migration`."""
     run = Ledger(backend).run(run_id)
     if run is None:
         raise KgmError(f"no run {run_id}")
@@ -206,6 +250,8 @@ def resume(backend: GraphBackend, endpoints: Endpoints, run_id: str, *,
     if before_lock is not None:
         before_lock()
     MigrationLock(backend, lease_s=load_settings().lock_lease_s).acquire(default_holder(), run_id)
+    if run.request is not None:  # withdrawn first: the run's start then takes it up
+        Ledger(backend).set_request(run_id, None, None)
     if run.status is MigrationStatus.FAILED:
         # before the send, like rollback's transition: a `wait` right after `resume` must not
         # read the old FAILED and return before a worker has taken the run up
@@ -266,8 +312,8 @@ def _send(endpoints: Endpoints, task: str, *args: object) -> None:
 
 def wait(backend: GraphBackend, run_id: str, *, timeout_s: float | None = None,
          poll_s: float = 0.5, on_progress: Callable[[RunRecord], None] | None = None,
-         ) -> RunRecord:
-    """Block until the run ends (see ENDED); read-only."""
+         until: Collection[MigrationStatus] = ENDED) -> RunRecord:
+    """Block until the run ends (see ENDED), or reaches a status of `until`; read-only."""
     ledger = Ledger(backend)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while True:
@@ -276,7 +322,7 @@ def wait(backend: GraphBackend, run_id: str, *, timeout_s: float | None = None,
             raise KgmError(f"no run {run_id}")
         if on_progress:
             on_progress(run)
-        if run.status in ENDED:
+        if run.status in until:
             return run
         if deadline is not None and time.monotonic() > deadline:
             raise KgmError(f"run {run_id} is still {run.status} after {timeout_s:.0f}s")

@@ -10,7 +10,7 @@ work on and return the small result types of `kgmigrate.model.records`.
 import contextlib
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
@@ -41,6 +41,7 @@ from kgmigrate.model.records import (
     FailedBatch,
     LockInfo,
     MigrationListing,
+    MigrationStatus,
     PlannedMigration,
     RepairResult,
     RunRecord,
@@ -48,6 +49,7 @@ from kgmigrate.model.records import (
 )
 from kgmigrate.model.registry import Registry
 from kgmigrate.model.scope import IndexSpec
+from kgmigrate.model.status import ENDED
 from kgmigrate.monitoring import exporter, hooks, logs
 from kgmigrate.monitoring.monitor import MigrationMetrics, MigrationMonitor
 from kgmigrate.monitoring.report import RunReport, build_report, markdown, write_report
@@ -176,6 +178,17 @@ class Migrations:
         (`count=False`: without steps). Writes nothing."""
         return api.downgrade_plan(self.backend, self.registry(), target, count=count)
 
+    def pause(self, run_id: str, *, by: str | None = None) -> RunRecord:
+        """Ask a running run to pause: no new batch starts, those in flight finish, then the
+        run is `paused`, keeping its lock; `resume` continues it. Returns it as it was."""
+        return runs.pause(self.backend, run_id, by=by)
+
+    def cancel(self, run_id: str, *, keep: bool = False, by: str | None = None) -> RunRecord:
+        """Stop a running or paused run and roll back what it applied, recorded as cancelled
+        by `by` (`keep`: it ends `failed` as it is, to be resumed or rolled back). Returns it
+        as it was; `wait` for the outcome."""
+        return runs.cancel(self.backend, self.endpoints, run_id, keep=keep, by=by)
+
     def resume(self, run_id: str, *, require_workers: bool = False) -> None:
         runs.resume(self.backend, self.endpoints, run_id,
                     before_lock=self._workers_check(require_workers))
@@ -236,8 +249,11 @@ class Migrations:
         return lambda: presence.require(self.endpoints, timeout_s=self.settings.worker_ping_s)
 
     def wait(self, run_id: str, *, timeout_s: float | None = None,
-             on_progress: Callable[[RunRecord], None] | None = None) -> RunRecord:
-        return runs.wait(self.backend, run_id, timeout_s=timeout_s, on_progress=on_progress)
+             on_progress: Callable[[RunRecord], None] | None = None,
+             until: Collection[MigrationStatus] = ENDED) -> RunRecord:
+        """Until the run ends, or reaches a status of `until` (e.g. `paused`)."""
+        return runs.wait(self.backend, run_id, timeout_s=timeout_s, on_progress=on_progress,
+                         until=until)
 
     def status(self, run_id: str | None = None) -> RunRecord:
         """A run (default: the latest)."""

@@ -5,6 +5,7 @@ from typing import Any
 
 from kgmigrate.engine import control, rollback, watch
 from kgmigrate.runtime.app import (
+    CARRY_OUT,
     ROLLBACK_CRASHED,
     ROLLBACK_STEP_DONE,
     START_ROLLBACK,
@@ -67,3 +68,9 @@ def watch_run(run_id: str, mark: str, seen: str, since: float, quiet_s: float,
     rt = current()
     if watch.check(rt, app, run_id, mark, seen, since, quiet_s, force):
         control.redrive(rt, app, run_id, force=force)
+
+
+@app.task(name=CARRY_OUT, base=ControlTask, run_arg=0)  # type: ignore[untyped-decorator]
+def carry_out(run_id: str) -> None:
+    """What an operator asked of a run that is already paused (`kgmigrate cancel`)."""
+    control.carry_out(current(), app, run_id)

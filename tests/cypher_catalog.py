@@ -133,6 +133,10 @@ def _ledger_and_lock() -> list[Rendered]:
         Rendered("ledger/note-retry", ledger.NOTE_RETRY, {"id": "run_1:1:1", "n": 1}),
         Rendered("ledger/note-outcome", ledger.NOTE_OUTCOME, {
             "id": "run_1:1:1", "counters": '{"properties_set": 3}', "seconds": 0.25}),
+        Rendered("ledger/set-request", ledger.SET_REQUEST,
+                 {"id": "run_1", "request": "pause", "by": "ana", "at": "t"}),
+        Rendered("ledger/batch-and-run", ledger.BATCH_AND_RUN,
+                 {"id": "run_1:1:1", "run_id": "run_1"}),
         Rendered("ledger/begin-watch", ledger.BEGIN_WATCH, {"id": "run_1", "next": "w1:0"}),
         Rendered("ledger/advance-watch", ledger.ADVANCE_WATCH,
                  {"id": "run_1", "expected": "w1:0", "next": "w1:1"}),

@@ -52,6 +52,15 @@ def test_the_happy_path_and_resume_and_rollback_are_allowed() -> None:
         assert check_transition(current, new) is new
 
 
+def test_an_operator_may_pause_continue_and_cancel_a_running_run() -> None:
+    s = MigrationStatus
+    for path in ([s.IN_PROGRESS, s.PAUSED, s.IN_PROGRESS, s.VALIDATING, s.PAUSED, s.ROLLING_BACK],
+                 [s.IN_PROGRESS, s.PAUSED, s.FAILED, s.IN_PROGRESS],
+                 [s.VALIDATING, s.PAUSED, s.ABANDONED]):
+        for current, new in itertools.pairwise(path):
+            assert check_transition(current, new) is new
+
+
 @pytest.mark.parametrize(("current", "new"), [
     (MigrationStatus.COMPLETED, MigrationStatus.FAILED),
     (MigrationStatus.ROLLED_BACK, MigrationStatus.COMPLETED),
@@ -60,6 +69,9 @@ def test_the_happy_path_and_resume_and_rollback_are_allowed() -> None:
     (MigrationStatus.FAILED, MigrationStatus.ROLLED_BACK),
     (MigrationStatus.ROLLING_BACK, MigrationStatus.IN_PROGRESS),
     (MigrationStatus.ROLLBACK_BLOCKED, MigrationStatus.IN_PROGRESS),
+    (MigrationStatus.PENDING, MigrationStatus.PAUSED),  # paused only once it runs
+    (MigrationStatus.PAUSED, MigrationStatus.COMPLETED),  # a paused run continues first
+    (MigrationStatus.ROLLING_BACK, MigrationStatus.PAUSED),  # a rollback is not paused
 ])
 def test_impossible_transitions_are_refused_with_what_is_allowed(
         current: MigrationStatus, new: MigrationStatus) -> None:
@@ -68,10 +80,11 @@ def test_impossible_transitions_are_refused_with_what_is_allowed(
 
 
 def test_ticket_values_and_final_states() -> None:
-    # the ticket's values, then kgmigrate's own (a rollback in its stages, an abandoned run)
+    # the ticket's values, then kgmigrate's own (a rollback in its stages, an abandoned run,
+    # a run an operator paused)
     assert [s.value for s in MigrationStatus] == [
         "pending", "in_progress", "validating", "completed", "failed", "rolled_back",
-        "rolling_back", "rollback_blocked", "abandoned"]
+        "rolling_back", "rollback_blocked", "abandoned", "paused"]
     assert {s for s in MigrationStatus if s.is_final} == {
         MigrationStatus.COMPLETED, MigrationStatus.ROLLED_BACK, MigrationStatus.ABANDONED}
     assert set(ALLOWED) == set(MigrationStatus)

@@ -1,6 +1,9 @@
 """Python-callable transforms the tests and the benchmark import by name, as workers do."""
 
 import hashlib
+import os
+
+from tests.once import first_time, wait_at_gate
 
 
 def normalize(value: object) -> object:
@@ -23,3 +26,11 @@ def burn(value: object, rounds: int = 2000) -> str:
 
 def broken(value: object) -> object:
     raise ValueError(f"cannot transform {value!r}")
+
+
+def held(value: object) -> object:
+    """Ten times the value; the first worker to meet KGM_HOLD_VALUE waits there until the test
+    opens KGM_GATE: a batch held in flight, past every check made before it starts."""
+    if str(value) == os.environ.get("KGM_HOLD_VALUE") and first_time("KGM_HOLD_FIRST"):
+        wait_at_gate(os.environ["KGM_GATE"])
+    return int(str(value)) * 10

@@ -136,6 +136,9 @@ def show_run(run: RunRecord) -> None:
         out.print(f"  [red]error:[/] {escape(run.error_log)}", highlight=False)
     if run.backup_ref:
         out.print(f"  backup before the run: {escape(run.backup_ref)}", highlight=False)
+    request = requested(run)
+    if request:
+        out.print(f"  [yellow]{escape(request)}[/]", highlight=False)
     table = Table("step", "", "status", "batches", "entities", "rate", box=box.SIMPLE_HEAD,
                   padding=(0, 1))
     for column, width in zip(table.columns, (7, 18, 9, 7, 13, 9), strict=True):
@@ -147,6 +150,28 @@ def show_run(run: RunRecord) -> None:
                       f"{step.batches_done}/{step.batches_total}",
                       f"{step.entities_done:,}/{step.entities_total:,}", rate)
     out.print(table)
+
+
+RUNNING_OR_PAUSED = (MigrationStatus.PENDING, MigrationStatus.IN_PROGRESS,
+                     MigrationStatus.VALIDATING, MigrationStatus.PAUSED)
+
+
+def requested(run: RunRecord) -> str | None:
+    """What an operator asked of a run that has not ended, as one line (None: nothing)."""
+    by = run.request_by or "someone"
+    if run.status is MigrationStatus.PAUSED and run.request == "pause":
+        return (f"paused (asked by {by}); it holds the migration lock: `kgmigrate resume "
+                f"{run.id}` continues it, `kgmigrate cancel {run.id}` stops it")
+    if run.status is MigrationStatus.PAUSED and run.request is None:
+        return "paused; resuming (asked)"
+    if run.status not in RUNNING_OR_PAUSED or run.request is None:
+        return None
+    if run.request == "pause":
+        return (f"pause asked by {by}: no new batch starts; the run pauses once those in "
+                "flight have finished")
+    then = "rolled back" if run.request == "cancel" else "left as it is (failed)"
+    return (f"cancel asked by {by}: no new batch starts; once those in flight have finished "
+            f"the run is {then}")
 
 
 def show_conflicts(conflicts: list[Conflict], limit: int = 20) -> None:
@@ -184,11 +209,17 @@ def follow(migrations: Migrations, run_id: str, *, quiet: bool = False,
     for workers (`watch`, by default once it has not moved for KGMIGRATE_WORKER_WAIT_S), one
     line on stderr says so, even when `quiet`; the run is followed on."""
     watch = watch or migrations.worker_watch()
+    said: list[str | None] = [None]
 
     def tell(run: RunRecord) -> None:
         line = watch.observe(run)
         if line is not None:
             show_waiting(line, console=err, indent="")
+        asked = requested(run)
+        if asked != said[0]:  # said once, when it changes
+            said[0] = asked
+            if asked:
+                show_waiting(f"run {run.id}: {asked}", console=err, indent="")
 
     if quiet:
         return migrations.wait(run_id, on_progress=tell)

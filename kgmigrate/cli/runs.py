@@ -20,6 +20,7 @@ from kgmigrate.cli.common import (
     follow,
     out,
     print_json,
+    requested,
     say,
     session,
     show_conflicts,
@@ -28,6 +29,7 @@ from kgmigrate.cli.common import (
 )
 from kgmigrate.errors import KgmError
 from kgmigrate.model.records import DowngradePlan, MigrationStatus, RunRecord
+from kgmigrate.model.status import ENDED
 from kgmigrate.service import BATCH_QUEUE, CONTROL_QUEUE, Migrations, Workers
 
 
@@ -166,7 +168,8 @@ def resume(
     allow_no_workers: AllowNoWorkersFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Re-enqueue the batches of a run that are not committed (after any crash)."""
+    """Re-enqueue the batches of a run that are not committed (after any crash), or continue a
+    paused run."""
 
     def start(migrations: Migrations, require: bool) -> str | None:
         migrations.resume(run_id, require_workers=require)
@@ -174,6 +177,73 @@ def resume(
 
     _follow(start, wait=wait, local_workers=local_workers, allow_no_workers=allow_no_workers,
             as_json=as_json)
+
+
+@app.command()
+def pause(
+    run_id: Annotated[str, typer.Argument(help="The running run to pause.")],
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until it is paused.")]
+    = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """Pause a running run: no new batch of it starts and those in flight finish; it keeps the
+    migration lock until `kgmigrate resume RUN` continues it or `kgmigrate cancel RUN` stops
+    it. Committed batches stay committed: nothing is lost or done twice."""
+    with session(as_json) as migrations:
+        migrations.pause(run_id)
+        watch = migrations.worker_watch()
+
+        def tell(run: RunRecord) -> None:
+            line = watch.observe(run)
+            if line is not None:
+                show_waiting(line, console=err, indent="")
+
+        run = (migrations.wait(run_id, on_progress=tell,
+                               until={MigrationStatus.PAUSED, *ENDED}) if wait
+               else migrations.status(run_id))
+    if as_json:
+        print_json(run.model_dump(mode="json"))
+        return
+    out.print(f"run {run.id}: [bold]{run.status}[/]  {run.kind}", highlight=False)
+    out.print(f"  {escape(requested(run) or run.error_log or '')}", highlight=False)
+    if run.status is not MigrationStatus.PAUSED and wait:
+        raise typer.Exit(1)  # it ended before it could pause
+
+
+@app.command()
+def cancel(
+    run_id: Annotated[str, typer.Argument(help="The running or paused run to stop.")],
+    keep: Annotated[bool, typer.Option(
+        "--keep", help="Stop without rolling back: the run ends failed as it is, to be "
+        "resumed or rolled back later.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask before rolling back.")] = False,
+    wait: WaitFlag = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """Stop a running or paused run: no new batch starts, and once those in flight have
+    finished what it applied is rolled back (the same rollback as after a failure, conflicts
+    kept), recorded as cancelled by you. `--keep` stops it without rolling back."""
+    with session(as_json) as migrations:
+        run = migrations.status(run_id)
+        if not keep and not yes:
+            done = sum(s.entities_done for s in run.steps)
+            question = (f"Cancel run {run.id} ({run.status} {run.kind}, migrations "
+                        f"{', '.join(run.migrations)}) and roll back what it applied "
+                        f"({done:,} entities so far)?")
+            if as_json or not sys.stdin.isatty():
+                raise KgmError(f"cancel {run.id} rolls back what it applied; nothing was "
+                               "cancelled: --yes cancels without asking, --keep stops it "
+                               "without rolling back")
+            if not typer.confirm(question):
+                raise KgmError(f"run {run.id} was not cancelled")
+        migrations.cancel(run_id, keep=keep)
+        if not wait:
+            say(as_json, {"run_id": run_id, "status": "cancel_asked"},
+                f"run {run_id}: cancel asked; follow it with `kgmigrate status {run_id} "
+                "--watch`")
+            return
+        run = follow(migrations, run_id, quiet=as_json)
+    _finish_output(run, as_json, MigrationStatus.FAILED if keep else MigrationStatus.ROLLED_BACK)
 
 
 @app.command()

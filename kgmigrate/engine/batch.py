@@ -62,8 +62,9 @@ def run_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str) -
     started, started_at = time.perf_counter(), utc_now().isoformat()
     result = BatchResult(run_id=run_id, step_id=step_id, batch_id=batch_id, seq=seq,
                          status="completed", worker=worker_name())
-    if rt.ledger.batch_status(batch_id) == "completed":
-        return result.model_copy(update={"status": "skipped"})
+    held = _held(rt, result)
+    if held is not None:
+        return held
     try:
         rt.lock.renew_for_run(run_id)
     except LockLostError as exc:
@@ -113,6 +114,18 @@ def _own_counters(counters: Counters, undo_writes: int, entities: int) -> dict[s
     own["labels_added"] -= entities
     own["properties_set"] -= undo_writes
     return own
+
+
+def _held(rt: Runtime, result: BatchResult) -> BatchResult | None:
+    """What a batch returns without starting: `skipped` when an earlier delivery committed it,
+    `paused` when an operator asked its run to pause or cancel (it starts again, from the
+    ledger, when the run continues). None: go on."""
+    batch, run, request = rt.ledger.batch_and_run(result.batch_id, result.run_id)
+    if batch == "completed":
+        return result.model_copy(update={"status": "skipped"})
+    if request is not None or run == MigrationStatus.PAUSED:
+        return result.model_copy(update={"status": "paused"})
+    return None
 
 
 def _aborted(rt: Runtime, result: BatchResult, exc: BackendError, plan: BatchPlan, *,
@@ -214,8 +227,9 @@ def run_statement(rt: Runtime, run_id: str, step_id: str, batch_id: str) -> Batc
     started = time.perf_counter()
     result = BatchResult(run_id=run_id, step_id=step_id, batch_id=batch_id, seq=1,
                          status="completed", worker=worker_name())
-    if rt.ledger.batch_status(batch_id) == "completed":
-        return result.model_copy(update={"status": "skipped"})
+    held = _held(rt, result)
+    if held is not None:
+        return held
     plan = rt.plan(step_id)
     if isinstance(plan, BatchPlan):
         return result.model_copy(update={"status": "failed",

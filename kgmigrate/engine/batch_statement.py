@@ -44,7 +44,7 @@ class BatchResult(BaseModel):
     step_id: str
     batch_id: str
     seq: int
-    status: Literal["completed", "skipped", "failed"]
+    status: Literal["completed", "skipped", "failed", "paused"]
     entities: int = 0
     counters: dict[str, int] = {}
     error: str | None = None

@@ -38,6 +38,8 @@ def start_run(rt: Runtime, app: Celery, run_id: str) -> None:
     run = rt.ledger.require_run(run_id)
     if run.status.is_final or run.status in ROLLBACK_STATES:
         return
+    if run.status is MigrationStatus.PAUSED and run.request is not None:
+        return  # a start delivered again while an operator keeps the run paused
     first_start = run.status is MigrationStatus.PENDING
     try:
         # The backup is taken while the run is still PENDING, so that a delivery of this task
@@ -129,13 +131,82 @@ def step_done(rt: Runtime, app: Celery, results: list[dict[str, Any]], run_id: s
     if step.status in FINAL_STEP:  # a repeated callback: decided, but perhaps not carried out
         redrive(rt, app, run_id)
         return
+    run, batches = rt.ledger.require_run(run_id), [BatchResult(**r) for r in results]
+    if (not any(b.status == "failed" for b in batches)
+            and (run.request is not None or run.status is MigrationStatus.PAUSED
+                 or any(b.status == "paused" for b in batches))):
+        _held_back(rt, app, run)
+        return
     try:
-        _decide(rt, app, [BatchResult(**r) for r in results], rt.ledger.require_run(run_id), step)
+        _decide(rt, app, batches, run, step)
     except StatusTransitionError as exc:  # a second delivery of this callback decided first
         log.info("step %s of run %s: decided elsewhere (%s)", step.order, run_id, exc)
     except Exception as exc:  # a bug or a lost server must not leave the run hanging
         log.exception("step %s of run %s could not be finished", step.order, run_id)
         fail(rt, run_id, step_id, f"step {step.order} could not be finished: {exc}", app=app)
+
+
+def _held_back(rt: Runtime, app: Celery, run: RunRecord) -> None:
+    """A step's chord came back with batches that did not start because an operator asked the
+    run to pause or cancel: no batch of the step is in flight any more, so the run pauses
+    here (and a cancel is carried out). When the request was withdrawn meanwhile (`resume`),
+    what was held back is launched again instead."""
+    if run.request is None and run.status is not MigrationStatus.PAUSED:
+        _launch_next(rt, app, run)
+        return
+    pause(rt, app, run.id)
+
+
+def pause(rt: Runtime, app: Celery, run_id: str) -> None:
+    """The run is PAUSED (nothing of it in flight), then what was asked of it is carried out."""
+    run = rt.ledger.require_run(run_id)
+    if run.status is not MigrationStatus.PAUSED:
+        try:
+            rt.ledger.transition(run_id, MigrationStatus.PAUSED)
+        except StatusTransitionError as exc:  # another delivery, or it ended meanwhile
+            log.info("run %s: not paused (%s)", run_id, exc)
+            return
+        log.info("run %s paused (asked by %s)", run_id, run.request_by or "someone")
+        hooks.emit("on_pause", run_id, status="paused", detail={"by": run.request_by})
+    carry_out(rt, app, run_id)
+
+
+def carry_out(rt: Runtime, app: Celery, run_id: str) -> None:
+    """What was asked of a PAUSED run: stay paused (pause), roll back (cancel), end FAILED as
+    it is (cancel_keep); or continue it when the request was withdrawn. The request is read
+    after the run was paused, and `kgmigrate cancel` reads the status after writing its
+    request (both under the run's write lock), so one of the two sees the other."""
+    run = rt.ledger.require_run(run_id)
+    if run.status is not MigrationStatus.PAUSED or run.request == "pause":
+        return
+    if run.request is None:  # resumed meanwhile: go on with what was held back
+        try:
+            run = rt.ledger.transition(run_id, MigrationStatus.IN_PROGRESS)
+        except StatusTransitionError:
+            return  # the resume's own start took it up
+        _launch_next(rt, app, run)
+        return
+    current = next((s for s in run.steps if s.status is not MigrationStatus.COMPLETED),
+                   run.steps[-1])
+    by = run.request_by or "someone"
+    if run.request == "cancel":
+        fail(rt, run_id, current.id, f"cancelled by {by}", app=app, roll_back=True)
+    else:
+        _stop_as_it_is(rt, run_id, current.id, by)
+    rt.ledger.set_request(run_id, None, None)  # carried out (a repeat finds the run moved on)
+
+
+def _stop_as_it_is(rt: Runtime, run_id: str, step_id: str, by: str) -> None:
+    rt.ledger.update_step(step_id, status=MigrationStatus.FAILED, finished_at=utc_now(),
+                          error=f"cancelled by {by}")
+    rt.lock.release_for_run(run_id)  # before the state others wait for
+    try:
+        rt.ledger.transition(run_id, MigrationStatus.FAILED,
+                             error=f"cancelled by {by}; kept as it is: `kgmigrate resume "
+                                   f"{run_id}` continues it, `kgmigrate rollback {run_id}` "
+                                   "undoes it")
+    except StatusTransitionError as exc:
+        log.info("run %s: its cancel was carried out elsewhere (%s)", run_id, exc)
 
 
 def redrive(rt: Runtime, app: Celery, run_id: str, *, force: bool = False) -> None:
@@ -199,6 +270,9 @@ def _decide(rt: Runtime, app: Celery, results: list[BatchResult], run: RunRecord
     if run.ends_its_migration(step):
         _record_applied(rt, run, step.version)
     if run.next_step(step) is not None:
+        if run.request is not None:  # an operator asked to pause or cancel: not the next step
+            pause(rt, app, run.id)
+            return
         run = rt.ledger.transition(run.id, MigrationStatus.IN_PROGRESS)
         _launch_next(rt, app, run)
     else:
@@ -261,10 +335,10 @@ def _finish(rt: Runtime, run: RunRecord) -> None:
 
 def fail(rt: Runtime, run_id: str, step_id: str, message: str, *,
          counters: dict[str, int] | None = None, app: Celery | None = None,
-         validation: Literal["failed"] | None = None) -> None:
+         validation: Literal["failed"] | None = None, roll_back: bool | None = None) -> None:
     """The step is FAILED (from here on its late batches abort instead of committing); the run
-    rolls back (KGMIGRATE_AUTO_ROLLBACK, the default) or ends FAILED, keeping the lock only
-    while something still runs."""
+    rolls back (`roll_back`, by default KGMIGRATE_AUTO_ROLLBACK) or ends FAILED, keeping the
+    lock only while something still runs."""
     rt.ledger.update_step(step_id, status=MigrationStatus.FAILED, counters=counters,
                           finished_at=utc_now(), validation=validation, error=message)
     run = rt.ledger.require_run(run_id)
@@ -273,9 +347,10 @@ def fail(rt: Runtime, run_id: str, step_id: str, message: str, *,
                status="failed",
                detail={"error": message, "validation": validation})
     if run.status in (MigrationStatus.IN_PROGRESS, MigrationStatus.VALIDATING,
-                      MigrationStatus.PENDING):
+                      MigrationStatus.PENDING, MigrationStatus.PAUSED):
         try:
-            if app is not None and rt.settings.auto_rollback:
+            if app is not None and (rt.settings.auto_rollback if roll_back is None
+                                    else roll_back):
                 rt.ledger.transition(run_id, MigrationStatus.ROLLING_BACK, error=message)
                 rollback.start(rt, app, run_id, force=False)
                 return

@@ -18,6 +18,9 @@ again is safe: each batch and restore commits once in the ledger (a duplicate is
 the callback of a step already decided only carries the run on again. After a redrive the wait
 doubles (up to 8 times), so a batch that is only slow is not sent again and again.
 
+A PAUSED run is only kept: each check renews its lock's lease (it holds the lock while an
+operator holds it) and nothing is redriven.
+
 One chain per run: the run's record holds the chain's mark (`token:count`), and a check moves
 it on only from the mark it carries. A second delivery of a check stops there, and so does the
 chain of an earlier start once a resume or a rollback has begun a new one.
@@ -30,6 +33,7 @@ import time
 from celery import Celery
 
 from kgmigrate.ledger import restore_step_id
+from kgmigrate.ledger.lock import LockLostError
 from kgmigrate.model.ids import new_id
 from kgmigrate.model.records import MigrationStatus, RunRecord
 from kgmigrate.runtime.app import BATCH_QUEUE, WATCH_RUN, queued
@@ -39,7 +43,7 @@ log = logging.getLogger("kgmigrate.orchestrator")
 
 # A run in these states moves by itself; in any other a person decides what comes next
 WATCHED = (MigrationStatus.IN_PROGRESS, MigrationStatus.VALIDATING,
-           MigrationStatus.ROLLING_BACK)
+           MigrationStatus.ROLLING_BACK, MigrationStatus.PAUSED)
 MAX_BACKOFF = 8
 
 
@@ -64,6 +68,10 @@ def check(rt: Runtime, app: Celery, run_id: str, mark: str, seen: str, since: fl
     if not rt.ledger.advance_watch(run_id, mark, following):
         return False  # a second delivery of this check, or a newer chain took over
     now = time.time()
+    if run.status is MigrationStatus.PAUSED:  # it keeps its lock while an operator holds it
+        _renew(rt, run_id)
+        _send(rt, app, run_id, following, seen=seen, since=now, quiet_s=quiet_s, force=force)
+        return False
     progress = _progress(rt, run)
     base = rt.settings.stall_after_s
     if progress != seen:
@@ -82,6 +90,13 @@ def check(rt: Runtime, app: Celery, run_id: str, mark: str, seen: str, since: fl
         _send(rt, app, run_id, following, seen=progress, since=since, quiet_s=quiet_s,
               force=force)
     return stalled
+
+
+def _renew(rt: Runtime, run_id: str) -> None:
+    try:
+        rt.lock.renew_for_run(run_id)
+    except LockLostError as exc:  # broken by an operator (`unlock --force`): say so, go on
+        log.warning("run %s is paused but no longer holds the migration lock: %s", run_id, exc)
 
 
 def _progress(rt: Runtime, run: RunRecord) -> str:

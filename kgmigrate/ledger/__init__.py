@@ -155,7 +155,18 @@ READ_RUN = (
     "RETURN r.id AS id, r.status AS status, r.migrations AS migrations, r.target AS target, "
     "r.created_at AS created_at, r.created_by AS created_by, r.host AS host, "
     "r.history AS history, r.error_log AS error_log, r.backup_ref AS backup_ref, "
-    "r.counters AS counters, r.finished_at AS finished_at, r.plan AS plan"
+    "r.counters AS counters, r.finished_at AS finished_at, r.plan AS plan, "
+    "r.request AS request, r.request_by AS request_by"
+)
+# An operator's request to a running run (pause, cancel): kept on the run until carried out
+# or withdrawn; every batch reads it before it starts, with its own status, in one read.
+SET_REQUEST = (
+    f"MATCH (r:{RUN} {{id: $id}}) SET r.request = $request, r.request_by = $by, "
+    "r.request_at = $at RETURN r.status AS status"
+)
+BATCH_AND_RUN = (
+    f"OPTIONAL MATCH (b:{BATCH} {{id: $id}}) OPTIONAL MATCH (r:{RUN} {{id: $run_id}}) "
+    "RETURN b.status AS batch, r.status AS run, r.request AS request"
 )
 STEP_FIELDS = (
     "RETURN s.id AS id, s.run_id AS run_id, s.order AS order, s.version AS version, "
@@ -551,6 +562,22 @@ class Ledger:
         """(step id, status, count) of the batch and restore records of these steps."""
         rows = self.backend.read(BATCH_TALLY, {"step_ids": step_ids}).records
         return [(str(r["step_id"]), str(r["status"]), int(r["n"])) for r in rows]
+
+    def set_request(self, run_id: str, request: str | None, by: str | None) -> str | None:
+        """Ask the run to pause or cancel (`request`), or withdraw what was asked (None). The
+        run's status as it was written, None when there is no such run."""
+        rows = self.backend.write(SET_REQUEST, {"id": run_id, "request": request, "by": by,
+                                                "at": _iso(utc_now())}).records
+        return str(rows[0]["status"]) if rows else None
+
+    def batch_and_run(self, batch_id: str, run_id: str) -> tuple[str | None, str | None,
+                                                                  str | None]:
+        """(the batch's status, its run's status, the request made to the run), in one read:
+        what a batch checks before it starts."""
+        rows = self.backend.read(BATCH_AND_RUN, {"id": batch_id, "run_id": run_id}).records
+        if not rows:
+            return None, None, None
+        return rows[0]["batch"], rows[0]["run"], rows[0]["request"]
 
     def batch_status(self, batch_id: str) -> str | None:
         rows = self.backend.read(BATCH_STATUS, {"id": batch_id}).records

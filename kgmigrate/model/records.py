@@ -319,6 +319,11 @@ class FailedBatch(_Model):
     offending: list[Offending] = []
 
 
+# pause: no new batch starts, the run is PAUSED once none is in flight; cancel: then it is
+# rolled back; cancel_keep: then it is FAILED, as it is (resumable)
+RunRequest = Literal["pause", "cancel", "cancel_keep"]
+
+
 class RunRecord(_Model):
     id: str
     status: MigrationStatus
@@ -334,6 +339,9 @@ class RunRecord(_Model):
     finished_at: datetime | None = None
     plan: list[dict[str, Any]] = []  # each migration's metadata (without steps)
     steps: list[StepRecord] = []
+    # an operator's request not yet carried out (`kgmigrate pause` / `cancel`), and by whom
+    request: RunRequest | None = None
+    request_by: str | None = None
 
     @computed_field  # type: ignore[prop-decorator]
     @property

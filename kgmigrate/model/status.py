@@ -14,6 +14,10 @@
     any of them -> ABANDONED  (given up by an operator, with who and why; what the run
                                changed stays changed)
 
+    IN_PROGRESS, VALIDATING -> PAUSED -> IN_PROGRESS  (an operator's pause, once no batch is
+                                  |                     in flight; `resume` continues it)
+                                  +--> ROLLING_BACK, FAILED  (cancelled; `--keep`: FAILED)
+
 A failed run may be resumed (FAILED -> IN_PROGRESS) or rolled back; a validating step may find
 more batches to run (VALIDATING -> IN_PROGRESS, the next step). Once a rollback has started the
 run can only be rolled back further: resuming it forward would re-apply on half-restored data.
@@ -36,6 +40,7 @@ class MigrationStatus(StrEnum):
     ROLLING_BACK = "rolling_back"
     ROLLBACK_BLOCKED = "rollback_blocked"
     ABANDONED = "abandoned"
+    PAUSED = "paused"
 
     @property
     def is_final(self) -> bool:
@@ -45,9 +50,11 @@ class MigrationStatus(StrEnum):
 _S = MigrationStatus
 ALLOWED: dict[MigrationStatus, frozenset[MigrationStatus]] = {
     _S.PENDING: frozenset({_S.IN_PROGRESS, _S.FAILED, _S.ROLLING_BACK, _S.ABANDONED}),
-    _S.IN_PROGRESS: frozenset({_S.VALIDATING, _S.FAILED, _S.ROLLING_BACK, _S.ABANDONED}),
+    _S.IN_PROGRESS: frozenset({_S.VALIDATING, _S.FAILED, _S.ROLLING_BACK, _S.ABANDONED,
+                               _S.PAUSED}),
     _S.VALIDATING: frozenset({_S.IN_PROGRESS, _S.COMPLETED, _S.FAILED, _S.ROLLING_BACK,
-                              _S.ABANDONED}),
+                              _S.ABANDONED, _S.PAUSED}),
+    _S.PAUSED: frozenset({_S.IN_PROGRESS, _S.FAILED, _S.ROLLING_BACK, _S.ABANDONED}),
     _S.FAILED: frozenset({_S.IN_PROGRESS, _S.ROLLING_BACK, _S.ABANDONED}),
     _S.ROLLING_BACK: frozenset({_S.ROLLED_BACK, _S.ROLLBACK_BLOCKED, _S.ABANDONED}),
     _S.ROLLBACK_BLOCKED: frozenset({_S.ROLLING_BACK, _S.ABANDONED}),

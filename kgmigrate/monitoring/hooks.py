@@ -28,7 +28,7 @@ log = logging.getLogger("kgmigrate.monitoring.hooks")
 
 HookName = Literal["before_migration", "after_migration", "before_step", "after_step",
                    "before_batch", "after_batch", "before_rollback", "after_rollback",
-                   "on_failure"]
+                   "on_failure", "on_pause"]
 HOOK_NAMES: tuple[str, ...] = get_args(HookName)
 ENV_VAR = "KGMIGRATE_HOOKS"
 

@@ -30,6 +30,7 @@ START_ROLLBACK = "orchestrator.start_rollback"
 ROLLBACK_STEP_DONE = "orchestrator.rollback_step_done"
 ROLLBACK_CRASHED = "orchestrator.rollback_crashed"
 WATCH_RUN = "orchestrator.watch_run"
+CARRY_OUT = "orchestrator.carry_out"
 
 app = Celery("kgmigrate")  # the workers' app: task modules register on it
 

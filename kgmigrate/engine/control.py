@@ -132,10 +132,9 @@ def step_done(rt: Runtime, app: Celery, results: list[dict[str, Any]], run_id: s
         redrive(rt, app, run_id)
         return
     run, batches = rt.ledger.require_run(run_id), [BatchResult(**r) for r in results]
-    if (not any(b.status == "failed" for b in batches)
-            and (run.request is not None or run.status is MigrationStatus.PAUSED
-                 or any(b.status == "paused" for b in batches))):
-        _held_back(rt, app, run)
+    if not any(b.status == "failed" for b in batches) and (
+            run.status is MigrationStatus.PAUSED or any(b.status == "paused" for b in batches)):
+        _held_back(rt, app, run)  # (a request with every batch in: decided first, below)
         return
     try:
         _decide(rt, app, batches, run, step)
@@ -269,10 +268,11 @@ def _decide(rt: Runtime, app: Celery, results: list[BatchResult], run: RunRecord
     run = rt.ledger.require_run(run.id)
     if run.ends_its_migration(step):
         _record_applied(rt, run, step.version)
+    if run.request is not None and (run.next_step(step) is not None
+                                    or run.request == "cancel"):
+        pause(rt, app, run.id)  # an operator asked: not the next step (a cancel: not the end)
+        return
     if run.next_step(step) is not None:
-        if run.request is not None:  # an operator asked to pause or cancel: not the next step
-            pause(rt, app, run.id)
-            return
         run = rt.ledger.transition(run.id, MigrationStatus.IN_PROGRESS)
         _launch_next(rt, app, run)
     else:

@@ -20,6 +20,7 @@ from kgmigrate.backup.snapshot import (
 from kgmigrate.backup.store import BackupStore
 from kgmigrate.checks import ensure_valid, list_migrations, validate
 from kgmigrate.compile import compile_op
+from kgmigrate.engine.preview import preview_step
 from kgmigrate.errors import KgmError
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
@@ -55,11 +56,12 @@ def repair(backend: GraphBackend, registry: Registry) -> RepairResult:
 
 
 def plan(backend: GraphBackend, registry: Registry, target: str | None = None, *,
-         out_of_order: bool = False) -> list[PlannedMigration]:
+         out_of_order: bool = False, preview: int | None = None) -> list[PlannedMigration]:
     """What `upgrade [target]` would run, with entities per batched step counted now, and
     what it would skip (an `assume` precondition that does not hold; `skipped` says which).
     Refused as `upgrade` would be: a failed `assert`, a migration out of order (unless
-    `out_of_order`). Reads only; writes nothing."""
+    `out_of_order`). `preview`: each batched step's change on its first so many entities too,
+    made where it changes nothing (`engine.preview`). Reads only; writes nothing."""
     ensure_valid(backend, registry)
     checked = preflight(backend, registry, target, out_of_order=out_of_order)
     checked.refuse()
@@ -78,7 +80,7 @@ def plan(backend: GraphBackend, registry: Registry, target: str | None = None, *
         planned.append(PlannedMigration(
             version=str(version), description=migration.description,
             depends_on=[str(v) for v in registry.dependencies[version]],
-            steps=_counted(backend, migration.definition.operations)))
+            steps=_counted(backend, migration.definition.operations, preview)))
     return planned
 
 
@@ -110,8 +112,10 @@ def downgrade_plan(backend: GraphBackend, registry: Registry, target: str, *,
                          undo=planned)
 
 
-def _counted(backend: GraphBackend, operations: Sequence[Operation]) -> list[PlannedStep]:
-    """Each step, with the entities its scope matches now (None: unbatched, runs once)."""
+def _counted(backend: GraphBackend, operations: Sequence[Operation],
+             preview: int | None = None) -> list[PlannedStep]:
+    """Each step, with the entities its scope matches now (None: unbatched, runs once);
+    `preview`: and its change on its first so many entities (`engine.preview`)."""
     steps = []
     for order, op in enumerate(operations, start=1):
         scope = compile_op(op, backend.dialect.name).scope
@@ -119,8 +123,10 @@ def _counted(backend: GraphBackend, operations: Sequence[Operation]) -> list[Pla
         if scope is not None:
             estimate = int(backend.read(backend.dialect.count_scope(scope),
                                         dict(scope.params)).value("n"))
+        shown, note = preview_step(backend, op, preview) if preview else (None, None)
         steps.append(PlannedStep(order=order, description=op.description, operation=op.kind,
-                                 batched=scope is not None, estimated_entities=estimate))
+                                 batched=scope is not None, estimated_entities=estimate,
+                                 preview=shown, preview_note=note))
     return steps
 
 

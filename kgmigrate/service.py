@@ -114,12 +114,14 @@ class Migrations:
     def list_migrations(self) -> list[MigrationListing]:
         return checks.list_migrations(self.backend, self.registry())
 
-    def plan(self, target: str | None = None, *,
-             out_of_order: bool | None = None) -> list[PlannedMigration]:
+    def plan(self, target: str | None = None, *, out_of_order: bool | None = None,
+             preview: int | None = None) -> list[PlannedMigration]:
         """What `upgrade` would run and skip. `out_of_order`: allow a pending migration that
-        an applied one comes after (default: KGMIGRATE_OUT_OF_ORDER)."""
+        an applied one comes after (default: KGMIGRATE_OUT_OF_ORDER). `preview`: each batched
+        step's change on its first so many entities, before and after, with its validation,
+        made where it changes nothing (on FalkorDB a scratch copy of the graph per step)."""
         return api.plan(self.backend, self.registry(), target,
-                        out_of_order=self._out_of_order(out_of_order))
+                        out_of_order=self._out_of_order(out_of_order), preview=preview)
 
     def history(self) -> list[AppliedMigration]:
         return api.history(self.backend)

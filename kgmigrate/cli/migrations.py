@@ -25,7 +25,7 @@ from kgmigrate.cli.common import (
     show_run,
     show_waiting,
 )
-from kgmigrate.model.records import MigrationListing, MigrationStatus
+from kgmigrate.model.records import MigrationListing, MigrationStatus, PlannedStep
 from kgmigrate.model.status import ROLLBACK_STATES
 from kgmigrate.runtime.settings import load_settings
 from kgmigrate.service import default_author, new_migration
@@ -104,11 +104,15 @@ def plan(
     target: Annotated[str | None, typer.Argument(help="Version to plan up to (default: all).")]
     = None,
     out_of_order: OutOfOrderFlag = False,
+    preview: Annotated[int | None, typer.Option(
+        min=1, max=1000, help="Also show each batched step's change on its first N entities, "
+        "before and after, and whether they pass its validation (nothing is changed: on "
+        "FalkorDB a scratch copy of the graph is made per step).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """What `upgrade` would run, with entity counts per step, and skip. Writes nothing."""
     with session(as_json) as migrations:
-        planned = migrations.plan(target, out_of_order=out_of_order or None)
+        planned = migrations.plan(target, out_of_order=out_of_order or None, preview=preview)
     for migration in planned:  # a scaffold's `MyLabel`, a typo: say so before an empty run
         for step in migration.steps:
             if step.estimated_entities == 0:
@@ -133,6 +137,40 @@ def plan(
                      else f"{step.estimated_entities:,}")
             table.add_row("", f"{step.order}. {escape(step.description)}", step.operation, count)
     out.print(table)
+    for migration in planned:
+        for step in migration.steps:
+            if step.preview is not None:
+                _show_preview(migration.version, step)
+
+
+def _show_preview(version: str, step: PlannedStep) -> None:
+    """A step's change on its first entities, one line each: what changes, and whether the
+    entity passes the step's validation. Whole lines (not a table): keys and values are long."""
+    title = f"{version} step {step.order}: {step.description}"
+    if not step.preview:
+        out.print(f"{escape(title)}: {escape(step.preview_note or 'nothing to show')}",
+                  highlight=False, soft_wrap=True)
+        return
+    out.print(f"{escape(title)} (first {len(step.preview)} entities):", highlight=False,
+              soft_wrap=True)
+    for entity in step.preview:
+        changes = [f"{k} {_value(entity.before, k)} -> {_value(entity.after, k)}"
+                   for k in sorted(entity.before.keys() | entity.after.keys())
+                   if entity.before.get(k, ABSENT) != entity.after.get(k, ABSENT)]
+        if entity.labels_before != entity.labels_after:
+            changes.append(f"labels {entity.labels_before} -> {entity.labels_after}")
+        verdict = {True: "; [green]valid[/]", False: "; [red]fails validation[/]",
+                   None: ""}[entity.valid]
+        out.print(f"  key {escape(str(entity.key))}: "
+                  f"{escape('; '.join(changes) or 'unchanged')}{verdict}",
+                  highlight=False, soft_wrap=True)
+
+
+ABSENT = object()
+
+
+def _value(values: dict[str, object], name: str) -> str:
+    return repr(values[name]) if name in values else "(absent)"
 
 
 @app.command()

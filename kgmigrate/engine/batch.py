@@ -143,8 +143,8 @@ def _aborted(rt: Runtime, result: BatchResult, exc: BackendError, plan: BatchPla
     statement = diagnosis_statement(rt.backend.dialect, plan.scope, plan.apply,
                                     plan.validation, step.business_key)
     found = rt.backend.probe_write(statement, params).single()
-    offending = [Offending(key=row["key"], properties=_shown(row["properties"] or {}),
-                           business_key={step.business_key: _shown(row["business"])}
+    offending = [Offending(key=row["key"], properties=shown_value(row["properties"] or {}),
+                           business_key={step.business_key: shown_value(row["business"])}
                            if step.business_key else {}) for row in found["sample"]]
     failing, checked = int(found["failing"] or 0), int(found["checked"] or 0)
     message = validation_message(result.seq, plan.validation, failing, checked, offending)
@@ -179,17 +179,17 @@ def _named(entity: Offending) -> str:
 CLIP = 200  # characters of a string value kept with an offending entity; items of a list
 
 
-def _shown(value: Any) -> Any:
+def shown_value(value: Any) -> Any:
     """An offending entity's value as it is kept in the ledger and shown to people, who need
     to recognise it, not copy it: long strings and lists cut, and the server's own types (a
     Neo4j date, a point) as their text, so that it travels as JSON."""
     if isinstance(value, str):
         return value if len(value) <= CLIP else value[:CLIP] + f"... ({len(value):,} characters)"
     if isinstance(value, list):
-        shown = [_shown(v) for v in value[:CLIP // 10]]
+        shown = [shown_value(v) for v in value[:CLIP // 10]]
         return shown if len(value) <= CLIP // 10 else [*shown, f"... ({len(value):,} items)"]
     if isinstance(value, dict):
-        return {str(k): _shown(v) for k, v in value.items()}
+        return {str(k): shown_value(v) for k, v in value.items()}
     if value is None or isinstance(value, bool | int | float):
         return value
     return str(value)

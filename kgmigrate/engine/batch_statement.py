@@ -83,7 +83,7 @@ def batch_statement(dialect: Dialect, plan: BatchPlan) -> str:
     row = (undo.record_touched(dialect, scope.entity, touched.properties, touched.labels)
            if touched else undo.record(dialect, scope.entity, made=made, deletes=plan.deletes))
     return (
-        f"{_bound(dialect, scope)} {plan.apply} "
+        f"{bound_batch(dialect, scope)} {plan.apply} "
         f"WITH e, {made + ', ' if made else ''}kgm_key, kgm_pre, ({valid}) AS ok {row} "
         f"WITH count(e) AS n, sum(CASE WHEN ok THEN 0 ELSE 1 END) AS bad, "
         f"collect(CASE WHEN ok THEN null ELSE kgm_key END)[..{BAD_SAMPLE}] AS bad_keys, "
@@ -95,7 +95,7 @@ def batch_statement(dialect: Dialect, plan: BatchPlan) -> str:
     )
 
 
-def _bound(dialect: Dialect, scope: Scope) -> str:
+def bound_batch(dialect: Dialect, scope: Scope) -> str:
     """One batch's entities, write-locked first where other transactions may write
     (`Dialect.lock`), with what `apply` may use besides `e` (and `s`, `t`): `kgm_key`, and
     `kgm_pre`, the state before the change that the undo row keeps
@@ -115,7 +115,8 @@ def diagnosis_statement(dialect: Dialect, scope: Scope, apply: str, validation: 
     batch is undone) and its properties after. The validation is projected before it is
     counted: FalkorDB allows pattern comprehensions only in projections."""
     named = f"kgm_pre[1].{ident.prop(business_key)}" if business_key else "null"
-    return (f"{_bound(dialect, scope)} {apply} WITH e, kgm_key, kgm_pre, ({validation}) AS kgm_ok "
+    return (f"{bound_batch(dialect, scope)} {apply} "
+            f"WITH e, kgm_key, kgm_pre, ({validation}) AS kgm_ok "
             "WITH count(e) AS kgm_checked, sum(CASE WHEN kgm_ok THEN 0 ELSE 1 END) AS kgm_bad, "
             f"collect(CASE WHEN kgm_ok THEN null ELSE [kgm_key, {named}, e] END)[..{BAD_SAMPLE}] "
             "AS kgm_sample "

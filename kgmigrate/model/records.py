@@ -125,12 +125,29 @@ class MigrationListing(_Model):
     reason: str | None = None  # skipped: the precondition that did not hold, and where
 
 
+class PreviewedEntity(_Model):
+    """One entity as a step would change it (`plan --preview`): its properties (and labels,
+    or a relationship's type) before and after, and whether it passes the step's validation
+    (None: the step declares none)."""
+
+    key: Any
+    before: dict[str, Any]
+    after: dict[str, Any]
+    labels_before: list[str]
+    labels_after: list[str]
+    valid: bool | None
+
+
 class PlannedStep(_Model):
     order: int
     description: str
     operation: str
     batched: bool
     estimated_entities: int | None  # None: unbatched, runs once
+    # `plan --preview N`: the step's change on its first N entities (None: not asked), and
+    # why there is none when it is empty
+    preview: list[PreviewedEntity] | None = None
+    preview_note: str | None = None
 
 
 class PlannedMigration(_Model):

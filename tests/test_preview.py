@@ -26,6 +26,12 @@ migration = Migration(author="test", batch_size=10, steps=[
 """
 
 
+def with_transforms(execution: Execution) -> dict[str, str]:
+    """The command imports the migration's Python transform (`tests.transforms`), as a worker
+    does: the tests' package on its path, as a user's transforms module is on theirs."""
+    return {**execution.env, "PYTHONPATH": str(Path(__file__).parent.parent)}
+
+
 def test_a_preview_shows_each_steps_change_and_verdict_and_changes_nothing(
         execution: Execution, graph: GraphBackend, tmp_path: Path) -> None:
     # Given 40 items (name 'item i', t = i) linked by 30 NEXT relationships, and a migration
@@ -37,7 +43,7 @@ def test_a_preview_shows_each_steps_change_and_verdict_and_changes_nothing(
     execution.write_migration("V0001__three.py", THREE_STEPS)
     before = fingerprint(graph)
     # When it is planned with a preview of 5 entities
-    shown = kgm("plan", "--preview", "5", "--json", env=execution.env, cwd=tmp_path)
+    shown = kgm("plan", "--preview", "5", "--json", env=with_transforms(execution), cwd=tmp_path)
     # Then each batched step shows its change on 5 entities
     assert shown.returncode == 0, shown.stderr
     [planned] = json.loads(shown.stdout)
@@ -60,7 +66,7 @@ def test_a_preview_shows_each_steps_change_and_verdict_and_changes_nothing(
     if isinstance(graph, FalkorDBBackend):
         assert [g for g in graph._db.list_graphs() if "__kgm_probe" in g] == []
     # And the table says what changes on each entity, and its verdict
-    table = kgm("plan", "--preview", "2", env=execution.env, cwd=tmp_path)
+    table = kgm("plan", "--preview", "2", env=with_transforms(execution), cwd=tmp_path)
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
     at = lines.index("V0001 step 1: on :Item: SET e.name = toUpper(e.name), e:Seen (first 2 "

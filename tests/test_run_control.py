@@ -52,6 +52,12 @@ def given_a_run_with_a_batch_held(execution: Execution, graph: GraphBackend,
     return run_id, gate, before
 
 
+def with_transforms(execution: Execution) -> dict[str, str]:
+    """A command loads the migration, whose Python transform (`tests.transforms`) it imports
+    as a worker does: the tests' package on its path, as a user's module is on theirs."""
+    return {**execution.env, "PYTHONPATH": str(Path(__file__).parent.parent)}
+
+
 def committed(graph: GraphBackend, run: RunRecord) -> int:
     return sum(b.status is MigrationStatus.COMPLETED
                for s in run.steps for b in Ledger(graph).batches(s.id))
@@ -124,7 +130,7 @@ def test_a_paused_run_cancelled_with_keep_ends_failed_as_it_is_and_resumes_exact
     # Given a run with a batch held in flight, paused from the CLI (which waits until it is)
     run_id, gate, _ = given_a_run_with_a_batch_held(execution, graph, tmp_path)
     pausing = subprocess.Popen(
-        [*KGM, "pause", run_id], env={**os.environ, **execution.env}, cwd=tmp_path,
+        [*KGM, "pause", run_id], env={**os.environ, **with_transforms(execution)}, cwd=tmp_path,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_until(lambda: Ledger(graph).require_run(run_id).request == "pause", "the pause asked")
     Path(f"{gate}.open").touch()
@@ -132,10 +138,10 @@ def test_a_paused_run_cancelled_with_keep_ends_failed_as_it_is_and_resumes_exact
     assert pausing.returncode == 0, err
     assert f"run {run_id}: paused" in out
     assert f"`kgmigrate resume {run_id}` continues it" in out
-    shown = kgm("status", run_id, env=execution.env, cwd=tmp_path)
+    shown = kgm("status", run_id, env=with_transforms(execution), cwd=tmp_path)
     assert "paused (asked by" in shown.stdout and "holds the migration lock" in shown.stdout
     # When it is cancelled with --keep
-    kept = kgm("cancel", run_id, "--keep", env=execution.env, cwd=tmp_path)
+    kept = kgm("cancel", run_id, "--keep", env=with_transforms(execution), cwd=tmp_path)
     # Then it ends failed as it is, saying how to go on
     assert kept.returncode == 0, kept.stderr
     assert f"run {run_id}: failed" in kept.stdout and "cancelled by" in kept.stdout
@@ -144,10 +150,11 @@ def test_a_paused_run_cancelled_with_keep_ends_failed_as_it_is_and_resumes_exact
     done = run.steps[0].entities_done
     assert changed_once(graph) == {"t": done, "t_wrong": 0, "b": 0, "b_wrong": 0}
     # and a cancel without --yes off a terminal is refused in one line
-    refused = kgm("cancel", run_id, env=execution.env, cwd=tmp_path, stdin=subprocess.DEVNULL)
+    refused = kgm("cancel", run_id, env=with_transforms(execution), cwd=tmp_path,
+                  stdin=subprocess.DEVNULL)
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     # When it is resumed
-    resumed = kgm("resume", run_id, env=execution.env, cwd=tmp_path)
+    resumed = kgm("resume", run_id, env=with_transforms(execution), cwd=tmp_path)
     # Then it completes, every item changed exactly once by each step
     assert resumed.returncode == 0, resumed.stderr
     assert changed_once(graph) == {"t": ITEMS, "t_wrong": 0, "b": ITEMS, "b_wrong": 0}

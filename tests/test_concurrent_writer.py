@@ -13,6 +13,7 @@ from kgmigrate.graph.base import GraphBackend
 from kgmigrate.model.records import MigrationStatus
 from kgmigrate.runtime.settings import GraphTarget, load_settings
 from tests.conftest import Execution, wait_until
+from tests.items import create_in_batch_order
 from tests.test_execution import start
 
 ITEMS = 10_000
@@ -53,7 +54,7 @@ def test_a_rollback_keeps_every_write_a_concurrent_client_made(
         tmp_path: Path) -> None:
     # Given 10,000 items, a run that fails in the last batch of its second step (and rolls
     # itself back), held before that step, and another client writing to the items all along
-    graph.write(f"UNWIND range(1, {ITEMS}) AS i CREATE (:Item {{i: i, w: i / 7.0}})")
+    create_in_batch_order(graph, ITEMS, "{i: i, w: i / 7.0}")
     graph.write("CREATE INDEX FOR (e:Item) ON (e.i)")
     execution.write_migration("V0001__two_steps.py", TWO_STEPS)
     gate = tmp_path / "gate"

@@ -12,6 +12,7 @@ from kgmigrate.graph.base import GraphBackend
 from kgmigrate.model.records import MigrationStatus, RunRecord
 from kgmigrate.runtime.app import APPLY_BATCH, RESTORE_BATCH, redelivery_bound_s
 from tests.conftest import Execution, wait_until
+from tests.items import create_in_batch_order
 from tests.test_execution import start
 
 TWO_STEPS = """
@@ -22,7 +23,7 @@ migration = Migration(author="test", batch_size=100, steps=[
     ops.batched("Item", "SET e.b = coalesce(e.b, 0) + 1", validation="e.i <= {last_valid}"),
 ])
 """
-ITEMS = "UNWIND range(1, 2000) AS i CREATE (:Item {i: i})"
+ITEMS = 2000
 LOAD_MARGIN = 4  # room for a loaded machine (two suites at once)
 
 
@@ -53,7 +54,7 @@ def test_a_step_launch_cut_short_by_a_dead_worker_still_runs_every_batch_once(
         execution: Execution, graph: GraphBackend, tmp_path: Path) -> None:
     # Given a run whose step 2 is launched by a worker that holds after sending 3 of its
     # batches, when that worker dies there and another one starts
-    graph.write(ITEMS)
+    create_in_batch_order(graph, ITEMS, "{i: i}")
     run = run_with_its_launch_cut_short(execution, graph, tmp_path, last_valid=2000,
                                         task=APPLY_BATCH, step=2)
     # Then the launch is carried on: the run completes, every item changed exactly once
@@ -67,7 +68,7 @@ def test_a_rollback_launch_cut_short_by_a_dead_worker_still_restores_everything(
     # Given a run that fails in its last batch of step 2, whose automatic rollback is launched
     # by a worker that holds after sending 3 of the restores, when that worker dies there and
     # another one starts
-    graph.write(ITEMS)
+    create_in_batch_order(graph, ITEMS, "{i: i}")
     before = fingerprint(graph)
     run = run_with_its_launch_cut_short(execution, graph, tmp_path, last_valid=1950,
                                         task=RESTORE_BATCH)

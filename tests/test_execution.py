@@ -15,6 +15,7 @@ from kgmigrate.model.registry import Registry
 from kgmigrate.model.versions import Version
 from kgmigrate.runtime.settings import load_settings
 from tests.conftest import Execution, link_items, wait_until
+from tests.items import create_in_batch_order
 
 NODES = 100_000
 THREE_STEPS = """
@@ -34,7 +35,7 @@ migration = Migration(
 
 
 def load_items(graph: GraphBackend) -> None:
-    graph.write(f"UNWIND range(1, {NODES}) AS i CREATE (:Item {{i: i}})")
+    create_in_batch_order(graph, NODES, "{i: i}")
     link_items(graph, 50_000)
 
 

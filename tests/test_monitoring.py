@@ -27,6 +27,7 @@ from kgmigrate.monitoring.chart import Series, ThroughputChart, chart_data, rend
 from kgmigrate.monitoring.monitor import MigrationMonitor
 from kgmigrate.monitoring.report import RunReport, build_report, write_report
 from tests.conftest import Execution, free_port
+from tests.items import create_in_batch_order
 from tests.test_execution import start, wait_for
 
 TWO_STEPS = """
@@ -40,7 +41,7 @@ migration = Migration(author="test", batch_size=500, steps=[
 
 
 def load(graph: GraphBackend, n: int = 20_000) -> None:
-    graph.write(f"UNWIND range(1, {n}) AS i CREATE (:Item {{i: i}})")
+    create_in_batch_order(graph, n, "{i: i}")
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

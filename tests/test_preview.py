@@ -12,6 +12,7 @@ from kgmigrate.graph.base import GraphBackend
 from kgmigrate.graph.falkordb import FalkorDBBackend
 from kgmigrate.ledger import Ledger
 from tests.conftest import Execution, link_items
+from tests.items import create_in_batch_order
 from tests.test_cli import run as kgm
 
 THREE_STEPS = """
@@ -37,8 +38,7 @@ def test_a_preview_shows_each_steps_change_and_verdict_and_changes_nothing(
     # Given 40 items (name 'item i', t = i) linked by 30 NEXT relationships, and a migration
     # of a Cypher change with a validation, a Python transform, a relationship change and an
     # unbatched statement
-    graph.write("UNWIND range(1, 40) AS i CREATE (:Item {i: i, t: i, name: 'item ' + "
-                "toString(i)})")
+    create_in_batch_order(graph, 40, "{i: i, t: i, name: 'item ' + toString(i)}")
     link_items(graph, 30)
     execution.write_migration("V0001__three.py", THREE_STEPS)
     before = fingerprint(graph)

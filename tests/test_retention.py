@@ -11,6 +11,7 @@ from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
 from kgmigrate.model.records import MigrationStatus
 from tests.conftest import Execution, wait_until
+from tests.items import create_in_batch_order
 from tests.test_execution import start
 
 COUNT = """
@@ -30,7 +31,7 @@ def undo_rows(graph: GraphBackend, run_id: str) -> int:
 def test_prune_removes_only_finalized_runs_logs_older_than_asked(
         execution: Execution, graph: GraphBackend) -> None:
     # Given a completed run and a failed one (not rolled back), each with its undo log
-    graph.write("UNWIND range(1, 300) AS i CREATE (:Item {i: i})")
+    create_in_batch_order(graph, 300, "{i: i}")
     execution.env["KGMIGRATE_AUTO_ROLLBACK"] = "false"
     execution.write_migration("V0001__count.py", COUNT.format(last_valid=300))
     execution.start_worker()
@@ -66,7 +67,7 @@ def test_prune_removes_only_finalized_runs_logs_older_than_asked(
 def test_with_a_zero_retention_a_run_prunes_its_own_log_when_it_completes(
         execution: Execution, graph: GraphBackend) -> None:
     # Given workers whose retention is zero
-    graph.write("UNWIND range(1, 300) AS i CREATE (:Item {i: i})")
+    create_in_batch_order(graph, 300, "{i: i}")
     execution.env["KGMIGRATE_UNDO_RETENTION_DAYS"] = "0"
     execution.write_migration("V0001__count.py", COUNT.format(last_valid=300))
     execution.start_worker()

@@ -21,6 +21,7 @@ from kgmigrate.model.records import MigrationStatus, RunRecord
 from kgmigrate.model.scope import Scope
 from kgmigrate.runtime.settings import load_settings
 from tests.conftest import Execution, link_items
+from tests.items import create_in_batch_order
 from tests.test_cli import KGM
 from tests.test_execution import start, wait_for
 from tests.test_lock import wait_until
@@ -48,8 +49,7 @@ migration = Migration(
 
 def load_graph(graph: GraphBackend) -> None:
     # floats that do not survive a 15-digit round trip, lists, a property the migration removes
-    graph.write(f"UNWIND range(1, {NODES}) AS i CREATE (:Item {{i: i, x: i / 7.0 + 0.1, "
-                "old: 'o', l: [i, 0.1 + 0.2]})")
+    create_in_batch_order(graph, NODES, "{i: i, x: i / 7.0 + 0.1, old: 'o', l: [i, 0.1 + 0.2]}")
     link_items(graph, 50_000, "{w: k / 3.0}")
     graph.write("UNWIND range(1, 100) AS i CREATE (:Other {i: i, v: 'before'})")
 

@@ -18,6 +18,7 @@ from kgmigrate.model.registry import Registry
 from kgmigrate.runtime.app import RESTORE_BATCH, sender
 from kgmigrate.runtime.settings import load_settings
 from tests.conftest import Execution
+from tests.items import create_in_batch_order
 from tests.test_execution import start
 
 FLAG_CYPHER = """// description: flag every item, and leave a marker
@@ -39,7 +40,7 @@ migration = Migration(author="test", batch_size=100, steps=[
 
 
 def items(graph: GraphBackend, count: int = 500) -> None:
-    graph.write(f"UNWIND range(1, {count}) AS i CREATE (:Item {{i: i, w: i / 7.0}})")
+    create_in_batch_order(graph, count, "{i: i, w: i / 7.0}")
 
 
 def indexes(graph: GraphBackend) -> set[tuple[str, tuple[str, ...]]]:

@@ -17,7 +17,7 @@ import redis
 
 from kgmigrate import runs
 from kgmigrate.connect import resolve
-from kgmigrate.fingerprint import fingerprint
+from kgmigrate.fingerprint import Fingerprint, fingerprint
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
 from kgmigrate.model.records import MigrationStatus, RunRecord
@@ -97,6 +97,28 @@ def committed(graph: GraphBackend, run_id: str) -> int:
     return sum(b.status is MigrationStatus.COMPLETED for b in Ledger(graph).batches(step.id))
 
 
+def failed_and_held(execution: Execution, graph: GraphBackend, tmp_path: Path
+                    ) -> tuple[str, Path, "subprocess.Popen[bytes]", Fingerprint]:
+    """A run whose last batch fails its validation, held by its control worker before its
+    rollback (tests/hold_failure.py): its id, the file that lets it go on, its batch worker,
+    and the graph before the run."""
+    gate = str(tmp_path / "gate")
+    run_id, _ = given_a_run(execution, graph, last_valid=550, hooks={
+        "KGMIGRATE_HOOKS": "tests.hold_failure", "KGM_GATE": gate})
+    before = fingerprint(graph)  # no batch has run yet
+    batches = execution.start_worker(queues=BATCH_QUEUE)
+    wait_until(lambda: Path(gate + ".waiting").exists(), "the run failed, held before its "
+               "rollback", timeout_s=RUN_TIMEOUT_S)
+    return run_id, Path(gate + ".open"), batches, before
+
+
+def restores_queued(execution: Execution, graph: GraphBackend, run_id: str) -> None:
+    """Until a restore per committed batch waits in the queue (no batch worker takes them)."""
+    restores = committed(graph, run_id)
+    wait_until(lambda: len(messages(execution, BATCH_QUEUE, RESTORE_BATCH)) == restores,
+               "the rollback's restores queued", timeout_s=RUN_TIMEOUT_S)
+
+
 def carried_on(execution: Execution) -> bool:
     """Some worker's watch said so: the run was carried on from the ledger."""
     return any("carrying it on from the ledger" in log.read_text(errors="replace")
@@ -148,20 +170,12 @@ def test_a_restore_the_broker_lost_is_sent_again_and_the_rollback_restores_every
         execution: Execution, graph: GraphBackend, tmp_path: Path) -> None:
     # Given a run whose last batch fails its validation; the control worker that fails the
     # run holds before rolling it back (tests/hold_failure.py)
-    gate = str(tmp_path / "gate")
-    run_id, _ = given_a_run(execution, graph, last_valid=550, hooks={
-        "KGMIGRATE_HOOKS": "tests.hold_failure", "KGM_GATE": gate})
-    before = fingerprint(graph)  # no batch has run yet
-    batches = execution.start_worker(queues=BATCH_QUEUE)
-    wait_until(lambda: Path(gate + ".waiting").exists(), "the run failed, held before its "
-               "rollback", timeout_s=RUN_TIMEOUT_S)
+    run_id, gate, batches, before = failed_and_held(execution, graph, tmp_path)
     # When the batch worker is stopped, the rollback sends a restore per committed batch,
     # and the broker loses one of them
     stop(batches)
-    Path(gate + ".open").touch()
-    restores = committed(graph, run_id)
-    wait_until(lambda: len(messages(execution, BATCH_QUEUE, RESTORE_BATCH)) == restores,
-               "the rollback's restores queued", timeout_s=RUN_TIMEOUT_S)
+    gate.touch()
+    restores_queued(execution, graph, run_id)
     lose(execution, BATCH_QUEUE, messages(execution, BATCH_QUEUE, RESTORE_BATCH)[0][0])
     # and a batch worker starts again
     execution.start_worker(queues=BATCH_QUEUE)
@@ -177,14 +191,9 @@ def test_a_forced_restore_the_broker_lost_is_sent_again_forced(
         execution: Execution, graph: GraphBackend, tmp_path: Path) -> None:
     # Given a run whose last batch fails its validation, and an application that changes a
     # migrated item before the rollback: the rollback keeps it as a conflict and stops
-    gate = str(tmp_path / "gate")
-    run_id, _ = given_a_run(execution, graph, last_valid=550, hooks={
-        "KGMIGRATE_HOOKS": "tests.hold_failure", "KGM_GATE": gate})
-    batches = execution.start_worker(queues=BATCH_QUEUE)
-    wait_until(lambda: Path(gate + ".waiting").exists(), "the run failed, held before its "
-               "rollback", timeout_s=RUN_TIMEOUT_S)
+    run_id, gate, batches, _ = failed_and_held(execution, graph, tmp_path)
     graph.write("MATCH (e:Item) WHERE e.a = 1 WITH e ORDER BY e.i LIMIT 1 SET e.note = 'app'")
-    Path(gate + ".open").touch()
+    gate.touch()
     run = ended(execution, graph, run_id)
     assert run.status is MigrationStatus.ROLLBACK_BLOCKED, run.error_log
     [conflict] = runs.conflicts(graph, run)
@@ -192,9 +201,7 @@ def test_a_forced_restore_the_broker_lost_is_sent_again_forced(
     # forced restore of the batch with the conflict
     stop(batches)
     runs.rollback(graph, resolve(load_settings()), run_id, force=True)
-    restores = committed(graph, run_id)
-    wait_until(lambda: len(messages(execution, BATCH_QUEUE, RESTORE_BATCH)) == restores,
-               "the forced pass's restores queued", timeout_s=RUN_TIMEOUT_S)
+    restores_queued(execution, graph, run_id)
     raw = next(raw for raw, args in messages(execution, BATCH_QUEUE, RESTORE_BATCH)
                if args[2] == conflict.batch and args[5] is True)
     lose(execution, BATCH_QUEUE, raw)

@@ -9,11 +9,12 @@ from typing import Any
 
 from kgmigrate.model.migration import Migration
 from kgmigrate.model.records import MigrationMetadata, MigrationStatus, MigrationStep
+from kgmigrate.model.throttle import Throttle
 
 __version__ = "0.1.0"
 __all__ = ["DataMigrationManager", "DataTransformationManager", "Migration", "MigrationMetadata",
            "MigrationMonitor", "MigrationStatus", "MigrationStep", "SchemaEvolutionManager",
-           "__version__"]
+           "Throttle", "__version__"]
 _LAZY = {"DataMigrationManager": "kgmigrate.managers",
          "DataTransformationManager": "kgmigrate.managers",
          "SchemaEvolutionManager": "kgmigrate.managers",

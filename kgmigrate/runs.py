@@ -26,6 +26,7 @@ from kgmigrate.model.records import (
 )
 from kgmigrate.model.registry import Registry
 from kgmigrate.model.status import ENDED, FINAL_STEP, ROLLBACK_STATES, UNFINISHED
+from kgmigrate.model.throttle import Throttle
 from kgmigrate.model.versions import Version
 from kgmigrate.preflight import preflight
 from kgmigrate.runtime.app import CARRY_OUT, START_ROLLBACK, START_RUN, sender
@@ -36,7 +37,8 @@ def enqueue_migration(backend: GraphBackend, registry: Registry, endpoints: Endp
                       target: str | None = None, created_by: str | None = None,
                       out_of_order: bool = False,
                       on_skip: Callable[[str, str], None] | None = None,
-                      before_lock: Callable[[], object] | None = None) -> str | None:
+                      before_lock: Callable[[], object] | None = None,
+                      throttle: Throttle | None = None) -> str | None:
     """Start a run of everything pending up to `target`; None when nothing is pending.
     Refused at once (LockHeldError) while another run holds the migration lock, and before
     anything is written when an `assert` precondition fails or a migration is out of order
@@ -53,7 +55,7 @@ def enqueue_migration(backend: GraphBackend, registry: Registry, endpoints: Endp
             before_lock()
         run_id: str | None = _start(backend, endpoints,
                                     [registry.metadata(v) for v in checked.run], target,
-                                    created_by, skips=skips)
+                                    created_by, skips=skips, throttle=throttle)
     else:
         run_id = None
         if skips:  # nothing runs, but the skips are recorded, under the lock like a run
@@ -79,7 +81,8 @@ def _record_skips(backend: GraphBackend, skips: list[tuple[MigrationMetadata, st
 
 def downgrade(backend: GraphBackend, registry: Registry, endpoints: Endpoints, target: str, *,
               created_by: str | None = None, expect: Sequence[str] | None = None,
-              before_lock: Callable[[], object] | None = None) -> str | None:
+              before_lock: Callable[[], object] | None = None,
+              throttle: Throttle | None = None) -> str | None:
     """Start a run of the inverses of every applied migration that is neither `target` nor an
     ancestor of it, the last applied first (`base`: all; `Registry.to_revert`); None when there
     is nothing to undo. Refused, naming the step, when one of them cannot be reversed.
@@ -96,14 +99,14 @@ def downgrade(backend: GraphBackend, registry: Registry, endpoints: Endpoints, t
         return undo
 
     return _start_from(backend, registry, endpoints, pick, registry.down_metadata, target,
-                       created_by, before_lock)
+                       created_by, before_lock, throttle)
 
 
 def _start_from(backend: GraphBackend, registry: Registry, endpoints: Endpoints,
                 pick: Callable[[list[Version]], list[Version]],
                 describe: Callable[[Version], MigrationMetadata], target: str | None,
-                created_by: str | None, before_lock: Callable[[], object] | None = None
-                ) -> str | None:
+                created_by: str | None, before_lock: Callable[[], object] | None = None,
+                throttle: Throttle | None = None) -> str | None:
     """A run of the migrations `pick` chooses given the applied ones (None: nothing to do)."""
     ensure_valid(backend, registry)
     applied = [Version.parse(a.version) for a in Ledger(backend).applied()]
@@ -112,12 +115,14 @@ def _start_from(backend: GraphBackend, registry: Registry, endpoints: Endpoints,
         return None
     if before_lock is not None:
         before_lock()
-    return _start(backend, endpoints, [describe(v) for v in versions], target, created_by)
+    return _start(backend, endpoints, [describe(v) for v in versions], target, created_by,
+                  throttle=throttle)
 
 
 def _start(backend: GraphBackend, endpoints: Endpoints, migrations: list[MigrationMetadata],
            target: str | None, created_by: str | None,
-           skips: list[tuple[MigrationMetadata, str]] | None = None) -> str:
+           skips: list[tuple[MigrationMetadata, str]] | None = None,
+           throttle: Throttle | None = None) -> str:
     run_id = new_id("run")
     lock = MigrationLock(backend, lease_s=load_settings().lock_lease_s)
     lease = lock.acquire(created_by or default_holder(), run_id)  # a live run holds it
@@ -126,6 +131,8 @@ def _start(backend: GraphBackend, endpoints: Endpoints, migrations: list[Migrati
         _record_skips(backend, skips or [], run_id, created_by)
         Ledger(backend).create_run(migrations, target=target, created_by=created_by,
                                    run_id=run_id)
+        if throttle is not None and not throttle.is_empty:  # before any batch can start
+            Ledger(backend).set_throttle(run_id, throttle)
         try:
             _send_start(endpoints, run_id)
         except Exception as exc:  # the broker: the run never started, so it blocks nothing
@@ -222,10 +229,27 @@ def cancel(backend: GraphBackend, endpoints: Endpoints, run_id: str, *, keep: bo
     return run
 
 
-def _running(backend: GraphBackend, run_id: str, what: str) -> RunRecord:
+def throttle(backend: GraphBackend, run_id: str, change: Throttle, *,
+             cleared: Sequence[str] = (), off: bool = False) -> RunRecord:
+    """Change the limits of a running, paused or failed (to be resumed) run: `cleared` limits
+    are lifted, then `change`'s set (`off`: all lifted first). Every worker's next batch
+    starts under them; a batch waiting for the old ones takes its turn again. Returns the run
+    as it is now."""
+    ledger = Ledger(backend)
+    run = _running(backend, run_id, "throttled", failed_too=True)
+    current = Throttle() if off or run.throttle is None else run.throttle
+    if ledger.set_throttle(run_id, current.merged(change, cleared=tuple(cleared))) is None:
+        raise KgmError(f"no run {run_id}")
+    return ledger.require_run(run_id)
+
+
+def _running(backend: GraphBackend, run_id: str, what: str, *,
+             failed_too: bool = False) -> RunRecord:
     run = Ledger(backend).run(run_id)
     if run is None:
         raise KgmError(f"no run {run_id}")
+    if failed_too and run.status is MigrationStatus.FAILED:
+        return run
     if run.status not in (*RUNNING, MigrationStatus.PAUSED):
         raise KgmError(f"run {run_id} is {run.status}: only a running or paused run can be "
                        f"{what}" + (f"; roll it back with `kgmigrate rollback {run_id}` or "
@@ -252,6 +276,7 @@ def resume(backend: GraphBackend, endpoints: Endpoints, run_id: str, *,
     MigrationLock(backend, lease_s=load_settings().lock_lease_s).acquire(default_holder(), run_id)
     if run.request is not None:  # withdrawn first: the run's start then takes it up
         Ledger(backend).set_request(run_id, None, None)
+    Ledger(backend).reset_throttle_state(run_id)
     if run.status is MigrationStatus.FAILED:
         # before the send, like rollback's transition: a `wait` right after `resume` must not
         # read the old FAILED and return before a worker has taken the run up

@@ -50,6 +50,7 @@ from kgmigrate.model.records import (
 from kgmigrate.model.registry import Registry
 from kgmigrate.model.scope import IndexSpec
 from kgmigrate.model.status import ENDED
+from kgmigrate.model.throttle import Throttle
 from kgmigrate.monitoring import exporter, hooks, logs
 from kgmigrate.monitoring.monitor import MigrationMetrics, MigrationMonitor
 from kgmigrate.monitoring.report import RunReport, build_report, markdown, write_report
@@ -150,30 +151,34 @@ class Migrations:
     def upgrade(self, target: str | None = None, *, created_by: str | None = None,
                 out_of_order: bool | None = None,
                 on_skip: Callable[[str, str], None] | None = None,
-                require_workers: bool = False) -> str | None:
+                require_workers: bool = False, throttle: Throttle | None = None) -> str | None:
         """Start a run up to `target` (default: everything pending); its id, or None when
         nothing is pending. Workers serving the queues run it. Migrations whose `assume`
         precondition does not hold are skipped and recorded so (`on_skip(version, why)`);
         `out_of_order` allows a pending migration that an applied one comes after (default:
         KGMIGRATE_OUT_OF_ORDER). `require_workers`: when there is something to run, refuse
         (NoWorkersError) unless workers serve both queues, before anything is recorded or
-        locked; the same for the verbs below."""
+        locked; the same for the verbs below. `throttle`: the limits it runs under from its
+        first batch (see `throttle`)."""
         return runs.enqueue_migration(self.backend, self.registry(), self.endpoints,
                                       target=target, created_by=created_by,
                                       out_of_order=self._out_of_order(out_of_order),
                                       on_skip=on_skip,
-                                      before_lock=self._workers_check(require_workers))
+                                      before_lock=self._workers_check(require_workers),
+                                      throttle=throttle)
 
     def _out_of_order(self, allowed: bool | None) -> bool:
         return self.settings.out_of_order if allowed is None else allowed
 
     def downgrade(self, target: str, *, expect: Sequence[str] | None = None,
-                  require_workers: bool = False) -> str | None:
+                  require_workers: bool = False, throttle: Throttle | None = None
+                  ) -> str | None:
         """Start undoing every applied migration that is neither `target` nor an ancestor of
         it, the last applied first (`base`: all). `expect`: the versions shown to the user
         (`plan_downgrade`); refused when they are no longer what would be undone."""
         return runs.downgrade(self.backend, self.registry(), self.endpoints, target,
-                              expect=expect, before_lock=self._workers_check(require_workers))
+                              expect=expect, before_lock=self._workers_check(require_workers),
+                              throttle=throttle)
 
     def plan_downgrade(self, target: str, *, count: bool = True) -> DowngradePlan:
         """What `downgrade(target)` would undo and why, with its inverses' entity counts
@@ -184,6 +189,14 @@ class Migrations:
         """Ask a running run to pause: no new batch starts, those in flight finish, then the
         run is `paused`, keeping its lock; `resume` continues it. Returns it as it was."""
         return runs.pause(self.backend, run_id, by=by)
+
+    def throttle(self, run_id: str, change: Throttle | None = None, *,
+                 cleared: Sequence[str] = (), off: bool = False) -> RunRecord:
+        """Change a run's limits while it runs (or before it is resumed): `cleared` ones
+        lifted, `change`'s set (`off`: every limit lifted first). Rate, latency and health
+        limits: see kgmigrate.model.throttle. Returns the run as it is now."""
+        return runs.throttle(self.backend, run_id, change or Throttle(), cleared=cleared,
+                             off=off)
 
     def cancel(self, run_id: str, *, keep: bool = False, by: str | None = None) -> RunRecord:
         """Stop a running or paused run and roll back what it applied, recorded as cancelled

@@ -290,6 +290,13 @@ class Execution:
         (self.migrations / name).write_text(text)
 
 
+def with_transforms(execution: Execution) -> dict[str, str]:
+    """A command's environment when it loads a migration whose Python transform it imports
+    (`tests.transforms`), as a worker does: the tests' package on its path, as a user's
+    transforms module is on theirs."""
+    return {**execution.env, "PYTHONPATH": str(Path(__file__).parent.parent)}
+
+
 @pytest.fixture
 def execution(stack: EmbeddedStack, graph_target: GraphTarget, tmp_path: Path,
               monkeypatch: pytest.MonkeyPatch) -> Iterator[Execution]:

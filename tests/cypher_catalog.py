@@ -18,6 +18,7 @@ from kgmigrate.graph import neo4j as neo4j_backend
 from kgmigrate.ledger import demo as ledger_demo
 from kgmigrate.ledger import lock
 from kgmigrate.ledger import undo as ledger_undo
+from kgmigrate.model import throttle
 from kgmigrate.ops import BatchedCypher
 
 N = Neo4jDialect()
@@ -132,7 +133,17 @@ def _ledger_and_lock() -> list[Rendered]:
             "error": None}),
         Rendered("ledger/note-retry", ledger.NOTE_RETRY, {"id": "run_1:1:1", "n": 1}),
         Rendered("ledger/note-outcome", ledger.NOTE_OUTCOME, {
-            "id": "run_1:1:1", "counters": '{"properties_set": 3}', "seconds": 0.25}),
+            "id": "run_1:1:1", "counters": '{"properties_set": 3}', "seconds": 0.25,
+            "throttled_s": 1.5}),
+        Rendered("ledger/set-throttle", ledger.SET_THROTTLE,
+                 {"id": "run_1", "throttle": '{"max_rate": 500.0}'}),
+        Rendered("ledger/reserve-turn", ledger.RESERVE_TURN,
+                 {"id": "run_1", "gap": 0.25, "now": 1_800_000_000.5}),
+        Rendered("ledger/note-throttled", ledger.NOTE_THROTTLED,
+                 {"id": "run_1", "note": "rate limit", "seconds": 2.0}),
+        Rendered("ledger/note-latency", ledger.NOTE_LATENCY, {"id": "run_1", "seconds": 0.4}),
+        Rendered("ledger/reset-throttle-state", ledger.RESET_THROTTLE_STATE, {"id": "run_1"}),
+        Rendered("throttle/active-transactions", throttle.ACTIVE_TRANSACTIONS),
         Rendered("ledger/set-request", ledger.SET_REQUEST,
                  {"id": "run_1", "request": "pause", "by": "ana", "at": "t"}),
         Rendered("ledger/batch-and-run", ledger.BATCH_AND_RUN,

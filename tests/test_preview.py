@@ -11,7 +11,7 @@ from kgmigrate.fingerprint import fingerprint
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.graph.falkordb import FalkorDBBackend
 from kgmigrate.ledger import Ledger
-from tests.conftest import Execution, link_items
+from tests.conftest import Execution, link_items, with_transforms
 from tests.items import create_in_batch_order
 from tests.test_cli import run as kgm
 
@@ -25,12 +25,6 @@ migration = Migration(author="test", batch_size=10, steps=[
     ops.cypher("CREATE INDEX item_i IF NOT EXISTS FOR (n:Item) ON (n.i)"),
 ])
 """
-
-
-def with_transforms(execution: Execution) -> dict[str, str]:
-    """The command imports the migration's Python transform (`tests.transforms`), as a worker
-    does: the tests' package on its path, as a user's transforms module is on theirs."""
-    return {**execution.env, "PYTHONPATH": str(Path(__file__).parent.parent)}
 
 
 def test_a_preview_shows_each_steps_change_and_verdict_and_changes_nothing(

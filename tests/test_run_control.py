@@ -17,7 +17,7 @@ from kgmigrate.ledger.lock import MigrationLock
 from kgmigrate.model.records import MigrationStatus, RunRecord
 from kgmigrate.model.status import ENDED
 from kgmigrate.runtime.settings import load_settings
-from tests.conftest import Execution, wait_until
+from tests.conftest import Execution, wait_until, with_transforms
 from tests.test_cli import KGM
 from tests.test_cli import run as kgm
 from tests.test_execution import start
@@ -50,12 +50,6 @@ def given_a_run_with_a_batch_held(execution: Execution, graph: GraphBackend,
     wait_until(lambda: Path(f"{gate}.waiting").exists(), "a batch held in flight",
                timeout_s=TIMEOUT_S)
     return run_id, gate, before
-
-
-def with_transforms(execution: Execution) -> dict[str, str]:
-    """A command loads the migration, whose Python transform (`tests.transforms`) it imports
-    as a worker does: the tests' package on its path, as a user's module is on theirs."""
-    return {**execution.env, "PYTHONPATH": str(Path(__file__).parent.parent)}
 
 
 def committed(graph: GraphBackend, run: RunRecord) -> int:

@@ -1,4 +1,5 @@
-"""`worker`, `upgrade`, `downgrade`, `resume`, `rollback`: running migrations and following them."""
+"""`worker`, `upgrade`, `downgrade`, `resume`, `pause`, `throttle`, `cancel`, `rollback`:
+running migrations, steering them and following them."""
 
 import contextlib
 import sys
@@ -10,12 +11,22 @@ from rich.markup import escape
 
 from kgmigrate import service
 from kgmigrate.cli.common import (
+    CLEARABLE,
     AllowNoWorkersFlag,
+    CriticalHealth,
+    CriticalLatency,
+    HealthQuery,
     JsonFlag,
     LocalWorkersFlag,
+    MaxActiveTransactions,
+    MaxBatchRate,
+    MaxHealth,
+    MaxLatency,
+    MaxRate,
     OutOfOrderFlag,
     WaitFlag,
     app,
+    cleared_limits,
     err,
     follow,
     out,
@@ -26,6 +37,8 @@ from kgmigrate.cli.common import (
     show_conflicts,
     show_graph,
     show_waiting,
+    throttle_from,
+    throttled,
 )
 from kgmigrate.errors import KgmError
 from kgmigrate.model.records import DowngradePlan, MigrationStatus, RunRecord
@@ -52,15 +65,28 @@ def upgrade(
     local_workers: LocalWorkersFlag = 0,
     allow_no_workers: AllowNoWorkersFlag = False,
     out_of_order: OutOfOrderFlag = False,
+    max_rate: MaxRate = None,
+    max_batch_rate: MaxBatchRate = None,
+    max_latency: MaxLatency = None,
+    critical_latency: CriticalLatency = None,
+    health_query: HealthQuery = None,
+    max_health: MaxHealth = None,
+    critical_health: CriticalHealth = None,
+    max_active_transactions: MaxActiveTransactions = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Apply pending migrations as batched tasks on the workers, with live progress."""
+    """Apply pending migrations as batched tasks on the workers, with live progress; the
+    --max-* and --critical-* options throttle it from its first batch (`kgmigrate throttle`
+    changes them while it runs)."""
+    limits = throttle_from(max_rate, max_batch_rate, max_latency, critical_latency,
+                             health_query, max_health, critical_health, max_active_transactions)
 
     def skipped(version: str, why: str) -> None:  # stderr with --json: stdout is its document
         (err if as_json else out).print(f"{version} skipped: {escape(why)}", highlight=False)
 
     _follow(lambda migrations, require: migrations.upgrade(
-        target, out_of_order=out_of_order or None, on_skip=skipped, require_workers=require),
+        target, out_of_order=out_of_order or None, on_skip=skipped, require_workers=require,
+        throttle=limits),
             wait=wait, local_workers=local_workers, allow_no_workers=allow_no_workers,
             as_json=as_json, absent_ok=True)
 
@@ -78,13 +104,23 @@ def downgrade(
     wait: WaitFlag = True,
     local_workers: LocalWorkersFlag = 0,
     allow_no_workers: AllowNoWorkersFlag = False,
+    max_rate: MaxRate = None,
+    max_batch_rate: MaxBatchRate = None,
+    max_latency: MaxLatency = None,
+    critical_latency: CriticalLatency = None,
+    health_query: HealthQuery = None,
+    max_health: MaxHealth = None,
+    critical_health: CriticalHealth = None,
+    max_active_transactions: MaxActiveTransactions = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Undo every applied migration that is neither TARGET nor one TARGET depends on (directly
     or not), the last applied first: the ones applied after TARGET, and also those applied
     before it that TARGET does not depend on (asked first; refused without a terminal unless
     --yes). Runs their inverses batched and validated like an upgrade (refused if one of them
-    is irreversible). --dry-run shows the set first."""
+    is irreversible). --dry-run shows the set first; --max-* and --critical-* throttle it."""
+    limits = throttle_from(max_rate, max_batch_rate, max_latency, critical_latency,
+                             health_query, max_health, critical_health, max_active_transactions)
     nothing = ("Nothing to undo: no migration is applied." if target == "base" else
                f"Nothing to undo: every applied migration is {target} or one it depends on.")
     if dry_run:
@@ -103,7 +139,7 @@ def downgrade(
         shown.extend(u.version for u in plan.undo)
 
     _follow(lambda migrations, require: migrations.downgrade(
-        target, expect=shown, require_workers=require), wait=wait,
+        target, expect=shown, require_workers=require, throttle=limits), wait=wait,
         local_workers=local_workers, allow_no_workers=allow_no_workers,
         as_json=as_json, nothing=nothing, check=confirm)
 
@@ -208,6 +244,42 @@ def pause(
     out.print(f"  {escape(requested(run) or run.error_log or '')}", highlight=False)
     if run.status is not MigrationStatus.PAUSED and wait:
         raise typer.Exit(1)  # it ended before it could pause
+
+
+@app.command()
+def throttle(
+    run_id: Annotated[str, typer.Argument(help="The running, paused or failed run.")],
+    max_rate: MaxRate = None,
+    max_batch_rate: MaxBatchRate = None,
+    max_latency: MaxLatency = None,
+    critical_latency: CriticalLatency = None,
+    health_query: HealthQuery = None,
+    max_health: MaxHealth = None,
+    critical_health: CriticalHealth = None,
+    max_active_transactions: MaxActiveTransactions = None,
+    clear: Annotated[list[str] | None, typer.Option(
+        "--clear", help=f"Lift one limit ({', '.join(CLEARABLE)}); repeat for more.")]
+    = None,
+    off: Annotated[bool, typer.Option("--off", help="Lift every limit (those given with "
+                                      "this command are then set).")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Change a run's limits while it runs: every worker's next batch starts under them (a
+    batch waiting for the old ones takes its turn again). Without options: show them."""
+    change = throttle_from(max_rate, max_batch_rate, max_latency, critical_latency,
+                             health_query, max_health, critical_health, max_active_transactions)
+    with session(as_json) as migrations:
+        run = (migrations.throttle(run_id, change, cleared=cleared_limits(clear or []),
+                                   off=off)
+               if off or clear or not change.is_empty else migrations.status(run_id))
+    if as_json:
+        print_json({"run_id": run.id, "status": run.status.value,
+                    "throttle": run.throttle.model_dump(exclude_none=True)
+                    if run.throttle else {}, "throttled_s": run.throttled_s,
+                    "waiting": run.throttle_note})
+        return
+    out.print(f"run {run.id}: [bold]{run.status}[/]  {run.kind}", highlight=False)
+    out.print(f"  {escape(throttled(run) or 'throttle: no limits')}", highlight=False)
 
 
 @app.command()

@@ -15,11 +15,14 @@ from kgmigrate.engine.batch_statement import (
     batch_statement,
     diagnosis_statement,
 )
+from kgmigrate.engine.throttle import wait_turn
 from kgmigrate.errors import BackendError, KgmError
 from kgmigrate.graph.types import Counters, QueryResult
+from kgmigrate.ledger import RunGate
 from kgmigrate.ledger.batches import is_repeat
 from kgmigrate.ledger.lock import LockLostError
 from kgmigrate.model.records import BatchRecord, MigrationStatus, Offending, utc_now
+from kgmigrate.model.scope import BatchAddress, KeyList
 from kgmigrate.runtime.context import Runtime
 
 log = logging.getLogger("kgmigrate.workers")
@@ -58,23 +61,29 @@ def write_tagged(rt: Runtime, statement: str, params: dict[str, Any] | None = No
 
 
 def run_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str) -> BatchResult:
-    """Apply one batch exactly once. Transient errors propagate (the task retries them)."""
-    started, started_at = time.perf_counter(), utc_now().isoformat()
+    """Apply one batch exactly once, once its run's throttle lets it start. Transient errors
+    propagate (the task retries them)."""
     result = BatchResult(run_id=run_id, step_id=step_id, batch_id=batch_id, seq=seq,
                          status="completed", worker=worker_name())
-    held = _held(rt, result)
-    if held is not None:
-        return held
-    try:
-        rt.lock.renew_for_run(run_id)
-    except LockLostError as exc:
-        return result.model_copy(update={"status": "failed", "error": str(exc)})
     plan = rt.plan(step_id)
     if not isinstance(plan, BatchPlan):
         return result.model_copy(update={"status": "failed",
                                          "error": "an unbatched step was sent as a batch"})
-    dialect, scope = rt.backend.dialect, plan.scope
     address = address_from_json(rt.ledger.batch_address(batch_id))
+    try:
+        turn = wait_turn(rt, run_id, batch_id, _at_most(address, rt.step(step_id)[0].batch_size))
+    except KgmError as exc:  # the health query failed: the run stops, as on a failed batch
+        return _failed(rt, result, f"batch {seq}: {exc}", 0.0)
+    if turn.held is not None:
+        return _held_result(result, turn.held)
+    if turn.stop is not None:
+        return _failed(rt, result, f"batch {seq} not started: {turn.stop}", 0.0)
+    started, started_at = time.perf_counter(), utc_now().isoformat()
+    try:
+        rt.lock.renew_for_run(run_id)
+    except LockLostError as exc:
+        return result.model_copy(update={"status": "failed", "error": str(exc)})
+    dialect, scope = rt.backend.dialect, plan.scope
     try:  # a Python transform computes its values from the entities' current state
         computed = plan.values(rt.backend.capture(scope, address)) if plan.values else {}
     except KgmError as exc:
@@ -99,11 +108,21 @@ def run_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str) -
                 if v}
     seconds = time.perf_counter() - started
     try:  # the step adds these up from the ledger; if this write is lost, so are they
-        rt.ledger.note_outcome(batch_id, counters, seconds)
+        rt.ledger.note_outcome(batch_id, counters, seconds, turn.waited_s or None)
+        if turn.throttle.max_latency_s is not None or turn.throttle.critical_latency_s:
+            rt.ledger.note_latency(run_id, seconds)
     except KgmError as exc:
         log.warning("batch %s: its counters were not recorded: %s", seq, exc)
     return result.model_copy(update={"entities": entities, "counters": counters,
                                      "seconds": seconds})
+
+
+def _at_most(address: BatchAddress, batch_size: int) -> int:
+    """How many entities a batch can hold, for an entity rate: a key list's keys; a key range
+    holds at most the step's batch size (fewer where the scope leaves keys out)."""
+    if isinstance(address, KeyList):
+        return len(address.keys)
+    return min(address.hi - address.lo, batch_size)
 
 
 def _own_counters(counters: Counters, undo_writes: int, entities: int) -> dict[str, int]:
@@ -117,15 +136,17 @@ def _own_counters(counters: Counters, undo_writes: int, entities: int) -> dict[s
 
 
 def _held(rt: Runtime, result: BatchResult) -> BatchResult | None:
-    """What a batch returns without starting: `skipped` when an earlier delivery committed it,
-    `paused` when an operator asked its run to pause or cancel (it starts again, from the
-    ledger, when the run continues). None: go on."""
-    batch, run, request = rt.ledger.batch_and_run(result.batch_id, result.run_id)
-    if batch == "completed":
+    """What an unbatched statement returns without starting (None: go on)."""
+    gate = rt.ledger.batch_and_run(result.batch_id, result.run_id)
+    return _held_result(result, gate) if gate.holds else None
+
+
+def _held_result(result: BatchResult, gate: RunGate) -> BatchResult:
+    """`skipped` when an earlier delivery committed the batch, `paused` when an operator asked
+    its run to pause or cancel (it starts again, from the ledger, when the run continues)."""
+    if gate.batch == "completed":
         return result.model_copy(update={"status": "skipped"})
-    if request is not None or run == MigrationStatus.PAUSED:
-        return result.model_copy(update={"status": "paused"})
-    return None
+    return result.model_copy(update={"status": "paused"})
 
 
 def _aborted(rt: Runtime, result: BatchResult, exc: BackendError, plan: BatchPlan, *,

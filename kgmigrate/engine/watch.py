@@ -18,7 +18,8 @@ again is safe: each batch and restore commits once in the ledger (a duplicate is
 the callback of a step already decided only carries the run on again. After a redrive the wait
 doubles (up to 8 times), so a batch that is only slow is not sent again and again.
 
-A PAUSED run is only kept: each check renews its lock's lease (it holds the lock while an
+A throttled run is not stalled: its waiting batches add to its throttled time as they nap,
+and that is part of what a check compares. A PAUSED run is only kept: each check renews its lock's lease (it holds the lock while an
 operator holds it) and nothing is redriven.
 
 One chain per run: the run's record holds the chain's mark (`token:count`), and a check moves
@@ -101,10 +102,12 @@ def _renew(rt: Runtime, run_id: str) -> None:
 
 def _progress(rt: Runtime, run: RunRecord) -> str:
     """A digest of what moves while the run makes progress: its status, its steps' statuses,
-    and its batch and restore records by status."""
+    its batch and restore records by status, and the time its batches waited for its throttle
+    (a batch waiting for its turn moves that on every nap: a throttled run is not stalled)."""
     step_ids = [s.id for s in run.steps]
     tally = rt.ledger.batch_tally(step_ids + [restore_step_id(s) for s in step_ids])
-    state = [run.status.value, *(f"{s.id}={s.status.value}" for s in run.steps),
+    state = [run.status.value, f"throttled={run.throttled_s}",
+             *(f"{s.id}={s.status.value}" for s in run.steps),
              *(f"{step}/{status}={n}" for step, status, n in tally)]
     return hashlib.blake2b("\n".join(state).encode(), digest_size=12).hexdigest()
 

@@ -13,7 +13,7 @@ import json
 import socket
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from kgmigrate.cypher import identifiers as ident
 from kgmigrate.errors import KgmError
@@ -36,6 +36,7 @@ from kgmigrate.model.records import (
 )
 from kgmigrate.model.scope import IndexSpec
 from kgmigrate.model.status import ALLOWED, StatusTransitionError
+from kgmigrate.model.throttle import Throttle
 
 MIGRATION = ident.label("__KGMMigration", internal=True)
 RUN = ident.label("__KGMRun", internal=True)
@@ -156,7 +157,8 @@ READ_RUN = (
     "r.created_at AS created_at, r.created_by AS created_by, r.host AS host, "
     "r.history AS history, r.error_log AS error_log, r.backup_ref AS backup_ref, "
     "r.counters AS counters, r.finished_at AS finished_at, r.plan AS plan, "
-    "r.request AS request, r.request_by AS request_by"
+    "r.request AS request, r.request_by AS request_by, r.throttle AS throttle, "
+    "r.throttled_s AS throttled_s, r.throttle_note AS throttle_note"
 )
 # An operator's request to a running run (pause, cancel): kept on the run until carried out
 # or withdrawn; every batch reads it before it starts, with its own status, in one read.
@@ -166,7 +168,32 @@ SET_REQUEST = (
 )
 BATCH_AND_RUN = (
     f"OPTIONAL MATCH (b:{BATCH} {{id: $id}}) OPTIONAL MATCH (r:{RUN} {{id: $run_id}}) "
-    "RETURN b.status AS batch, r.status AS run, r.request AS request"
+    "RETURN b.status AS batch, r.status AS run, r.request AS request, r.throttle AS throttle, "
+    "r.latency_s AS latency_s"
+)
+# The run's throttle (JSON; kgmigrate.model.throttle), set or changed: the turns reserved
+# under the old rate are forgotten (a slower rate's far-off turn must not hold a faster one).
+SET_THROTTLE = (
+    f"MATCH (r:{RUN} {{id: $id}}) SET r.throttle = $throttle, r.next_turn = null "
+    "RETURN r.status AS status"
+)
+# The next free start time under the run's rate (seconds since the epoch), taken for one batch:
+# the run's write lock first, then the read (see TRANSITION), so two workers never share one.
+RESERVE_TURN = (
+    f"MATCH (r:{RUN} {{id: $id}}) SET r.turns = coalesce(r.turns, 0) + 1 "
+    "WITH r, CASE WHEN coalesce(r.next_turn, 0.0) > $now THEN r.next_turn ELSE $now END AS turn "
+    "SET r.next_turn = turn + $gap RETURN turn"
+)
+NOTE_THROTTLED = (
+    f"MATCH (r:{RUN} {{id: $id}}) SET r.throttle_note = $note, "
+    "r.throttled_s = coalesce(r.throttled_s, 0.0) + $seconds RETURN r.id AS id"
+)
+NOTE_LATENCY = f"MATCH (r:{RUN} {{id: $id}}) SET r.latency_s = $seconds RETURN r.id AS id"
+# What a throttle measured before a pause or a crash says nothing of the graph when the run
+# continues: its latency and turns start afresh.
+RESET_THROTTLE_STATE = (
+    f"MATCH (r:{RUN} {{id: $id}}) SET r.latency_s = null, r.next_turn = null, "
+    "r.throttle_note = null RETURN r.id AS id"
 )
 STEP_FIELDS = (
     "RETURN s.id AS id, s.run_id AS run_id, s.order AS order, s.version AS version, "
@@ -199,8 +226,8 @@ BATCH_STATUS = f"MATCH (b:{BATCH} {{id: $id}}) RETURN b.status AS status"
 BATCH_ADDRESS = f"MATCH (b:{BATCH} {{id: $id}}) RETURN b.address AS address"
 NOTE_RETRY = (f"MATCH (b:{BATCH} {{id: $id}}) SET b.retries = coalesce(b.retries, 0) + $n "
               "RETURN b.retries AS retries")
-NOTE_OUTCOME = (f"MATCH (b:{BATCH} {{id: $id}}) SET b.counters = $counters, b.seconds = $seconds "
-                "RETURN b.id AS id")
+NOTE_OUTCOME = (f"MATCH (b:{BATCH} {{id: $id}}) SET b.counters = $counters, b.seconds = $seconds, "
+                "b.throttled_s = $throttled_s RETURN b.id AS id")
 # The run's watch (kgmigrate.engine.watch): one chain of checks per run. A check moves the mark
 # on only from the one it carries, after the run's write lock is taken (read-committed Neo4j
 # would otherwise let two deliveries of one check both read the old mark): a superseded chain
@@ -258,7 +285,7 @@ BATCH_FIELDS = (
     "b.counters AS counters, b.error AS error, b.started_at AS started_at, "
     "b.finished_at AS finished_at, b.undo AS undo, b.retries AS retries, "
     "b.failing AS failing, b.checked AS checked, b.offending AS offending, "
-    "b.seconds AS seconds ORDER BY b.seq"
+    "b.seconds AS seconds, b.throttled_s AS throttled_s ORDER BY b.seq"
 )
 READ_BATCHES = f"MATCH (b:{BATCH} {{step_id: $step_id}}) {BATCH_FIELDS}"
 FAILED_BATCHES = (f"MATCH (b:{BATCH} {{step_id: $step_id}}) WHERE b.status = 'failed' "
@@ -305,6 +332,28 @@ MARK_DOWNGRADE_EVENTS = (
     f"MATCH (m:{MIGRATION} {{state: 'downgrade'}}) WHERE m.run_id = $run_id "
     "SET m.state = $state, m.reverted_at = $at, m.reverted_by = $by RETURN m.version AS version"
 )
+
+
+class RunGate(NamedTuple):
+    """What a batch reads before it starts: its own status, its run's, the operator's request
+    to the run, and the run's throttle with the last batch's latency."""
+
+    batch: str | None
+    run: str | None
+    request: str | None
+    throttle: Throttle
+    latency_s: float | None
+
+    @property
+    def holds(self) -> bool:
+        """The batch must not start: another delivery committed it, or its run is paused or
+        asked to pause or cancel."""
+        return self.batch == "completed" or self.request is not None \
+            or self.run == MigrationStatus.PAUSED
+
+
+def read_throttle(text: str | None) -> Throttle:
+    return Throttle.model_validate_json(text) if text else Throttle()
 
 
 class Ledger:
@@ -484,7 +533,8 @@ class Ledger:
             return None
         steps = [_step(r) for r in self.backend.read(READ_STEPS, {"id": run_id}).records]
         run = {**rows[0], "counters": json.loads(rows[0]["counters"] or "{}"),
-               "plan": [json.loads(p) for p in rows[0]["plan"] or []]}
+               "plan": [json.loads(p) for p in rows[0]["plan"] or []],
+               "throttle": read_throttle(rows[0]["throttle"]) if rows[0]["throttle"] else None}
         return RunRecord(**_present(run), steps=steps)
 
     def require_run(self, run_id: str) -> RunRecord:
@@ -541,12 +591,15 @@ class Ledger:
         a redelivery after a worker died, or the driver's own retries of its transaction."""
         self.backend.write(NOTE_RETRY, {"id": batch_id, "n": count})
 
-    def note_outcome(self, batch_id: str, counters: dict[str, int], seconds: float) -> None:
+    def note_outcome(self, batch_id: str, counters: dict[str, int], seconds: float,
+                     throttled_s: float | None = None) -> None:
         """A committed batch's counters and time, as its worker saw them: the step's totals
         are added up from here, not from whichever delivery's results reach the callback
-        first (a duplicate of a batch reports it skipped, with nothing)."""
+        first (a duplicate of a batch reports it skipped, with nothing). `throttled_s`: how
+        long it waited for its run's throttle before it started."""
         self.backend.write(NOTE_OUTCOME, {"id": batch_id, "seconds": seconds,
-                                          "counters": json.dumps(counters, sort_keys=True)})
+                                          "counters": json.dumps(counters, sort_keys=True),
+                                          "throttled_s": throttled_s})
 
     def begin_watch(self, run_id: str, mark: str) -> None:
         """The run's watch is now the chain that carries `mark`; any other chain stops."""
@@ -570,14 +623,39 @@ class Ledger:
                                                 "at": _iso(utc_now())}).records
         return str(rows[0]["status"]) if rows else None
 
-    def batch_and_run(self, batch_id: str, run_id: str) -> tuple[str | None, str | None,
-                                                                  str | None]:
-        """(the batch's status, its run's status, the request made to the run), in one read:
-        what a batch checks before it starts."""
+    def batch_and_run(self, batch_id: str, run_id: str) -> "RunGate":
+        """What a batch checks before it starts, in one read."""
         rows = self.backend.read(BATCH_AND_RUN, {"id": batch_id, "run_id": run_id}).records
-        if not rows:
-            return None, None, None
-        return rows[0]["batch"], rows[0]["run"], rows[0]["request"]
+        row = rows[0] if rows else {}
+        return RunGate(batch=row.get("batch"), run=row.get("run"), request=row.get("request"),
+                       throttle=read_throttle(row.get("throttle")),
+                       latency_s=row.get("latency_s"))
+
+    def set_throttle(self, run_id: str, throttle: Throttle) -> str | None:
+        """Set the run's throttle (an empty one lifts it); the run's status as it was written,
+        None when there is no such run."""
+        rows = self.backend.write(SET_THROTTLE, {
+            "id": run_id, "throttle": None if throttle.is_empty else throttle.model_dump_json(
+                exclude_none=True)}).records
+        return str(rows[0]["status"]) if rows else None
+
+    def reserve_turn(self, run_id: str, gap_s: float, now: float) -> float:
+        """The start time (time.time()) of the run's next free turn, taken; the one after it
+        is `gap_s` later."""
+        return float(self.backend.write(RESERVE_TURN, {"id": run_id, "gap": gap_s,
+                                                       "now": now}).value("turn"))
+
+    def note_throttled(self, run_id: str, note: str | None, seconds: float) -> None:
+        """`seconds` more the run waited for its throttle, and why it waits now (None: it
+        does not)."""
+        self.backend.write(NOTE_THROTTLED, {"id": run_id, "note": note, "seconds": seconds})
+
+    def note_latency(self, run_id: str, seconds: float) -> None:
+        """The run's last committed batch took `seconds` (what a latency limit compares)."""
+        self.backend.write(NOTE_LATENCY, {"id": run_id, "seconds": seconds})
+
+    def reset_throttle_state(self, run_id: str) -> None:
+        self.backend.write(RESET_THROTTLE_STATE, {"id": run_id})
 
     def batch_status(self, batch_id: str) -> str | None:
         rows = self.backend.read(BATCH_STATUS, {"id": batch_id}).records

@@ -11,6 +11,7 @@ from typing import Any, Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from kgmigrate.model.status import MigrationStatus
+from kgmigrate.model.throttle import Throttle
 
 __all__ = [
     "AdoptedMigration",
@@ -317,6 +318,7 @@ class BatchRecord(_Model):
     undo: str | None = None  # the undo record of the attempt that committed
     retries: int = 0  # deliveries beyond the first (transient-error retries, redeliveries)
     seconds: float | None = None  # the committing attempt's time, as its worker measured it
+    throttled_s: float | None = None  # how long it waited for its run's throttle to start
     # a batch that failed its validation: how many of the entities it checked failed, and
     # the first of them (`BAD_SAMPLE`)
     failing: int | None = None
@@ -359,6 +361,11 @@ class RunRecord(_Model):
     # an operator's request not yet carried out (`kgmigrate pause` / `cancel`), and by whom
     request: RunRequest | None = None
     request_by: str | None = None
+    # the limits it runs under (kgmigrate.model.throttle), how long its batches waited for
+    # them in all, and why one waits now
+    throttle: Throttle | None = None
+    throttled_s: float = 0.0
+    throttle_note: str | None = None
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -64,6 +64,9 @@ def families(runs: list[MigrationMetrics]) -> Iterator[Metric]:
     errors = CounterMetricFamily("kgmigrate_batch_errors", "Batches that failed.", labels=run)
     retries = CounterMetricFamily("kgmigrate_batch_retries",
                                   "Batch task deliveries beyond the first.", labels=run)
+    throttled = CounterMetricFamily("kgmigrate_run_throttled_seconds",
+                                    "Seconds its batches waited for the run's throttle.",
+                                    labels=run)
     restored = CounterMetricFamily("kgmigrate_rollback_restored_batches",
                                    "Batches a rollback restored from the undo log.", labels=run)
     rollbacks = CounterMetricFamily("kgmigrate_rollbacks",
@@ -95,6 +98,7 @@ def families(runs: list[MigrationMetrics]) -> Iterator[Metric]:
         errors.add_metric(rid, m.batches_failed)
         retries.add_metric(rid, m.retries)
         restored.add_metric(rid, m.restored_batches)
+        throttled.add_metric(rid, m.throttled_s)
         for step in m.steps:
             for kind, value in (("planned", step.entities_total), ("done", step.entities_done)):
                 step_entities.add_metric([*rid, str(step.order), kind], value)
@@ -105,7 +109,7 @@ def families(runs: list[MigrationMetrics]) -> Iterator[Metric]:
     for outcome in (MigrationStatus.ROLLED_BACK, MigrationStatus.ROLLBACK_BLOCKED):
         rollbacks.add_metric([outcome.value], counts.get(outcome.value, 0))
     yield from (info, status, entities, batches, steps, progress, throughput, eta, duration,
-                errors, retries, restored, rollbacks, step_entities, latency)
+                errors, retries, throttled, restored, rollbacks, step_entities, latency)
 
 
 def _histogram(values: list[float]) -> tuple[list[tuple[str, float]], float]:

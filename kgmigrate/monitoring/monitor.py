@@ -67,6 +67,7 @@ class MigrationMetrics(_Model):
     unplanned_steps: int  # batched steps not planned yet: the ETA does not cover them
     rolled_back: bool
     restored_batches: int
+    throttled_s: float  # the time its batches waited for its throttle, in all
     steps: list[StepMetrics]
 
 
@@ -137,7 +138,7 @@ def summarize(run: RunRecord, steps: list[StepMetrics]) -> MigrationMetrics:
         unplanned_steps=sum(s.batched and not s.planned for s in steps),
         rolled_back=run.status is MigrationStatus.ROLLED_BACK,
         restored_batches=sum(s.restored_batches for s in steps),
-        steps=steps)
+        throttled_s=run.throttled_s, steps=steps)
 
 
 def _eta(status: MigrationStatus, remaining: int, rate: float | None) -> float | None:

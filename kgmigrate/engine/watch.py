@@ -19,8 +19,8 @@ the callback of a step already decided only carries the run on again. After a re
 doubles (up to 8 times), so a batch that is only slow is not sent again and again.
 
 A throttled run is not stalled: its waiting batches add to its throttled time as they nap,
-and that is part of what a check compares. A PAUSED run is only kept: each check renews its lock's lease (it holds the lock while an
-operator holds it) and nothing is redriven.
+and that is part of what a check compares. A PAUSED run is only kept: each check renews its
+lock's lease (it holds the lock while an operator holds it) and nothing is redriven.
 
 One chain per run: the run's record holds the chain's mark (`token:count`), and a check moves
 it on only from the mark it carries. A second delivery of a check stops there, and so does the

@@ -245,7 +245,7 @@ def test_limits_that_make_no_sense_are_refused_with_the_reason() -> None:
                           ({"max_health": 3}, "needs a health query"),
                           ({"health_query": HEALTH}, "needs a limit"),
                           ({"max_latency_s": 5, "critical_latency_s": 1}, "before it ever waited"),
-                          ({"max_rate": float("nan")}, "finite")):
+                          ({"max_rate": float("inf")}, "finite")):
         with pytest.raises(KgmError, match=words):
             checked(fields)
 

@@ -7,10 +7,11 @@ the rest, so the caller may go away; `wait` and `status --watch` only read the l
 
 import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kgmigrate.checks import ensure_valid
 from kgmigrate.connect import Endpoints
+from kgmigrate.engine.retune import Retuned, retune
 from kgmigrate.errors import KgmError
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
@@ -241,6 +242,35 @@ def throttle(backend: GraphBackend, run_id: str, change: Throttle, *,
     if ledger.set_throttle(run_id, current.merged(change, cleared=tuple(cleared))) is None:
         raise KgmError(f"no run {run_id}")
     return ledger.require_run(run_id)
+
+
+def tune(backend: GraphBackend, endpoints: Endpoints, run_id: str, batch_size: int, *,
+         by: str | None = None, timeout_s: float | None = None) -> Retuned:
+    """Change the batch size of what a run has not started yet (see kgmigrate.engine.retune).
+    A running run is paused for it (those in flight finish; `timeout_s` bounds that wait),
+    retuned, and continued; a paused one is retuned and stays paused."""
+    if batch_size < 1:
+        raise KgmError("the batch size must be at least 1")
+    run = _running(backend, run_id, "retuned")
+    if run.request in ("cancel", "cancel_keep"):
+        raise KgmError(f"run {run_id} is being cancelled; it cannot be retuned")
+    continue_after = run.status is not MigrationStatus.PAUSED and run.request is None
+    if run.status is not MigrationStatus.PAUSED:
+        pause(backend, run_id, by=by)
+        run = wait(backend, run_id, timeout_s=timeout_s,
+                   until={MigrationStatus.PAUSED, *ENDED})
+        if run.status is not MigrationStatus.PAUSED:
+            raise KgmError(f"run {run_id} ended {run.status} before it could be retuned")
+    try:
+        done = retune(backend, run, batch_size, by=by)
+    except KgmError as exc:
+        if continue_after:
+            raise KgmError(f"{exc}; run {run_id} stays paused: `kgmigrate resume {run_id}` "
+                           "continues it") from None
+        raise
+    if continue_after:
+        resume(backend, endpoints, run_id)
+    return replace(done, continued=continue_after)
 
 
 def _running(backend: GraphBackend, run_id: str, what: str, *,

@@ -26,6 +26,7 @@ from kgmigrate.dev.sample import GraphSummary, load_sample, summarize
 from kgmigrate.dev.stack import StackStatus
 from kgmigrate.engine import retention
 from kgmigrate.engine.retention import PrunedRun
+from kgmigrate.engine.retune import Retuned
 from kgmigrate.errors import ConfigError, KgmError
 from kgmigrate.fingerprint import Fingerprint, fingerprint
 from kgmigrate.graph.base import GraphBackend
@@ -197,6 +198,15 @@ class Migrations:
         limits: see kgmigrate.model.throttle. Returns the run as it is now."""
         return runs.throttle(self.backend, run_id, change or Throttle(), cleared=cleared,
                              off=off)
+
+    def tune(self, run_id: str, batch_size: int, *, by: str | None = None,
+             timeout_s: float | None = None) -> Retuned:
+        """Cut what the run has not started yet at `batch_size`: its step's pending batches
+        and its steps not planned yet. A running run is paused for it and continued after;
+        a paused one stays paused. Committed batches, the undo log, resume and rollback are
+        untouched."""
+        return runs.tune(self.backend, self.endpoints, run_id, batch_size, by=by,
+                         timeout_s=timeout_s)
 
     def cancel(self, run_id: str, *, keep: bool = False, by: str | None = None) -> RunRecord:
         """Stop a running or paused run and roll back what it applied, recorded as cancelled

@@ -160,7 +160,16 @@ def _ledger_and_lock() -> list[Rendered]:
         Rendered("ledger/read-step", ledger.READ_STEP, {"id": "step_1"}),
         Rendered("ledger/create-batches", ledger.CREATE_BATCHES, {
             "run_id": "run_1", "step_id": "step_1",
-            "batches": [{"id": "run_1:1:1", "seq": 1, "address": '{"keys": []}'}]}),
+            "batches": [{"id": "run_1:1:1", "seq": 1, "address": '{"keys": []}'}],
+            "status": "staged", "tune": "tune_1"}),
+        Rendered("ledger/swap-batches", ledger.SWAP_BATCHES, {
+            "old": ["run_1:1:2", "run_1:1:3"], "step_id": "step_1", "tune": "tune_1",
+            "size": 250}),
+        Rendered("ledger/drop-staged", ledger.DROP_STAGED, {"step_id": "step_1"}),
+        Rendered("ledger/max-seq", ledger.MAX_SEQ, {"step_id": "step_1"}),
+        Rendered("ledger/resize-later-steps", ledger.RESIZE_LATER_STEPS,
+                 {"run_id": "run_1", "order": 2, "size": 250}),
+        Rendered("ledger/note-tune", ledger.NOTE_TUNE, {"id": "run_1", "entry": "batch size"}),
         Rendered("ledger/mark-planned", ledger.MARK_PLANNED,
                  {"id": "step_1", "batches": 3, "entities": 30}),
         Rendered("ledger/pending-batches", ledger.PENDING_BATCHES, {"step_id": "step_1"}),

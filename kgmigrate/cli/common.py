@@ -165,6 +165,8 @@ def show_run(run: RunRecord) -> None:
     limits = throttled(run)
     if limits:
         out.print(f"  {escape(limits)}", highlight=False)
+    for tune in run.tunes:
+        out.print(f"  retuned: {escape(tune)}", highlight=False)
     table = Table("step", "", "status", "batches", "entities", "rate", box=box.SIMPLE_HEAD,
                   padding=(0, 1))
     for column, width in zip(table.columns, (7, 18, 9, 7, 13, 9), strict=True):

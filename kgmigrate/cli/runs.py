@@ -1,9 +1,10 @@
-"""`worker`, `upgrade`, `downgrade`, `resume`, `pause`, `throttle`, `cancel`, `rollback`:
+"""`worker`, `upgrade`, `downgrade`, `resume`, `pause`, `throttle`, `tune`, `cancel`, `rollback`:
 running migrations, steering them and following them."""
 
 import contextlib
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Annotated
 
 import typer
@@ -280,6 +281,27 @@ def throttle(
         return
     out.print(f"run {run.id}: [bold]{run.status}[/]  {run.kind}", highlight=False)
     out.print(f"  {escape(throttled(run) or 'throttle: no limits')}", highlight=False)
+
+
+@app.command()
+def tune(
+    run_id: Annotated[str, typer.Argument(help="The running or paused run.")],
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="The new size of the "
+                                            "batches not started yet.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Change the batch size of what a run has not started yet: its current step's pending
+    batches are cut anew, its later steps will be cut at the new size. A running run is
+    paused for it (those in flight finish) and continued after; a paused one stays paused.
+    Committed batches and the undo log stay as they are."""
+    with session(as_json) as migrations:
+        done = migrations.tune(run_id, batch_size)
+    if as_json:
+        print_json({"run_id": run_id, **asdict(done)})
+        return
+    out.print(f"run {run_id} retuned: {escape(done.describe())}", highlight=False)
+    out.print("  it was paused for it and is continued" if done.continued else
+              f"  it stays paused: `kgmigrate resume {run_id}` continues it", highlight=False)
 
 
 @app.command()

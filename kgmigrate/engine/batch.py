@@ -71,7 +71,8 @@ def run_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str) -
                                          "error": "an unbatched step was sent as a batch"})
     address = address_from_json(rt.ledger.batch_address(batch_id))
     try:
-        turn = wait_turn(rt, run_id, batch_id, _at_most(address, rt.step(step_id)[0].batch_size))
+        turn = wait_turn(rt, run_id, batch_id,
+                         lambda: _at_most(address, rt.ledger.step(step_id).batch_size))
     except KgmError as exc:  # the health query failed: the run stops, as on a failed batch
         return _failed(rt, result, f"batch {seq}: {exc}", 0.0)
     if turn.held is not None:
@@ -119,7 +120,8 @@ def run_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str) -
 
 def _at_most(address: BatchAddress, batch_size: int) -> int:
     """How many entities a batch can hold, for an entity rate: a key list's keys; a key range
-    holds at most the step's batch size (fewer where the scope leaves keys out)."""
+    holds at most the step's batch size as it is now (a retune changes it; fewer where the
+    scope leaves keys out)."""
     if isinstance(address, KeyList):
         return len(address.keys)
     return min(address.hi - address.lo, batch_size)
@@ -142,9 +144,10 @@ def _held(rt: Runtime, result: BatchResult) -> BatchResult | None:
 
 
 def _held_result(result: BatchResult, gate: RunGate) -> BatchResult:
-    """`skipped` when an earlier delivery committed the batch, `paused` when an operator asked
-    its run to pause or cancel (it starts again, from the ledger, when the run continues)."""
-    if gate.batch == "completed":
+    """`skipped` when an earlier delivery committed the batch (or a retune superseded it),
+    `paused` when an operator asked its run to pause or cancel (it starts again, from the
+    ledger, when the run continues)."""
+    if gate.done:
         return result.model_copy(update={"status": "skipped"})
     return result.model_copy(update={"status": "paused"})
 
@@ -155,7 +158,7 @@ def _aborted(rt: Runtime, result: BatchResult, exc: BackendError, plan: BatchPla
     if not is_repeat(exc):
         return _failed(rt, result, f"batch {result.seq} failed: {exc}",
                        time.perf_counter() - started)
-    if rt.ledger.batch_status(result.batch_id) == "completed":
+    if rt.ledger.batch_status(result.batch_id) in ("completed", "superseded"):
         return result.model_copy(update={"status": "skipped",
                                          "seconds": time.perf_counter() - started})
     step = rt.ledger.step(result.step_id)

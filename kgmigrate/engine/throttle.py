@@ -10,6 +10,7 @@ before, whatever worker it runs on (workers' clocks must agree, as NTP keeps the
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kgmigrate.errors import BackendError, KgmError
@@ -38,9 +39,11 @@ class Turn:
     stop: str | None = None
 
 
-def wait_turn(rt: Runtime, run_id: str, batch_id: str, batch_size: int) -> Turn:
-    """Wait until the run's throttle lets this batch start (at once when it has none)."""
-    return _Waiter(rt, run_id, batch_id).wait(batch_size)
+def wait_turn(rt: Runtime, run_id: str, batch_id: str, entities: Callable[[], int]) -> Turn:
+    """Wait until the run's throttle lets this batch start (at once when it has none).
+    `entities()`: how many entities the batch holds at most (asked only for an entity
+    rate)."""
+    return _Waiter(rt, run_id, batch_id).wait(entities)
 
 
 class _Waiter:
@@ -49,7 +52,7 @@ class _Waiter:
         self.began = self.counted = time.monotonic()
         self.noted = False
 
-    def wait(self, batch_size: int) -> Turn:
+    def wait(self, entities: Callable[[], int]) -> Turn:
         latency_wait_until: float | None = None
         while True:
             gate = self.rt.ledger.batch_and_run(self.batch_id, self.run_id)
@@ -74,7 +77,7 @@ class _Waiter:
             if reason is not None:
                 self._nap(reason, latency_wait_until)
                 continue
-            gap = throttle.seconds_per_batch(batch_size)
+            gap = throttle.seconds_per_batch(entities() if throttle.max_rate else 0)
             if gap <= 0:
                 return self._end(throttle)
             start = self.rt.ledger.reserve_turn(self.run_id, gap, time.time())

@@ -158,7 +158,7 @@ READ_RUN = (
     "r.history AS history, r.error_log AS error_log, r.backup_ref AS backup_ref, "
     "r.counters AS counters, r.finished_at AS finished_at, r.plan AS plan, "
     "r.request AS request, r.request_by AS request_by, r.throttle AS throttle, "
-    "r.throttled_s AS throttled_s, r.throttle_note AS throttle_note"
+    "r.throttled_s AS throttled_s, r.throttle_note AS throttle_note, r.tunes AS tunes"
 )
 # An operator's request to a running run (pause, cancel): kept on the run until carried out
 # or withdrawn; every batch reads it before it starts, with its own status, in one read.
@@ -211,15 +211,51 @@ CREATE_BATCHES = (
     "UNWIND $batches AS row "
     f"MERGE (b:{BATCH} {{id: row.id}}) "
     "ON CREATE SET b.run_id = $run_id, b.step_id = $step_id, b.seq = row.seq, "
-    "b.address = row.address, b.status = 'pending', b.attempts = 0, b.entities = 0 "
+    "b.address = row.address, b.status = $status, b.tune = $tune, b.attempts = 0, "
+    "b.entities = 0 "
     "RETURN count(b) AS n"
 )
+# A retune (kgmigrate.engine.retune) cuts a paused step's batches not yet started anew: the new
+# ones are written `staged` (no launch sees them), then one statement swaps them in. It takes
+# the old ones' write locks first and refuses (1/0: nothing is written) when one of them
+# committed meanwhile (a stale delivery): their keys would then be in two batches. The old
+# ones stay, `superseded`, for the audit: a late delivery of one skips it.
+SWAP_BATCHES = (
+    f"UNWIND $old AS id MATCH (b:{BATCH} {{id: id}}) "
+    "SET b.tune_writes = coalesce(b.tune_writes, 0) + 1 "
+    "WITH collect(b) AS olds "
+    "WITH olds, size([o IN olds WHERE o.status = 'completed']) AS raced "
+    "WITH olds, 1 / (CASE WHEN raced = 0 THEN 1 ELSE 0 END) AS ok "
+    "FOREACH (o IN olds | SET o.status = 'superseded', o.superseded_by = $tune) "
+    f"WITH ok MATCH (n:{BATCH} {{step_id: $step_id}}) WHERE n.status = 'staged' "
+    "AND n.tune = $tune SET n.status = 'pending' "
+    f"WITH count(n) AS staged MATCH (s:{STEP} {{id: $step_id}}) "
+    "SET s.batches_total = s.batches_done + staged, s.batch_size = $size "
+    "RETURN staged"
+)
+DROP_STAGED = (
+    f"MATCH (b:{BATCH} {{step_id: $step_id}}) WHERE b.status = 'staged' DETACH DELETE b "
+    "RETURN count(*) AS n"
+)
+MAX_SEQ = f"MATCH (b:{BATCH} {{step_id: $step_id}}) RETURN max(b.seq) AS seq"
+# Steps not planned yet are cut at the new size when they start.
+RESIZE_LATER_STEPS = (
+    f"MATCH (s:{STEP} {{run_id: $run_id}}) WHERE s.order >= $order AND NOT s.planned "
+    "SET s.batch_size = $size RETURN count(s) AS n"
+)
+NOTE_TUNE = (
+    f"MATCH (r:{RUN} {{id: $id}}) SET r.tunes = coalesce(r.tunes, []) + [$entry] "
+    "RETURN r.id AS id"
+)
+# Batches a retune swapped out or has not swapped in yet are not the step's batches.
+NOT_LIVE = "['staged', 'superseded']"
 MARK_PLANNED = (
     f"MATCH (s:{STEP} {{id: $id}}) SET s.planned = true, s.batches_total = $batches, "
     "s.entities_total = $entities RETURN s.id AS id"
 )
 PENDING_BATCHES = (
-    f"MATCH (b:{BATCH} {{step_id: $step_id}}) WHERE b.status <> 'completed' "
+    f"MATCH (b:{BATCH} {{step_id: $step_id}}) "
+    "WHERE NOT b.status IN ['completed', 'staged', 'superseded'] "
     "RETURN b.id AS id, b.seq AS seq, b.address AS address ORDER BY b.seq"
 )
 BATCH_STATUS = f"MATCH (b:{BATCH} {{id: $id}}) RETURN b.status AS status"
@@ -287,7 +323,8 @@ BATCH_FIELDS = (
     "b.failing AS failing, b.checked AS checked, b.offending AS offending, "
     "b.seconds AS seconds, b.throttled_s AS throttled_s ORDER BY b.seq"
 )
-READ_BATCHES = f"MATCH (b:{BATCH} {{step_id: $step_id}}) {BATCH_FIELDS}"
+READ_BATCHES = (f"MATCH (b:{BATCH} {{step_id: $step_id}}) WHERE NOT b.status IN {NOT_LIVE} "
+                f"{BATCH_FIELDS}")
 FAILED_BATCHES = (f"MATCH (b:{BATCH} {{step_id: $step_id}}) WHERE b.status = 'failed' "
                   f"{BATCH_FIELDS}")
 MARK_RESTORED = (
@@ -346,10 +383,13 @@ class RunGate(NamedTuple):
 
     @property
     def holds(self) -> bool:
-        """The batch must not start: another delivery committed it, or its run is paused or
-        asked to pause or cancel."""
-        return self.batch == "completed" or self.request is not None \
-            or self.run == MigrationStatus.PAUSED
+        """The batch must not start: another delivery committed it (or a retune superseded
+        it), or its run is paused or asked to pause or cancel."""
+        return self.done or self.request is not None or self.run == MigrationStatus.PAUSED
+
+    @property
+    def done(self) -> bool:
+        return self.batch in ("completed", "superseded")
 
 
 def read_throttle(text: str | None) -> Throttle:
@@ -569,13 +609,39 @@ class Ledger:
 
     # -- batches --------------------------------------------------------------------------
 
-    def create_batches(self, run_id: str, step_id: str,
-                       batches: Sequence[PlannedBatch]) -> None:
-        """Record planned batches (id, seq, address) as pending; idempotent by id."""
+    def create_batches(self, run_id: str, step_id: str, batches: Sequence[PlannedBatch], *,
+                       staged_by: str | None = None) -> None:
+        """Record planned batches (id, seq, address) as pending, or as staged for the retune
+        `staged_by` (see SWAP_BATCHES); idempotent by id."""
         rows = [{"id": bid, "seq": seq, "address": json.dumps(address)}
                 for bid, seq, address in batches]
-        self.backend.write(CREATE_BATCHES, {"run_id": run_id, "step_id": step_id,
-                                            "batches": rows})
+        self.backend.write(CREATE_BATCHES, {
+            "run_id": run_id, "step_id": step_id, "batches": rows, "tune": staged_by,
+            "status": "pending" if staged_by is None else "staged"})
+
+    def drop_staged(self, step_id: str) -> int:
+        """Forget the batches a retune staged and did not swap in (it stopped half way)."""
+        return int(self.backend.write(DROP_STAGED, {"step_id": step_id}).value("n") or 0)
+
+    def max_seq(self, step_id: str) -> int:
+        return int(self.backend.read(MAX_SEQ, {"step_id": step_id}).value("seq") or 0)
+
+    def swap_batches(self, step_id: str, old: Sequence[str], tune: str, batch_size: int
+                     ) -> int:
+        """Swap the batches `tune` staged in for the `old` ones (superseded), and make the
+        step's size `batch_size`, in one statement; the number swapped in. A BackendError
+        when one of `old` committed meanwhile: then nothing was changed."""
+        return int(self.backend.write(SWAP_BATCHES, {
+            "old": list(old), "step_id": step_id, "tune": tune, "size": batch_size,
+        }).value("staged"))
+
+    def resize_later_steps(self, run_id: str, from_order: int, batch_size: int) -> int:
+        """Steps from `from_order` on that are not planned yet: cut at `batch_size`."""
+        return int(self.backend.write(RESIZE_LATER_STEPS, {
+            "run_id": run_id, "order": from_order, "size": batch_size}).value("n") or 0)
+
+    def note_tune(self, run_id: str, entry: str) -> None:
+        self.backend.write(NOTE_TUNE, {"id": run_id, "entry": entry})
 
     def mark_planned(self, step_id: str, *, batches: int, entities: int) -> None:
         self.backend.write(MARK_PLANNED, {"id": step_id, "batches": batches,

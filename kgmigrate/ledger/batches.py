@@ -33,10 +33,11 @@ def is_repeat(error: object) -> bool:
 
 
 def lock_batch(carried: str) -> str:
-    """Take the batch record's lock, then read whether it is done: `dup`, `b` and `carried`
-    flow on."""
+    """Take the batch record's lock, then read whether it is done (or a retune superseded it:
+    its keys are another batch's now): `dup`, `b` and `carried` flow on."""
     return (f"MERGE (b:{BATCH} {{id: $kgm_batch_id}}) SET b.attempts = coalesce(b.attempts, 0) + 1 "
-            f"WITH {carried}, b, coalesce(b.status = 'completed', false) AS dup ")
+            f"WITH {carried}, b, coalesce(b.status IN ['completed', 'superseded'], false) "
+            "AS dup ")
 
 
 def complete_batch(carried: str) -> str:

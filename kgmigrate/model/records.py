@@ -366,6 +366,7 @@ class RunRecord(_Model):
     throttle: Throttle | None = None
     throttled_s: float = 0.0
     throttle_note: str | None = None
+    tunes: list[str] = []  # each retune of its batch size: what, by whom, when
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from kgmigrate.checks import ensure_valid
 from kgmigrate.connect import Endpoints
 from kgmigrate.engine.retune import Retuned, retune
+from kgmigrate.engine.throttle import require_health_query
 from kgmigrate.errors import KgmError
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
@@ -124,6 +125,8 @@ def _start(backend: GraphBackend, endpoints: Endpoints, migrations: list[Migrati
            target: str | None, created_by: str | None,
            skips: list[tuple[MigrationMetadata, str]] | None = None,
            throttle: Throttle | None = None) -> str:
+    if throttle is not None:  # refused before anything is locked or recorded
+        require_health_query(backend, throttle.require_consistent())
     run_id = new_id("run")
     lock = MigrationLock(backend, lease_s=load_settings().lock_lease_s)
     lease = lock.acquire(created_by or default_holder(), run_id)  # a live run holds it
@@ -239,7 +242,10 @@ def throttle(backend: GraphBackend, run_id: str, change: Throttle, *,
     ledger = Ledger(backend)
     run = _running(backend, run_id, "throttled", failed_too=True)
     current = Throttle() if off or run.throttle is None else run.throttle
-    if ledger.set_throttle(run_id, current.merged(change, cleared=tuple(cleared))) is None:
+    limits = current.merged(change, cleared=tuple(cleared))
+    if limits.health_query != current.health_query:
+        require_health_query(backend, limits)
+    if ledger.set_throttle(run_id, limits) is None:
         raise KgmError(f"no run {run_id}")
     return ledger.require_run(run_id)
 
@@ -254,11 +260,20 @@ def tune(backend: GraphBackend, endpoints: Endpoints, run_id: str, batch_size: i
     run = _running(backend, run_id, "retuned")
     if run.request in ("cancel", "cancel_keep"):
         raise KgmError(f"run {run_id} is being cancelled; it cannot be retuned")
+    if run.status is MigrationStatus.PENDING:
+        raise KgmError(f"run {run_id} has not started yet (no worker took it up?); retune it "
+                       "once it runs")
     continue_after = run.status is not MigrationStatus.PAUSED and run.request is None
     if run.status is not MigrationStatus.PAUSED:
         pause(backend, run_id, by=by)
-        run = wait(backend, run_id, timeout_s=timeout_s,
-                   until={MigrationStatus.PAUSED, *ENDED})
+        try:
+            run = wait(backend, run_id, timeout_s=timeout_s,
+                       until={MigrationStatus.PAUSED, *ENDED})
+        except KgmError as exc:
+            raise KgmError(f"{exc}: it was asked to pause for the retune and pauses once its "
+                           f"batches in flight are done; nothing was retuned. Retune it then "
+                           f"(`kgmigrate tune {run_id} ...`) or continue it (`kgmigrate "
+                           f"resume {run_id}`)") from None
         if run.status is not MigrationStatus.PAUSED:
             raise KgmError(f"run {run_id} ended {run.status} before it could be retuned")
     try:

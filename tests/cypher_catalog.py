@@ -142,6 +142,7 @@ def _ledger_and_lock() -> list[Rendered]:
         Rendered("ledger/note-throttled", ledger.NOTE_THROTTLED,
                  {"id": "run_1", "note": "rate limit", "seconds": 2.0}),
         Rendered("ledger/note-latency", ledger.NOTE_LATENCY, {"id": "run_1", "seconds": 0.4}),
+        Rendered("ledger/claim-stop", ledger.CLAIM_STOP, {"id": "run_1", "reason": "critical"}),
         Rendered("ledger/reset-throttle-state", ledger.RESET_THROTTLE_STATE, {"id": "run_1"}),
         Rendered("throttle/active-transactions", throttle.ACTIVE_TRANSACTIONS),
         Rendered("ledger/set-request", ledger.SET_REQUEST,
@@ -163,8 +164,8 @@ def _ledger_and_lock() -> list[Rendered]:
             "batches": [{"id": "run_1:1:1", "seq": 1, "address": '{"keys": []}'}],
             "status": "staged", "tune": "tune_1"}),
         Rendered("ledger/swap-batches", ledger.SWAP_BATCHES, {
-            "old": ["run_1:1:2", "run_1:1:3"], "step_id": "step_1", "tune": "tune_1",
-            "size": 250}),
+            "run_id": "run_1", "old": ["run_1:1:2", "run_1:1:3"], "step_id": "step_1",
+            "tune": "tune_1", "staged": 1, "size": 250}),
         Rendered("ledger/drop-staged", ledger.DROP_STAGED, {"step_id": "step_1"}),
         Rendered("ledger/max-seq", ledger.MAX_SEQ, {"step_id": "step_1"}),
         Rendered("ledger/resize-later-steps", ledger.RESIZE_LATER_STEPS,

@@ -5,6 +5,7 @@ servers, real workers; rates are measured on the ledger's batch start times, nev
 on the wall clock."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,7 @@ def test_an_entity_rate_holds_over_fifty_batches_spread_over_two_workers(
     # and its batches started at 30 entities a second, within 10%, by the ledger's times
     done = sorted(batches(graph, run), key=lambda b: b.started_at or run.created_at)
     assert len(done) == 50 and all(b.started_at for b in done)
+    assert len({b.worker for b in done}) == 2  # both worker processes took batches
     first, last = done[0].started_at, done[-1].started_at
     assert first is not None and last is not None
     rate = sum(b.entities for b in done[:-1]) / (last - first).total_seconds()
@@ -123,6 +125,22 @@ def test_a_batch_over_the_latency_limit_makes_the_next_wait_then_go_on(
     assert run.throttle_note is None  # nothing waits any more
 
 
+def test_a_batch_over_the_critical_latency_stops_the_run_as_a_failure_once(
+        execution: Execution, graph: GraphBackend) -> None:
+    # Given 100 items (10 batches) and one worker process
+    given_items(execution, graph, 100)
+    before = fingerprint(graph)
+    # When every batch takes longer than the critical latency
+    run_id = start(graph, Throttle(critical_latency_s=1e-6))
+    run = runs.wait(graph, run_id, timeout_s=TIMEOUT_S)
+    # Then the batch after the first stopped the run, with the reason, recorded once (the
+    # batches behind it are not counted as failures), and the run was rolled back
+    assert run.status is MigrationStatus.ROLLED_BACK, run.error_log
+    assert run.error_log is not None and "over the critical latency 1e-06s" in run.error_log
+    assert len(Ledger(graph).failed_batches(run)) == 1
+    assert fingerprint(graph) == before
+
+
 def test_a_health_query_over_its_limit_holds_every_batch_until_it_is_under(
         execution: Execution, graph: GraphBackend, tmp_path: Path) -> None:
     # Given 40 items, and a health query reading a load of 10
@@ -135,8 +153,13 @@ def test_a_health_query_over_its_limit_holds_every_batch_until_it_is_under(
     shown = kgm("status", run_id, env=execution.env, cwd=tmp_path)
     assert "waiting now: health query `MATCH (h:Health) RETURN h.load AS n` returned 10" in (
         shown.stdout), shown.stdout
-    # When the load falls to 0
-    graph.write("MATCH (h:Health) SET h.load = 0")
+    # When the query stops answering with a number (its node is gone)
+    graph.write("MATCH (h:Health) DELETE h")
+    # Then the batches wait for it, saying so, rather than stop the run
+    waiting_for(graph, run_id, "must return one number")
+    assert committed(graph, run_id) == 0
+    # When it answers again, with a load of 0
+    graph.write("CREATE (:Health {load: 0})")
     run = runs.wait(graph, run_id, timeout_s=TIMEOUT_S)
     # Then the run goes on and completes, each item changed once
     assert run.status is MigrationStatus.COMPLETED, run.error_log
@@ -165,17 +188,20 @@ def test_a_critical_health_stops_the_run_as_a_failure_and_rolls_it_back(
     assert fingerprint(graph) == before
 
 
-def test_a_health_query_that_writes_is_refused_and_stops_the_run_with_the_reason(
+def test_a_health_query_that_writes_or_fails_is_refused_before_anything_is_recorded(
         execution: Execution, graph: GraphBackend) -> None:
-    # Given 20 items and a health query that would write
+    # Given 20 items and a migration
     given_items(execution, graph, 20)
-    # When a run is throttled by it
-    run_id = start(graph, Throttle(health_query="CREATE (:Junk) RETURN 1 AS n", max_health=5))
-    run = runs.wait(graph, run_id, timeout_s=TIMEOUT_S)
-    # Then the server refused it read-only: the run stopped, saying so, and nothing was written
-    assert run.status is MigrationStatus.ROLLED_BACK, run.error_log
-    assert run.error_log is not None and "health query `CREATE (:Junk)" in run.error_log
+    # When a run would be throttled by a query that writes, one with a typo, or one that
+    # returns no number
+    for query, words in (("CREATE (:Junk) RETURN 1 AS n", "health query `CREATE (:Junk)"),
+                         ("MATCH (h:Health RETURN h.load", "health query `MATCH (h:Health"),
+                         ("RETURN 'busy' AS n", "must return one number")):
+        with pytest.raises(KgmError, match=re.escape(words)):
+            start(graph, Throttle(health_query=query, max_health=5))
+    # Then the server refused the first read-only: nothing was written, no run recorded
     assert graph.read("MATCH (j:Junk) RETURN count(j) AS n").value("n") == 0
+    assert Ledger(graph).runs() == []
     assert changed_once(graph) == {"once": 0, "more": 0}
 
 
@@ -194,9 +220,18 @@ def test_limits_change_while_a_batch_waits_and_a_pause_reaches_it_cli(
     shown = kgm("throttle", run_id, env=env, cwd=tmp_path)
     assert "throttle: at most 0.001 batches/s" in shown.stdout and "waiting now: rate limit" in (
         shown.stdout), shown.stdout
-    # When it is paused (the waiting batch is reached within one nap) and its rate lifted
+    # When it is paused (the waiting batch is reached within one nap), and its rate lifted
+    # (a limit that makes no sense refused in one line)
     paused = kgm("pause", run_id, env=env, cwd=tmp_path)
     assert paused.returncode == 0 and f"run {run_id}: paused" in paused.stdout, paused.stderr
+    for bad, words in ((["--max-rate", "-1"], "max_rate: Input should be greater than 0"),
+                       (["--clear", "speed"], "--clear speed: no such limit"),
+                       (["--max-latency", "5", "--critical-latency", "1"],
+                        "the run would stop before it ever waited"),
+                       (["--max-health", "3"], "a health limit needs a health query")):
+        refused = kgm("throttle", run_id, *bad, env=env, cwd=tmp_path)
+        assert refused.returncode == 1 and words in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr
     lifted = kgm("throttle", run_id, "--clear", "max-batch-rate", "--max-latency", "30",
                  "--json", env=env, cwd=tmp_path)
     assert lifted.returncode == 0, lifted.stderr
@@ -208,11 +243,6 @@ def test_limits_change_while_a_batch_waits_and_a_pause_reaches_it_cli(
     run = Ledger(graph).require_run(run_id)
     assert run.status is MigrationStatus.COMPLETED, run.error_log
     assert changed_once(graph) == {"once": 40, "more": 0}
-    # and a limit that makes no sense is refused in one line
-    for bad in (["--max-rate", "-1"], ["--clear", "speed"],
-                ["--max-latency", "5", "--critical-latency", "1"]):
-        refused = kgm("throttle", run_id, *bad, env=env, cwd=tmp_path)
-        assert refused.returncode != 0 and "Traceback" not in refused.stderr, refused.stderr
 
 
 def test_a_rate_lifted_while_a_batch_waits_for_a_far_turn_lets_it_start(
@@ -247,7 +277,7 @@ def test_limits_that_make_no_sense_are_refused_with_the_reason() -> None:
                           ({"max_latency_s": 5, "critical_latency_s": 1}, "before it ever waited"),
                           ({"max_rate": float("inf")}, "finite")):
         with pytest.raises(KgmError, match=words):
-            checked(fields)
+            checked(fields).require_consistent()
 
 
 def test_a_change_clears_limits_first_then_sets_the_new_ones() -> None:
@@ -257,6 +287,14 @@ def test_a_change_clears_limits_first_then_sets_the_new_ones() -> None:
     assert current.merged(Throttle(max_rate=3)).max_rate == 3
     with pytest.raises(KgmError, match="no such limit"):
         cleared_limits(["speed"])
+    # a health level alone changes the run's query's level; a new query drops the old levels
+    watched = Throttle(health_query=HEALTH, max_health=5, critical_health=50)
+    assert watched.merged(Throttle(max_health=8)) == Throttle(
+        health_query=HEALTH, max_health=8, critical_health=50)
+    assert watched.merged(Throttle(health_query="RETURN 1 AS n", max_health=3)) == Throttle(
+        health_query="RETURN 1 AS n", max_health=3)
+    with pytest.raises(KgmError, match="needs a limit"):
+        watched.merged(Throttle(health_query="RETURN 1 AS n"))
 
 
 def test_max_active_transactions_is_a_health_query_of_its_own() -> None:

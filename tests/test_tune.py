@@ -18,6 +18,7 @@ from kgmigrate.errors import BackendError
 from kgmigrate.fingerprint import fingerprint
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
+from kgmigrate.ledger.batches import is_repeat
 from kgmigrate.model.records import MigrationStatus, PlannedBatch, RunRecord
 from kgmigrate.model.registry import Registry
 from kgmigrate.model.scope import KeyRange
@@ -161,7 +162,8 @@ def test_a_swap_is_refused_whole_when_an_old_batch_committed_meanwhile(
     # Given a step's two pending batches and two staged to replace them
     ledger = Ledger(graph)
     ledger.ensure_schema()
-    graph.write("CREATE (:__KGMStep {id: 's1', batches_done: 0, batches_total: 2})")
+    graph.write("CREATE (:__KGMRun {id: 'r1', status: 'paused'}), "
+                "(:__KGMStep {id: 's1', batches_done: 0, batches_total: 2})")
     ledger.create_batches("r1", "s1", [PlannedBatch("r1:1:1", 1, {"lo": 0, "hi": 10}),
                                        PlannedBatch("r1:1:2", 2, {"lo": 10, "hi": 20})])
     ledger.create_batches("r1", "s1", [PlannedBatch("r1:1:3", 3, {"lo": 0, "hi": 20})],
@@ -169,12 +171,22 @@ def test_a_swap_is_refused_whole_when_an_old_batch_committed_meanwhile(
     # When one of the old batches commits (a stale delivery) before the swap
     graph.write("MATCH (b:__KGMBatch {id: 'r1:1:2'}) SET b.status = 'completed'")
     # Then the swap is refused and nothing changed
-    with pytest.raises(BackendError):
-        ledger.swap_batches("s1", ["r1:1:1", "r1:1:2"], "tune_1", 20)
+    with pytest.raises(BackendError) as refused:
+        ledger.swap_batches("r1", "s1", ["r1:1:1", "r1:1:2"], "tune_1", 1, 20)
+    assert is_repeat(refused.value)
     statuses = {r["id"]: r["status"] for r in graph.read(
         "MATCH (b:__KGMBatch {step_id: 's1'}) RETURN b.id AS id, b.status AS status").records}
     assert statuses == {"r1:1:1": "pending", "r1:1:2": "completed", "r1:1:3": "staged"}
     assert [b.id for b in ledger.pending_batches("s1")] == ["r1:1:1"]
+    # and a swap of a run no longer paused (a resume started it) writes nothing either
+    graph.write("MATCH (b:__KGMBatch {id: 'r1:1:2'}) SET b.status = 'pending'")
+    graph.write("MATCH (r:__KGMRun {id: 'r1'}) SET r.status = 'in_progress'")
+    assert not ledger.swap_batches("r1", "s1", ["r1:1:1", "r1:1:2"], "tune_1", 1, 20)
+    assert [b.id for b in ledger.pending_batches("s1")] == ["r1:1:1", "r1:1:2"]
+    # while the same swap on the paused run goes through
+    graph.write("MATCH (r:__KGMRun {id: 'r1'}) SET r.status = 'paused'")
+    assert ledger.swap_batches("r1", "s1", ["r1:1:1", "r1:1:2"], "tune_1", 1, 20)
+    assert [b.id for b in ledger.pending_batches("s1")] == ["r1:1:3"]
 
 
 def test_a_running_run_retuned_from_the_cli_is_paused_retuned_and_continued(

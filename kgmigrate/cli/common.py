@@ -54,7 +54,7 @@ CriticalHealth = Annotated[float | None, typer.Option(
     "--critical-health", help="Throttle: the run stops (rolled back) when the health query "
     "returns more.")]
 MaxActiveTransactions = Annotated[int | None, typer.Option(
-    "--max-active-transactions", help="Throttle (Neo4j): batches wait while the server runs "
+    "--max-active-transactions", min=1, help="Throttle (Neo4j): batches wait while the server runs "
     "more transactions than this (a health query of SHOW TRANSACTIONS).")]
 OutOfOrderFlag = Annotated[bool, typer.Option(
     "--out-of-order", help="Allow pending migrations that applied ones come after "
@@ -224,7 +224,7 @@ CLEARABLE = {"max-rate": ("max_rate",), "max-batch-rate": ("max_batch_rate",),
              "max-latency": ("max_latency_s",), "critical-latency": ("critical_latency_s",),
              "health-query": ("health_query", "max_health", "critical_health"),
              "max-health": ("max_health",), "critical-health": ("critical_health",),
-             "max-active-transactions": ("health_query", "max_health")}
+             "max-active-transactions": ("health_query", "max_health", "critical_health")}
 
 
 def cleared_limits(names: list[str]) -> tuple[str, ...]:

@@ -288,6 +288,9 @@ def tune(
     run_id: Annotated[str, typer.Argument(help="The running or paused run.")],
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="The new size of the "
                                             "batches not started yet.")],
+    timeout: Annotated[float, typer.Option(
+        "--timeout", min=1, help="Seconds to wait for a running run to pause (its batches in "
+        "flight to finish) before giving up, with nothing retuned.")] = 600,
     as_json: JsonFlag = False,
 ) -> None:
     """Change the batch size of what a run has not started yet: its current step's pending
@@ -295,7 +298,7 @@ def tune(
     paused for it (those in flight finish) and continued after; a paused one stays paused.
     Committed batches and the undo log stay as they are."""
     with session(as_json) as migrations:
-        done = migrations.tune(run_id, batch_size)
+        done = migrations.tune(run_id, batch_size, timeout_s=timeout)
     if as_json:
         print_json({"run_id": run_id, **asdict(done)})
         return

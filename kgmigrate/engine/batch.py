@@ -70,14 +70,13 @@ def run_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str) -
         return result.model_copy(update={"status": "failed",
                                          "error": "an unbatched step was sent as a batch"})
     address = address_from_json(rt.ledger.batch_address(batch_id))
-    try:
-        turn = wait_turn(rt, run_id, batch_id,
-                         lambda: _at_most(address, rt.ledger.step(step_id).batch_size))
-    except KgmError as exc:  # the health query failed: the run stops, as on a failed batch
-        return _failed(rt, result, f"batch {seq}: {exc}", 0.0)
+    turn = wait_turn(rt, run_id, batch_id,
+                     lambda: _at_most(address, rt.ledger.step(step_id).batch_size))
     if turn.held is not None:
         return _held_result(result, turn.held)
     if turn.stop is not None:
+        if not rt.ledger.claim_stop(run_id, turn.stop):
+            return result.model_copy(update={"status": "paused"})  # another batch stops it
         return _failed(rt, result, f"batch {seq} not started: {turn.stop}", 0.0)
     started, started_at = time.perf_counter(), utc_now().isoformat()
     try:

@@ -23,6 +23,7 @@ from kgmigrate.engine.batch_statement import address_from_json, address_to_json,
 from kgmigrate.errors import BackendError, KgmError
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
+from kgmigrate.ledger.batches import is_repeat
 from kgmigrate.ledger.lock import default_holder
 from kgmigrate.model.ids import new_id
 from kgmigrate.model.records import MigrationStatus, PlannedBatch, RunRecord, StepRecord, utc_now
@@ -42,14 +43,14 @@ class Retuned:
     step: int | None
     batches_before: int
     batches_after: int
-    later_steps: int
+    later_steps: int  # batched steps not started yet: cut at the new size when they start
     continued: bool = False  # the run was running: paused for the retune, then continued
 
     def describe(self) -> str:
         cut = (f"step {self.step}: {self.batches_before} pending batches cut into "
                f"{self.batches_after}" if self.step is not None else "no pending batch to cut")
-        later = (f"; {self.later_steps} later step{'s' if self.later_steps > 1 else ''} will "
-                 "be cut at it" if self.later_steps else "")
+        later = (f"; {self.later_steps} step{'s' if self.later_steps > 1 else ''} not started "
+                 "yet will be cut at it" if self.later_steps else "")
         return f"batch size {self.batch_size:,}: {cut}{later}"
 
 
@@ -68,8 +69,8 @@ def retune(backend: GraphBackend, run: RunRecord, batch_size: int, *,
     recut = current.batched and current.planned
     if recut:
         before, after = _recut(backend, ledger, current, batch_size)
-    ledger.resize_later_steps(run.id, current.order, batch_size)  # the current one too
-    later = sum(s.order > current.order and s.batched and not s.planned for s in run.steps)
+    ledger.resize_later_steps(run.id, current.order, batch_size)
+    later = sum(s.order >= current.order and s.batched and not s.planned for s in run.steps)
     done = Retuned(batch_size, current.order if recut and before else None, before, after,
                    later)
     ledger.note_tune(run.id, f"{done.describe()} (by {by or default_holder()} at "
@@ -96,14 +97,18 @@ def _recut(backend: GraphBackend, ledger: Ledger, step: StepRecord, batch_size: 
         for at in range(0, len(staged), CHUNK):
             ledger.create_batches(step.run_id, step.id, staged[at:at + CHUNK], staged_by=tune)
         try:
-            swapped = ledger.swap_batches(step.id, [b.id for b in pending], tune, batch_size)
+            swapped = ledger.swap_batches(step.run_id, step.id, [b.id for b in pending], tune,
+                                          len(staged), batch_size)
         except BackendError as exc:
-            if exc.transient:
+            if not is_repeat(exc):
                 raise
-            continue  # an old batch committed meanwhile: cut what is pending now
-        return len(pending), swapped
-    raise KgmError(f"step {step.order}: its batches kept committing while it was retuned "
-                   f"(is the run really paused?); nothing was changed")
+            continue  # an old batch committed meanwhile, or another retune ran: cut again
+        if not swapped:
+            raise KgmError(f"run {step.run_id} was continued while it was retuned; nothing "
+                           "was changed")
+        return len(pending), len(staged)
+    raise KgmError(f"step {step.order}: its batches kept changing while it was retuned (a "
+                   "second retune at the same time?); nothing was changed")
 
 
 def _cut(backend: GraphBackend, plan: BatchPlan, pending: list[BatchAddress], size: int

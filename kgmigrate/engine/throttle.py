@@ -14,14 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kgmigrate.errors import BackendError, KgmError
+from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import RunGate
 from kgmigrate.ledger.lock import LockLostError
 from kgmigrate.model.throttle import Throttle
 from kgmigrate.runtime.context import Runtime
 
 log = logging.getLogger("kgmigrate.workers")
-SPELL_S = 2.0  # the longest nap between two looks at the run
-HEALTH_TIMEOUT_S = 10.0  # a health query that takes longer counts as an error of the batch
+SPELL_S = 2.0  # the longest nap between two looks at the run (at most half the watch's wait)
+HEALTH_TIMEOUT_S = 10.0  # a health query that takes longer failed: the batch waits
 # after a batch over the latency limit the next one waits twice that batch's time (at least
 # LATENCY_WAIT_MIN_S, at most LATENCY_WAIT_MAX_S), then starts anyway: it measures again
 LATENCY_WAIT_MIN_S, LATENCY_WAIT_MAX_S = 0.5, 60.0
@@ -54,6 +55,7 @@ class _Waiter:
 
     def wait(self, entities: Callable[[], int]) -> Turn:
         latency_wait_until: float | None = None
+        turn_taken = False  # after a wait for the rate's turn the other limits count again
         while True:
             gate = self.rt.ledger.batch_and_run(self.batch_id, self.run_id)
             throttle = gate.throttle
@@ -61,28 +63,28 @@ class _Waiter:
                 return self._end(throttle, held=gate)
             if throttle.is_empty:
                 return self._end(throttle)
-            health = health_value(self.rt, throttle) if throttle.health_query else None
+            health = health_value(self.rt.backend, throttle) if throttle.health_query else None
             stop = _critical(throttle, gate.latency_s, health)
             if stop is not None:
                 return self._end(throttle, stop=stop)
-            reason = _over_health(throttle, health)
+            reason, until = _over_health(throttle, health), None
             if reason is None and throttle.max_latency_s is not None \
                     and gate.latency_s is not None and gate.latency_s > throttle.max_latency_s:
                 if latency_wait_until is None:
                     latency_wait_until = time.monotonic() + min(max(
                         2 * gate.latency_s, LATENCY_WAIT_MIN_S), LATENCY_WAIT_MAX_S)
                 if time.monotonic() < latency_wait_until:
-                    reason = (f"the last batch took {gate.latency_s:.2f}s, over the "
-                              f"{throttle.max_latency_s:g}s limit")
+                    reason, until = (f"the last batch took {gate.latency_s:.2f}s, over the "
+                                     f"{throttle.max_latency_s:g}s limit"), latency_wait_until
             if reason is not None:
-                self._nap(reason, latency_wait_until)
+                self._nap(reason, until)
                 continue
-            gap = throttle.seconds_per_batch(entities() if throttle.max_rate else 0)
+            gap = 0.0 if turn_taken else throttle.seconds_per_batch(
+                entities() if throttle.max_rate else 0)
             if gap <= 0:
                 return self._end(throttle)
             start = self.rt.ledger.reserve_turn(self.run_id, gap, time.time())
-            if self._until(start, throttle):
-                return self._end(throttle)
+            turn_taken = self._until(start, throttle)
 
     def _until(self, start: float, throttle: Throttle) -> bool:
         """Nap until `start` (a time.time()); False when the run's throttle changed meanwhile
@@ -95,7 +97,11 @@ class _Waiter:
         return True
 
     def _nap(self, reason: str, until: float | None) -> None:
-        spell = SPELL_S if until is None else min(SPELL_S, max(until - time.monotonic(), 0))
+        """Sleep one spell (or until `until`, when sooner): short enough that the run's watch
+        sees its throttled time move between two of its checks."""
+        spell = min(SPELL_S, self.rt.settings.stall_after_s / 2)
+        if until is not None:
+            spell = min(spell, max(until - time.monotonic(), 0.01))
         self._count(reason)
         try:
             self.rt.lock.renew_for_run(self.run_id)
@@ -120,41 +126,51 @@ class _Waiter:
         self.counted, self.noted = now, True
 
 
-def _critical(throttle: Throttle, latency_s: float | None, health: float | None
+def _critical(throttle: Throttle, latency_s: float | None, health: float | str | None
               ) -> str | None:
     """Why the run must stop now, if it must."""
     if throttle.critical_latency_s is not None and latency_s is not None \
             and latency_s > throttle.critical_latency_s:
         return (f"throttle: a batch took {latency_s:.2f}s, over the critical latency "
                 f"{throttle.critical_latency_s:g}s")
-    if throttle.critical_health is not None and health is not None \
+    if throttle.critical_health is not None and isinstance(health, float) \
             and health > throttle.critical_health:
         return (f"throttle: health query `{throttle.health_query}` returned {health:g}, "
                 f"over the critical {throttle.critical_health:g}")
     return None
 
 
-def _over_health(throttle: Throttle, health: float | None) -> str | None:
+def _over_health(throttle: Throttle, health: float | str | None) -> str | None:
+    if isinstance(health, str):  # it failed: wait until it answers (the operator sees why)
+        return f"health query `{throttle.health_query}` failed ({health}); waiting for it"
     if throttle.max_health is not None and health is not None and health > throttle.max_health:
         return (f"health query `{throttle.health_query}` returned {health:g}, over "
                 f"{throttle.max_health:g}")
     return None
 
 
-def health_value(rt: Runtime, throttle: Throttle) -> float:
-    """The health query's number, read-only and bounded in time. A query that fails or does
-    not return one number raises KgmError: the run stops with it, as for a failed batch."""
+def health_value(backend: GraphBackend, throttle: Throttle) -> float | str:
+    """The health query's number, read-only and bounded in time; what went wrong as text when
+    it failed or returned anything else than one number. A batch waits then: a query that
+    times out or fails on a busy server must not stop the run (`kgmigrate throttle` checks
+    it when it is set)."""
     assert throttle.health_query is not None
     try:
-        rows = rt.backend.read(throttle.health_query, timeout=HEALTH_TIMEOUT_S).records
+        rows = backend.read(throttle.health_query, timeout=HEALTH_TIMEOUT_S).records
     except BackendError as exc:
-        if exc.transient:
-            raise
-        raise KgmError(f"throttle: health query `{throttle.health_query}` failed: {exc}"
-                       ) from None
+        return str(exc)[:300]
     values = [v for row in rows for v in row.values()]
     if len(values) != 1 or isinstance(values[0], bool) \
             or not isinstance(values[0], int | float):
-        raise KgmError(f"throttle: health query `{throttle.health_query}` must return one "
-                       f"number, not {values[:3]!r}")
+        return f"it must return one number, not {values[:3]!r}"
     return float(values[0])
+
+
+def require_health_query(backend: GraphBackend, throttle: Throttle) -> None:
+    """Refuse a health query that fails or does not return one number, in one line, before a
+    run depends on it."""
+    if throttle.health_query is None:
+        return
+    found = health_value(backend, throttle)
+    if isinstance(found, str):
+        raise KgmError(f"health query `{throttle.health_query}`: {found}; nothing was changed")

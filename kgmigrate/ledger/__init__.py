@@ -172,10 +172,11 @@ BATCH_AND_RUN = (
     "r.latency_s AS latency_s"
 )
 # The run's throttle (JSON; kgmigrate.model.throttle), set or changed: the turns reserved
-# under the old rate are forgotten (a slower rate's far-off turn must not hold a faster one).
+# under the old rate are forgotten (a slower rate's far-off turn must not hold a faster one),
+# and so is the last latency (measured while no latency limit held, perhaps long ago).
 SET_THROTTLE = (
-    f"MATCH (r:{RUN} {{id: $id}}) SET r.throttle = $throttle, r.next_turn = null "
-    "RETURN r.status AS status"
+    f"MATCH (r:{RUN} {{id: $id}}) SET r.throttle = $throttle, r.next_turn = null, "
+    "r.latency_s = null RETURN r.status AS status"
 )
 # The next free start time under the run's rate (seconds since the epoch), taken for one batch:
 # the run's write lock first, then the read (see TRANSITION), so two workers never share one.
@@ -188,12 +189,19 @@ NOTE_THROTTLED = (
     f"MATCH (r:{RUN} {{id: $id}}) SET r.throttle_note = $note, "
     "r.throttled_s = coalesce(r.throttled_s, 0.0) + $seconds RETURN r.id AS id"
 )
+# A critical limit stops the run once: the first batch to see it claims the stop (the run's
+# write lock first, then the read) and fails; the others return without starting.
+CLAIM_STOP = (
+    f"MATCH (r:{RUN} {{id: $id}}) SET r.stop_writes = coalesce(r.stop_writes, 0) + 1 "
+    "WITH r, r.stopped_by_throttle IS NULL AS first "
+    "SET r.stopped_by_throttle = coalesce(r.stopped_by_throttle, $reason) RETURN first"
+)
 NOTE_LATENCY = f"MATCH (r:{RUN} {{id: $id}}) SET r.latency_s = $seconds RETURN r.id AS id"
 # What a throttle measured before a pause or a crash says nothing of the graph when the run
 # continues: its latency and turns start afresh.
 RESET_THROTTLE_STATE = (
     f"MATCH (r:{RUN} {{id: $id}}) SET r.latency_s = null, r.next_turn = null, "
-    "r.throttle_note = null RETURN r.id AS id"
+    "r.throttle_note = null, r.stopped_by_throttle = null RETURN r.id AS id"
 )
 STEP_FIELDS = (
     "RETURN s.id AS id, s.run_id AS run_id, s.order AS order, s.version AS version, "
@@ -217,19 +225,26 @@ CREATE_BATCHES = (
 )
 # A retune (kgmigrate.engine.retune) cuts a paused step's batches not yet started anew: the new
 # ones are written `staged` (no launch sees them), then one statement swaps them in. It takes
-# the old ones' write locks first and refuses (1/0: nothing is written) when one of them
-# committed meanwhile (a stale delivery): their keys would then be in two batches. The old
-# ones stay, `superseded`, for the audit: a late delivery of one skips it.
+# the run's write lock, then the old batches', and writes nothing unless the run is still
+# paused (no row: a resume started it meanwhile), and refuses (1/0) unless every old batch is
+# still pending (one committed meanwhile, a stale delivery: its keys would be in two batches)
+# and every staged one is there (another retune dropped them). The old ones stay,
+# `superseded`, for the audit: a late delivery of one skips it.
 SWAP_BATCHES = (
+    f"MATCH (r:{RUN} {{id: $run_id}}) SET r.tune_writes = coalesce(r.tune_writes, 0) + 1 "
+    "WITH r WHERE r.status = 'paused' "
     f"UNWIND $old AS id MATCH (b:{BATCH} {{id: id}}) "
     "SET b.tune_writes = coalesce(b.tune_writes, 0) + 1 "
-    "WITH collect(b) AS olds "
-    "WITH olds, size([o IN olds WHERE o.status = 'completed']) AS raced "
-    "WITH olds, 1 / (CASE WHEN raced = 0 THEN 1 ELSE 0 END) AS ok "
+    "WITH r, collect(b) AS olds "  # grouped by the run: no row when it is not paused
+    "WITH r, olds, size([o IN olds WHERE o.status IN ['pending', 'failed']]) AS still "
+    f"OPTIONAL MATCH (n:{BATCH} {{step_id: $step_id}}) WHERE n.status = 'staged' "
+    "AND n.tune = $tune "
+    "WITH r, olds, still, collect(n) AS news "
+    "WITH olds, news, 1 / (CASE WHEN still = size($old) AND size(news) = $staged "
+    "THEN 1 ELSE 0 END) AS ok "
     "FOREACH (o IN olds | SET o.status = 'superseded', o.superseded_by = $tune) "
-    f"WITH ok MATCH (n:{BATCH} {{step_id: $step_id}}) WHERE n.status = 'staged' "
-    "AND n.tune = $tune SET n.status = 'pending' "
-    f"WITH count(n) AS staged MATCH (s:{STEP} {{id: $step_id}}) "
+    "FOREACH (n IN news | SET n.status = 'pending') "
+    f"WITH size(news) AS staged MATCH (s:{STEP} {{id: $step_id}}) "
     "SET s.batches_total = s.batches_done + staged, s.batch_size = $size "
     "RETURN staged"
 )
@@ -306,8 +321,11 @@ ENDED_BY = (
 LATEST_RUNS = (
     f"MATCH (r:{RUN}) RETURN r.id AS id ORDER BY r.created_at DESC, r.id DESC LIMIT $limit"
 )
+# A batch's failure, recorded by its worker: never over a batch another delivery committed
+# or a retune superseded (its keys would then count as pending again). The lock first.
 UPSERT_BATCH = (
-    f"MERGE (b:{BATCH} {{id: $id}}) "
+    f"MERGE (b:{BATCH} {{id: $id}}) SET b.attempts = coalesce(b.attempts, 0) "
+    "WITH b WHERE NOT coalesce(b.status IN ['completed', 'superseded'], false) "
     "SET b.run_id = $run_id, b.step_id = $step_id, b.seq = $seq, b.status = $status, "
     "b.attempts = $attempts, b.worker = $worker, b.entities = $entities, "
     "b.counters = $counters, b.error = $error, b.started_at = $started_at, "
@@ -626,14 +644,15 @@ class Ledger:
     def max_seq(self, step_id: str) -> int:
         return int(self.backend.read(MAX_SEQ, {"step_id": step_id}).value("seq") or 0)
 
-    def swap_batches(self, step_id: str, old: Sequence[str], tune: str, batch_size: int
-                     ) -> int:
-        """Swap the batches `tune` staged in for the `old` ones (superseded), and make the
-        step's size `batch_size`, in one statement; the number swapped in. A BackendError
-        when one of `old` committed meanwhile: then nothing was changed."""
-        return int(self.backend.write(SWAP_BATCHES, {
-            "old": list(old), "step_id": step_id, "tune": tune, "size": batch_size,
-        }).value("staged"))
+    def swap_batches(self, run_id: str, step_id: str, old: Sequence[str], tune: str,
+                     staged: int, batch_size: int) -> bool:
+        """Swap the `staged` batches `tune` staged in for the `old` ones (superseded), and
+        make the step's size `batch_size`, in one statement. False when the run is no longer
+        paused; a BackendError (`is_repeat`) when an old batch is no longer pending or a
+        staged one is gone. Either way nothing was changed."""
+        return bool(self.backend.write(SWAP_BATCHES, {
+            "run_id": run_id, "old": list(old), "step_id": step_id, "tune": tune,
+            "staged": staged, "size": batch_size}).records)
 
     def resize_later_steps(self, run_id: str, from_order: int, batch_size: int) -> int:
         """Steps from `from_order` on that are not planned yet: cut at `batch_size`."""
@@ -715,6 +734,12 @@ class Ledger:
         """`seconds` more the run waited for its throttle, and why it waits now (None: it
         does not)."""
         self.backend.write(NOTE_THROTTLED, {"id": run_id, "note": note, "seconds": seconds})
+
+    def claim_stop(self, run_id: str, reason: str) -> bool:
+        """True for the first batch that stops the run on a critical limit (since it last
+        started)."""
+        return bool(self.backend.write(CLAIM_STOP, {"id": run_id, "reason": reason}
+                                       ).value("first"))
 
     def note_latency(self, run_id: str, seconds: float) -> None:
         """The run's last committed batch took `seconds` (what a latency limit compares)."""

@@ -41,24 +41,30 @@ class Throttle(BaseModel):
     critical_health: float | None = None  # the run stops when it returns more
 
     @model_validator(mode="after")
-    def _consistent(self) -> Self:
+    def _finite(self) -> Self:
         for name in LIMITS:
             value = getattr(self, name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number")
+        return self
+
+    def require_consistent(self) -> Self:
+        """The throttle, when its limits make sense together (a change of some limits need
+        not: it is checked once merged with the run's others); else a one-line KgmError."""
         if (self.max_health is not None or self.critical_health is not None) \
                 and self.health_query is None:
-            raise ValueError("a health limit needs a health query (--health-query, or "
-                             "--max-active-transactions on Neo4j)")
+            raise KgmError("throttle: a health limit needs a health query (--health-query, "
+                           "or --max-active-transactions on Neo4j)")
         if self.health_query is not None and self.max_health is None \
                 and self.critical_health is None:
-            raise ValueError("a health query needs a limit (--max-health or --critical-health)")
+            raise KgmError("throttle: a health query needs a limit (--max-health or "
+                           "--critical-health)")
         for wait, stop in (("max_latency_s", "critical_latency_s"),
                            ("max_health", "critical_health")):
             low, high = getattr(self, wait), getattr(self, stop)
             if low is not None and high is not None and high < low:
-                raise ValueError(f"{stop} ({high}) is below {wait} ({low}): the run would stop "
-                                 "before it ever waited")
+                raise KgmError(f"throttle: {stop} ({high:g}) is below {wait} ({low:g}): the "
+                               "run would stop before it ever waited")
         return self
 
     @property
@@ -66,13 +72,17 @@ class Throttle(BaseModel):
         return all(getattr(self, name) is None for name in LIMITS)
 
     def merged(self, change: "Throttle", *, cleared: tuple[str, ...] = ()) -> "Throttle":
-        """This throttle with `cleared` limits removed, then `change`'s limits set."""
+        """This throttle with `cleared` limits removed, then `change`'s limits set; checked
+        whole. A new health query drops the old one's levels (they measured another thing)
+        unless the change gives them."""
         unknown = sorted(set(cleared) - set(LIMITS))
         if unknown:
             raise KgmError(f"no limit {', '.join(unknown)} to clear; the limits are "
                            f"{', '.join(LIMITS)}")
+        if change.health_query not in (None, self.health_query):
+            cleared = (*cleared, "max_health", "critical_health")
         kept = {k: v for k, v in self.model_dump().items() if k not in cleared}
-        return checked({**kept, **change.model_dump(exclude_none=True)})
+        return checked({**kept, **change.model_dump(exclude_none=True)}).require_consistent()
 
     def seconds_per_batch(self, batch_size: int) -> float:
         """The least time between two batches' starts under the rate limits (0: none)."""
@@ -106,7 +116,8 @@ class Throttle(BaseModel):
 
 
 def checked(fields: dict[str, object]) -> Throttle:
-    """A throttle from user input: a clear error (not a stack trace) when it makes no sense."""
+    """A throttle (or a change of one) from user input: a clear error, not a stack trace, for
+    a limit that makes no sense by itself (see `require_consistent` for the rest)."""
     try:
         return Throttle.model_validate(fields)
     except ValidationError as exc:

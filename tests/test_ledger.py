@@ -48,12 +48,20 @@ def test_a_recorded_run_holds_its_steps_status_history_and_batches(
     # and batches are recorded with status, counters, attempts, worker and timing
     started = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
     batch = BatchRecord(id="batch_1", run_id=run.id, step_id=run.steps[0].id, seq=1,
-                        status=MigrationStatus.COMPLETED, attempts=2, worker="w1@h",
+                        status=MigrationStatus.FAILED, attempts=2, worker="w1@h",
                         entities=10_000, counters={"properties_set": 10_000},
-                        started_at=started, finished_at=started)
+                        started_at=started, finished_at=started, error="batch 1 failed")
     ledger.record_batch(batch)
     ledger.record_batch(batch.model_copy(update={"attempts": 3}))  # upsert, not a duplicate
     assert ledger.batches(run.steps[0].id) == [batch.model_copy(update={"attempts": 3})]
+    # but a failure is never recorded over a batch another delivery committed
+    committed = batch.model_copy(update={"id": "batch_2", "seq": 2, "error": None,
+                                         "status": MigrationStatus.COMPLETED})
+    ledger.record_batch(committed)
+    ledger.record_batch(committed.model_copy(update={"status": MigrationStatus.FAILED,
+                                                     "error": "a late delivery failed"}))
+    assert ledger.batches(run.steps[0].id) == [batch.model_copy(update={"attempts": 3}),
+                                               committed]
     assert ledger.runs()[0].id == run.id
     # and steps and the run carry progress, counters, timing and the backup reference
     ledger.update_step(run.steps[0].id, status=MigrationStatus.COMPLETED, batches_total=4,

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from kgmigrate.cli.common import throttled
 from kgmigrate.model.ids import id_time_ms, is_id, new_id
 from kgmigrate.model.records import RunRecord, StepRecord
 from kgmigrate.model.status import (
@@ -14,6 +15,7 @@ from kgmigrate.model.status import (
     StatusTransitionError,
     check_transition,
 )
+from kgmigrate.model.throttle import Throttle
 
 
 def test_ids_are_unique_even_within_one_millisecond() -> None:
@@ -115,3 +117,19 @@ def test_a_step_ends_its_migration_when_the_next_step_is_another_migrations_or_n
                     history=[], steps=steps)
     assert [run.ends_its_migration(s) for s in steps] == [False, True, True]
     assert [run.next_step(s) for s in steps] == [steps[1], steps[2], None]
+
+
+def test_the_throttle_line_says_why_a_batch_waits_only_while_the_run_has_workers() -> None:
+    # Given a running run whose last batch noted that it waits for its rate turn
+    run = RunRecord(id="r", status=MigrationStatus.IN_PROGRESS, migrations=["V1"],
+                    created_at=datetime(2026, 1, 1, tzinfo=UTC), created_by="t", host="h",
+                    history=[], throttle=Throttle(max_rate=1000), throttled_s=5.5,
+                    throttle_note="rate limit, at most 1000 entities/s")
+    # Then with workers the line says why a batch waits now
+    assert throttled(run) == ("throttle: at most 1000 entities/s; waited 5.5s in all; "
+                              "waiting now: rate limit, at most 1000 entities/s")
+    # and once its workers are gone (a killed worker left that note) it does not
+    assert throttled(run, live=False) == "throttle: at most 1000 entities/s; waited 5.5s in all"
+    # nor once the run has ended
+    ended = run.model_copy(update={"status": MigrationStatus.COMPLETED})
+    assert "waiting now" not in (throttled(ended) or "")

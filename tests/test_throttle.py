@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from kgmigrate import runs
-from kgmigrate.cli.common import cleared_limits, throttle_from
+from kgmigrate.cli.limits import cleared_limits, throttle_from
 from kgmigrate.connect import resolve
 from kgmigrate.errors import KgmError
 from kgmigrate.fingerprint import fingerprint

@@ -14,9 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kgmigrate.errors import KgmError
 from kgmigrate.model.records import Conflict, FailedBatch, MigrationStatus, RunRecord
-from kgmigrate.model.throttle import ACTIVE_TRANSACTIONS, Throttle, checked
 from kgmigrate.runtime.settings import GraphTarget
 from kgmigrate.service import Migrations, StepProgress, WorkerWatch, progress
 
@@ -35,27 +33,6 @@ LocalWorkersFlag = Annotated[int, typer.Option(
 AllowNoWorkersFlag = Annotated[bool, typer.Option(
     "--allow-no-workers", help="Queue the run even when no worker serves its queues: it "
     "waits, holding the migration lock, until one starts (without this, refused at once).")]
-MaxRate = Annotated[float | None, typer.Option(
-    "--max-rate", help="Throttle: at most this many entities per second, over all workers.")]
-MaxBatchRate = Annotated[float | None, typer.Option(
-    "--max-batch-rate", help="Throttle: at most this many batches per second.")]
-MaxLatency = Annotated[float | None, typer.Option(
-    "--max-latency", help="Throttle: seconds; after a batch that took longer the next waits "
-    "(twice that batch's time), then measures again.")]
-CriticalLatency = Annotated[float | None, typer.Option(
-    "--critical-latency", help="Throttle: seconds; a batch that took longer stops the run as "
-    "a failure does (rolled back).")]
-HealthQuery = Annotated[str | None, typer.Option(
-    "--health-query", help="Throttle: a read-only query returning one number, asked before "
-    "each batch (with --max-health / --critical-health).")]
-MaxHealth = Annotated[float | None, typer.Option(
-    "--max-health", help="Throttle: batches wait while the health query returns more.")]
-CriticalHealth = Annotated[float | None, typer.Option(
-    "--critical-health", help="Throttle: the run stops (rolled back) when the health query "
-    "returns more.")]
-MaxActiveTransactions = Annotated[int | None, typer.Option(
-    "--max-active-transactions", min=1, help="Throttle (Neo4j): batches wait while the server runs "
-    "more transactions than this (a health query of SHOW TRANSACTIONS).")]
 OutOfOrderFlag = Annotated[bool, typer.Option(
     "--out-of-order", help="Allow pending migrations that applied ones come after "
     "(KGMIGRATE_OUT_OF_ORDER).")]
@@ -150,7 +127,8 @@ def _plain(line: str) -> None:
     err.print(line, markup=False, highlight=False)
 
 
-def show_run(run: RunRecord) -> None:
+def show_run(run: RunRecord, *, stalled: bool = False) -> None:
+    """`stalled`: no worker serves the run, so no batch of it waits for its throttle now."""
     target = f" (target {escape(run.target)})" if run.target else ""
     out.print(f"run {run.id}: [bold]{run.status}[/]  {run.kind}  migrations "
               f"{', '.join(run.migrations)}{target}", highlight=False)
@@ -162,7 +140,7 @@ def show_run(run: RunRecord) -> None:
     request = requested(run)
     if request:
         out.print(f"  [yellow]{escape(request)}[/]", highlight=False)
-    limits = throttled(run)
+    limits = throttled(run, live=not stalled)
     if limits:
         out.print(f"  {escape(limits)}", highlight=False)
     for tune in run.tunes:
@@ -202,49 +180,14 @@ def requested(run: RunRecord) -> str | None:
             f"the run is {then}")
 
 
-def throttle_from(max_rate: float | None = None, max_batch_rate: float | None = None,
-                  max_latency: float | None = None, critical_latency: float | None = None,
-                  health_query: str | None = None, max_health: float | None = None,
-                  critical_health: float | None = None,
-                  max_active_transactions: int | None = None) -> Throttle:
-    """The throttle the options ask for (clear errors for what makes no sense)."""
-    if max_active_transactions is not None:
-        if health_query is not None or max_health is not None:
-            raise KgmError("--max-active-transactions is a health query of its own: give it "
-                           "or --health-query with --max-health, not both")
-        health_query, max_health = ACTIVE_TRANSACTIONS, max_active_transactions
-    return checked({"max_rate": max_rate, "max_batch_rate": max_batch_rate,
-                    "max_latency_s": max_latency, "critical_latency_s": critical_latency,
-                    "health_query": health_query, "max_health": max_health,
-                    "critical_health": critical_health})
-
-
-# `--clear` names a limit as its option does; --max-active-transactions lifts the health limit
-CLEARABLE = {"max-rate": ("max_rate",), "max-batch-rate": ("max_batch_rate",),
-             "max-latency": ("max_latency_s",), "critical-latency": ("critical_latency_s",),
-             "health-query": ("health_query", "max_health", "critical_health"),
-             "max-health": ("max_health",), "critical-health": ("critical_health",),
-             "max-active-transactions": ("health_query", "max_health", "critical_health")}
-
-
-def cleared_limits(names: list[str]) -> tuple[str, ...]:
-    """The throttle's fields that `--clear NAME ...` lifts."""
-    fields: list[str] = []
-    for name in names:
-        key = name.strip().removeprefix("--").replace("_", "-")
-        if key not in CLEARABLE:
-            raise KgmError(f"--clear {name}: no such limit; one of {', '.join(CLEARABLE)}")
-        fields += CLEARABLE[key]
-    return tuple(dict.fromkeys(fields))
-
-
-def throttled(run: RunRecord) -> str | None:
-    """The run's limits, the time its batches waited for them, and why one waits now."""
+def throttled(run: RunRecord, *, live: bool = True) -> str | None:
+    """The run's limits, the time its batches waited for them, and why one waits now (the
+    last batch's note: not shown when the run has no `live` workers, whose note it was)."""
     if run.throttle is None and not run.throttled_s:
         return None
     limits = run.throttle.describe() if run.throttle is not None else "no limits"
     line = f"throttle: {limits}; waited {run.throttled_s:,.1f}s in all"
-    if run.throttle_note and run.status in RUNNING_OR_PAUSED:
+    if live and run.throttle_note and run.status in RUNNING_OR_PAUSED:
         line += f"; waiting now: {run.throttle_note}"
     return line
 

@@ -313,7 +313,7 @@ def status(
                      "waiting_for_workers": ({**workers.as_json(), "message": waiting}
                                              if workers else None)})
         return
-    show_run(run)
+    show_run(run, stalled=workers is not None)
     if waiting:
         show_waiting(waiting)
     show_conflicts(conflicts)

@@ -12,22 +12,12 @@ from rich.markup import escape
 
 from kgmigrate import service
 from kgmigrate.cli.common import (
-    CLEARABLE,
     AllowNoWorkersFlag,
-    CriticalHealth,
-    CriticalLatency,
-    HealthQuery,
     JsonFlag,
     LocalWorkersFlag,
-    MaxActiveTransactions,
-    MaxBatchRate,
-    MaxHealth,
-    MaxLatency,
-    MaxRate,
     OutOfOrderFlag,
     WaitFlag,
     app,
-    cleared_limits,
     err,
     follow,
     out,
@@ -38,12 +28,13 @@ from kgmigrate.cli.common import (
     show_conflicts,
     show_graph,
     show_waiting,
-    throttle_from,
     throttled,
 )
+from kgmigrate.cli.limits import CLEARABLE, NO_LIMITS, cleared_limits, throttle_options
 from kgmigrate.errors import KgmError
 from kgmigrate.model.records import DowngradePlan, MigrationStatus, RunRecord
 from kgmigrate.model.status import ENDED
+from kgmigrate.model.throttle import Throttle
 from kgmigrate.service import BATCH_QUEUE, CONTROL_QUEUE, Migrations, Workers
 
 
@@ -59,6 +50,7 @@ def worker(
                          loglevel=loglevel, on_start=show_graph)
 
 @app.command()
+@throttle_options
 def upgrade(
     target: Annotated[str | None, typer.Argument(help="Version to upgrade to (default: all).")]
     = None,
@@ -66,21 +58,12 @@ def upgrade(
     local_workers: LocalWorkersFlag = 0,
     allow_no_workers: AllowNoWorkersFlag = False,
     out_of_order: OutOfOrderFlag = False,
-    max_rate: MaxRate = None,
-    max_batch_rate: MaxBatchRate = None,
-    max_latency: MaxLatency = None,
-    critical_latency: CriticalLatency = None,
-    health_query: HealthQuery = None,
-    max_health: MaxHealth = None,
-    critical_health: CriticalHealth = None,
-    max_active_transactions: MaxActiveTransactions = None,
+    limits: Throttle = NO_LIMITS,
     as_json: JsonFlag = False,
 ) -> None:
     """Apply pending migrations as batched tasks on the workers, with live progress; the
     --max-* and --critical-* options throttle it from its first batch (`kgmigrate throttle`
     changes them while it runs)."""
-    limits = throttle_from(max_rate, max_batch_rate, max_latency, critical_latency,
-                             health_query, max_health, critical_health, max_active_transactions)
 
     def skipped(version: str, why: str) -> None:  # stderr with --json: stdout is its document
         (err if as_json else out).print(f"{version} skipped: {escape(why)}", highlight=False)
@@ -93,6 +76,7 @@ def upgrade(
 
 
 @app.command()
+@throttle_options
 def downgrade(
     target: Annotated[str, typer.Argument(help="Version to go back to (it and what it depends "
                                           "on stay applied), or `base` to undo every "
@@ -105,14 +89,7 @@ def downgrade(
     wait: WaitFlag = True,
     local_workers: LocalWorkersFlag = 0,
     allow_no_workers: AllowNoWorkersFlag = False,
-    max_rate: MaxRate = None,
-    max_batch_rate: MaxBatchRate = None,
-    max_latency: MaxLatency = None,
-    critical_latency: CriticalLatency = None,
-    health_query: HealthQuery = None,
-    max_health: MaxHealth = None,
-    critical_health: CriticalHealth = None,
-    max_active_transactions: MaxActiveTransactions = None,
+    limits: Throttle = NO_LIMITS,
     as_json: JsonFlag = False,
 ) -> None:
     """Undo every applied migration that is neither TARGET nor one TARGET depends on (directly
@@ -120,8 +97,6 @@ def downgrade(
     before it that TARGET does not depend on (asked first; refused without a terminal unless
     --yes). Runs their inverses batched and validated like an upgrade (refused if one of them
     is irreversible). --dry-run shows the set first; --max-* and --critical-* throttle it."""
-    limits = throttle_from(max_rate, max_batch_rate, max_latency, critical_latency,
-                             health_query, max_health, critical_health, max_active_transactions)
     nothing = ("Nothing to undo: no migration is applied." if target == "base" else
                f"Nothing to undo: every applied migration is {target} or one it depends on.")
     if dry_run:
@@ -248,16 +223,10 @@ def pause(
 
 
 @app.command()
+@throttle_options
 def throttle(
     run_id: Annotated[str, typer.Argument(help="The running, paused or failed run.")],
-    max_rate: MaxRate = None,
-    max_batch_rate: MaxBatchRate = None,
-    max_latency: MaxLatency = None,
-    critical_latency: CriticalLatency = None,
-    health_query: HealthQuery = None,
-    max_health: MaxHealth = None,
-    critical_health: CriticalHealth = None,
-    max_active_transactions: MaxActiveTransactions = None,
+    limits: Throttle = NO_LIMITS,
     clear: Annotated[list[str] | None, typer.Option(
         "--clear", help=f"Lift one limit ({', '.join(CLEARABLE)}); repeat for more.")]
     = None,
@@ -267,12 +236,10 @@ def throttle(
 ) -> None:
     """Change a run's limits while it runs: every worker's next batch starts under them (a
     batch waiting for the old ones takes its turn again). Without options: show them."""
-    change = throttle_from(max_rate, max_batch_rate, max_latency, critical_latency,
-                             health_query, max_health, critical_health, max_active_transactions)
     with session(as_json) as migrations:
-        run = (migrations.throttle(run_id, change, cleared=cleared_limits(clear or []),
+        run = (migrations.throttle(run_id, limits, cleared=cleared_limits(clear or []),
                                    off=off)
-               if off or clear or not change.is_empty else migrations.status(run_id))
+               if off or clear or not limits.is_empty else migrations.status(run_id))
     if as_json:
         print_json({"run_id": run.id, "status": run.status.value,
                     "throttle": run.throttle.model_dump(exclude_none=True)

@@ -1,6 +1,7 @@
 """Running one batch (or one unbatched statement) of a step, in a worker process."""
 
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -69,9 +70,11 @@ def run_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str) -
     if not isinstance(plan, BatchPlan):
         return result.model_copy(update={"status": "failed",
                                          "error": "an unbatched step was sent as a batch"})
-    address = address_from_json(rt.ledger.batch_address(batch_id))
+    # read once the gate lets the batch start (a batch held back by a pause costs one read),
+    # or before, when an entity rate needs its size
+    address_of = functools.cache(lambda: address_from_json(rt.ledger.batch_address(batch_id)))
     turn = wait_turn(rt, run_id, batch_id,
-                     lambda: _at_most(address, rt.ledger.step(step_id).batch_size))
+                     lambda: _at_most(address_of(), rt.ledger.step(step_id).batch_size))
     if turn.held is not None:
         return _held_result(result, turn.held)
     if turn.stop is not None:
@@ -83,7 +86,7 @@ def run_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str) -
         rt.lock.renew_for_run(run_id)
     except LockLostError as exc:
         return result.model_copy(update={"status": "failed", "error": str(exc)})
-    dialect, scope = rt.backend.dialect, plan.scope
+    dialect, scope, address = rt.backend.dialect, plan.scope, address_of()
     try:  # a Python transform computes its values from the entities' current state
         computed = plan.values(rt.backend.capture(scope, address)) if plan.values else {}
     except KgmError as exc:
@@ -109,7 +112,7 @@ def run_batch(rt: Runtime, run_id: str, step_id: str, seq: int, batch_id: str) -
     seconds = time.perf_counter() - started
     try:  # the step adds these up from the ledger; if this write is lost, so are they
         rt.ledger.note_outcome(batch_id, counters, seconds, turn.waited_s or None)
-        if turn.throttle.max_latency_s is not None or turn.throttle.critical_latency_s:
+        if turn.throttle.watches_latency:
             rt.ledger.note_latency(run_id, seconds)
     except KgmError as exc:
         log.warning("batch %s: its counters were not recorded: %s", seq, exc)

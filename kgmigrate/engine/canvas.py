@@ -32,7 +32,8 @@ def launch_step(app: Celery, step: StepRecord, batched: bool,
 
 def _batch_signature(app: Celery, step: StepRecord, batched: bool, bid: str, seq: int,
                      address: dict[str, Any]) -> Any:
-    labels = {"version": step.version, "step": step.order, "of": step.batches_total}
+    # the step's batch count, not "of": after a retune a batch's number exceeds the count
+    labels = {"version": step.version, "step": step.order, "step_batches": step.batches_total}
     if not batched:
         return app.signature(RUN_STATEMENT, args=(step.run_id, step.id, bid), kwargs=labels,
                              shadow=shown(RUN_STATEMENT, step))

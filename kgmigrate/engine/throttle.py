@@ -52,9 +52,9 @@ class _Waiter:
         self.rt, self.run_id, self.batch_id = rt, run_id, batch_id
         self.began = self.counted = time.monotonic()
         self.noted = False
+        self.latency_wait_until: float | None = None
 
     def wait(self, entities: Callable[[], int]) -> Turn:
-        latency_wait_until: float | None = None
         turn_taken = False  # after a wait for the rate's turn the other limits count again
         while True:
             gate = self.rt.ledger.batch_and_run(self.batch_id, self.run_id)
@@ -67,15 +67,7 @@ class _Waiter:
             stop = _critical(throttle, gate.latency_s, health)
             if stop is not None:
                 return self._end(throttle, stop=stop)
-            reason, until = _over_health(throttle, health), None
-            if reason is None and throttle.max_latency_s is not None \
-                    and gate.latency_s is not None and gate.latency_s > throttle.max_latency_s:
-                if latency_wait_until is None:
-                    latency_wait_until = time.monotonic() + min(max(
-                        2 * gate.latency_s, LATENCY_WAIT_MIN_S), LATENCY_WAIT_MAX_S)
-                if time.monotonic() < latency_wait_until:
-                    reason, until = (f"the last batch took {gate.latency_s:.2f}s, over the "
-                                     f"{throttle.max_latency_s:g}s limit"), latency_wait_until
+            reason, until = self._why_wait(throttle, gate.latency_s, health)
             if reason is not None:
                 self._nap(reason, until)
                 continue
@@ -85,6 +77,26 @@ class _Waiter:
                 return self._end(throttle)
             start = self.rt.ledger.reserve_turn(self.run_id, gap, time.time())
             turn_taken = self._until(start, throttle)
+
+    def _why_wait(self, throttle: Throttle, latency_s: float | None,
+                  health: float | str | None) -> tuple[str | None, float | None]:
+        """Why the batch waits now (None: it need not), and until when (None: until the health
+        query, asked again after a nap, says so). A last batch slower than the latency limit
+        makes it wait once, twice that batch's time (bounded): then it runs, and its own time
+        is the next batch's measure."""
+        over_health = _over_health(throttle, health)
+        if over_health is not None:
+            return over_health, None
+        if throttle.max_latency_s is None or latency_s is None \
+                or latency_s <= throttle.max_latency_s:
+            return None, None
+        if self.latency_wait_until is None:
+            self.latency_wait_until = time.monotonic() + min(
+                max(2 * latency_s, LATENCY_WAIT_MIN_S), LATENCY_WAIT_MAX_S)
+        if time.monotonic() >= self.latency_wait_until:
+            return None, None
+        return (f"the last batch took {latency_s:.2f}s, over the {throttle.max_latency_s:g}s "
+                "limit"), self.latency_wait_until
 
     def _until(self, start: float, throttle: Throttle) -> bool:
         """Nap until `start` (a time.time()); False when the run's throttle changed meanwhile

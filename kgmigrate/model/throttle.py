@@ -71,6 +71,11 @@ class Throttle(BaseModel):
     def is_empty(self) -> bool:
         return all(getattr(self, name) is None for name in LIMITS)
 
+    @property
+    def watches_latency(self) -> bool:
+        """Whether a batch's time is a limit, so each batch records it for the next."""
+        return self.max_latency_s is not None or self.critical_latency_s is not None
+
     def merged(self, change: "Throttle", *, cleared: tuple[str, ...] = ()) -> "Throttle":
         """This throttle with `cleared` limits removed, then `change`'s limits set; checked
         whole. A new health query drops the old one's levels (they measured another thing)

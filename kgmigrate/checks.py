@@ -7,6 +7,7 @@ load)"""
 from collections.abc import Iterator
 
 from kgmigrate.compile import StatementPlan, compile_op, sent_values
+from kgmigrate.cypher.text import needs_implicit_transaction
 from kgmigrate.errors import KgmError
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
@@ -125,6 +126,14 @@ def _check_implicit(backend: GraphBackend, registry: Registry) -> None:
             f"{backend.server_info().version} does not have; write it as a batched step "
             "instead, `ops.batched(label, apply)` in a .py migration, which kgmigrate commits "
             "batch by batch")
+    callback = next((f"{c.name}, statement {number}" for phase in registry.callbacks.values()
+                     for c in phase for number, statement in enumerate(c.statements, start=1)
+                     if needs_implicit_transaction(statement)), None)
+    if callback is not None:
+        raise MigrationFileError(
+            f"{callback}: `CALL {{ ... }} IN TRANSACTIONS` needs an implicit transaction, which "
+            f"{backend.server_info().version} does not have; write the callback's statement "
+            "without it (a callback is not batched)")
 
 
 def _steps(registry: Registry) -> Iterator[tuple[str, Operation]]:

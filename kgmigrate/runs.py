@@ -40,14 +40,17 @@ def enqueue_migration(backend: GraphBackend, registry: Registry, endpoints: Endp
                       out_of_order: bool = False,
                       on_skip: Callable[[str, str], None] | None = None,
                       before_lock: Callable[[], object] | None = None,
-                      throttle: Throttle | None = None) -> str | None:
+                      throttle: Throttle | None = None,
+                      after_migrate: str | None = None) -> str | None:
     """Start a run of everything pending up to `target`; None when nothing is pending.
     Refused at once (LockHeldError) while another run holds the migration lock, and before
     anything is written when an `assert` precondition fails or a migration is out of order
     (unless `out_of_order`). Migrations whose `assume` precondition does not hold are left
     out and recorded as skipped (`on_skip(version, why)` is told of each newly skipped one).
     `before_lock` runs once there is something to run, before the lock is taken or anything
-    recorded: it may refuse by raising (e.g. when no worker serves the queues)."""
+    recorded: it may refuse by raising (e.g. when no worker serves the queues).
+    `after_migrate`: the afterMigrate callbacks (JSON) the run's last worker runs when it ends
+    (kgmigrate.callbacks)."""
     ensure_valid(backend, registry)
     checked = preflight(backend, registry, target, out_of_order=out_of_order)
     checked.refuse()
@@ -57,7 +60,8 @@ def enqueue_migration(backend: GraphBackend, registry: Registry, endpoints: Endp
             before_lock()
         run_id: str | None = _start(backend, endpoints,
                                     [registry.metadata(v) for v in checked.run], target,
-                                    created_by, skips=skips, throttle=throttle)
+                                    created_by, skips=skips, throttle=throttle,
+                                    after_migrate=after_migrate)
     else:
         run_id = None
         if skips:  # nothing runs, but the skips are recorded, under the lock like a run
@@ -124,7 +128,7 @@ def _start_from(backend: GraphBackend, registry: Registry, endpoints: Endpoints,
 def _start(backend: GraphBackend, endpoints: Endpoints, migrations: list[MigrationMetadata],
            target: str | None, created_by: str | None,
            skips: list[tuple[MigrationMetadata, str]] | None = None,
-           throttle: Throttle | None = None) -> str:
+           throttle: Throttle | None = None, after_migrate: str | None = None) -> str:
     if throttle is not None:  # refused before anything is locked or recorded
         require_health_query(backend, throttle.require_consistent())
     run_id = new_id("run")
@@ -137,6 +141,8 @@ def _start(backend: GraphBackend, endpoints: Endpoints, migrations: list[Migrati
                                    run_id=run_id)
         if throttle is not None and not throttle.is_empty:  # before any batch can start
             Ledger(backend).set_throttle(run_id, throttle)
+        if after_migrate is not None:  # before a worker can end the run
+            Ledger(backend).set_after_migrate(run_id, after_migrate)
         try:
             _send_start(endpoints, run_id)
         except Exception as exc:  # the broker: the run never started, so it blocks nothing
@@ -321,7 +327,7 @@ def resume(backend: GraphBackend, endpoints: Endpoints, run_id: str, *,
     MigrationLock(backend, lease_s=load_settings().lock_lease_s).acquire(default_holder(), run_id)
     if run.request is not None:  # withdrawn first: the run's start then takes it up
         Ledger(backend).set_request(run_id, None, None)
-    Ledger(backend).reset_throttle_state(run_id)
+    Ledger(backend).reset_on_resume(run_id)
     if run.status is MigrationStatus.FAILED:
         # before the send, like rollback's transition: a `wait` right after `resume` must not
         # read the old FAILED and return before a worker has taken the run up

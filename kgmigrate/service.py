@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 
-from kgmigrate import adoption, api, checks, presence, runs
+from kgmigrate import adoption, api, callbacks, checks, presence, runs
 from kgmigrate.backup.snapshot import Progress, SnapshotManifest, SnapshotRestore, load_manifest
 from kgmigrate.backup.store import BackupStore, open_store
 from kgmigrate.connect import Endpoints, backend_for, open_backend, resolve
@@ -34,6 +34,7 @@ from kgmigrate.graph.types import ServerInfo
 from kgmigrate.ledger import Ledger
 from kgmigrate.ledger.demo import DemoGraph
 from kgmigrate.ledger.lock import LockHeldError, MigrationLock, default_holder
+from kgmigrate.model.callbacks import scripts_json
 from kgmigrate.model.records import (
     AdoptionPlan,
     AppliedMigration,
@@ -77,6 +78,7 @@ class Migrations:
         self.settings = settings or load_settings()
         self.backend = backend or open_backend(self.settings, must_exist=must_exist)
         self._endpoints = endpoints
+        self._first_use_done = False
 
     def __enter__(self) -> "Migrations":
         return self
@@ -110,12 +112,19 @@ class Migrations:
         (`checks.check_values`), before any verb writes."""
         registry = Registry.load(self.settings.migrations_dir, self.settings.placeholders)
         checks.check_values(self.backend, registry)
+        if not self._first_use_done:  # once per facade, before its first verb goes on
+            self._first_use_done = True
+            callbacks.invoke(self.backend, registry.callbacks_of("beforeFirstUse"))
         return registry
 
     # -- what is there ----------------------------------------------------------------------
 
     def list_migrations(self) -> list[MigrationListing]:
-        return checks.list_migrations(self.backend, self.registry())
+        """Each migration and its state, between the beforeInfo and afterInfo callbacks."""
+        registry = self.registry()
+        return callbacks.around(self.backend, registry.callbacks_of("beforeInfo"),
+                                registry.callbacks_of("afterInfo"),
+                                lambda: checks.list_migrations(self.backend, registry))
 
     def plan(self, target: str | None = None, *, out_of_order: bool | None = None,
              preview: int | None = None) -> list[PlannedMigration]:
@@ -130,8 +139,12 @@ class Migrations:
         return api.history(self.backend)
 
     def validate(self) -> ValidationResult:
-        return checks.validate(self.backend, self.registry(),
-                               out_of_order=self.settings.out_of_order)
+        """Between the beforeValidate and afterValidate callbacks."""
+        registry = self.registry()
+        return callbacks.around(self.backend, registry.callbacks_of("beforeValidate"),
+                                registry.callbacks_of("afterValidate"),
+                                lambda: checks.validate(self.backend, registry,
+                                                        out_of_order=self.settings.out_of_order))
 
     def repair(self) -> RepairResult:
         return api.repair(self.backend, self.registry())
@@ -160,13 +173,23 @@ class Migrations:
         KGMIGRATE_OUT_OF_ORDER). `require_workers`: when there is something to run, refuse
         (NoWorkersError) unless workers serve both queues, before anything is recorded or
         locked; the same for the verbs below. `throttle`: the limits it runs under from its
-        first batch (see `throttle`)."""
-        return runs.enqueue_migration(self.backend, self.registry(), self.endpoints,
-                                      target=target, created_by=created_by,
-                                      out_of_order=self._out_of_order(out_of_order),
-                                      on_skip=on_skip,
-                                      before_lock=self._workers_check(require_workers),
-                                      throttle=throttle)
+        first batch (see `throttle`). Callbacks: beforeMigrate first; afterMigrate when the
+        run ends (by its worker), or here when no run starts (kgmigrate.callbacks)."""
+        registry = self.registry()
+        after = registry.callbacks_of("afterMigrate")
+        callbacks.invoke(self.backend, registry.callbacks_of("beforeMigrate"))
+        try:
+            started = runs.enqueue_migration(
+                self.backend, registry, self.endpoints, target=target, created_by=created_by,
+                out_of_order=self._out_of_order(out_of_order), on_skip=on_skip,
+                before_lock=self._workers_check(require_workers), throttle=throttle,
+                after_migrate=scripts_json(after))
+        except BaseException:  # refused, nothing started: this upgrade ends here
+            callbacks.invoke_quietly(self.backend, after)
+            raise
+        if started is None:  # nothing to run: the same
+            callbacks.invoke(self.backend, after)
+        return started
 
     def _out_of_order(self, allowed: bool | None) -> bool:
         return self.settings.out_of_order if allowed is None else allowed

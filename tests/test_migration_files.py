@@ -267,3 +267,31 @@ def test_a_python_migration_cannot_send_them_either(tmp_path: Path, statement: s
     with pytest.raises(MigrationFileError) as refused:
         Registry.load(tmp_path)
     assert str(refused.value) == f"V0001__admin.py:3: {message}"
+
+
+def test_callbacks_are_read_by_phase_in_the_order_of_their_descriptions(tmp_path: Path) -> None:
+    # Given a migration, callbacks of two phases (CR-only and CRLF files, a placeholder), and
+    # files that only look like callbacks (the phase's case, a suffix)
+    write(tmp_path, "V0001__a.cypher", "CREATE (:A);")
+    (tmp_path / "afterMigrate__b_second.cypher").write_bytes(b"// c\rRETURN 2;\rRETURN 3;\r")
+    (tmp_path / "afterMigrate__a_first.cypher").write_bytes(b"RETURN '${nm:env}';\r\n")
+    write(tmp_path, "afterMigrate.cypher", "RETURN 0;")
+    write(tmp_path, "beforeFirstUse.cypher", "RETURN 1;")
+    registry = Registry.load(tmp_path, {"env": "prod"})
+    # Then the callbacks are not migrations, and each phase's run in description order
+    assert [str(v) for v in registry.order] == ["V0001"]
+    after = registry.callbacks_of("afterMigrate")
+    assert [(c.name, c.description) for c in after] == [
+        ("afterMigrate.cypher", ""), ("afterMigrate__a_first.cypher", "a first"),
+        ("afterMigrate__b_second.cypher", "b second")]
+    assert [c.statements for c in after] == [
+        ("RETURN 0",), ("RETURN 'prod'",), ("// c\nRETURN 2", "RETURN 3")]
+    assert [c.name for c in registry.callbacks_of("beforeFirstUse")] == ["beforeFirstUse.cypher"]
+    assert registry.callbacks_of("beforeInfo") == ()
+    # and a name that is not exactly a phase is a misnamed migration, refused by name
+    for name in ("AfterMigrate.cypher", "afterMigrates.cypher", "afterMigrate_x.cypher"):
+        write(tmp_path, name, "RETURN 1;")
+        with pytest.raises(MigrationFileError, match=re.escape(
+                f"{name}: migration files are named V<version>__<description>")):
+            Registry.load(tmp_path, {"env": "prod"})
+        (tmp_path / name).unlink()

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from celery import Celery
 
+from kgmigrate import callbacks
 from kgmigrate.backup.snapshot import create_snapshot
 from kgmigrate.compile import BatchPlan, StatementPlan
 from kgmigrate.engine import retention, rollback, watch
@@ -324,6 +325,7 @@ def _finish(rt: Runtime, run: RunRecord) -> None:
     rt.ledger.update_run_facts(run.id, counters=totals)
     if run.status is not MigrationStatus.VALIDATING:
         rt.ledger.transition(run.id, MigrationStatus.VALIDATING)
+    callbacks.after_migrate(rt.backend, run.id)  # still under the run's lock
     # The lock first: whoever sees the run COMPLETED may start the next one at once
     rt.lock.release_for_run(run.id)
     rt.ledger.transition(run.id, MigrationStatus.COMPLETED)
@@ -354,6 +356,7 @@ def fail(rt: Runtime, run_id: str, step_id: str, message: str, *,
                 rt.ledger.transition(run_id, MigrationStatus.ROLLING_BACK, error=message)
                 rollback.start(rt, app, run_id, force=False)
                 return
+            callbacks.after_migrate(rt.backend, run_id)  # it stops here, still locked
             rt.lock.release_for_run(run_id)  # before the state others wait for
             rt.ledger.transition(run_id, MigrationStatus.FAILED, error=message)
         except StatusTransitionError as exc:  # failed by a concurrent delivery already

@@ -11,6 +11,7 @@ from typing import Any
 
 from celery import Celery, chord
 
+from kgmigrate import callbacks
 from kgmigrate.engine import retention, watch
 from kgmigrate.engine.canvas import shown
 from kgmigrate.engine.restore import RestoreResult
@@ -99,6 +100,7 @@ def finish(rt: Runtime, run_id: str) -> None:
               f"{run_id}`, then `kgmigrate rollback {run_id} --force` to restore them anyway")
         return
     rt.ledger.revert_applied(run_id, state="rolled_back", by=run_id)
+    callbacks.after_migrate(rt.backend, run_id)  # still under the run's lock
     rt.lock.release_for_run(run_id)  # before the state others wait for
     if not _transitioned(rt, run_id, MigrationStatus.ROLLED_BACK):
         return
@@ -126,6 +128,7 @@ def block(rt: Runtime, run_id: str, message: str) -> None:
     """The run's own failure stays first in its error log; the rollback's follows."""
     log.warning("run %s: %s", run_id, message)
     message = rt.ledger.require_run(run_id).with_rollback_error(message)
+    callbacks.after_migrate(rt.backend, run_id)  # still under the run's lock
     rt.lock.release_for_run(run_id)  # before the state others wait for
     if not _transitioned(rt, run_id, MigrationStatus.ROLLBACK_BLOCKED, error=message):
         return

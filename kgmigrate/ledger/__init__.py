@@ -158,7 +158,8 @@ READ_RUN = (
     "r.history AS history, r.error_log AS error_log, r.backup_ref AS backup_ref, "
     "r.counters AS counters, r.finished_at AS finished_at, r.plan AS plan, "
     "r.request AS request, r.request_by AS request_by, r.throttle AS throttle, "
-    "r.throttled_s AS throttled_s, r.throttle_note AS throttle_note, r.tunes AS tunes"
+    "r.throttled_s AS throttled_s, r.throttle_note AS throttle_note, r.tunes AS tunes, "
+    "r.callbacks AS callbacks"
 )
 # An operator's request to a running run (pause, cancel): kept on the run until carried out
 # or withdrawn; every batch reads it before it starts, with its own status, in one read.
@@ -197,11 +198,28 @@ CLAIM_STOP = (
     "SET r.stopped_by_throttle = coalesce(r.stopped_by_throttle, $reason) RETURN first"
 )
 NOTE_LATENCY = f"MATCH (r:{RUN} {{id: $id}}) SET r.latency_s = $seconds RETURN r.id AS id"
-# What a throttle measured before a pause or a crash says nothing of the graph when the run
-# continues: its latency and turns start afresh.
-RESET_THROTTLE_STATE = (
+# A run continued after a pause, crash or failure: what its throttle measured before says
+# nothing of the graph now (latency and turns start afresh), and its afterMigrate callbacks
+# run again when it ends.
+RESET_ON_RESUME = (
     f"MATCH (r:{RUN} {{id: $id}}) SET r.latency_s = null, r.next_turn = null, "
-    "r.throttle_note = null, r.stopped_by_throttle = null RETURN r.id AS id"
+    "r.throttle_note = null, r.stopped_by_throttle = null, r.after_migrate_ran = null "
+    "RETURN r.id AS id"
+)
+# The afterMigrate callbacks of an upgrade run (JSON; kgmigrate.model.callbacks), kept on it
+# so that the worker that ends it runs them without the migrations directory.
+SET_AFTER_MIGRATE = f"MATCH (r:{RUN} {{id: $id}}) SET r.after_migrate = $scripts RETURN r.id AS id"
+# The first of the deliveries that end a run claims its afterMigrate callbacks (the write
+# first: on Neo4j it takes the run's lock before the read).
+CLAIM_AFTER_MIGRATE = (
+    f"MATCH (r:{RUN} {{id: $id}}) SET r.callback_writes = coalesce(r.callback_writes, 0) + 1 "
+    "WITH r, r.after_migrate_ran IS NULL AS first "
+    "SET r.after_migrate_ran = coalesce(r.after_migrate_ran, $at) "
+    "RETURN first, r.after_migrate AS scripts"
+)
+NOTE_CALLBACK = (
+    f"MATCH (r:{RUN} {{id: $id}}) SET r.callbacks = coalesce(r.callbacks, []) + [$entry] "
+    "RETURN r.id AS id"
 )
 STEP_FIELDS = (
     "RETURN s.id AS id, s.run_id AS run_id, s.order AS order, s.version AS version, "
@@ -745,8 +763,22 @@ class Ledger:
         """The run's last committed batch took `seconds` (what a latency limit compares)."""
         self.backend.write(NOTE_LATENCY, {"id": run_id, "seconds": seconds})
 
-    def reset_throttle_state(self, run_id: str) -> None:
-        self.backend.write(RESET_THROTTLE_STATE, {"id": run_id})
+    def reset_on_resume(self, run_id: str) -> None:
+        self.backend.write(RESET_ON_RESUME, {"id": run_id})
+
+    def set_after_migrate(self, run_id: str, scripts: str) -> None:
+        self.backend.write(SET_AFTER_MIGRATE, {"id": run_id, "scripts": scripts})
+
+    def claim_after_migrate(self, run_id: str) -> str | None:
+        """The run's afterMigrate callbacks (JSON) for the first delivery that ends it since
+        it last started; None for the others, or when it has none."""
+        row = self.backend.write(CLAIM_AFTER_MIGRATE, {"id": run_id,
+                                                       "at": _iso(utc_now())}).single()
+        return str(row["scripts"]) if row["first"] and row["scripts"] else None
+
+    def note_callback(self, run_id: str, entry: str) -> None:
+        """What a callback run by a worker for the run did (shown by `status`)."""
+        self.backend.write(NOTE_CALLBACK, {"id": run_id, "entry": entry})
 
     def batch_status(self, batch_id: str) -> str | None:
         rows = self.backend.read(BATCH_STATUS, {"id": batch_id}).records

@@ -367,6 +367,7 @@ class RunRecord(_Model):
     throttled_s: float = 0.0
     throttle_note: str | None = None
     tunes: list[str] = []  # each retune of its batch size: what, by whom, when
+    callbacks: list[str] = []  # what its afterMigrate callbacks did, run by the worker
 
     @computed_field  # type: ignore[prop-decorator]
     @property

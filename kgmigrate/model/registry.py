@@ -1,10 +1,11 @@
-"""All migrations of a directory, ordered by their dependencies."""
+"""All migrations of a directory, ordered by their dependencies, and its callbacks."""
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kgmigrate.errors import KgmError
+from kgmigrate.model.callbacks import Callback, load_callbacks
 from kgmigrate.model.dag import DependencyError, resolve_dependencies, topological_order
 from kgmigrate.model.migration import LoadedMigration, load
 from kgmigrate.model.records import MigrationMetadata
@@ -16,6 +17,7 @@ class Registry:
     migrations: dict[Version, LoadedMigration]
     dependencies: dict[Version, tuple[Version, ...]]
     order: list[Version]  # every migration after all it depends on
+    callbacks: Mapping[str, tuple[Callback, ...]] = field(default_factory=dict)  # by phase
 
     @classmethod
     def load(cls, directory: Path, placeholders: Mapping[str, str] | None = None
@@ -24,7 +26,11 @@ class Registry:
         (a placeholder without a value is an error naming the file)."""
         loaded = {m.version: load(m, placeholders) for m in discover(directory)}
         dependencies = resolve_dependencies({v: m.depends_on for v, m in loaded.items()})
-        return cls(loaded, dependencies, topological_order(dependencies))
+        return cls(loaded, dependencies, topological_order(dependencies),
+                   load_callbacks(directory, placeholders))
+
+    def callbacks_of(self, phase: str) -> tuple[Callback, ...]:
+        return self.callbacks.get(phase, ())
 
     def __len__(self) -> int:
         return len(self.migrations)

@@ -18,10 +18,21 @@ FILE_NAME = re.compile(
 # what neo4j-migrations reads as a migration (versioned or repeatable), whatever its format
 NM_MIGRATION = re.compile(r"[VR]\d*(?:[._]\d+)*__.*\.(?:cypher|py|xml|java|kt)")
 SKIPPED_DIRS = frozenset({"__pycache__"})
+# neo4j-migrations' callbacks (kgmigrate.model.callbacks): `afterMigrate.cypher`,
+# `afterMigrate__seed.cypher`; beforeClean/afterClean are phases of a verb kgmigrate lacks
+PHASES = ("beforeFirstUse", "beforeMigrate", "afterMigrate", "beforeValidate",
+          "afterValidate", "beforeInfo", "afterInfo")
+WITHOUT_VERB = {"beforeClean": "clean", "afterClean": "clean"}
+CALLBACK_FILE = re.compile(
+    rf"(?P<phase>{'|'.join((*PHASES, *WITHOUT_VERB))})(?:__(?P<description>.+))?\.cypher")
 
 
 class MigrationFileError(KgmError):
     """A migration file that cannot be used as it is."""
+
+
+def is_callback(file_name: str) -> bool:
+    return CALLBACK_FILE.fullmatch(file_name) is not None
 
 
 @total_ordering
@@ -111,7 +122,8 @@ def discover(directory: Path) -> list[MigrationFile]:
                 "write it as a .py migration")
         if not path.is_file() or path.suffix not in {".cypher", ".py"}:
             continue
-        if path.name == "__init__.py" or path.name.startswith(("_", ".")):
+        if path.name == "__init__.py" or path.name.startswith(("_", ".")) or is_callback(
+                path.name):  # a callback is read by kgmigrate.model.callbacks
             continue
         migration = MigrationFile.from_path(path)
         if migration.version in found:

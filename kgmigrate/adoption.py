@@ -167,8 +167,8 @@ def _links(backend: GraphBackend, where: str) -> list[Link]:
     if repeatable:
         raise KgmError(
             f"the neo4j-migrations chain on {where} holds repeatable migrations "
-            f"({', '.join(repeatable)}), which kgmigrate does not have (an R__ file is "
-            "refused); it cannot take over this chain")
+            f"({', '.join(repeatable)}), which import-chain does not adopt (their repeats "
+            "are not read); it cannot take over this chain")
     seen: dict[Version, Link] = {}
     for link in links:
         if link.version in seen:

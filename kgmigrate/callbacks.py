@@ -4,19 +4,23 @@ Where each phase falls in kgmigrate:
 
 - `beforeFirstUse`: once per `Migrations` facade (each CLI command is one), before the first
   of its verbs that reads the migrations directory.
-- `beforeMigrate`: `upgrade`, before anything is checked, locked or recorded.
-- `afterMigrate`: when the upgrade's run ends, whatever its outcome (completed; failed and
-  stopped; rolled back; its rollback blocked), run by the worker that ends it while the run
-  still holds the migration lock. The callbacks are kept on the run when it starts, so workers
-  need no migrations directory and run the callbacks as they were then. A run continued after
-  a failure runs them again when it ends again. When `upgrade` starts no run (nothing
-  pending, or refused), at once, by the caller.
+- `beforeMigrate`: `upgrade`, once the migrations are read, before anything is locked or
+  recorded (and before the checks that may refuse it).
+- `afterMigrate`: when the upgrade's run first ends, whatever its outcome (completed; failed
+  and stopped, by a failure or `cancel --keep`; rolled back; its rollback blocked), run by the
+  worker that ends it while the run still holds the migration lock (kgmigrate.engine.ending).
+  The callbacks are kept on the run when it starts, so workers need no migrations directory
+  and run them as they were then. At most once per end: a worker that dies between claiming
+  them and running them leaves them not run; a run continued after a failure runs them again
+  when it ends again, a later rollback of a stopped run does not. When nothing is pending,
+  by the caller, under the migration lock. A refused upgrade runs none; nor does `abandon`.
 - `beforeValidate` / `afterValidate`: around `validate`; `beforeInfo` / `afterInfo`: around
   `list` (the after phase whatever the verb's outcome).
 
-A failing callback stops the verb with one line naming the file and the statement. An
-afterMigrate callback that fails in a worker cannot stop the run any more: what it did is
-noted on the run (`status` shows it), and the run's outcome stands.
+A failing callback stops the verb with one line naming the file and the statement (after a
+verb that failed, a failing after callback is logged and the verb's error stands). An
+afterMigrate callback that fails in a worker cannot change the run's outcome any more: what
+it did is noted on the run (`status` shows it).
 """
 
 import logging
@@ -26,7 +30,7 @@ from kgmigrate.cypher.text import needs_implicit_transaction
 from kgmigrate.errors import BackendError, KgmError
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
-from kgmigrate.model.callbacks import Callback, scripts_from_json
+from kgmigrate.model.callbacks import Callback, callbacks_from_json
 
 log = logging.getLogger("kgmigrate.callbacks")
 
@@ -80,16 +84,16 @@ def after_migrate(backend: GraphBackend, run_id: str) -> None:
     noted on the run. Never raises: the run has ended, and its outcome stands."""
     ledger = Ledger(backend)
     try:
-        scripts = scripts_from_json(ledger.claim_after_migrate(run_id))
+        scripts = callbacks_from_json(ledger.claim_after_migrate(run_id))
         if not scripts:
             return
         try:
             ran = invoke(backend, scripts)
-            entry = (f"afterMigrate: {', '.join(c.name for c in scripts)} ran ({ran} "
-                     f"statement{'s' if ran != 1 else ''})")
+            entry = (f"afterMigrate callbacks ran: {', '.join(c.name for c in scripts)} "
+                     f"({ran} statement{'s' if ran != 1 else ''})")
         except CallbackError as exc:
-            entry = f"afterMigrate failed: {exc}"
+            entry = f"{exc} (the afterMigrate statements before it ran, the rest did not)"
         ledger.note_callback(run_id, entry)
         log.info("run %s: %s", run_id, entry)
-    except KgmError as exc:
-        log.warning("run %s: its afterMigrate callbacks: %s", run_id, exc)
+    except Exception:  # the run ends whatever happened here: its lock must be released
+        log.exception("run %s: its afterMigrate callbacks", run_id)

@@ -31,20 +31,25 @@ def list_migrations(backend: GraphBackend, registry: Registry) -> list[Migration
     applied = {Version.parse(a.version): a for a in ledger.applied()}
     order = {version: i for i, version in enumerate(applied, start=1)}  # applied, in order
     skipped = {Version.parse(v): s for v, s in ledger.skipped().items()}
+    repeat = registry.to_repeat({v: a.checksum for v, a in applied.items()})
     listings = []
     for version in registry.order:
         migration = registry.migrations[version]
         record = applied.get(version)
         skip = skipped.get(version) if record is None else None
         state: MigrationState = (
-            "skipped" if skip is not None else "pending" if record is None else
+            "skipped" if skip is not None else
+            "pending" if record is None or version in repeat else
             "applied" if record.checksum == migration.checksum else "checksum_mismatch")
+        reason = (skip.reason if skip is not None else
+                  "repeatable, changed since it was applied: applied again by the next upgrade"
+                  if version in repeat else None)
         listings.append(MigrationListing(
             version=str(version), description=migration.description, state=state,
             checksum=migration.checksum, applied_at=record.applied_at if record else None,
             depends_on=[str(v) for v in registry.dependencies[version]],
-            applied_order=order.get(version),
-            reason=skip.reason if skip is not None else None))
+            applied_order=order.get(version), reason=reason,
+            repeatable=migration.file.repeatable))
     for version, record in applied.items():
         if version not in registry.migrations:
             listings.append(MigrationListing(version=record.version,

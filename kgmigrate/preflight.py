@@ -60,7 +60,9 @@ def preflight(backend: GraphBackend, registry: Registry, target: str | None = No
               out_of_order: bool = False) -> Preflight:
     """What `upgrade [target]` would apply and skip, and what refuses it. Reads only."""
     ledger = Ledger(backend)
-    applied = [Version.parse(a.version) for a in ledger.applied()]
+    checksums = {Version.parse(a.version): a.checksum for a in ledger.applied()}
+    repeat = registry.to_repeat(checksums)  # pending again, in their place; not out of order
+    applied = [v for v in checksums if v not in repeat]
     recorded = {Version.parse(v) for v in ledger.skipped()}
     server = _Server(backend)
     run: list[Version] = []
@@ -79,7 +81,8 @@ def preflight(backend: GraphBackend, registry: Registry, target: str | None = No
         else:
             skips.append(Skip(version, reason, version in recorded))
     if not out_of_order:
-        for version, later in registry.out_of_order(applied, run).items():
+        for version, later in registry.out_of_order(
+                checksums, [v for v in run if v not in repeat]).items():
             name = registry.migrations[version].file.path.name
             again = (" (skipped earlier by a precondition that holds now)"
                      if version in recorded else "")

@@ -34,7 +34,7 @@ from kgmigrate.graph.types import ServerInfo
 from kgmigrate.ledger import Ledger
 from kgmigrate.ledger.demo import DemoGraph
 from kgmigrate.ledger.lock import LockHeldError, MigrationLock, default_holder
-from kgmigrate.model.callbacks import scripts_json
+from kgmigrate.model.callbacks import callbacks_json
 from kgmigrate.model.records import (
     AdoptionPlan,
     AppliedMigration,
@@ -174,21 +174,20 @@ class Migrations:
         (NoWorkersError) unless workers serve both queues, before anything is recorded or
         locked; the same for the verbs below. `throttle`: the limits it runs under from its
         first batch (see `throttle`). Callbacks: beforeMigrate first; afterMigrate when the
-        run ends (by its worker), or here when no run starts (kgmigrate.callbacks)."""
+        run ends (by its worker), or here when nothing is pending; none when the upgrade is
+        refused (kgmigrate.callbacks)."""
         registry = self.registry()
         after = registry.callbacks_of("afterMigrate")
         callbacks.invoke(self.backend, registry.callbacks_of("beforeMigrate"))
-        try:
-            started = runs.enqueue_migration(
-                self.backend, registry, self.endpoints, target=target, created_by=created_by,
-                out_of_order=self._out_of_order(out_of_order), on_skip=on_skip,
-                before_lock=self._workers_check(require_workers), throttle=throttle,
-                after_migrate=scripts_json(after))
-        except BaseException:  # refused, nothing started: this upgrade ends here
-            callbacks.invoke_quietly(self.backend, after)
-            raise
-        if started is None:  # nothing to run: the same
-            callbacks.invoke(self.backend, after)
+        started = runs.enqueue_migration(
+            self.backend, registry, self.endpoints, target=target, created_by=created_by,
+            out_of_order=self._out_of_order(out_of_order), on_skip=on_skip,
+            before_lock=self._workers_check(require_workers), throttle=throttle,
+            after_migrate=callbacks_json(after))
+        if started is None and after:  # nothing to run: this upgrade ends here, locked too
+            with MigrationLock(self.backend, lease_s=self.settings.lock_lease_s).held(
+                    created_by or default_holder()):
+                callbacks.invoke(self.backend, after)
         return started
 
     def _out_of_order(self, allowed: bool | None) -> bool:

@@ -263,8 +263,8 @@ def test_a_chain_that_cannot_be_adopted_is_refused_in_one_line_writing_nothing(
                         "source": "R0002__refresh.cypher"}], previous="0001")
     assert refused() == (
         f"the neo4j-migrations chain on {where} holds repeatable migrations "
-        "(R0002__refresh.cypher), which kgmigrate does not have (an R__ file is refused); it "
-        "cannot take over this chain")
+        "(R0002__refresh.cypher), which import-chain does not adopt (their repeats are not "
+        "read); it cannot take over this chain")
 
 
 @pytest.mark.parametrize("server", ["falkordb"])

@@ -133,3 +133,24 @@ def test_ledger_reads_use_indexes_not_a_scan_of_the_user_graph(
         assert seek in plan, f"{statement}\n{plan}"
         assert "All Node Scan" not in plan and "AllNodesScan" not in plan
         assert "NodeByLabelScan" not in plan
+
+
+def test_a_runs_after_migrate_callbacks_are_claimed_once_per_end(graph: GraphBackend) -> None:
+    ledger = Ledger(graph)
+    # Given a run without afterMigrate callbacks, and one with them
+    plain = ledger.create_run([meta("V0001")])
+    run = ledger.create_run([meta("V0002")])
+    ledger.set_after_migrate(run.id, '[{"name": "afterMigrate.cypher"}]')
+    # Then the first claim of the run with them gets them, a second (a redelivery) does not,
+    # nor does any claim of the other run
+    assert ledger.claim_after_migrate(run.id) == '[{"name": "afterMigrate.cypher"}]'
+    assert ledger.claim_after_migrate(run.id) is None
+    assert ledger.claim_after_migrate(plain.id) is None
+    # When the run is continued, its next end claims them again, once
+    ledger.reset_on_resume(run.id)
+    assert ledger.claim_after_migrate(run.id) == '[{"name": "afterMigrate.cypher"}]'
+    assert ledger.claim_after_migrate(run.id) is None
+    # and what the callbacks did is noted on the run, in order
+    ledger.note_callback(run.id, "first")
+    ledger.note_callback(run.id, "second")
+    assert ledger.require_run(run.id).callback_notes == ["first", "second"]

@@ -287,6 +287,13 @@ def test_callbacks_are_read_by_phase_in_the_order_of_their_descriptions(tmp_path
     assert [c.statements for c in after] == [
         ("RETURN 0",), ("RETURN 'prod'",), ("// c\nRETURN 2", "RETURN 3")]
     assert [c.name for c in registry.callbacks_of("beforeFirstUse")] == ["beforeFirstUse.cypher"]
+    # by description, not by file name: "x y" sorts before "x.y", "__x_y" after "__x.y"
+    write(tmp_path, "beforeInfo__x_y.cypher", "RETURN 1;")
+    write(tmp_path, "beforeInfo__x.y.cypher", "RETURN 2;")
+    assert [c.name for c in Registry.load(tmp_path, {"env": "prod"}).callbacks_of(
+        "beforeInfo")] == ["beforeInfo__x_y.cypher", "beforeInfo__x.y.cypher"]
+    for name in ("beforeInfo__x_y.cypher", "beforeInfo__x.y.cypher"):
+        (tmp_path / name).unlink()
     assert registry.callbacks_of("beforeInfo") == ()
     # and a name that is not exactly a phase is a misnamed migration, refused by name
     for name in ("AfterMigrate.cypher", "afterMigrates.cypher", "afterMigrate_x.cypher"):
@@ -295,3 +302,30 @@ def test_callbacks_are_read_by_phase_in_the_order_of_their_descriptions(tmp_path
                 f"{name}: migration files are named V<version>__<description>")):
             Registry.load(tmp_path, {"env": "prod"})
         (tmp_path / name).unlink()
+
+
+def test_a_repeatable_migration_is_named_with_a_version_and_shares_the_version_space(
+        tmp_path: Path) -> None:
+    # Given a repeatable migration among versioned ones
+    write(tmp_path, "V0001__a.cypher", "CREATE (:A);")
+    write(tmp_path, "R0002__refresh.cypher", "MERGE (:B);")
+    registry = Registry.load(tmp_path)
+    # Then it takes its place by version, marked repeatable
+    assert [str(v) for v in registry.order] == ["V0001", "V0002"]
+    assert [registry.migrations[v].file.repeatable for v in registry.order] == [False, True]
+    assert registry.metadata(Version.parse("V0002")).repeatable
+    # and applied, it is repeated only when its file changed since
+    checksum = registry.migrations[Version.parse("V0002")].checksum
+    assert registry.to_repeat({Version.parse("V0001"): "x", Version.parse("V0002"): checksum}
+                              ) == set()
+    assert registry.to_repeat({Version.parse("V0001"): "x", Version.parse("V0002"): "old"}
+                              ) == {Version.parse("V0002")}
+    # A repeatable one without a version, or one sharing a version, is refused by name
+    write(tmp_path, "R__views.cypher", "RETURN 1;")
+    with pytest.raises(MigrationFileError, match=re.escape(
+            "R__views.cypher: a repeatable migration needs a version, R<version>__<description>")):
+        Registry.load(tmp_path)
+    (tmp_path / "R__views.cypher").unlink()
+    write(tmp_path, "V0002__b.cypher", "RETURN 1;")
+    with pytest.raises(MigrationFileError, match="duplicate version V0002"):
+        Registry.load(tmp_path)

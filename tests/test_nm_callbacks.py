@@ -1,18 +1,22 @@
 """neo4j-migrations' callbacks (issue 19, item 6) through the real CLI with real workers, on
 both servers: each runs at its phase, in the order of its description, with placeholders and
-the line endings of neo4j-migrations' corpora; afterMigrate when the run ends, whatever its
-outcome, by the worker that ends it; none is a migration (not listed, not in the chain, no
-checksum); a callback of a phase kgmigrate has no verb for, or with a precondition, is
-refused by name before anything is written."""
+the line endings of neo4j-migrations' corpora; afterMigrate when the run ends (completed,
+rolled back, failed and stopped), by the worker that ends it, as they were when the run
+started; none is a migration (not listed, not in the chain, no checksum); a callback of a
+phase kgmigrate has no verb for, or with a precondition, is refused by name before anything
+is written."""
 
 import json
 from pathlib import Path
 from typing import Any
 
-from kgmigrate.fingerprint import fingerprint
+from kgmigrate import runs
 from kgmigrate.graph.base import GraphBackend
+from kgmigrate.model.records import MigrationStatus
 from tests.conftest import Execution
 from tests.test_cli import run
+
+TIMEOUT_S = 600  # a loaded machine
 
 
 def counter(phase: str) -> bytes:
@@ -66,6 +70,7 @@ def test_callbacks_run_at_their_phases_and_are_not_migrations(
         (execution.migrations / name).write_bytes(content)
     (execution.migrations / "V0001__migrated.cypher").write_bytes(MIGRATION)
     execution.start_worker()
+    execution.wait_ready(1)
 
     # When the migrations are listed
     listed = json.loads(kgm("list", "--json").stdout)
@@ -83,10 +88,10 @@ def test_callbacks_run_at_their_phases_and_are_not_migrations(
     assert status["status"] == "completed", status["error_log"]
     assert phases(graph) == {"beforeFirstUse": 2, "beforeInfo": 1, "afterInfo": 1,
                              "beforeMigrate": 1, "afterMigrate": (1, "ab", "prod")}
-    assert status["callbacks"] == [
-        "afterMigrate: afterMigrate__1_first.cypher, afterMigrate__2_then.cypher ran "
+    assert status["callback_notes"] == [
+        "afterMigrate callbacks ran: afterMigrate__1_first.cypher, afterMigrate__2_then.cypher "
         "(3 statements)"]
-    assert "callback afterMigrate: afterMigrate__1_first.cypher" in kgm(
+    assert "afterMigrate callbacks ran: afterMigrate__1_first.cypher" in kgm(
         "status", run_id).stdout
     # and the chain holds the migration only
     assert [h["version"] for h in json.loads(kgm("history", "--json").stdout)] == ["V0001"]
@@ -105,47 +110,37 @@ def test_callbacks_run_at_their_phases_and_are_not_migrations(
     assert {k: v for k, v in phases(graph).items() if "Validate" in k} == {
         "beforeValidate": 1, "afterValidate": 1}
 
-    # When a run fails (its validation) and is rolled back
+    # When a run that will fail (its validation) is started while no worker runs, and a
+    # callback edited after it started
+    execution.stop_all()
     (execution.migrations / "V0002__fails.py").write_text(FAILING)
-    failed = run("upgrade", "--json", env=env, cwd=tmp_path)
-    assert failed.returncode != 0
-    rolled = json.loads(failed.stdout)
-    # Then afterMigrate ran as it ended, as the run was when it started (the edited file)
-    assert rolled["status"] == "rolled_back", rolled["error_log"]
+    queued = kgm("upgrade", "--no-wait", "--allow-no-workers", "--json")
+    run_id = json.loads(queued.stdout)["run_id"]
+    (execution.migrations / "afterMigrate__2_then.cypher").write_bytes(
+        b"MATCH (c:NmCallback {phase: 'afterMigrate'}) SET c.order = c.order + 'd';\n"
+        b"CREATE (:NmCallback {phase: });\n")
+    execution.start_worker()
+    rolled = runs.wait(graph, run_id, timeout_s=TIMEOUT_S)
+    # Then afterMigrate ran as the run ended, rolled back, as the callbacks were when it
+    # started (the worker does not read the directory)
+    assert rolled.status is MigrationStatus.ROLLED_BACK, rolled.error_log
     assert phases(graph)["afterMigrate"] == (3, "ababac", "prod")
-    assert rolled["callbacks"] == [
-        "afterMigrate: afterMigrate__1_first.cypher, afterMigrate__2_then.cypher ran "
+    assert rolled.callback_notes == [
+        "afterMigrate callbacks ran: afterMigrate__1_first.cypher, afterMigrate__2_then.cypher "
         "(3 statements)"]
 
-
-def test_a_callback_kgmigrate_cannot_run_is_refused_by_name_before_anything_is_written(
-        execution: Execution, graph: GraphBackend, tmp_path: Path) -> None:
-    # Given a graph and a migration
-    (execution.migrations / "V0001__migrated.cypher").write_bytes(MIGRATION)
-    before = fingerprint(graph)
-    for name, content, words in (
-            # a phase of a verb kgmigrate has not
-            ("beforeClean.cypher", counter("beforeClean"),
-             "beforeClean.cypher: kgmigrate has no clean verb, so this callback would never "
-             "run"),
-            # a precondition, which only a migration has
-            ("beforeMigrate__guarded.cypher",
-             b"// assume that edition is enterprise\n" + counter("beforeMigrate"),
-             "beforeMigrate__guarded.cypher: `// assume that edition is enterprise`: a "
-             "callback has no preconditions"),
-            # a placeholder without a value
-            ("afterMigrate.cypher", b"CREATE (:NmCallback {env: '${nm:nowhere}'});\n",
-             "afterMigrate.cypher: placeholder ${nm:nowhere} has no value"),
-            # a statement the server refuses: the verb stops at the callback, naming it
-            ("beforeMigrate.cypher", b"CREATE (:NmCallback {phase: });\n",
-             "beforeMigrate callback beforeMigrate.cypher, statement 1: ")):
-        path = execution.migrations / name
-        path.write_bytes(content)
-        # When an upgrade is asked for
-        refused = run("upgrade", "--local-workers", "1", env=execution.env, cwd=tmp_path)
-        # Then it is refused in one line naming the file, and nothing was written
-        assert refused.returncode == 1, refused.stdout
-        assert words in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
-        assert fingerprint(graph) == before
-        assert int(graph.read("MATCH (r:__KGMRun) RETURN count(r) AS n").value("n")) == 0
-        path.unlink()
+    # When the run fails again with a worker that does not roll back, and an afterMigrate
+    # callback fails
+    execution.stop_all()
+    execution.start_worker(env={"KGMIGRATE_AUTO_ROLLBACK": "false"})
+    execution.wait_ready(1)
+    failed = run("upgrade", "--json", env=env, cwd=tmp_path)
+    # Then the run stopped, failed, and its afterMigrate callbacks ran up to the failing
+    # statement, which its notes name; the run's outcome is its own
+    assert failed.returncode != 0
+    stopped = json.loads(failed.stdout)
+    assert stopped["status"] == "failed" and "validation" in stopped["error_log"]
+    assert phases(graph)["afterMigrate"] == (4, "ababacad", "prod")
+    [note] = stopped["callback_notes"]
+    assert note.startswith("afterMigrate callback afterMigrate__2_then.cypher, statement 2: ")
+    assert note.endswith("(the afterMigrate statements before it ran, the rest did not)")

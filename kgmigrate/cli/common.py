@@ -145,8 +145,8 @@ def show_run(run: RunRecord, *, stalled: bool = False) -> None:
         out.print(f"  {escape(limits)}", highlight=False)
     for tune in run.tunes:
         out.print(f"  retuned: {escape(tune)}", highlight=False)
-    for entry in run.callbacks:
-        out.print(f"  callback {escape(entry)}", highlight=False)
+    for entry in run.callback_notes:
+        out.print(f"  {escape(entry)}", highlight=False)
     table = Table("step", "", "status", "batches", "entities", "rate", box=box.SIMPLE_HEAD,
                   padding=(0, 1))
     for column, width in zip(table.columns, (7, 18, 9, 7, 13, 9), strict=True):

@@ -58,7 +58,11 @@ def list_cmd(
     table = Table("version", "description", "state", "applied at")
     for item in items:
         color = colors.get(item.state, "red")
-        table.add_row(item.version, escape(item.description), f"[{color}]{item.state}[/]",
+        state = f"[{color}]{item.state}[/]" + (" (repeatable, changed)"
+                                                if item.repeatable and item.applied_at
+                                                and item.state == "pending" else "")
+        table.add_row(item.version + (" (R)" if item.repeatable else ""),
+                      escape(item.description), state,
                       f"{item.applied_at:%Y-%m-%d %H:%M}" if item.applied_at else "")
     out.print(table)
 
@@ -191,7 +195,8 @@ def history(as_json: JsonFlag = False) -> None:
         skipped = a.state == "skipped"
         note = (f" [cyan](skipped: {escape(a.reason or '')})[/]" if skipped else
                 f" [cyan](adopted from {escape(a.adopted.tool)}: {escape(a.adopted.source)})[/]"
-                if a.adopted else "")
+                if a.adopted else " [cyan](repeated later)[/]" if a.state == "repeated" else
+                f" [cyan](repeats #{a.repeat_of})[/]" if a.repeat_of else "")
         table.add_row(str(a.sequence), a.version, escape(a.description) + note,
                       f"{a.applied_at:%Y-%m-%d %H:%M}",
                       "skipped" if skipped else f"{a.duration_ms / 1000:.1f}s",

@@ -11,10 +11,9 @@ from typing import Any, Literal
 
 from celery import Celery
 
-from kgmigrate import callbacks
 from kgmigrate.backup.snapshot import create_snapshot
 from kgmigrate.compile import BatchPlan, StatementPlan
-from kgmigrate.engine import retention, rollback, watch
+from kgmigrate.engine import ending, retention, rollback, watch
 from kgmigrate.engine.batch_statement import BatchResult, step_validation_statement
 from kgmigrate.engine.canvas import launch_step
 from kgmigrate.engine.planner import plan_step
@@ -199,7 +198,7 @@ def carry_out(rt: Runtime, app: Celery, run_id: str) -> None:
 def _stop_as_it_is(rt: Runtime, run_id: str, step_id: str, by: str) -> None:
     rt.ledger.update_step(step_id, status=MigrationStatus.FAILED, finished_at=utc_now(),
                           error=f"cancelled by {by}")
-    rt.lock.release_for_run(run_id)  # before the state others wait for
+    ending.release(rt, run_id)  # before the state others wait for
     try:
         rt.ledger.transition(run_id, MigrationStatus.FAILED,
                              error=f"cancelled by {by}; kept as it is: `kgmigrate resume "
@@ -313,8 +312,9 @@ def _record_applied(rt: Runtime, run: RunRecord, version: str) -> None:
     if metadata.direction == "down":
         if version in applied:  # else recorded by an earlier delivery of this decision
             rt.ledger.record_downgraded(metadata, run_id=run.id, duration_ms=duration)
-    elif applied.get(version) != run.id:
-        rt.ledger.record_applied(metadata, run_id=run.id, duration_ms=duration)
+    elif applied.get(version) != run.id:  # else recorded by an earlier delivery
+        rt.ledger.record_applied(metadata, run_id=run.id, duration_ms=duration,
+                                 repeat=metadata.repeatable and version in applied)
 
 
 def _finish(rt: Runtime, run: RunRecord) -> None:
@@ -325,9 +325,8 @@ def _finish(rt: Runtime, run: RunRecord) -> None:
     rt.ledger.update_run_facts(run.id, counters=totals)
     if run.status is not MigrationStatus.VALIDATING:
         rt.ledger.transition(run.id, MigrationStatus.VALIDATING)
-    callbacks.after_migrate(rt.backend, run.id)  # still under the run's lock
     # The lock first: whoever sees the run COMPLETED may start the next one at once
-    rt.lock.release_for_run(run.id)
+    ending.release(rt, run.id)
     rt.ledger.transition(run.id, MigrationStatus.COMPLETED)
     log.info("run %s completed", run.id)
     hooks.emit("after_migration", run.id, status="completed",
@@ -356,8 +355,7 @@ def fail(rt: Runtime, run_id: str, step_id: str, message: str, *,
                 rt.ledger.transition(run_id, MigrationStatus.ROLLING_BACK, error=message)
                 rollback.start(rt, app, run_id, force=False)
                 return
-            callbacks.after_migrate(rt.backend, run_id)  # it stops here, still locked
-            rt.lock.release_for_run(run_id)  # before the state others wait for
+            ending.release(rt, run_id)  # before the state others wait for
             rt.ledger.transition(run_id, MigrationStatus.FAILED, error=message)
         except StatusTransitionError as exc:  # failed by a concurrent delivery already
             log.info("run %s: its failure was handled elsewhere (%s)", run_id, exc)

@@ -11,8 +11,7 @@ from typing import Any
 
 from celery import Celery, chord
 
-from kgmigrate import callbacks
-from kgmigrate.engine import retention, watch
+from kgmigrate.engine import ending, retention, watch
 from kgmigrate.engine.canvas import shown
 from kgmigrate.engine.restore import RestoreResult
 from kgmigrate.ledger.batches import restore_batch_id
@@ -100,8 +99,7 @@ def finish(rt: Runtime, run_id: str) -> None:
               f"{run_id}`, then `kgmigrate rollback {run_id} --force` to restore them anyway")
         return
     rt.ledger.revert_applied(run_id, state="rolled_back", by=run_id)
-    callbacks.after_migrate(rt.backend, run_id)  # still under the run's lock
-    rt.lock.release_for_run(run_id)  # before the state others wait for
+    ending.release(rt, run_id)  # before the state others wait for
     if not _transitioned(rt, run_id, MigrationStatus.ROLLED_BACK):
         return
     log.info("run %s rolled back: %s entities restored", run_id, restored)
@@ -128,8 +126,7 @@ def block(rt: Runtime, run_id: str, message: str) -> None:
     """The run's own failure stays first in its error log; the rollback's follows."""
     log.warning("run %s: %s", run_id, message)
     message = rt.ledger.require_run(run_id).with_rollback_error(message)
-    callbacks.after_migrate(rt.backend, run_id)  # still under the run's lock
-    rt.lock.release_for_run(run_id)  # before the state others wait for
+    ending.release(rt, run_id)  # before the state others wait for
     if not _transitioned(rt, run_id, MigrationStatus.ROLLBACK_BLOCKED, error=message):
         return
     hooks.emit("after_rollback", run_id, status="rollback_blocked", detail={"error": message})

@@ -103,7 +103,7 @@ LINKS = (
     "RETURN m.version AS version, m.description AS description, m.checksum AS checksum, "
     "m.author AS author, m.applied_at AS applied_at, m.duration_ms AS duration_ms, "
     "m.applied_by AS applied_by, m.host AS host, m.run_id AS run_id, m.sequence AS sequence, "
-    f"m.state AS state, m.reason AS reason, {ADOPTION_FIELDS} "
+    f"m.state AS state, m.reason AS reason, m.repeat_of AS repeat_of, {ADOPTION_FIELDS} "
     "ORDER BY m.sequence"
 )
 CHAIN_SIZE = f"MATCH (m:{MIGRATION}) RETURN count(m) AS n"
@@ -159,7 +159,7 @@ READ_RUN = (
     "r.counters AS counters, r.finished_at AS finished_at, r.plan AS plan, "
     "r.request AS request, r.request_by AS request_by, r.throttle AS throttle, "
     "r.throttled_s AS throttled_s, r.throttle_note AS throttle_note, r.tunes AS tunes, "
-    "r.callbacks AS callbacks"
+    "r.callback_notes AS callback_notes"
 )
 # An operator's request to a running run (pause, cancel): kept on the run until carried out
 # or withdrawn; every batch reads it before it starts, with its own status, in one read.
@@ -210,15 +210,18 @@ RESET_ON_RESUME = (
 # so that the worker that ends it runs them without the migrations directory.
 SET_AFTER_MIGRATE = f"MATCH (r:{RUN} {{id: $id}}) SET r.after_migrate = $scripts RETURN r.id AS id"
 # The first of the deliveries that end a run claims its afterMigrate callbacks (the write
-# first: on Neo4j it takes the run's lock before the read).
+# first: on Neo4j it takes the run's lock before the read). At most once: a worker that dies
+# between the claim and the callbacks leaves them not run (the run's notes say nothing).
 CLAIM_AFTER_MIGRATE = (
-    f"MATCH (r:{RUN} {{id: $id}}) SET r.callback_writes = coalesce(r.callback_writes, 0) + 1 "
+    f"MATCH (r:{RUN} {{id: $id}}) WHERE r.after_migrate IS NOT NULL "
+    "SET r.callback_writes = coalesce(r.callback_writes, 0) + 1 "
     "WITH r, r.after_migrate_ran IS NULL AS first "
     "SET r.after_migrate_ran = coalesce(r.after_migrate_ran, $at) "
     "RETURN first, r.after_migrate AS scripts"
 )
 NOTE_CALLBACK = (
-    f"MATCH (r:{RUN} {{id: $id}}) SET r.callbacks = coalesce(r.callbacks, []) + [$entry] "
+    f"MATCH (r:{RUN} {{id: $id}}) "
+    "SET r.callback_notes = coalesce(r.callback_notes, []) + [$entry] "
     "RETURN r.id AS id"
 )
 STEP_FIELDS = (
@@ -392,6 +395,25 @@ RECORD_DOWNGRADED = (
     "state: 'downgrade', sequence: prev.sequence + 1}) "
     "RETURN n, d.sequence AS sequence"
 )
+# A repeatable migration applied again (its file changed): its applied link becomes
+# 'repeated' and a new applied link is appended, so a version has one applied link at most.
+APPEND_REPEATED = (
+    f"MATCH (old:{MIGRATION} {{version: $version, state: 'applied'}}) "
+    "SET old.state = 'repeated', old.repeated_by = $run_id, old.repeated_at = $applied_at "
+    f"WITH old MATCH (prev:{MIGRATION}) WITH old, prev ORDER BY prev.sequence DESC LIMIT 1 "
+    f"CREATE (prev)-[:{MIGRATED_TO} {{at: $applied_at}}]->(m:{MIGRATION} {{version: $version, "
+    "description: $description, checksum: $checksum, author: $author, "
+    "applied_at: $applied_at, duration_ms: $duration_ms, applied_by: $applied_by, host: $host, "
+    "run_id: $run_id, state: 'applied', repeat_of: old.sequence, "
+    "sequence: prev.sequence + 1}) "
+    "RETURN m.sequence AS sequence"
+)
+# A rolled-back run's repeats: the links they replaced are applied again.
+UNDO_REPEATS = (
+    f"MATCH (m:{MIGRATION} {{state: 'repeated'}}) WHERE m.repeated_by = $run_id "
+    "SET m.state = 'applied', m.repeated_by = null, m.repeated_at = null "
+    "RETURN m.version AS version"
+)
 UNDO_DOWNGRADES = (
     f"MATCH (m:{MIGRATION} {{state: 'downgraded'}}) WHERE m.downgraded_by = $run_id "
     "SET m.state = 'applied', m.downgraded_by = null, m.downgraded_at = null "
@@ -451,7 +473,9 @@ class Ledger:
         return [_link(r) for r in self.backend.read(APPLIED).records]
 
     def record_applied(self, meta: MigrationMetadata, *, run_id: str, duration_ms: int,
-                       applied_by: str | None = None) -> AppliedMigration:
+                       applied_by: str | None = None, repeat: bool = False) -> AppliedMigration:
+        """A migration becomes the chain's latest link; `repeat`: a repeatable one applied
+        again, its earlier link kept as 'repeated'."""
         self.ensure_schema()
         params = {
             "version": meta.version, "description": meta.description, "checksum": meta.checksum,
@@ -459,15 +483,17 @@ class Ledger:
             "applied_by": applied_by or default_holder(), "host": socket.gethostname(),
             "run_id": run_id,
         }
-        rows = self.backend.write(APPEND_APPLIED, params).records
+        rows = self.backend.write(APPEND_REPEATED if repeat else APPEND_APPLIED, params).records
         if not rows:
-            raise KgmError(f"migration {meta.version} is already applied")
+            raise KgmError(f"migration {meta.version} is "
+                           f"{'not applied, so not repeated' if repeat else 'already applied'}")
         return AppliedMigration(**{**params, "sequence": rows[0]["sequence"]})
 
     def history(self) -> list[AppliedMigration]:
-        """The chain's applied and skipped links, oldest first."""
+        """The chain's applied and skipped links, oldest first, and the applications of a
+        repeatable migration that a later one repeated."""
         return [_link(r) for r in self.backend.read(LINKS).records
-                if r["state"] in ("applied", "skipped")]
+                if r["state"] in ("applied", "skipped", "repeated")]
 
     def skipped(self) -> dict[str, AppliedMigration]:
         """The migrations an `assume` precondition skipped and that were not applied since:
@@ -772,9 +798,9 @@ class Ledger:
     def claim_after_migrate(self, run_id: str) -> str | None:
         """The run's afterMigrate callbacks (JSON) for the first delivery that ends it since
         it last started; None for the others, or when it has none."""
-        row = self.backend.write(CLAIM_AFTER_MIGRATE, {"id": run_id,
-                                                       "at": _iso(utc_now())}).single()
-        return str(row["scripts"]) if row["first"] and row["scripts"] else None
+        rows = self.backend.write(CLAIM_AFTER_MIGRATE, {"id": run_id,
+                                                        "at": _iso(utc_now())}).records
+        return str(rows[0]["scripts"]) if rows and rows[0]["first"] else None
 
     def note_callback(self, run_id: str, entry: str) -> None:
         """What a callback run by a worker for the run did (shown by `status`)."""
@@ -834,6 +860,7 @@ class Ledger:
         rows = self.backend.write(MARK_CHAIN, params).records
         self.backend.write(MARK_DOWNGRADE_EVENTS, params)
         self.backend.write(UNDO_DOWNGRADES, {"run_id": run_id})
+        self.backend.write(UNDO_REPEATS, {"run_id": run_id})
         return [r["version"] for r in rows]
 
     def batches(self, step_id: str) -> list[BatchRecord]:

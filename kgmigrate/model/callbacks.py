@@ -16,12 +16,11 @@ from pathlib import Path
 
 from kgmigrate.cypher.text import (
     CypherTextError,
-    normalize_line_endings,
-    not_cypher,
     split_statements,
     tokens,
 )
 from kgmigrate.model import placeholders as nm
+from kgmigrate.model.migration import cypher_text
 from kgmigrate.model.preconditions import STARTS
 from kgmigrate.model.versions import CALLBACK_FILE, WITHOUT_VERB, MigrationFileError
 
@@ -60,11 +59,8 @@ def _statements(path: Path, values: Mapping[str, str]) -> tuple[str, ...]:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
         raise MigrationFileError(f"{path.name}: not UTF-8 text") from None
-    text = normalize_line_endings(text.removeprefix("\ufeff"))
+    text = cypher_text(path.name, text)
     try:
-        if found := not_cypher(text):
-            line, why = found[0]
-            raise MigrationFileError(f"{path.name}:{line}: {why}")
         condition = next((chunk.strip() for kind, chunk in tokens(text)
                           if kind == "comment" and STARTS.match(chunk.strip())), None)
         if condition is not None:
@@ -81,7 +77,7 @@ def _statements(path: Path, values: Mapping[str, str]) -> tuple[str, ...]:
     return statements
 
 
-def scripts_json(callbacks: tuple[Callback, ...]) -> str | None:
+def callbacks_json(callbacks: tuple[Callback, ...]) -> str | None:
     """Callbacks as kept on a run (its afterMigrate ones, run by a worker when it ends)."""
     if not callbacks:
         return None
@@ -89,7 +85,7 @@ def scripts_json(callbacks: tuple[Callback, ...]) -> str | None:
                         "statements": list(c.statements)} for c in callbacks])
 
 
-def scripts_from_json(text: str | None) -> tuple[Callback, ...]:
+def callbacks_from_json(text: str | None) -> tuple[Callback, ...]:
     if not text:
         return ()
     return tuple(Callback(d["phase"], d["description"], d["name"], tuple(d["statements"]))

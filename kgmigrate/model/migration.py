@@ -158,6 +158,7 @@ class LoadedMigration:
             dependencies=[str(v) for v in dependencies],
             batch_size=self.definition.batch_size, timeout=self.definition.timeout,
             checksum=self.checksum, path=str(self.file.path), snapshot=self.definition.snapshot,
+            repeatable=self.file.repeatable,
         )
 
     def inverse_steps(self) -> list[Operation]:
@@ -267,9 +268,19 @@ def _user_line(exc: BaseException, path: Path) -> str:
     return f":{line}" if line else ""
 
 
-def _load_cypher(file: MigrationFile, text: str, values: Mapping[str, str]) -> Migration:
-    # Read as the checksum counts it: CRLF and a lone CR (old Mac files) end lines too.
+def cypher_text(name: str, text: str) -> str:
+    """A `.cypher` file's text as kgmigrate reads it (a migration's or a callback's): without
+    a byte order mark, CRLF and a lone CR (old Mac files) ending lines as the checksum counts
+    them; a `:use db` line or `USING PERIODIC COMMIT` refused, naming the line."""
     text = normalize_line_endings(text.removeprefix("\ufeff"))
+    if found := not_cypher(text):
+        line, why = found[0]
+        raise MigrationFileError(f"{name}:{line}: {why}")
+    return text
+
+
+def _load_cypher(file: MigrationFile, text: str, values: Mapping[str, str]) -> Migration:
+    text = cypher_text(file.path.name, text)
     up_text, *down_parts = DOWN_MARKER.split(text, maxsplit=1)
     headers: dict[str, str] = {}
     for line in up_text.splitlines():
@@ -278,9 +289,6 @@ def _load_cypher(file: MigrationFile, text: str, values: Mapping[str, str]) -> M
         elif line.strip() and not line.strip().startswith("//"):
             break
     try:
-        if found := not_cypher(text):  # `:use db`, `USING PERIODIC COMMIT`: by line
-            line, why = found[0]
-            raise MigrationFileError(f"{file.path.name}:{line}: {why}")
         preconditions, up_text = take_preconditions(up_text)
         if down_parts and (misplaced := take_preconditions(down_parts[0])[0]):
             raise MigrationFileError(

@@ -88,6 +88,7 @@ class MigrationMetadata(_Model):
     path: str
     direction: Direction = "up"  # down: the steps are the migration's inverse
     snapshot: bool = False  # take a snapshot before the run starts
+    repeatable: bool = False  # applied again whenever its file's checksum changes
 
     @property
     def id(self) -> str:
@@ -112,9 +113,11 @@ class Adoption(_Model):
 class AppliedMigration(_Model):
     """A link of the applied chain in the graph: an applied migration, or one that an
     `assume` precondition skipped (`state` "skipped", `reason` the precondition, `applied_at`
-    when it was skipped, `run_id` the run started with that decision, if any). A migration
-    another tool applied and `kgmigrate import-chain` adopted has no run; `adopted` says
-    where it comes from (its `applied_at`, `duration_ms` and `applied_by` are that tool's)."""
+    when it was skipped, `run_id` the run started with that decision, if any), or an
+    application of a repeatable migration that a later one repeated (`state` "repeated").
+    A migration another tool applied and `kgmigrate import-chain` adopted has no run;
+    `adopted` says where it comes from (its `applied_at`, `duration_ms` and `applied_by` are
+    that tool's)."""
 
     version: str
     description: str
@@ -126,8 +129,9 @@ class AppliedMigration(_Model):
     host: str
     run_id: str | None = None
     sequence: int
-    state: Literal["applied", "skipped"] = "applied"
+    state: Literal["applied", "skipped", "repeated"] = "applied"
     reason: str | None = None
+    repeat_of: int | None = None  # a repeatable migration applied again: the link it repeats
     adopted: Adoption | None = None
 
 
@@ -144,7 +148,9 @@ class MigrationListing(_Model):
     applied_at: datetime | None = None
     depends_on: list[str] = []  # declared, or the previous version (none: missing file)
     applied_order: int | None = None  # 1 for the first applied of those applied now
-    reason: str | None = None  # skipped: the precondition that did not hold, and where
+    reason: str | None = None  # skipped: the precondition that did not hold, and where;
+    # pending again: a repeatable migration whose file changed
+    repeatable: bool = False  # `R<version>__...`: applied again whenever its file changes
 
 
 class PreviewedEntity(_Model):
@@ -367,7 +373,7 @@ class RunRecord(_Model):
     throttled_s: float = 0.0
     throttle_note: str | None = None
     tunes: list[str] = []  # each retune of its batch size: what, by whom, when
-    callbacks: list[str] = []  # what its afterMigrate callbacks did, run by the worker
+    callback_notes: list[str] = []  # what its afterMigrate callbacks did (a worker ran them)
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -29,6 +29,13 @@ class Registry:
         return cls(loaded, dependencies, topological_order(dependencies),
                    load_callbacks(directory, placeholders))
 
+    def to_repeat(self, applied: Mapping[Version, str]) -> set[Version]:
+        """The repeatable migrations to apply again: applied (`applied`: each applied version's
+        recorded checksum) with a file that changed since, as neo4j-migrations decides."""
+        return {v for v, recorded in applied.items()
+                if v in self.migrations and self.migrations[v].file.repeatable
+                and self.migrations[v].checksum != recorded}
+
     def callbacks_of(self, phase: str) -> tuple[Callback, ...]:
         return self.callbacks.get(phase, ())
 

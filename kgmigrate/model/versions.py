@@ -13,8 +13,8 @@ from pathlib import Path
 
 from kgmigrate.errors import KgmError
 
-FILE_NAME = re.compile(
-    r"V(?P<version>\d+(?:[._]\d+)*)__(?P<description>[^.].*?)\.(?P<kind>cypher|py)")
+FILE_NAME = re.compile(r"(?P<prefix>[VR])(?P<version>\d+(?:[._]\d+)*)__(?P<description>[^.].*?)"
+                       r"\.(?P<kind>cypher|py)")
 # what neo4j-migrations reads as a migration (versioned or repeatable), whatever its format
 NM_MIGRATION = re.compile(r"[VR]\d*(?:[._]\d+)*__.*\.(?:cypher|py|xml|java|kt)")
 SKIPPED_DIRS = frozenset({"__pycache__"})
@@ -43,7 +43,7 @@ class Version:
 
     @classmethod
     def parse(cls, text: str) -> "Version":
-        raw = text[1:] if text[:1] in {"V", "v"} else text
+        raw = text[1:] if text[:1] in {"V", "v", "R", "r"} else text
         if not re.fullmatch(r"\d+(?:[._]\d+)*", raw):
             raise MigrationFileError(f"{text!r} is not a migration version (like V0001 or V1_2)")
         return cls(tuple(int(p) for p in re.split(r"[._]", raw)), raw)
@@ -75,16 +75,23 @@ class MigrationFile:
     version: Version
     description: str
     kind: str  # "cypher" or "py"
+    repeatable: bool = False  # `R<version>__...`: applied again whenever its checksum changes
 
     @classmethod
     def from_path(cls, path: Path) -> "MigrationFile":
         match = FILE_NAME.fullmatch(path.name)
+        if match is None and path.name.startswith("R__"):
+            raise MigrationFileError(
+                f"{path.name}: a repeatable migration needs a version, R<version>__<description> "
+                "(for example R0001__refresh_views.cypher), as neo4j-migrations names them")
         if match is None:
             raise MigrationFileError(
                 f"{path.name}: migration files are named V<version>__<description>.cypher or "
-                ".py (for example V0001__add_person_age.py)")
+                ".py (for example V0001__add_person_age.py), or R<version>__... for a "
+                "repeatable one")
         description = match["description"].replace("_", " ").strip()
-        return cls(path, Version.parse(match["version"]), description, match["kind"])
+        return cls(path, Version.parse(match["version"]), description, match["kind"],
+                   repeatable=match["prefix"] == "R")
 
 
 def checksum(content: str | bytes) -> str:

@@ -1,0 +1,100 @@
+"""Repeatable migrations (issue 19, item 5) through the real CLI with real workers, on both
+servers, with neo4j-migrations' semantics: `R<version>__...` takes its place among the
+versioned ones, is applied again whenever its file changes (and only then), even below the
+highest applied version, and each application is a link of the chain; a rolled-back repeat
+leaves the chain as it was before it."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from kgmigrate.graph.base import GraphBackend
+from tests.conftest import Execution
+from tests.test_cli import run
+
+
+def repeatable(value: str, undo: str | None = None) -> bytes:
+    down = f"// kgmigrate:down\nMATCH (c:RView {{k: 1}}) SET c.v = '{undo}';\n" if undo else ""
+    return (f"MERGE (c:RView {{k: 1}}) SET c.n = coalesce(c.n, 0) + 1, c.v = '{value}';\n"
+            f"{down}").encode()
+
+
+FAILS = """
+from kgmigrate import Migration, ops
+
+migration = Migration(author="test", steps=[
+    ops.batched("RAfter", "SET e.x = 1", validation="e.x = 2", down="REMOVE e.x"),
+])
+"""
+
+
+def view(graph: GraphBackend) -> tuple[int, str]:
+    row = graph.read("MATCH (c:RView {k: 1}) RETURN c.n AS n, c.v AS v").single()
+    return int(row["n"]), str(row["v"])
+
+
+def test_a_repeatable_migration_is_applied_again_whenever_its_file_changes(
+        execution: Execution, graph: GraphBackend, tmp_path: Path) -> None:
+    def kgm(*args: str, ok: bool = True) -> Any:
+        done = run(*args, env=execution.env, cwd=tmp_path)
+        assert (done.returncode == 0) is ok, done.stderr
+        return done
+
+    def listed() -> dict[str, tuple[str, bool, str | None]]:
+        return {m["version"]: (m["state"], m["repeatable"], m["reason"])
+                for m in json.loads(kgm("list", "--json").stdout)}
+
+    def chain() -> list[tuple[str, str, int | None]]:
+        return [(h["version"], h["state"], h["repeat_of"])
+                for h in json.loads(kgm("history", "--json").stdout)]
+
+    migrations = execution.migrations
+    # Given a repeatable migration between two versioned ones
+    (migrations / "V0001__base.cypher").write_bytes(b"CREATE (:RBase);\n")
+    (migrations / "R0002__refresh_view.cypher").write_bytes(repeatable("one"))
+    (migrations / "V0003__after.cypher").write_bytes(b"CREATE (:RAfter);\n")
+    execution.start_worker()
+    execution.wait_ready(1)
+    # When they are applied, and applied again with nothing changed
+    kgm("upgrade")
+    again = kgm("upgrade")
+    # Then the repeatable one ran once, in its place, recorded like the others
+    assert "Nothing to apply" in again.stdout
+    assert view(graph) == (1, "one")
+    assert listed() == {"V0001": ("applied", False, None), "V0002": ("applied", True, None),
+                        "V0003": ("applied", False, None)}
+    assert chain() == [("V0001", "applied", None), ("V0002", "applied", None),
+                       ("V0003", "applied", None)]
+
+    # When its file changes (now with a down section)
+    (migrations / "R0002__refresh_view.cypher").write_bytes(repeatable("two", undo="one"))
+    # Then it is pending again, not a changed applied file: validate is content, and the plan
+    # runs it alone, below V0003 without an out-of-order refusal
+    changed = ("pending", True, "repeatable, changed since it was applied: applied again by "
+               "the next upgrade")
+    assert listed()["V0002"] == changed
+    assert kgm("validate").stdout.splitlines()[-1] == "valid: 2 applied, 1 pending"
+    assert [m["version"] for m in json.loads(kgm("plan", "--json").stdout)] == ["V0002"]
+    # When it is upgraded
+    kgm("upgrade")
+    # Then it ran again, and the chain keeps both applications: the first as repeated
+    assert view(graph) == (2, "two")
+    assert listed()["V0002"] == ("applied", True, None)
+    assert chain() == [("V0001", "applied", None), ("V0002", "repeated", None),
+                       ("V0003", "applied", None), ("V0002", "applied", 2)]
+    assert "Nothing to apply" in kgm("upgrade").stdout
+
+    # When it changes again, and a new migration after it fails in the same run
+    (migrations / "R0002__refresh_view.cypher").write_bytes(repeatable("three", undo="two"))
+    (migrations / "V0004__fails.py").write_text(FAILS)
+    failed = kgm("upgrade", "--json", ok=False)
+    # Then the run is rolled back: the repeat undone by its down section, and the chain as
+    # it was before the run (its repeat kept for the audit as rolled back)
+    assert json.loads(failed.stdout)["status"] == "rolled_back"
+    assert view(graph) == (3, "two")
+    assert chain() == [("V0001", "applied", None), ("V0002", "repeated", None),
+                       ("V0003", "applied", None), ("V0002", "applied", 2)]
+    assert listed()["V0002"] == changed and listed()["V0004"][0] == "pending"
+    links = graph.read("MATCH (m:__KGMMigration {version: 'V0002'}) RETURN m.state AS s "
+                       "ORDER BY m.sequence").column("s")
+    assert links == ["repeated", "applied", "rolled_back"]

@@ -95,6 +95,7 @@ def downgrade_plan(backend: GraphBackend, registry: Registry, target: str, *,
     applied = Ledger(backend).applied()
     versions = [Version.parse(a.version) for a in applied]
     undo = registry.to_revert(versions, target)
+    registry.require_undoable(undo, {Version.parse(a.version): a.checksum for a in applied})
     position = {v: i for i, v in enumerate(versions, start=1)}
     target_at = 0 if target == "base" else position[registry.get(target).version]
     planned = []

@@ -61,8 +61,11 @@ def preflight(backend: GraphBackend, registry: Registry, target: str | None = No
     """What `upgrade [target]` would apply and skip, and what refuses it. Reads only."""
     ledger = Ledger(backend)
     checksums = {Version.parse(a.version): a.checksum for a in ledger.applied()}
-    repeat = registry.to_repeat(checksums)  # pending again, in their place; not out of order
+    repeat = registry.to_repeat(checksums)  # pending again, in their place
     applied = [v for v in checksums if v not in repeat]
+    # nor is one whose repeat a rollback undid out of order: it was applied in its place
+    in_place = repeat | {Version.parse(h.version) for h in ledger.history()
+                         if h.state == "undone"}
     recorded = {Version.parse(v) for v in ledger.skipped()}
     server = _Server(backend)
     run: list[Version] = []
@@ -82,7 +85,7 @@ def preflight(backend: GraphBackend, registry: Registry, target: str | None = No
             skips.append(Skip(version, reason, version in recorded))
     if not out_of_order:
         for version, later in registry.out_of_order(
-                checksums, [v for v in run if v not in repeat]).items():
+                checksums, [v for v in run if v not in in_place]).items():
             name = registry.migrations[version].file.path.name
             again = (" (skipped earlier by a precondition that holds now)"
                      if version in recorded else "")

@@ -97,6 +97,8 @@ def downgrade(backend: GraphBackend, registry: Registry, endpoints: Endpoints, t
 
     def pick(applied: list[Version]) -> list[Version]:
         undo = registry.to_revert(applied, target)
+        registry.require_undoable(undo, {Version.parse(a.version): a.checksum
+                                         for a in Ledger(backend).applied()})
         if expect is not None and [str(v) for v in undo] != list(expect):
             raise KgmError(f"downgrade {target} would now undo "
                            f"{', '.join(str(v) for v in undo) or 'nothing'}, not "

@@ -278,7 +278,8 @@ def _undo_and_states() -> list[Rendered]:
     out.append(Rendered("ledger/mark-chain", ledger.MARK_CHAIN, chain))
     out.append(Rendered("ledger/mark-downgrade-events", ledger.MARK_DOWNGRADE_EVENTS, chain))
     out.append(Rendered("ledger/undo-downgrades", ledger.UNDO_DOWNGRADES, {"run_id": "run_1"}))
-    out.append(Rendered("ledger/undo-repeats", ledger.UNDO_REPEATS, {"run_id": "run_1"}))
+    out.append(Rendered("ledger/undo-repeated", ledger.UNDO_REPEATED,
+                        {"run_id": "run_1", "versions": ["V0002"], "at": "2026"}))
     out.append(Rendered("ledger/append-repeated", ledger.APPEND_REPEATED, {
         "version": "V0001", "description": "d", "checksum": "c", "author": "a",
         "applied_at": "2026", "duration_ms": 1, "applied_by": "me", "host": "h",

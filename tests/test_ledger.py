@@ -154,3 +154,19 @@ def test_a_runs_after_migrate_callbacks_are_claimed_once_per_end(graph: GraphBac
     ledger.note_callback(run.id, "first")
     ledger.note_callback(run.id, "second")
     assert ledger.require_run(run.id).callback_notes == ["first", "second"]
+
+
+def test_a_repeat_recorded_twice_by_one_run_is_one_link(graph: GraphBackend) -> None:
+    ledger = Ledger(graph)
+    # Given a repeatable migration applied by one run
+    first = meta("V0001", checksum="one").model_copy(update={"repeatable": True})
+    ledger.record_applied(first, run_id="run_a", duration_ms=1)
+    # When another run repeats it, and a second delivery of that decision records it again
+    again = first.model_copy(update={"checksum": "two"})
+    assert ledger.record_applied(again, run_id="run_b", duration_ms=1, repeat=True)
+    assert ledger.record_applied(again, run_id="run_b", duration_ms=1, repeat=True) is None
+    # Then the chain has one applied link, the repeat, in the first one's place
+    assert [(a.version, a.checksum, a.run_id, a.repeat_of) for a in ledger.applied()] == [
+        ("V0001", "two", "run_b", 1)]
+    assert [(h.state, h.run_id) for h in ledger.history()] == [
+        ("repeated", "run_a"), ("applied", "run_b")]

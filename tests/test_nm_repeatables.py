@@ -1,8 +1,9 @@
 """Repeatable migrations (issue 19, item 5) through the real CLI with real workers, on both
 servers, with neo4j-migrations' semantics: `R<version>__...` takes its place among the
 versioned ones, is applied again whenever its file changes (and only then), even below the
-highest applied version, and each application is a link of the chain; a rolled-back repeat
-leaves the chain as it was before it."""
+highest applied version, and each application is a link of the chain in its first place; a
+changed one is not undone by a downgrade; a rolled-back repeat leaves it to be applied
+afresh."""
 
 import json
 from pathlib import Path
@@ -84,17 +85,33 @@ def test_a_repeatable_migration_is_applied_again_whenever_its_file_changes(
                        ("V0003", "applied", None), ("V0002", "applied", 2)]
     assert "Nothing to apply" in kgm("upgrade").stdout
 
-    # When it changes again, and a new migration after it fails in the same run
+    # and it keeps the place of its first application in the applied order
+    assert [(m["version"], m["applied_order"]) for m in json.loads(kgm("list", "--json").stdout)
+            ] == [("V0001", 1), ("V0002", 2), ("V0003", 3)]
+
+    # When it changes again
     (migrations / "R0002__refresh_view.cypher").write_bytes(repeatable("three", undo="two"))
+    # Then a downgrade that would undo it is refused: its file's inverse is not the one of
+    # what is in force
+    refused = kgm("downgrade", "V0001", "--yes", ok=False)
+    assert "V0002 (R0002__refresh_view.cypher) changed since it was applied" in refused.stderr
+    # When a new migration after it fails in the same run
     (migrations / "V0004__fails.py").write_text(FAILS)
     failed = kgm("upgrade", "--json", ok=False)
-    # Then the run is rolled back: the repeat undone by its down section, and the chain as
-    # it was before the run (its repeat kept for the audit as rolled back)
+    # Then the run is rolled back, its repeat undone by its down section, and the earlier
+    # application is not taken to be in force either: undone, the migration pending
     assert json.loads(failed.stdout)["status"] == "rolled_back"
     assert view(graph) == (3, "two")
     assert chain() == [("V0001", "applied", None), ("V0002", "repeated", None),
-                       ("V0003", "applied", None), ("V0002", "applied", 2)]
-    assert listed()["V0002"] == changed and listed()["V0004"][0] == "pending"
+                       ("V0003", "applied", None), ("V0002", "undone", 2)]
+    assert listed()["V0002"] == ("pending", True, None)
     links = graph.read("MATCH (m:__KGMMigration {version: 'V0002'}) RETURN m.state AS s "
                        "ORDER BY m.sequence").column("s")
-    assert links == ["repeated", "applied", "rolled_back"]
+    assert links == ["repeated", "undone", "rolled_back"]
+    # When the failing migration is gone and the upgrade runs again
+    (migrations / "V0004__fails.py").unlink()
+    kgm("upgrade")
+    # Then the file is applied afresh, once
+    assert view(graph) == (4, "three")
+    assert listed()["V0002"] == ("applied", True, None)
+    assert chain()[-1] == ("V0002", "applied", None)

@@ -196,6 +196,8 @@ def history(as_json: JsonFlag = False) -> None:
         note = (f" [cyan](skipped: {escape(a.reason or '')})[/]" if skipped else
                 f" [cyan](adopted from {escape(a.adopted.tool)}: {escape(a.adopted.source)})[/]"
                 if a.adopted else " [cyan](repeated later)[/]" if a.state == "repeated" else
+                " [cyan](undone by a rollback: applied afresh by the next upgrade)[/]"
+                if a.state == "undone" else
                 f" [cyan](repeats #{a.repeat_of})[/]" if a.repeat_of else "")
         table.add_row(str(a.sequence), a.version, escape(a.description) + note,
                       f"{a.applied_at:%Y-%m-%d %H:%M}",

@@ -98,7 +98,8 @@ def finish(rt: Runtime, run_id: str) -> None:
               f"else since the migration wrote them, kept as they are); see `kgmigrate status "
               f"{run_id}`, then `kgmigrate rollback {run_id} --force` to restore them anyway")
         return
-    rt.ledger.revert_applied(run_id, state="rolled_back", by=run_id)
+    rt.ledger.revert_applied(run_id, state="rolled_back", by=run_id,
+                             repeated=_repeated(rt, run))
     ending.release(rt, run_id)  # before the state others wait for
     if not _transitioned(rt, run_id, MigrationStatus.ROLLED_BACK):
         return
@@ -120,6 +121,18 @@ def remaining_conflicts(rt: Runtime, run: RunRecord) -> int:
             elif f"{rid}:forced" not in restores:
                 total += int(record["conflicts"] or 0)
     return total
+
+
+def _repeated(rt: Runtime, run: RunRecord) -> list[str]:
+    """The repeatable migrations the run applied again whose steps it started (so their undo
+    ran): an upgrade's, applied before it by another run."""
+    if run.direction != "up":
+        return []
+    started = {s.version for s in run.steps if s.status is not MigrationStatus.PENDING}
+    before = {a.version for a in rt.ledger.history()
+              if a.state in ("applied", "repeated") and a.run_id != run.id}
+    return [m["version"] for m in run.plan
+            if m.get("repeatable") and m["version"] in started and m["version"] in before]
 
 
 def block(rt: Runtime, run_id: str, message: str) -> None:

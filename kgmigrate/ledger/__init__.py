@@ -82,7 +82,8 @@ APPLIED = (
     "RETURN m.version AS version, m.description AS description, m.checksum AS checksum, "
     "m.author AS author, m.applied_at AS applied_at, m.duration_ms AS duration_ms, "
     "m.applied_by AS applied_by, m.host AS host, m.run_id AS run_id, m.sequence AS sequence, "
-    f"{ADOPTION_FIELDS} ORDER BY m.sequence"
+    "m.repeat_of AS repeat_of, "
+    f"{ADOPTION_FIELDS} ORDER BY coalesce(m.first_sequence, m.sequence)"
 )
 # A migration an `assume` precondition skipped: a link of the chain with state 'skipped', the
 # precondition that did not hold and the run that decided it (null: nothing else ran).
@@ -397,21 +398,31 @@ RECORD_DOWNGRADED = (
 )
 # A repeatable migration applied again (its file changed): its applied link becomes
 # 'repeated' and a new applied link is appended, so a version has one applied link at most.
+# The new link keeps the place of the first application (`first_sequence`): the applied
+# migrations stay in the order they were first applied (a downgrade undoes in that order).
+# Written first, then checked (on Neo4j the write takes the link's lock): a second delivery
+# of the same decision finds the link repeated by its own run, and writes nothing more.
 APPEND_REPEATED = (
     f"MATCH (old:{MIGRATION} {{version: $version, state: 'applied'}}) "
+    "SET old.repeat_writes = coalesce(old.repeat_writes, 0) + 1 "
+    "WITH old WHERE old.state = 'applied' AND coalesce(old.run_id, '') <> $run_id "
     "SET old.state = 'repeated', old.repeated_by = $run_id, old.repeated_at = $applied_at "
     f"WITH old MATCH (prev:{MIGRATION}) WITH old, prev ORDER BY prev.sequence DESC LIMIT 1 "
     f"CREATE (prev)-[:{MIGRATED_TO} {{at: $applied_at}}]->(m:{MIGRATION} {{version: $version, "
     "description: $description, checksum: $checksum, author: $author, "
     "applied_at: $applied_at, duration_ms: $duration_ms, applied_by: $applied_by, host: $host, "
     "run_id: $run_id, state: 'applied', repeat_of: old.sequence, "
+    "first_sequence: coalesce(old.first_sequence, old.sequence), "
     "sequence: prev.sequence + 1}) "
     "RETURN m.sequence AS sequence"
 )
-# A rolled-back run's repeats: the links they replaced are applied again.
-UNDO_REPEATS = (
-    f"MATCH (m:{MIGRATION} {{state: 'repeated'}}) WHERE m.repeated_by = $run_id "
-    "SET m.state = 'applied', m.repeated_by = null, m.repeated_at = null "
+# A rolled-back run that ran (some of) a repeatable migration's steps again: its rollback
+# ran their undo (a `.cypher` file's down section undoes the whole file), so the earlier
+# application is not in force either: 'undone', and the next upgrade applies the file afresh.
+UNDO_REPEATED = (
+    f"MATCH (m:{MIGRATION}) WHERE m.version IN $versions AND (m.state = 'applied' OR "
+    "(m.state = 'repeated' AND m.repeated_by = $run_id)) "
+    "SET m.state = 'undone', m.undone_by = $run_id, m.undone_at = $at "
     "RETURN m.version AS version"
 )
 UNDO_DOWNGRADES = (
@@ -473,7 +484,8 @@ class Ledger:
         return [_link(r) for r in self.backend.read(APPLIED).records]
 
     def record_applied(self, meta: MigrationMetadata, *, run_id: str, duration_ms: int,
-                       applied_by: str | None = None, repeat: bool = False) -> AppliedMigration:
+                       applied_by: str | None = None, repeat: bool = False
+                       ) -> AppliedMigration | None:
         """A migration becomes the chain's latest link; `repeat`: a repeatable one applied
         again, its earlier link kept as 'repeated'."""
         self.ensure_schema()
@@ -484,16 +496,17 @@ class Ledger:
             "run_id": run_id,
         }
         rows = self.backend.write(APPEND_REPEATED if repeat else APPEND_APPLIED, params).records
+        if not rows and repeat:  # recorded by an earlier delivery of this run's decision
+            return None
         if not rows:
-            raise KgmError(f"migration {meta.version} is "
-                           f"{'not applied, so not repeated' if repeat else 'already applied'}")
+            raise KgmError(f"migration {meta.version} is already applied")
         return AppliedMigration(**{**params, "sequence": rows[0]["sequence"]})
 
     def history(self) -> list[AppliedMigration]:
         """The chain's applied and skipped links, oldest first, and the applications of a
-        repeatable migration that a later one repeated."""
+        repeatable migration that a later one repeated or a rollback undid."""
         return [_link(r) for r in self.backend.read(LINKS).records
-                if r["state"] in ("applied", "skipped", "repeated")]
+                if r["state"] in ("applied", "skipped", "repeated", "undone")]
 
     def skipped(self) -> dict[str, AppliedMigration]:
         """The migrations an `assume` precondition skipped and that were not applied since:
@@ -853,14 +866,18 @@ class Ledger:
         if not rows or not rows[0]["n"]:
             raise KgmError(f"migration {meta.version} is not applied; nothing to downgrade")
 
-    def revert_applied(self, run_id: str, *, state: str, by: str) -> list[str]:
+    def revert_applied(self, run_id: str, *, state: str, by: str,
+                       repeated: Sequence[str] = ()) -> list[str]:
         """Undo what a rolled-back run wrote to the chain (its links stay, for the audit,
-        marked `state`): migrations it applied, and downgrades it recorded."""
+        marked `state`): migrations it applied, and downgrades it recorded. `repeated`: the
+        repeatable migrations applied before whose steps it ran again (undone with them)."""
         params = {"run_id": run_id, "state": state, "at": _iso(utc_now()), "by": by}
         rows = self.backend.write(MARK_CHAIN, params).records
         self.backend.write(MARK_DOWNGRADE_EVENTS, params)
         self.backend.write(UNDO_DOWNGRADES, {"run_id": run_id})
-        self.backend.write(UNDO_REPEATS, {"run_id": run_id})
+        if repeated:
+            self.backend.write(UNDO_REPEATED, {"run_id": run_id, "versions": list(repeated),
+                                               "at": params["at"]})
         return [r["version"] for r in rows]
 
     def batches(self, step_id: str) -> list[BatchRecord]:

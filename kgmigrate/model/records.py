@@ -114,7 +114,8 @@ class AppliedMigration(_Model):
     """A link of the applied chain in the graph: an applied migration, or one that an
     `assume` precondition skipped (`state` "skipped", `reason` the precondition, `applied_at`
     when it was skipped, `run_id` the run started with that decision, if any), or an
-    application of a repeatable migration that a later one repeated (`state` "repeated").
+    application of a repeatable migration that a later one repeated (`state` "repeated") or
+    that the rollback of a run that repeated it undid (`state` "undone").
     A migration another tool applied and `kgmigrate import-chain` adopted has no run;
     `adopted` says where it comes from (its `applied_at`, `duration_ms` and `applied_by` are
     that tool's)."""
@@ -129,7 +130,7 @@ class AppliedMigration(_Model):
     host: str
     run_id: str | None = None
     sequence: int
-    state: Literal["applied", "skipped", "repeated"] = "applied"
+    state: Literal["applied", "skipped", "repeated", "undone"] = "applied"
     reason: str | None = None
     repeat_of: int | None = None  # a repeatable migration applied again: the link it repeats
     adopted: Adoption | None = None

@@ -36,6 +36,17 @@ class Registry:
                 if v in self.migrations and self.migrations[v].file.repeatable
                 and self.migrations[v].checksum != recorded}
 
+    def require_undoable(self, undo: Iterable[Version], applied: Mapping[Version, str]) -> None:
+        """Refuse to undo a repeatable migration whose file changed since it was applied: the
+        file's inverse now belongs to another text than the one in force."""
+        changed = self.to_repeat(applied)
+        for version in undo:
+            if version in changed:
+                raise KgmError(
+                    f"{version} ({self.migrations[version].file.path.name}) changed since it "
+                    "was applied, so its inverse is not the one of what is in force; upgrade "
+                    "first (it applies the file again) or restore the file, then downgrade")
+
     def callbacks_of(self, phase: str) -> tuple[Callback, ...]:
         return self.callbacks.get(phase, ())
 

@@ -8,7 +8,8 @@ On both servers (one label :Item, one property set on every node, batches of 10k
     read in order, cut into lists of 10k keys, one `elementId(n) IN $keys` write per list;
 (c) kgmigrate: the same change as a migration, planned and run as batch tasks on 1 and 2
     batch-worker processes (c1, c2; on Neo4j also 4: c4) plus one control worker, from enqueue
-    to COMPLETED;
+    to COMPLETED: once as a raw `apply` (`ops.batched`, whose undo rows keep whole entities)
+    and once as the library op `ops.add_property` (cL1, cL2, cL4: rows keep that property);
 (r) rollback: the same change, failing validation in its last batch, rolled back on its own
     from the undo log; rollback throughput (entities restored per second) over forward
     throughput (entities changed per second, undo capture included), from the run's history,
@@ -159,6 +160,13 @@ MIGRATION = """
 from kgmigrate import Migration, ops
 migration = Migration(batch_size=%d, steps=[ops.batched("Item", "SET e.%s = 1"%s)])
 """
+# The same change as a library op: its undo rows keep only the property it touches, where a
+# raw `apply` (MIGRATION) keeps each entity whole. The property is absent, so `where absent`
+# selects every node, as the hand loop does.
+LIBRARY_MIGRATION = """
+from kgmigrate import Migration, ops
+migration = Migration(batch_size=%d, steps=[ops.add_property("Item", "%s", 1)])
+"""
 
 
 def peak_rss_kb(pid: int) -> int:
@@ -268,20 +276,24 @@ def rollback_figures(graph: GraphBackend, run: Any) -> dict[str, Any]:
 def batched_variants(stack: EmbeddedStack, graph: GraphBackend, graph_env: dict[str, str],
                      tmp: Path, nodes: int, worker_counts: tuple[int, ...],
                      figures: dict[str, Any]) -> None:
-    """(c) with each worker count and (r) with 1 and 2 workers, with their ratios to (a), (b)
-    and c1, into `figures` (which holds (a) and (b) already)."""
+    """(c) with each worker count, as a raw `apply` (c) and as a library op (cL), and (r) with
+    1 and 2 workers, with their ratios to (a), (b) and c1, into `figures` (which holds (a) and
+    (b) already)."""
     a, b = figures["a_one_statement"], figures["b_batch_loop"]
-    for workers in worker_counts:
-        c = kgmigrate_run(stack, graph, graph_env, workers, f"c{workers}", tmp)
-        figures[f"c_kgmigrate_{workers}_workers"] = c
-        if "nodes_per_s" in a:
-            figures[f"ratio_c{workers}_over_a"] = c["nodes_per_s"] / a["nodes_per_s"]
-        figures[f"ratio_c{workers}_over_b"] = c["nodes_per_s"] / b["nodes_per_s"]
-        figures[f"latency_last_over_first_tenth_c{workers}"] = (
-            c["last_tenth_batch_s"] / c["first_tenth_batch_s"])
-        if workers > 1:
-            figures[f"ratio_c{workers}_over_c1"] = (
-                c["nodes_per_s"] / figures["c_kgmigrate_1_workers"]["nodes_per_s"])
+    for tag, name, text in (("c", "kgmigrate", MIGRATION), ("cL", "library", LIBRARY_MIGRATION)):
+        for workers in worker_counts:
+            prop = f"{tag}{workers}".lower()
+            c = kgmigrate_run(stack, graph, graph_env, workers, prop, tmp,
+                              text=None if tag == "c" else text % (BATCH, prop))
+            figures[f"c_{name}_{workers}_workers"] = c
+            if "nodes_per_s" in a:
+                figures[f"ratio_{tag}{workers}_over_a"] = c["nodes_per_s"] / a["nodes_per_s"]
+            figures[f"ratio_{tag}{workers}_over_b"] = c["nodes_per_s"] / b["nodes_per_s"]
+            figures[f"latency_last_over_first_tenth_{tag}{workers}"] = (
+                c["last_tenth_batch_s"] / c["first_tenth_batch_s"])
+            if workers > 1:
+                figures[f"ratio_{tag}{workers}_over_{tag}1"] = (
+                    c["nodes_per_s"] / figures[f"c_{name}_1_workers"]["nodes_per_s"])
     for workers in (1, 2):
         r = kgmigrate_run(stack, graph, graph_env, workers, f"r{workers}", tmp,
                           fail_last=nodes - 5)

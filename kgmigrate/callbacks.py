@@ -65,18 +65,13 @@ def around[T](backend: GraphBackend, before: Iterable[Callback], after: Iterable
     try:
         result = verb()
     except BaseException:
-        invoke_quietly(backend, after)
+        try:  # the verb's error is the one to tell
+            invoke(backend, after)
+        except KgmError as exc:
+            log.warning("%s", exc)
         raise
     invoke(backend, after)
     return result
-
-
-def invoke_quietly(backend: GraphBackend, callbacks: Iterable[Callback]) -> None:
-    """After a verb that failed: its error is the one to tell; a failing callback is logged."""
-    try:
-        invoke(backend, callbacks)
-    except KgmError as exc:
-        log.warning("%s", exc)
 
 
 def after_migrate(backend: GraphBackend, run_id: str) -> None:

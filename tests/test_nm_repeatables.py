@@ -6,6 +6,7 @@ changed one is not undone by a downgrade; a rolled-back repeat leaves it to be a
 afresh."""
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,7 @@ def test_a_repeatable_migration_is_applied_again_whenever_its_file_changes(
     changed = ("pending", True, "repeatable, changed since it was applied: applied again by "
                "the next upgrade")
     assert listed()["V0002"] == changed
+    assert re.search(r"R0002 .*pending \(repeatable, changed\)", kgm("list").stdout)
     assert kgm("validate").stdout.splitlines()[-1] == "valid: 2 applied, 1 pending"
     assert [m["version"] for m in json.loads(kgm("plan", "--json").stdout)] == ["V0002"]
     # When it is upgraded

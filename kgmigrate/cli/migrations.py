@@ -61,7 +61,9 @@ def list_cmd(
         state = f"[{color}]{item.state}[/]" + (" (repeatable, changed)"
                                                 if item.repeatable and item.applied_at
                                                 and item.state == "pending" else "")
-        table.add_row(item.version + (" (R)" if item.repeatable else ""),
+        # a repeatable one as its file is named (R0002), though it is version V0002 everywhere
+        shown = "R" + item.version.removeprefix("V") if item.repeatable else item.version
+        table.add_row(shown,
                       escape(item.description), state,
                       f"{item.applied_at:%Y-%m-%d %H:%M}" if item.applied_at else "")
     out.print(table)

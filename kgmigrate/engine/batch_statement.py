@@ -23,6 +23,7 @@ to report how many of the batch's entities fail, and the first of them: their ke
 keys and values.
 """
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -82,8 +83,10 @@ def batch_statement(dialect: Dialect, plan: BatchPlan) -> str:
     touched = plan.kept
     row = (undo.record_touched(dialect, scope.entity, touched.properties, touched.labels)
            if touched else undo.record(dialect, scope.entity, made=made, deletes=plan.deletes))
+    # a Python transform compares the whole state its values were computed from
+    narrow = touched.properties if touched and plan.values is None else None
     return (
-        f"{bound_batch(dialect, scope)} {plan.apply} "
+        f"{bound_batch(dialect, scope, narrow)} {plan.apply} "
         f"WITH e, {made + ', ' if made else ''}kgm_key, kgm_pre, ({valid}) AS ok {row} "
         f"WITH count(e) AS n, sum(CASE WHEN ok THEN 0 ELSE 1 END) AS bad, "
         f"collect(CASE WHEN ok THEN null ELSE kgm_key END)[..{BAD_SAMPLE}] AS bad_keys, "
@@ -95,16 +98,17 @@ def batch_statement(dialect: Dialect, plan: BatchPlan) -> str:
     )
 
 
-def bound_batch(dialect: Dialect, scope: Scope) -> str:
+def bound_batch(dialect: Dialect, scope: Scope, touched: Sequence[str] | None = None) -> str:
     """One batch's entities, write-locked first where other transactions may write
     (`Dialect.lock`), with what `apply` may use besides `e` (and `s`, `t`): `kgm_key`, and
     `kgm_pre`, the state before the change that the undo row keeps
-    (`kgmigrate.ledger.undo.bound`). An `apply` that needs a WITH carries them."""
+    (`kgmigrate.ledger.undo.bound`; only the `touched` properties when given). An `apply`
+    that needs a WITH carries them."""
     match = dialect.batch_match(scope)
     carried = "e" if scope.entity == "node" else "e, s, t"
     lock = dialect.lock("e", undo.LOCK)
     return (f"{match} {lock + ' ' if lock else ''}WITH {carried}, {dialect.key('e')} AS kgm_key, "
-            f"{undo.bound(dialect, scope.entity)}")
+            f"{undo.bound(dialect, scope.entity, touched)}")
 
 
 def diagnosis_statement(dialect: Dialect, scope: Scope, apply: str, validation: str,

@@ -47,14 +47,20 @@ def _p(name: str) -> str:
     return ident.prop(name, internal=True)
 
 
-def bound(dialect: Dialect, entity: EntityKind) -> str:
+def bound(dialect: Dialect, entity: EntityKind, touched: Sequence[str] | None = None) -> str:
     """`kgm_pre`, bound before `apply` runs: the entity's state before the change, which its
     undo row keeps: [labels, properties] for a node, [type, properties, start key, end key]
     for a relationship. One variable, so an `apply` with a WITH carries it as it always did
-    (`WITH e, kgm_key, kgm_pre, ...`)."""
+    (`WITH e, kgm_key, kgm_pre, ...`).
+
+    `touched`: the only properties the row keeps (`record_touched`), projected instead of the
+    whole map: `properties(e)` builds every property of every entity, which cost a 10k batch
+    of 10-property nodes on FalkorDB more than the change itself (29 ms against 7 ms)."""
+    props = ("properties(e)" if touched is None else
+             "e{" + ", ".join(f".{ident.prop(name)}" for name in touched) + "}")
     if entity == "node":
-        return "[labels(e), properties(e)] AS kgm_pre"
-    return (f"[type(e), properties(e), {dialect.key('s')}, {dialect.key('t')}] AS kgm_pre")
+        return f"[labels(e), {props}] AS kgm_pre"
+    return (f"[type(e), {props}, {dialect.key('s')}, {dialect.key('t')}] AS kgm_pre")
 
 
 def record(dialect: Dialect, entity: EntityKind, *, made: str | None, deletes: bool) -> str:

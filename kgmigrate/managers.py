@@ -101,6 +101,11 @@ class DataMigrationManager:
         continues a rollback that stopped); `wait` for the outcome."""
         self.migrations.rollback(run_id, force=force)
 
+    def revert(self, run_id: str) -> None:
+        """Undo a completed upgrade run from its undo log (the last run applied, while its
+        log is kept), under rollback's conflict rule; `wait` for the outcome."""
+        self.migrations.revert(run_id)
+
     def conflicts(self, run_id: str) -> list[Conflict]:
         return self.migrations.conflicts(self.migrations.status(run_id))
 

@@ -351,8 +351,9 @@ def rollback(backend: GraphBackend, endpoints: Endpoints, run_id: str, *,
     if run.status is MigrationStatus.ROLLED_BACK:
         raise KgmError(f"run {run_id} is already rolled back")
     if run.status is MigrationStatus.COMPLETED:
-        raise KgmError(f"run {run_id} completed; undo its migrations with "
-                       "`kgmigrate downgrade TARGET` instead")
+        raise KgmError(f"run {run_id} completed; revert it from its undo log with "
+                       f"`kgmigrate revert {run_id}`, or undo its migrations by their inverses "
+                       "with `kgmigrate downgrade TARGET`")
     if run.status in (MigrationStatus.PENDING, MigrationStatus.IN_PROGRESS,
                       MigrationStatus.VALIDATING):
         raise KgmError(f"run {run_id} is {run.status}; wait for it to end (or fail) first")
@@ -362,6 +363,75 @@ def rollback(backend: GraphBackend, endpoints: Endpoints, run_id: str, *,
     if run.status is not MigrationStatus.ROLLING_BACK:
         ledger.transition(run_id, MigrationStatus.ROLLING_BACK)
     _send(endpoints, START_ROLLBACK, run_id, force)
+
+
+def revert(backend: GraphBackend, endpoints: Endpoints, run_id: str, *,
+           before_lock: Callable[[], object] | None = None) -> None:
+    """Undo a completed upgrade run from its undo log, as a rollback does (what was changed
+    since it wrote it is a conflict, kept as it is), recording its migrations as downgraded.
+    Refused (see `revert_refusal`) unless it is the last thing applied and its log is kept."""
+    ledger = Ledger(backend)
+    _refuse_revert(ledger, run_id)
+    if before_lock is not None:
+        before_lock()
+    lock = MigrationLock(backend, lease_s=load_settings().lock_lease_s)
+    lease = lock.acquire(default_holder(), run_id)
+    try:  # again under the lock: nothing can be applied meanwhile now
+        _refuse_revert(ledger, run_id)
+        if not ledger.begin_revert(run_id):
+            raise KgmError(f"run {run_id} is no longer completed; see `kgmigrate status "
+                           f"{run_id}`")
+    except BaseException:
+        lock.release(lease)
+        raise
+    _send(endpoints, START_ROLLBACK, run_id, False)
+
+
+def _refuse_revert(ledger: Ledger, run_id: str) -> None:
+    problem = revert_refusal(ledger, run_id)
+    if problem:
+        raise KgmError(problem)
+
+
+def revert_refusal(ledger: Ledger, run_id: str) -> str | None:
+    """Why run `run_id` cannot be reverted now (None: it can). Only a completed upgrade whose
+    migrations are all still applied, with nothing applied after them (a later migration may
+    build on what it changed: downgrade or revert that first), and whose undo log has not been
+    pruned."""
+    run = ledger.run(run_id)
+    if run is None:
+        return f"no run {run_id}"
+    if run.status in ROLLBACK_STATES:
+        return (f"run {run_id} is {run.status}; carry its rollback on with "
+                f"`kgmigrate rollback {run_id}`")
+    if run.status is not MigrationStatus.COMPLETED:
+        return (f"run {run_id} is {run.status}; only a completed run is reverted"
+                + (f" (a failed one is rolled back: `kgmigrate rollback {run_id}`)"
+                   if run.status is MigrationStatus.FAILED else ""))
+    if run.direction == "down":
+        return (f"run {run_id} is a downgrade; apply its migrations again with "
+                "`kgmigrate upgrade`")
+    links = ledger.run_links(run_id)
+    undone = [f"{version} ({state})" for version, state, _ in links
+              if state not in ("applied", "skipped", "downgrade")]
+    if undone:
+        return (f"run {run_id}'s migrations are no longer all in force: {', '.join(undone)}; "
+                "reverting the rest alone is not supported")
+    mine = [sequence for _, state, sequence in links if state == "applied"]
+    if not mine:
+        return f"run {run_id} applied no migration; there is nothing to revert"
+    later = [link for link in ledger.history() if link.state == "applied"
+             and link.run_id != run_id and link.sequence > min(mine)]
+    if later:
+        names = ", ".join(f"{link.version} (run {link.run_id or 'adopted'})" for link in later)
+        return (f"migrations applied after run {run_id} are in force: {names}; they may build "
+                "on what it changed: downgrade or revert them first")
+    changed = sum(step.entities_done for step in run.steps if step.batched)
+    if changed and not ledger.undo_rows(run_id):
+        return (f"run {run_id}'s undo log has been pruned (it changed {changed} entities); "
+                "it cannot be reverted: undo its migrations with `kgmigrate downgrade "
+                "TARGET` (by their inverses) or restore a snapshot")
+    return None
 
 
 def conflicts(backend: GraphBackend, run: RunRecord) -> list[Conflict]:

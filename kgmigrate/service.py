@@ -247,6 +247,17 @@ class Migrations:
         runs.rollback(self.backend, self.endpoints, run_id, force=force,
                       before_lock=self._workers_check(require_workers))
 
+    def revert(self, run_id: str, *, require_workers: bool = False) -> None:
+        """Undo a completed upgrade run from its undo log: restored entity by entity under
+        rollback's conflict rule, its migrations recorded as downgraded; `wait` for the
+        outcome (`rolled_back`, or `rollback_blocked` with conflicts: `rollback --force`)."""
+        runs.revert(self.backend, self.endpoints, run_id,
+                    before_lock=self._workers_check(require_workers))
+
+    def revert_refusal(self, run_id: str) -> str | None:
+        """Why `revert(run_id)` would be refused now; None when it would start."""
+        return runs.revert_refusal(Ledger(self.backend), run_id)
+
     def abandon(self, run_id: str, *, reason: str, by: str | None = None,
                 when_workers_gone: bool = False) -> RunRecord:
         """Give up an unfinished run whose workers are gone (audited; nothing is undone).

@@ -284,6 +284,12 @@ def _undo_and_states() -> list[Rendered]:
         "version": "V0001", "description": "d", "checksum": "c", "author": "a",
         "applied_at": "2026", "duration_ms": 1, "applied_by": "me", "host": "h",
         "run_id": "run_1"}))
+    out.append(Rendered("ledger/begin-revert", ledger.BEGIN_REVERT,
+                        {"id": "run_1", "entry": "rolling_back@2026"}))
+    out.append(Rendered("ledger/record-reverted", ledger.RECORD_REVERTED, {
+        "version": "V0001", "run_id": "run_1", "at": "2026", "duration_ms": 1,
+        "applied_by": "me", "host": "h"}))
+    out.append(Rendered("ledger/run-links", ledger.RUN_LINKS, {"run_id": "run_1"}))
     out.append(Rendered("ledger/record-downgraded", ledger.RECORD_DOWNGRADED, {
         "version": "V0001", "description": "d", "checksum": "c", "author": "a", "at": "2026",
         "duration_ms": 1, "applied_by": "me", "host": "h", "run_id": "run_1"}))

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,15 @@ def run(*args: str, env: dict[str, str], cwd: Path,
         stdin: int | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*KGM, *args], env={**os.environ, **env}, cwd=cwd, text=True,
                           stdin=stdin, capture_output=True, timeout=300, check=False)
+
+
+def runner(env: dict[str, str], cwd: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`kgm(*args, ok=True)`: the CLI run with `env` in `cwd`, its exit code checked."""
+    def kgm(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        done = run(*args, env=env, cwd=cwd)
+        assert (done.returncode == 0) is ok, done.stderr
+        return done
+    return kgm
 
 
 def test_stack_lifecycle_sample_and_info(tmp_path: Path) -> None:

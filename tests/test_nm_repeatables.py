@@ -8,11 +8,10 @@ afresh."""
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 from kgmigrate.graph.base import GraphBackend
 from tests.conftest import Execution
-from tests.test_cli import run
+from tests.test_cli import runner
 
 
 def repeatable(value: str, undo: str | None = None) -> bytes:
@@ -37,10 +36,7 @@ def view(graph: GraphBackend) -> tuple[int, str]:
 
 def test_a_repeatable_migration_is_applied_again_whenever_its_file_changes(
         execution: Execution, graph: GraphBackend, tmp_path: Path) -> None:
-    def kgm(*args: str, ok: bool = True) -> Any:
-        done = run(*args, env=execution.env, cwd=tmp_path)
-        assert (done.returncode == 0) is ok, done.stderr
-        return done
+    kgm = runner(execution.env, tmp_path)
 
     def listed() -> dict[str, tuple[str, bool, str | None]]:
         return {m["version"]: (m["state"], m["repeatable"], m["reason"])

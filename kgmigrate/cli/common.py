@@ -127,10 +127,15 @@ def _plain(line: str) -> None:
     err.print(line, markup=False, highlight=False)
 
 
+def kind_of(run: RunRecord) -> str:
+    """`upgrade` or `downgrade`, and whether a completed upgrade is being (or was) reverted."""
+    return f"{run.kind}, reverted after it completed" if run.reverts else run.kind
+
+
 def show_run(run: RunRecord, *, stalled: bool = False) -> None:
     """`stalled`: no worker serves the run, so no batch of it waits for its throttle now."""
     target = f" (target {escape(run.target)})" if run.target else ""
-    out.print(f"run {run.id}: [bold]{run.status}[/]  {run.kind}  migrations "
+    out.print(f"run {run.id}: [bold]{run.status}[/]  {kind_of(run)}  migrations "
               f"{', '.join(run.migrations)}{target}", highlight=False)
     out.print(f"  by {run.created_by}; history: {' -> '.join(run.history)}", highlight=False)
     if run.error_log:

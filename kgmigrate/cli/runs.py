@@ -20,6 +20,7 @@ from kgmigrate.cli.common import (
     app,
     err,
     follow,
+    kind_of,
     out,
     print_json,
     requested,
@@ -332,6 +333,43 @@ def rollback(
 
 
 @app.command()
+def revert(
+    run_id: Annotated[str, typer.Argument(help="The completed upgrade run to undo.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    wait: WaitFlag = True,
+    local_workers: LocalWorkersFlag = 0,
+    allow_no_workers: AllowNoWorkersFlag = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Undo a completed upgrade run from its undo log, as a rollback does: entities someone
+    changed since are kept as conflicts (then `rollback RUN --force`); its migrations are
+    recorded as downgraded. Only the last run applied, while its log is kept
+    (KGMIGRATE_UNDO_RETENTION_DAYS); for ops without an inverse, where `downgrade` cannot."""
+    if as_json and not yes:
+        raise KgmError("--json does not ask: add --yes")
+
+    def check(migrations: Migrations) -> None:
+        problem = migrations.revert_refusal(run_id)
+        if problem:
+            raise KgmError(problem)
+        run = migrations.status(run_id)
+        changed = sum(step.entities_done for step in run.steps)
+        ended = run.finished_at or run.created_at
+        if not yes and not typer.confirm(
+                f"Revert run {run.id} (completed {ended:%Y-%m-%d %H:%M}, migrations "
+                f"{', '.join(run.migrations)}): restore the {changed:,} entities it changed "
+                "from its undo log, keeping those changed since as conflicts?"):
+            raise typer.Exit(1)
+
+    def start(migrations: Migrations, require: bool) -> str | None:
+        migrations.revert(run_id, require_workers=require)
+        return run_id
+
+    _follow(start, wait=wait, local_workers=local_workers, allow_no_workers=allow_no_workers,
+            as_json=as_json, success=MigrationStatus.ROLLED_BACK, check=check)
+
+
+@app.command()
 def abandon(
     run_id: Annotated[str, typer.Argument(help="The unfinished run to give up.")],
     reason: Annotated[str, typer.Option("--reason", help="Why: kept in the run's record.")],
@@ -399,7 +437,8 @@ def _finish_output(run: RunRecord, as_json: bool,
         print_json(run.model_dump(mode="json"))
     else:
         color = "green" if run.status is success else "red"
-        out.print(f"run {run.id}: [bold {color}]{run.status}[/]  {run.kind}", highlight=False)
+        out.print(f"run {run.id}: [bold {color}]{run.status}[/]  {kind_of(run)}",
+                  highlight=False)
         if run.error_log:
             out.print(f"  {escape(run.error_log)}", highlight=False)
     if run.status is not success:

@@ -7,6 +7,7 @@ second `kgmigrate rollback`) only does what is left.
 """
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from celery import Celery, chord
@@ -15,7 +16,7 @@ from kgmigrate.engine import ending, retention, watch
 from kgmigrate.engine.canvas import shown
 from kgmigrate.engine.restore import RestoreResult
 from kgmigrate.ledger.batches import restore_batch_id
-from kgmigrate.model.records import MigrationStatus, RunRecord, StepRecord
+from kgmigrate.model.records import MigrationStatus, RunRecord, StepRecord, utc_now
 from kgmigrate.model.status import StatusTransitionError
 from kgmigrate.monitoring import hooks
 from kgmigrate.runtime.app import RESTORE_BATCH, ROLLBACK_CRASHED, ROLLBACK_STEP_DONE
@@ -98,8 +99,17 @@ def finish(rt: Runtime, run_id: str) -> None:
               f"else since the migration wrote them, kept as they are); see `kgmigrate status "
               f"{run_id}`, then `kgmigrate rollback {run_id} --force` to restore them anyway")
         return
-    rt.ledger.revert_applied(run_id, state="rolled_back", by=run_id,
-                             repeated=_repeated(rt, run))
+    if run.reverts:  # recorded as a downgrade of its migrations, the last applied first
+        states = [entry.split("@", 1) for entry in run.history]
+        began = [at for n, (state, at) in enumerate(states)
+                 if state == "rolling_back" and states[n - 1][0] == "completed"]
+        started = datetime.fromisoformat(began[-1]) if began else utc_now()
+        rt.ledger.record_reverted(
+            run_id, list(reversed(run.migrations)), repeated=_repeated(rt, run),
+            duration_ms=int((utc_now() - started).total_seconds() * 1000))
+    else:
+        rt.ledger.revert_applied(run_id, state="rolled_back", by=run_id,
+                                 repeated=_repeated(rt, run))
     ending.release(rt, run_id)  # before the state others wait for
     if not _transitioned(rt, run_id, MigrationStatus.ROLLED_BACK):
         return

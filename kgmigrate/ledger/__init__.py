@@ -107,6 +107,10 @@ LINKS = (
     f"m.state AS state, m.reason AS reason, m.repeat_of AS repeat_of, {ADOPTION_FIELDS} "
     "ORDER BY m.sequence"
 )
+RUN_LINKS = (
+    f"MATCH (m:{MIGRATION}) WHERE m.run_id = $run_id "
+    "RETURN m.version AS version, m.state AS state, m.sequence AS sequence ORDER BY m.sequence"
+)
 CHAIN_SIZE = f"MATCH (m:{MIGRATION}) RETURN count(m) AS n"
 # Migrations another tool applied, adopted as the whole chain at once (`import-chain`): only
 # into an empty chain (checked again here, in the one transaction that writes them all), in
@@ -434,6 +438,29 @@ MARK_CHAIN = (
     f"MATCH (m:{MIGRATION} {{state: 'applied'}}) WHERE m.run_id = $run_id "
     "SET m.state = $state, m.reverted_at = $at, m.reverted_by = $by RETURN m.version AS version"
 )
+# `kgmigrate revert`: the one way out of COMPLETED (never a failure's automatic rollback,
+# which transitions through the status table, where COMPLETED is final).
+BEGIN_REVERT = (
+    f"MATCH (r:{RUN} {{id: $id}}) SET r.writes = coalesce(r.writes, 0) + 1 "
+    "WITH r WHERE r.status = 'completed' "
+    "SET r.status = 'rolling_back', r.history = r.history + [$entry], r.finished_at = null "
+    "RETURN r.status AS status"
+)
+# A reverted run's migration is recorded as a downgrade: its applied link `downgraded`, and
+# a `downgrade` link appended (by the reverted run). Written first, then checked, as
+# APPEND_REPEATED: a second delivery of the rollback's end appends nothing more.
+RECORD_REVERTED = (
+    f"MATCH (m:{MIGRATION} {{version: $version, state: 'applied'}}) WHERE m.run_id = $run_id "
+    "SET m.revert_writes = coalesce(m.revert_writes, 0) + 1 "
+    "WITH m WHERE m.state = 'applied' "
+    "SET m.state = 'downgraded', m.downgraded_by = $run_id, m.downgraded_at = $at "
+    f"WITH m MATCH (prev:{MIGRATION}) WITH m, prev ORDER BY prev.sequence DESC LIMIT 1 "
+    f"CREATE (prev)-[:{MIGRATED_TO} {{at: $at}}]->(d:{MIGRATION} {{version: m.version, "
+    "description: m.description, checksum: m.checksum, author: m.author, applied_at: $at, "
+    "duration_ms: $duration_ms, applied_by: $applied_by, host: $host, run_id: $run_id, "
+    "state: 'downgrade', reverted: true, sequence: prev.sequence + 1}) "
+    "RETURN d.sequence AS sequence"
+)
 MARK_DOWNGRADE_EVENTS = (
     f"MATCH (m:{MIGRATION} {{state: 'downgrade'}}) WHERE m.run_id = $run_id "
     "SET m.state = $state, m.reverted_at = $at, m.reverted_by = $by RETURN m.version AS version"
@@ -507,6 +534,11 @@ class Ledger:
         repeatable migration that a later one repeated or a rollback undid."""
         return [_link(r) for r in self.backend.read(LINKS).records
                 if r["state"] in ("applied", "skipped", "repeated", "undone")]
+
+    def run_links(self, run_id: str) -> list[tuple[str, str, int]]:
+        """(version, state, sequence) of the chain's links a run wrote, in chain order."""
+        return [(r["version"], r["state"], int(r["sequence"]))
+                for r in self.backend.read(RUN_LINKS, {"run_id": run_id}).records]
 
     def skipped(self) -> dict[str, AppliedMigration]:
         """The migrations an `assume` precondition skipped and that were not applied since:
@@ -865,6 +897,26 @@ class Ledger:
             "host": socket.gethostname(), "run_id": run_id}).records
         if not rows or not rows[0]["n"]:
             raise KgmError(f"migration {meta.version} is not applied; nothing to downgrade")
+
+    def begin_revert(self, run_id: str) -> bool:
+        """COMPLETED -> ROLLING_BACK for `kgmigrate revert`; False when it is no longer
+        completed."""
+        rows = self.backend.write(BEGIN_REVERT, {
+            "id": run_id, "entry": _entry(MigrationStatus.ROLLING_BACK, utc_now())}).records
+        return bool(rows)
+
+    def record_reverted(self, run_id: str, versions: Sequence[str], *, duration_ms: int,
+                        repeated: Sequence[str] = ()) -> None:
+        """A reverted run's migrations (`versions`: the last applied first) are downgraded in
+        the chain, as `downgrade` records them; `repeated`: as in `revert_applied`."""
+        at = _iso(utc_now())
+        for version in versions:
+            self.backend.write(RECORD_REVERTED, {
+                "version": version, "run_id": run_id, "at": at, "duration_ms": duration_ms,
+                "applied_by": default_holder(), "host": socket.gethostname()})
+        if repeated:
+            self.backend.write(UNDO_REPEATED, {"run_id": run_id, "versions": list(repeated),
+                                               "at": at})
 
     def revert_applied(self, run_id: str, *, state: str, by: str,
                        repeated: Sequence[str] = ()) -> list[str]:

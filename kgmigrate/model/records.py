@@ -388,6 +388,14 @@ class RunRecord(_Model):
         """`upgrade` or `downgrade`, as people say it."""
         return DIRECTION_WORDS[self.direction]
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def reverts(self) -> bool:
+        """Undone (or being undone) from its undo log after it completed (`kgmigrate
+        revert`): its rollback records its migrations as downgraded, not rolled back."""
+        return (self.status is not MigrationStatus.COMPLETED
+                and any(entry.split("@", 1)[0] == "completed" for entry in self.history))
+
     def ends_its_migration(self, step: StepRecord) -> bool:
         """Whether `step` is the last of its migration's steps in this run (a run holds its
         migrations' steps in order, one migration after another)."""

@@ -23,6 +23,9 @@ more batches to run (VALIDATING -> IN_PROGRESS, the next step). Once a rollback 
 run can only be rolled back further: resuming it forward would re-apply on half-restored data.
 COMPLETED, ROLLED_BACK and ABANDONED are final. Keeping the table in one place is what lets the
 ledger refuse an impossible write (e.g. a late batch marking a rolled-back run completed).
+One move is outside the table, on purpose: `kgmigrate revert` takes a COMPLETED run to
+ROLLING_BACK (`Ledger.begin_revert`), so nothing else (a late failure of a redelivered task)
+can ever start the rollback of a completed run.
 """
 
 from enum import StrEnum

@@ -27,8 +27,9 @@ def all_of(*parts: str | None) -> str | None:
     return " AND ".join(present) or None
 
 
-UNDO_LOG_ONLY = ("a failed run is rolled back from its undo log, a completed one needs a "
-                 "snapshot (Migration(snapshot=True))")
+UNDO_LOG_ONLY = ("a failed run is rolled back from its undo log, a completed one is reverted "
+                 "from it (`kgmigrate revert RUN`, the last run applied, while its log is "
+                 "kept) or restored from a snapshot (Migration(snapshot=True))")
 
 
 class LibraryOp(Operation):

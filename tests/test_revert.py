@@ -1,0 +1,103 @@
+"""`kgmigrate revert RUN` (issue 17, item 2): a completed run undone from its undo log,
+through the real CLI with real workers, on both servers. An op without an inverse (add a
+property where absent) cannot be downgraded, yet its run's undo log knows which entities had
+the value before; the revert restores them under rollback's conflict rule and records the
+migration as downgraded."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from kgmigrate.graph.base import GraphBackend
+from tests.conftest import Execution
+from tests.test_cli import runner
+
+ADD_AND_RENAME = """
+from kgmigrate import Migration, ops
+
+migration = Migration(author="test", batch_size=40, steps=[
+    ops.add_property("RGene", "organism", "human"),
+    ops.rename_property("RGene", "name", "symbol"),
+])
+"""
+LATER = """
+from kgmigrate import Migration, ops
+
+migration = Migration(author="test", steps=[ops.add_property("RGene", "late", 1)])
+"""
+
+
+def genes(graph: GraphBackend) -> dict[int, dict[str, Any]]:
+    rows = graph.read("MATCH (g:RGene) RETURN g.i AS i, properties(g) AS p").records
+    return {int(r["i"]): dict(r["p"]) for r in rows}
+
+
+def links(graph: GraphBackend, version: str) -> list[str]:
+    return graph.read("MATCH (m:__KGMMigration {version: $v}) RETURN m.state AS s "
+                      "ORDER BY m.sequence", {"v": version}).column("s")
+
+
+def test_a_completed_run_is_reverted_from_its_undo_log_under_the_conflict_rule(
+        execution: Execution, graph: GraphBackend, tmp_path: Path) -> None:
+    kgm = runner(execution.env, tmp_path)
+
+    # Given 200 genes, a third of them with an organism already, and a migration that adds
+    # the organism where absent (no inverse) and renames name to symbol
+    graph.write("UNWIND range(0, 199) AS i CREATE (g:RGene {i: i, name: 'g' + toString(i)}) "
+                "WITH g WHERE g.i % 3 = 0 SET g.organism = 'mouse'")
+    before = genes(graph)
+    (execution.migrations / "V0001__organism.py").write_text(ADD_AND_RENAME)
+    execution.start_worker()
+    execution.wait_ready(1)
+    applied = json.loads(kgm("upgrade", "--json").stdout)
+    assert applied["status"] == "completed"
+    run_id = applied["id"]
+    # Then a downgrade cannot undo it, and says what can
+    refused = kgm("downgrade", "base", "--yes", ok=False)
+    assert "kgmigrate revert RUN" in refused.stderr
+
+    # When another client changes, after the run, a property the run wrote on gene 7 and one
+    # it did not touch on gene 8
+    graph.write("MATCH (g:RGene {i: 7}) SET g.symbol = 'edited'")
+    graph.write("MATCH (g:RGene {i: 8}) SET g.note = 'kept'")
+    # and the run is reverted
+    blocked = kgm("revert", run_id, "--yes", "--json", ok=False)
+    # Then everything is restored but gene 7's rename, a conflict kept as the client left it
+    # (each step decides on what it touched: its organism, as the run left it, is restored)
+    assert json.loads(blocked.stdout)["status"] == "rollback_blocked"
+    now = genes(graph)
+    assert now[7] == {"i": 7, "symbol": "edited"}
+    assert now[8] == {**before[8], "note": "kept"}
+    assert {i: p for i, p in now.items() if i not in (7, 8)} == {
+        i: p for i, p in before.items() if i not in (7, 8)}
+    conflicts = json.loads(kgm("status", run_id, "--json").stdout)["conflicts"]
+    assert len(conflicts) == 1
+    # When it is forced
+    done = json.loads(kgm("rollback", run_id, "--force", "--json").stdout)
+    # Then the graph is as it was before the run, but for the untouched property written
+    # since; the chain records the migration as downgraded, and it is pending again
+    assert done["status"] == "rolled_back"
+    assert genes(graph) == {**before, 8: {**before[8], "note": "kept"}}
+    assert links(graph, "V0001") == ["downgraded", "downgrade"]
+    assert [(m["version"], m["state"]) for m in json.loads(kgm("list", "--json").stdout)] == [
+        ("V0001", "pending")]
+    assert "reverted after it completed" in kgm("status", run_id).stdout
+    # and reverted again it is refused
+    again = kgm("revert", run_id, "--yes", ok=False)
+    assert f"run {run_id} is rolled_back; only a completed run is reverted" in again.stderr
+
+    # When it is applied again, then a later migration after it
+    second = json.loads(kgm("upgrade", "--json").stdout)
+    assert second["status"] == "completed"
+    (execution.migrations / "V0002__late.py").write_text(LATER)
+    kgm("upgrade")
+    # Then the earlier run cannot be reverted under the later one
+    under = kgm("revert", second["id"], "--yes", ok=False)
+    assert "migrations applied after run" in under.stderr and "V0002" in under.stderr
+    # nor a run whose undo log was pruned
+    kgm("prune", "--older-than", "0", "--yes")
+    late = json.loads(kgm("history", "--json").stdout)[-1]["run_id"]
+    pruned = kgm("revert", late, "--yes", ok=False)
+    assert "undo log has been pruned" in pruned.stderr
+    # and nothing changed meanwhile
+    assert links(graph, "V0002") == ["applied"]

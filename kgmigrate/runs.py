@@ -10,6 +10,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 
 from kgmigrate.checks import ensure_valid
+from kgmigrate.compile import StatementPlan, compile_op
 from kgmigrate.connect import Endpoints
 from kgmigrate.engine.retune import Retuned, retune
 from kgmigrate.engine.throttle import require_health_query
@@ -17,6 +18,7 @@ from kgmigrate.errors import KgmError
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
 from kgmigrate.ledger.lock import MigrationLock, default_holder
+from kgmigrate.ledger.undo import IN_GRAPH
 from kgmigrate.model.ids import new_id
 from kgmigrate.model.records import (
     Conflict,
@@ -30,6 +32,7 @@ from kgmigrate.model.registry import Registry
 from kgmigrate.model.status import ENDED, FINAL_STEP, ROLLBACK_STATES, UNFINISHED
 from kgmigrate.model.throttle import Throttle
 from kgmigrate.model.versions import Version
+from kgmigrate.ops import from_spec
 from kgmigrate.preflight import preflight
 from kgmigrate.runtime.app import CARRY_OUT, START_ROLLBACK, START_RUN, sender
 from kgmigrate.runtime.settings import load_settings
@@ -202,6 +205,10 @@ def abandon(backend: GraphBackend, run_id: str, *, reason: str, by: str | None =
             raise KgmError(f"no run {run_id}")
         if run.status.is_final:
             raise KgmError(f"run {run_id} is {run.status}; there is nothing to abandon")
+        if run.reverts:  # its links say applied while part of what it changed is restored
+            raise KgmError(f"run {run_id} is a revert, half done: carry it on with "
+                           f"`kgmigrate rollback {run_id}` (`--force` restores the conflicts "
+                           "too); abandoned, the chain would call its migrations applied")
         for step in run.steps:
             if not step.status.is_final and step.status not in FINAL_STEP:
                 ledger.update_step(step.id, status=MigrationStatus.FAILED,
@@ -377,6 +384,7 @@ def revert(backend: GraphBackend, endpoints: Endpoints, run_id: str, *,
     lock = MigrationLock(backend, lease_s=load_settings().lock_lease_s)
     lease = lock.acquire(default_holder(), run_id)
     try:  # again under the lock: nothing can be applied meanwhile now
+        _refuse_unfinished(ledger)  # another run would go on over the reverted graph
         _refuse_revert(ledger, run_id)
         if not ledger.begin_revert(run_id):
             raise KgmError(f"run {run_id} is no longer completed; see `kgmigrate status "
@@ -413,7 +421,7 @@ def revert_refusal(ledger: Ledger, run_id: str) -> str | None:
                 "`kgmigrate upgrade`")
     links = ledger.run_links(run_id)
     undone = [f"{version} ({state})" for version, state, _ in links
-              if state not in ("applied", "skipped", "downgrade")]
+              if state not in ("applied", "skipped")]
     if undone:
         return (f"run {run_id}'s migrations are no longer all in force: {', '.join(undone)}; "
                 "reverting the rest alone is not supported")
@@ -426,11 +434,33 @@ def revert_refusal(ledger: Ledger, run_id: str) -> str | None:
         names = ", ".join(f"{link.version} (run {link.run_id or 'adopted'})" for link in later)
         return (f"migrations applied after run {run_id} are in force: {names}; they may build "
                 "on what it changed: downgrade or revert them first")
-    changed = sum(step.entities_done for step in run.steps if step.batched)
-    if changed and not ledger.undo_rows(run_id):
-        return (f"run {run_id}'s undo log has been pruned (it changed {changed} entities); "
-                "it cannot be reverted: undo its migrations with `kgmigrate downgrade "
-                "TARGET` (by their inverses) or restore a snapshot")
+    return _unrestorable(ledger, run, ledger.backend.dialect.name)
+
+
+def _unrestorable(ledger: Ledger, run: RunRecord, dialect: str) -> str | None:
+    """Why a restore of every step of `run` could not finish: an unbatched Cypher step with
+    no down statement, a batch logged by an earlier kgmigrate (a file), an undo log pruned
+    (wholly or in part)."""
+    expected = 0
+    for step in run.steps:
+        if not step.batched:
+            plan = compile_op(from_spec(step.operation, step.spec), dialect)
+            if isinstance(plan, StatementPlan) and plan.undo is None:
+                return (f"run {run.id}'s step {step.order} ({step.description}) is a Cypher "
+                        "statement without a down statement: nothing can undo it")
+            continue
+        for batch in ledger.batches(step.id):
+            if batch.status is not MigrationStatus.COMPLETED:
+                continue
+            if batch.undo != IN_GRAPH:
+                return (f"run {run.id}'s step {step.order} was logged by an earlier kgmigrate "
+                        f"({batch.undo or 'no undo log'}): revert it with that version")
+            expected += batch.entities
+    kept = ledger.undo_rows(run.id)
+    if kept < expected:
+        return (f"run {run.id}'s undo log has been pruned ({kept:,} of its {expected:,} "
+                "records are left); it cannot be reverted: undo its migrations with "
+                "`kgmigrate downgrade TARGET` (by their inverses) or restore a snapshot")
     return None
 
 

@@ -72,6 +72,9 @@ def test_a_completed_run_is_reverted_from_its_undo_log_under_the_conflict_rule(
         i: p for i, p in before.items() if i not in (7, 8)}
     conflicts = json.loads(kgm("status", run_id, "--json").stdout)["conflicts"]
     assert len(conflicts) == 1
+    # and the half-done revert cannot be abandoned: the chain would still call it applied
+    kept = kgm("abandon", run_id, "--reason", "no", "--yes", ok=False)
+    assert "is a revert, half done" in kept.stderr
     # When it is forced
     done = json.loads(kgm("rollback", run_id, "--force", "--json").stdout)
     # Then the graph is as it was before the run, but for the untouched property written
@@ -101,3 +104,46 @@ def test_a_completed_run_is_reverted_from_its_undo_log_under_the_conflict_rule(
     assert "undo log has been pruned" in pruned.stderr
     # and nothing changed meanwhile
     assert links(graph, "V0002") == ["applied"]
+
+
+UNDOABLE_BY_NOTHING = """
+from kgmigrate import Migration, ops
+
+migration = Migration(author="test", steps=[ops.cypher("CREATE (:RMark {n: 1})")])
+"""
+UNDOABLE = """
+from kgmigrate import Migration, ops
+
+migration = Migration(author="test", steps=[
+    ops.cypher("CREATE (:RMark2 {n: 1})", down="MATCH (m:RMark2) DELETE m")])
+"""
+FAILS = """
+from kgmigrate import Migration, ops
+
+migration = Migration(author="test", steps=[
+    ops.batched("RMark2", "SET e.n = 2", validation="e.n = 3", down="SET e.n = 1")])
+"""
+
+
+def test_a_revert_is_refused_when_it_could_not_finish_or_another_run_is_unfinished(
+        execution: Execution, graph: GraphBackend, tmp_path: Path) -> None:
+    kgm = runner(execution.env, tmp_path)
+    # Given a completed run whose one step is a Cypher statement without a down statement
+    (execution.migrations / "V0001__mark.py").write_text(UNDOABLE_BY_NOTHING)
+    execution.start_worker(env={"KGMIGRATE_AUTO_ROLLBACK": "false"})
+    execution.wait_ready(1)
+    first = json.loads(kgm("upgrade", "--json").stdout)["id"]
+    # Then its revert is refused before anything is restored: nothing could undo that step
+    refused = kgm("revert", first, "--yes", ok=False)
+    assert "is a Cypher statement without a down statement" in refused.stderr
+    # When a run applies an undoable migration, and a later run fails and is left as it is
+    # (neither resumed nor rolled back)
+    (execution.migrations / "V0002__mark.py").write_text(UNDOABLE)
+    second = json.loads(kgm("upgrade", "--json").stdout)["id"]
+    (execution.migrations / "V0003__fails.py").write_text(FAILS)
+    assert json.loads(kgm("upgrade", "--json", ok=False).stdout)["status"] == "failed"
+    # Then the second run is not reverted under the failed one, and nothing was undone
+    under = kgm("revert", second, "--yes", ok=False)
+    assert "failed and is neither resumed nor rolled back" in under.stderr
+    assert graph.read("MATCH (m:RMark2) RETURN m.n AS n").column("n") == [1]
+    assert json.loads(kgm("status", second, "--json").stdout)["status"] == "completed"

@@ -38,6 +38,7 @@ from kgmigrate.model.registry import Registry
 from kgmigrate.model.versions import Version
 from kgmigrate.ops import Operation
 from kgmigrate.preflight import preflight
+from kgmigrate.runs import revert_hint
 from kgmigrate.runtime.settings import load_settings
 
 __all__ = ["downgrade_plan", "ensure_valid", "history", "list_migrations",
@@ -101,7 +102,10 @@ def downgrade_plan(backend: GraphBackend, registry: Registry, target: str, *,
     planned = []
     for version in undo:
         migration = registry.migrations[version]
-        inverse = migration.inverse_steps()  # refused here, naming the step, as downgrade is
+        try:  # refused here, naming the step, as downgrade is
+            inverse = migration.inverse_steps()
+        except KgmError as exc:
+            raise KgmError(f"{exc}{revert_hint(Ledger(backend), version)}") from None
         planned.append(PlannedUndo(
             version=str(version), description=migration.description,
             depends_on=[str(v) for v in registry.dependencies[version]],

@@ -109,8 +109,25 @@ def downgrade(backend: GraphBackend, registry: Registry, endpoints: Endpoints, t
                            "what is applied); nothing was undone")
         return undo
 
-    return _start_from(backend, registry, endpoints, pick, registry.down_metadata, target,
-                       created_by, before_lock, throttle)
+    def describe(version: Version) -> MigrationMetadata:
+        try:
+            return registry.down_metadata(version)
+        except KgmError as exc:
+            raise KgmError(f"{exc}{revert_hint(Ledger(backend), version)}") from None
+
+    return _start_from(backend, registry, endpoints, pick, describe, target, created_by,
+                       before_lock, throttle)
+
+
+def revert_hint(ledger: Ledger, version: Version) -> str:
+    """For a migration `downgrade` cannot undo (no inverse): the run that applied it, when
+    `kgmigrate revert` can undo that run from its undo log now (else nothing)."""
+    applied = next((a for a in ledger.applied() if a.version == str(version)), None)
+    if applied is None or applied.run_id is None or revert_refusal(ledger, applied.run_id):
+        return ""
+    run = ledger.require_run(applied.run_id)
+    return (f"; the run that applied it, {run.id} ({', '.join(run.migrations)}), can be "
+            f"reverted from its undo log: `kgmigrate revert {run.id}`")
 
 
 def _start_from(backend: GraphBackend, registry: Registry, endpoints: Endpoints,

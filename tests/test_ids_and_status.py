@@ -16,6 +16,7 @@ from kgmigrate.model.status import (
     check_transition,
 )
 from kgmigrate.model.throttle import Throttle
+from kgmigrate.monitoring.report import failed_at
 
 
 def test_ids_are_unique_even_within_one_millisecond() -> None:
@@ -133,3 +134,21 @@ def test_the_throttle_line_says_why_a_batch_waits_only_while_the_run_has_workers
     # nor once the run has ended
     ended = run.model_copy(update={"status": MigrationStatus.COMPLETED})
     assert "waiting now" not in (throttled(ended) or "")
+
+
+def test_a_run_reverted_after_it_completed_says_so_and_is_no_failure() -> None:
+    history = ["pending@2026-01-01T00:00:00+00:00", "in_progress@2026-01-01T00:00:01+00:00",
+               "validating@2026-01-01T00:00:02+00:00", "completed@2026-01-01T00:00:03+00:00",
+               "rolling_back@2026-01-02T00:00:00+00:00"]
+    blocked = RunRecord(id="r", status=MigrationStatus.ROLLBACK_BLOCKED, migrations=["V1"],
+                        created_at=datetime(2026, 1, 1, tzinfo=UTC), created_by="t", host="h",
+                        history=[*history, "rollback_blocked@2026-01-02T00:00:01+00:00"],
+                        error_log="rollback left 1 conflicts")
+    assert blocked.reverts and blocked.model_dump()["reverts"] is True
+    assert failed_at(blocked) is None  # an operator's revert, not a failure
+    # a completed run is not (yet) reverted; a rollback of a failed run is no revert
+    assert not blocked.model_copy(update={"status": MigrationStatus.COMPLETED,
+                                          "history": history[:4]}).reverts
+    rolled = blocked.model_copy(update={"history": [history[0], history[1],
+                                                    "rolling_back@2026-01-01T00:00:02+00:00"]})
+    assert not rolled.reverts and failed_at(rolled) is not None

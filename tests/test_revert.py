@@ -52,9 +52,12 @@ def test_a_completed_run_is_reverted_from_its_undo_log_under_the_conflict_rule(
     applied = json.loads(kgm("upgrade", "--json").stdout)
     assert applied["status"] == "completed"
     run_id = applied["id"]
-    # Then a downgrade cannot undo it, and says what can
+    # Then a downgrade cannot undo it, and says what can: this run's revert
     refused = kgm("downgrade", "base", "--yes", ok=False)
-    assert "kgmigrate revert RUN" in refused.stderr
+    assert (f"the run that applied it, {run_id} (V0001), can be reverted from its undo log: "
+            f"`kgmigrate revert {run_id}`") in refused.stderr
+    assert f"`kgmigrate revert {run_id}`" in kgm("downgrade", "base", "--dry-run",
+                                                 ok=False).stderr
 
     # When another client changes, after the run, a property the run wrote on gene 7 and one
     # it did not touch on gene 8

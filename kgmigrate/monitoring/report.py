@@ -120,6 +120,8 @@ def failed_at(run: RunRecord) -> datetime | None:
     failure)."""
     changes = status_changes(run.history)
     failed = next((at for status, at in changes if status is MigrationStatus.FAILED), None)
+    if run.reverts:  # completed, then reverted: an operator's choice, not a failure
+        return None
     if failed is not None or not (run.error_log or any(
             s.status is MigrationStatus.FAILED for s in run.steps)):
         return failed

@@ -105,8 +105,9 @@ def test_rolling_back_a_completed_or_unknown_run_is_a_one_line_error(
     assert run.status is MigrationStatus.COMPLETED, run.error_log
     done = kgm(execution, "rollback", run.id)
     assert (done.returncode, done.stderr.strip()) == (1, (
-        f"kgmigrate: error: run {run.id} completed; undo its migrations with "
-        "`kgmigrate downgrade TARGET` instead"))
+        f"kgmigrate: error: run {run.id} completed; revert it from its undo log with "
+        f"`kgmigrate revert {run.id}`, or undo its migrations by their inverses with "
+        "`kgmigrate downgrade TARGET`"))
     unknown = kgm(execution, "rollback", "run_nope")
     assert (unknown.returncode, unknown.stderr.strip()) == (1, "kgmigrate: error: no run run_nope")
 

@@ -395,14 +395,18 @@ def revert(backend: GraphBackend, endpoints: Endpoints, run_id: str, *,
     since it wrote it is a conflict, kept as it is), recording its migrations as downgraded.
     Refused (see `revert_refusal`) unless it is the last thing applied and its log is kept."""
     ledger = Ledger(backend)
-    _refuse_revert(ledger, run_id)
+    problem = revert_refusal(ledger, run_id, undo_log=False)  # the cheap checks, before waiting
+    if problem:
+        raise KgmError(problem)
     if before_lock is not None:
         before_lock()
     lock = MigrationLock(backend, lease_s=load_settings().lock_lease_s)
     lease = lock.acquire(default_holder(), run_id)
-    try:  # again under the lock: nothing can be applied meanwhile now
+    try:  # all of them under the lock: nothing can be applied meanwhile now
         _refuse_unfinished(ledger)  # another run would go on over the reverted graph
-        _refuse_revert(ledger, run_id)
+        problem = revert_refusal(ledger, run_id)
+        if problem:
+            raise KgmError(problem)
         if not ledger.begin_revert(run_id):
             raise KgmError(f"run {run_id} is no longer completed; see `kgmigrate status "
                            f"{run_id}`")
@@ -412,17 +416,13 @@ def revert(backend: GraphBackend, endpoints: Endpoints, run_id: str, *,
     _send(endpoints, START_ROLLBACK, run_id, False)
 
 
-def _refuse_revert(ledger: Ledger, run_id: str) -> None:
-    problem = revert_refusal(ledger, run_id)
-    if problem:
-        raise KgmError(problem)
-
-
-def revert_refusal(ledger: Ledger, run_id: str) -> str | None:
-    """Why run `run_id` cannot be reverted now (None: it can). Only a completed upgrade whose
-    migrations are all still applied, with nothing applied after them (a later migration may
-    build on what it changed: downgrade or revert that first), and whose undo log has not been
-    pruned."""
+def revert_refusal(ledger: Ledger, run_id: str, *, undo_log: bool = True) -> str | None:
+    """Why run `run_id` cannot be reverted now (None: it can). Refused: no such run; a run
+    not completed (a failed one is rolled back, a rolling-back one carried on); a downgrade;
+    a run whose migrations are not all still applied; one with a migration applied after it
+    in force (it may build on what the run changed: downgrade or revert that first); and,
+    unless `undo_log` is False (it walks every batch record), a run whose undo log cannot
+    restore it (see `_unrestorable`)."""
     run = ledger.run(run_id)
     if run is None:
         return f"no run {run_id}"
@@ -451,7 +451,7 @@ def revert_refusal(ledger: Ledger, run_id: str) -> str | None:
         names = ", ".join(f"{link.version} (run {link.run_id or 'adopted'})" for link in later)
         return (f"migrations applied after run {run_id} are in force: {names}; they may build "
                 "on what it changed: downgrade or revert them first")
-    return _unrestorable(ledger, run, ledger.backend.dialect.name)
+    return _unrestorable(ledger, run, ledger.backend.dialect.name) if undo_log else None
 
 
 def _unrestorable(ledger: Ledger, run: RunRecord, dialect: str) -> str | None:

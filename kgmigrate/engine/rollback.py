@@ -7,7 +7,6 @@ second `kgmigrate rollback`) only does what is left.
 """
 
 import logging
-from datetime import datetime
 from typing import Any
 
 from celery import Celery, chord
@@ -100,10 +99,7 @@ def finish(rt: Runtime, run_id: str) -> None:
               f"{run_id}`, then `kgmigrate rollback {run_id} --force` to restore them anyway")
         return
     if run.reverts:  # recorded as a downgrade of its migrations, the last applied first
-        states = [entry.split("@", 1) for entry in run.history]
-        began = [at for n, (state, at) in enumerate(states)
-                 if state == "rolling_back" and states[n - 1][0] == "completed"]
-        started = datetime.fromisoformat(began[-1]) if began else utc_now()
+        started = run.revert_started_at or utc_now()
         rt.ledger.record_reverted(
             run_id, list(reversed(run.migrations)), repeated=_repeated(rt, run),
             duration_ms=int((utc_now() - started).total_seconds() * 1000))

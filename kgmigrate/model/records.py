@@ -396,6 +396,14 @@ class RunRecord(_Model):
         return (self.status is not MigrationStatus.COMPLETED
                 and any(entry.split("@", 1)[0] == "completed" for entry in self.history))
 
+    @property
+    def revert_started_at(self) -> datetime | None:
+        """When the last revert of this run began (its `completed` -> `rolling_back`)."""
+        states = [entry.split("@", 1) for entry in self.history]
+        began = [at for n, (state, at) in enumerate(states)
+                 if n and state == "rolling_back" and states[n - 1][0] == "completed"]
+        return datetime.fromisoformat(began[-1]) if began else None
+
     def ends_its_migration(self, step: StepRecord) -> bool:
         """Whether `step` is the last of its migration's steps in this run (a run holds its
         migrations' steps in order, one migration after another)."""

@@ -118,10 +118,10 @@ def failed_at(run: RunRecord) -> datetime | None:
     """When the run failed: its first `failed`, or, when the automatic rollback followed the
     failure at once, its first `rolling_back` (an operator's rollback of a healthy run is no
     failure)."""
-    changes = status_changes(run.history)
-    failed = next((at for status, at in changes if status is MigrationStatus.FAILED), None)
     if run.reverts:  # completed, then reverted: an operator's choice, not a failure
         return None
+    changes = status_changes(run.history)
+    failed = next((at for status, at in changes if status is MigrationStatus.FAILED), None)
     if failed is not None or not (run.error_log or any(
             s.status is MigrationStatus.FAILED for s in run.steps)):
         return failed

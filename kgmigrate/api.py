@@ -38,7 +38,7 @@ from kgmigrate.model.registry import Registry
 from kgmigrate.model.versions import Version
 from kgmigrate.ops import Operation
 from kgmigrate.preflight import preflight
-from kgmigrate.runs import revert_hint
+from kgmigrate.runs import downgrade_legs
 from kgmigrate.runtime.settings import load_settings
 
 __all__ = ["downgrade_plan", "ensure_valid", "history", "list_migrations",
@@ -88,33 +88,47 @@ def plan(backend: GraphBackend, registry: Registry, target: str | None = None, *
 def downgrade_plan(backend: GraphBackend, registry: Registry, target: str, *,
                    count: bool = True) -> DowngradePlan:
     """What `downgrade target` would undo (`Registry.to_revert`), the last applied first,
-    each with why (applied after the target, or before it but not an ancestor of it) and its
-    inverse's steps with the entities each matches now (`count=False`: no steps, no
-    counting). Refused like the downgrade itself: an irreversible migration, a target that is
-    not applied. Reads only; writes nothing."""
+    each with why (applied after the target, or before it but not an ancestor of it) and how
+    (`runs.downgrade_legs`): its inverse's steps with the entities each matches now, or the
+    steps of the run whose undo log restores it, with the entities each changed (`count=False`:
+    no steps, no counting). Refused like the downgrade itself: a migration neither an inverse
+    nor an undo log can undo, a target that is not applied. Reads only; writes nothing."""
     ensure_valid(backend, registry)
-    applied = Ledger(backend).applied()
+    ledger = Ledger(backend)
+    applied = ledger.applied()
     versions = [Version.parse(a.version) for a in applied]
     undo = registry.to_revert(versions, target)
     registry.require_undoable(undo, {Version.parse(a.version): a.checksum for a in applied})
+    by_log = {version: leg.revert_run for leg in downgrade_legs(ledger, registry, undo)
+              for version in leg.versions if leg.revert_run is not None}
     position = {v: i for i, v in enumerate(versions, start=1)}
     target_at = 0 if target == "base" else position[registry.get(target).version]
     planned = []
     for version in undo:
         migration = registry.migrations[version]
-        try:  # refused here, naming the step, as downgrade is
-            inverse = migration.inverse_steps()
-        except KgmError as exc:
-            raise KgmError(f"{exc}{revert_hint(Ledger(backend), version)}") from None
+        run_id = by_log.get(version)
+        steps = [] if not count else (
+            _logged(ledger, run_id, version) if run_id is not None
+            else _counted(backend, migration.inverse_steps()))
         planned.append(PlannedUndo(
             version=str(version), description=migration.description,
-            depends_on=[str(v) for v in registry.dependencies[version]],
-            steps=_counted(backend, inverse) if count else [],
+            depends_on=[str(v) for v in registry.dependencies[version]], steps=steps,
             applied_order=position[version], applied_at=applied[position[version] - 1].applied_at,
             reason="applied_after_target" if position[version] > target_at
-            else "not_an_ancestor"))
+            else "not_an_ancestor", undone_by="undo_log" if run_id else "inverse",
+            revert_run=run_id))
     return DowngradePlan(target=target, keep=[str(v) for v in versions if v not in undo],
                          undo=planned)
+
+
+def _logged(ledger: Ledger, run_id: str, version: Version) -> list[PlannedStep]:
+    """The steps run `run_id` took for `version`, with the entities each changed: what its
+    undo log restores."""
+    steps = [step for step in ledger.require_run(run_id).steps if step.version == str(version)]
+    return [PlannedStep(order=n, description=step.description, operation=step.operation,
+                        batched=step.batched,
+                        estimated_entities=step.entities_done if step.batched else None)
+            for n, step in enumerate(steps, start=1)]
 
 
 def _counted(backend: GraphBackend, operations: Sequence[Operation],

@@ -89,7 +89,9 @@ class DataMigrationManager:
     def downgrade(self, target: str) -> str | None:
         """Start undoing every applied migration that is neither `target` nor an ancestor of
         it, the last applied first (`base`: all); the run id, or None when there is nothing
-        to undo. `plan_downgrade` shows that set first."""
+        to undo. A migration without an inverse is restored from its run's undo log, in a
+        run of its own: call again once a run has ended for the next. `plan_downgrade` shows
+        the set, and how each is undone, first."""
         return self.migrations.downgrade(target)
 
     def plan_downgrade(self, target: str) -> DowngradePlan:

@@ -92,59 +92,84 @@ def downgrade(backend: GraphBackend, registry: Registry, endpoints: Endpoints, t
               created_by: str | None = None, expect: Sequence[str] | None = None,
               before_lock: Callable[[], object] | None = None,
               throttle: Throttle | None = None) -> str | None:
-    """Start a run of the inverses of every applied migration that is neither `target` nor an
-    ancestor of it, the last applied first (`base`: all; `Registry.to_revert`); None when there
-    is nothing to undo. Refused, naming the step, when one of them cannot be reversed.
-    Batched, validated, undo-logged and locked like an upgrade. `expect`: the versions the
-    caller showed (and a user confirmed); refused when what would be undone is not them."""
-
-    def pick(applied: list[Version]) -> list[Version]:
-        undo = registry.to_revert(applied, target)
-        registry.require_undoable(undo, {Version.parse(a.version): a.checksum
-                                         for a in Ledger(backend).applied()})
-        if expect is not None and [str(v) for v in undo] != list(expect):
-            raise KgmError(f"downgrade {target} would now undo "
-                           f"{', '.join(str(v) for v in undo) or 'nothing'}, not "
-                           f"{', '.join(expect) or 'nothing'} as shown (another run changed "
-                           "what is applied); nothing was undone")
-        return undo
-
-    def describe(version: Version) -> MigrationMetadata:
-        try:
-            return registry.down_metadata(version)
-        except KgmError as exc:
-            raise KgmError(f"{exc}{revert_hint(Ledger(backend), version)}") from None
-
-    return _start_from(backend, registry, endpoints, pick, describe, target, created_by,
-                       before_lock, throttle)
-
-
-def revert_hint(ledger: Ledger, version: Version) -> str:
-    """For a migration `downgrade` cannot undo (no inverse): the run that applied it, when
-    `kgmigrate revert` can undo that run from its undo log now (else nothing)."""
-    applied = next((a for a in ledger.applied() if a.version == str(version)), None)
-    if applied is None or applied.run_id is None or revert_refusal(ledger, applied.run_id):
-        return ""
-    run = ledger.require_run(applied.run_id)
-    return (f"; the run that applied it, {run.id} ({', '.join(run.migrations)}), can be "
-            f"reverted from its undo log: `kgmigrate revert {run.id}`")
-
-
-def _start_from(backend: GraphBackend, registry: Registry, endpoints: Endpoints,
-                pick: Callable[[list[Version]], list[Version]],
-                describe: Callable[[Version], MigrationMetadata], target: str | None,
-                created_by: str | None, before_lock: Callable[[], object] | None = None,
-                throttle: Throttle | None = None) -> str | None:
-    """A run of the migrations `pick` chooses given the applied ones (None: nothing to do)."""
+    """Start the first run of undoing every applied migration that is neither `target` nor an
+    ancestor of it, the last applied first (`base`: all; `Registry.to_revert`); None when
+    there is nothing to undo. Migrations with an inverse run it, batched, validated,
+    undo-logged and locked like an upgrade; one without is undone by reverting the run that
+    applied it from its undo log (`downgrade_legs`). Each such leg is a run of its own: call
+    again once it ends for the next. `expect`: the versions the caller showed (and a user
+    confirmed) as still to undo; refused when what would be undone is not them."""
     ensure_valid(backend, registry)
-    applied = [Version.parse(a.version) for a in Ledger(backend).applied()]
-    versions = pick(applied)
-    if not versions:
+    ledger = Ledger(backend)
+    applied = ledger.applied()
+    undo = registry.to_revert([Version.parse(a.version) for a in applied], target)
+    registry.require_undoable(undo, {Version.parse(a.version): a.checksum for a in applied})
+    if expect is not None and [str(v) for v in undo] != list(expect):
+        raise KgmError(f"downgrade {target} would now undo "
+                       f"{', '.join(str(v) for v in undo) or 'nothing'}, not "
+                       f"{', '.join(expect) or 'nothing'} as shown (another run changed "
+                       "what is applied); nothing was undone")
+    if not undo:
         return None
+    leg = downgrade_legs(ledger, registry, undo)[0]
+    if leg.revert_run is not None:
+        revert(backend, endpoints, leg.revert_run, before_lock=before_lock)
+        return leg.revert_run
     if before_lock is not None:
         before_lock()
-    return _start(backend, endpoints, [describe(v) for v in versions], target, created_by,
-                  throttle=throttle)
+    return _start(backend, endpoints, [registry.down_metadata(v) for v in leg.versions],
+                  target, created_by, throttle=throttle)
+
+
+@dataclass(frozen=True)
+class DowngradeLeg:
+    """One run of a downgrade: the inverses of `versions`, or, when `revert_run` is set, the
+    revert of that run (whose migrations are `versions`) from its undo log."""
+
+    versions: list[Version]
+    revert_run: str | None = None
+
+
+def downgrade_legs(ledger: Ledger, registry: Registry, undo: Sequence[Version]
+                   ) -> list[DowngradeLeg]:
+    """How a downgrade undoes `undo` (the last applied first), in runs one after another: by
+    inverses, but a migration without one by reverting the run that applied it, whole (the
+    same restore, conflict rule and chain records as `kgmigrate revert`). Refused, naming the
+    migration, when that run cannot be reverted: it applied a migration the downgrade keeps,
+    its undo log is pruned, the migration was adopted, ... (`revert_refusal`; migrations the
+    downgrade undoes first do not count as applied after it)."""
+    by_log: dict[Version, str] = {}
+    for version in undo:
+        if version in by_log:
+            continue
+        try:
+            registry.down_metadata(version)
+            continue
+        except KgmError as exc:
+            cause = str(exc)
+        run_id = next((a.run_id for a in ledger.applied() if a.version == str(version)), None)
+        if run_id is None:
+            raise KgmError(f"{cause}; {version} was adopted, not applied by a run of this "
+                           "graph, so no undo log knows what it changed")
+        run = ledger.require_run(run_id)
+        kept = [v for v in run.migrations if Version.parse(v) not in undo]
+        if kept:
+            raise KgmError(
+                f"{cause}; the run that applied it, {run_id}, also applied {', '.join(kept)}, "
+                f"which this downgrade keeps; `kgmigrate revert {run_id}` undoes the whole run "
+                "from its undo log")
+        problem = revert_refusal(ledger, run_id, after=[str(v) for v in undo])
+        if problem:
+            raise KgmError(f"{cause}; nor can its run's undo log: {problem}")
+        by_log.update((Version.parse(v), run_id) for v in run.migrations)
+    legs: list[DowngradeLeg] = []
+    for version in undo:
+        run_id = by_log.get(version)
+        if legs and legs[-1].revert_run == run_id:
+            legs[-1].versions.append(version)
+        else:
+            legs.append(DowngradeLeg([version], run_id))
+    return legs
 
 
 def _start(backend: GraphBackend, endpoints: Endpoints, migrations: list[MigrationMetadata],
@@ -416,11 +441,13 @@ def revert(backend: GraphBackend, endpoints: Endpoints, run_id: str, *,
     _send(endpoints, START_ROLLBACK, run_id, False)
 
 
-def revert_refusal(ledger: Ledger, run_id: str, *, undo_log: bool = True) -> str | None:
+def revert_refusal(ledger: Ledger, run_id: str, *, undo_log: bool = True,
+                   after: Collection[str] = ()) -> str | None:
     """Why run `run_id` cannot be reverted now (None: it can). Refused: no such run; a run
     not completed (a failed one is rolled back, a rolling-back one carried on); a downgrade;
     a run whose migrations are not all still applied; one with a migration applied after it
-    in force (it may build on what the run changed: downgrade or revert that first); and,
+    in force (it may build on what the run changed: downgrade or revert that first; those in
+    `after` do not count: a downgrade undoes them first); and,
     unless `undo_log` is False (it walks every batch record), a run whose undo log cannot
     restore it (see `_unrestorable`)."""
     run = ledger.run(run_id)
@@ -446,7 +473,8 @@ def revert_refusal(ledger: Ledger, run_id: str, *, undo_log: bool = True) -> str
     if not mine:
         return f"run {run_id} applied no migration; there is nothing to revert"
     later = [link for link in ledger.history() if link.state == "applied"
-             and link.run_id != run_id and link.sequence > min(mine)]
+             and link.run_id != run_id and link.sequence > min(mine)
+             and link.version not in after]
     if later:
         names = ", ".join(f"{link.version} (run {link.run_id or 'adopted'})" for link in later)
         return (f"migrations applied after run {run_id} are in force: {names}; they may build "

@@ -197,8 +197,11 @@ class Migrations:
                   require_workers: bool = False, throttle: Throttle | None = None
                   ) -> str | None:
         """Start undoing every applied migration that is neither `target` nor an ancestor of
-        it, the last applied first (`base`: all). `expect`: the versions shown to the user
-        (`plan_downgrade`); refused when they are no longer what would be undone."""
+        it, the last applied first (`base`: all): its first run (inverses, or a revert from an
+        undo log for a migration without one; `runs.downgrade`), whose id is returned. Call
+        again once it has ended for the next; None: nothing is left. `expect`: the versions
+        shown to the user (`plan_downgrade`) and not undone yet; refused when they are no
+        longer what would be undone."""
         return runs.downgrade(self.backend, self.registry(), self.endpoints, target,
                               expect=expect, before_lock=self._workers_check(require_workers),
                               throttle=throttle)

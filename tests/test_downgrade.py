@@ -2,7 +2,7 @@
 
 import pytest
 
-from kgmigrate import runs
+from kgmigrate import api, runs
 from kgmigrate.connect import resolve
 from kgmigrate.errors import KgmError
 from kgmigrate.fingerprint import fingerprint
@@ -81,15 +81,38 @@ def test_downgrading_a_rename_and_a_retype_restores_the_fingerprint(
     assert runs.downgrade(graph, registry, resolve(load_settings()), "base") is None
 
 
-def test_an_irreversible_migration_refuses_to_be_downgraded(
+def test_a_migration_without_an_inverse_is_downgraded_from_its_runs_undo_log(
         execution: Execution, graph: GraphBackend) -> None:
+    # Given a graph upgraded by a migration that removes a property (no down fragment)
     load(graph)
+    before = fingerprint(graph)
     execution.write_migration("V0001__drop_name.py", IRREVERSIBLE)
     execution.start_worker()
-    run = runs.wait(graph, start(execution, graph), timeout_s=120)
-    assert run.status is MigrationStatus.COMPLETED, run.error_log
-    registry = Registry.load(execution.migrations)
+    first = runs.wait(graph, start(execution, graph), timeout_s=120)
+    assert first.status is MigrationStatus.COMPLETED, first.error_log
+    registry, endpoints = Registry.load(execution.migrations), resolve(load_settings())
+    # Then the downgrade plan restores it from the undo log of the run that applied it
+    plan = api.downgrade_plan(graph, registry, "base")
+    assert [(u.version, u.undone_by, u.revert_run) for u in plan.undo] == [
+        ("V0001", "undo_log", first.id)]
+    assert [s.estimated_entities for s in plan.undo[0].steps] == [20_000]
+    # When it is downgraded to base
+    assert runs.downgrade(graph, registry, endpoints, "base") == first.id
+    reverted = runs.wait(graph, first.id, timeout_s=180)
+    # Then that run is reverted: the graph is exactly as before, the migration pending again
+    assert reverted.status is MigrationStatus.ROLLED_BACK and reverted.reverts, \
+        reverted.error_log
+    assert fingerprint(graph) == before
+    assert Ledger(graph).applied() == []
+    # When it is applied again and that run's undo log is pruned
+    second = runs.wait(graph, start(execution, graph), timeout_s=120)
+    assert second.status is MigrationStatus.COMPLETED, second.error_log
+    Ledger(graph).drop_undo(second.id)
+    # Then the downgrade is refused, naming the op and why the log cannot stand in for it,
+    # and nothing is undone
     with pytest.raises(KgmError, match=r"V0001__drop_name.py cannot be downgraded: the batched "
-                                       r"Cypher step .* has no down fragment"):
-        runs.downgrade(graph, registry, resolve(load_settings()), "base")
+                                       r"Cypher step .* has no down fragment; nor can its "
+                                       r"run's undo log: .*has been pruned"):
+        runs.downgrade(graph, registry, endpoints, "base")
     assert [a.version for a in Ledger(graph).applied()] == ["V0001"]
+    assert Ledger(graph).require_run(second.id).status is MigrationStatus.COMPLETED

@@ -1,8 +1,9 @@
 """`kgmigrate revert RUN` (issue 17, item 2): a completed run undone from its undo log,
 through the real CLI with real workers, on both servers. An op without an inverse (add a
-property where absent) cannot be downgraded, yet its run's undo log knows which entities had
-the value before; the revert restores them under rollback's conflict rule and records the
-migration as downgraded."""
+property where absent) has nothing to run backwards, yet its run's undo log knows which
+entities had the value before; the revert restores them under rollback's conflict rule and
+records the migration as downgraded. `downgrade` does the same for such a migration (item 2's
+"make downgrade use it"): its legs run one after another, inverses and reverts."""
 
 import json
 from pathlib import Path
@@ -52,12 +53,9 @@ def test_a_completed_run_is_reverted_from_its_undo_log_under_the_conflict_rule(
     applied = json.loads(kgm("upgrade", "--json").stdout)
     assert applied["status"] == "completed"
     run_id = applied["id"]
-    # Then a downgrade cannot undo it, and says what can: this run's revert
-    refused = kgm("downgrade", "base", "--yes", ok=False)
-    assert (f"the run that applied it, {run_id} (V0001), can be reverted from its undo log: "
-            f"`kgmigrate revert {run_id}`") in refused.stderr
-    assert f"`kgmigrate revert {run_id}`" in kgm("downgrade", "base", "--dry-run",
-                                                 ok=False).stderr
+    # Then a downgrade would undo it from this run's undo log (it has no inverse)
+    assert f"restored from the undo log of run {run_id}" in kgm("downgrade", "base",
+                                                                "--dry-run").stdout
 
     # When another client changes, after the run, a property the run wrote on gene 7 and one
     # it did not touch on gene 8
@@ -150,3 +148,72 @@ def test_a_revert_is_refused_when_it_could_not_finish_or_another_run_is_unfinish
     assert "failed and is neither resumed nor rolled back" in under.stderr
     assert graph.read("MATCH (m:RMark2) RETURN m.n AS n").column("n") == [1]
     assert json.loads(kgm("status", second, "--json").stdout)["status"] == "completed"
+
+
+ORGANISM = """
+from kgmigrate import Migration, ops
+
+migration = Migration(author="test", batch_size=40, steps=[
+    ops.add_property("RGene", "organism", "human")])
+"""
+RENAME_ROOT = """
+from kgmigrate import Migration, ops
+
+migration = Migration(author="test", batch_size=40, depends_on=[], steps=[
+    ops.rename_property("RGene", "name", "symbol")])
+"""
+
+
+def json_documents(text: str) -> list[dict[str, Any]]:
+    """The JSON records a command printed one after another."""
+    decoder, found, at = json.JSONDecoder(), [], 0
+    while text[at:].strip():
+        at += len(text[at:]) - len(text[at:].lstrip())
+        record, at = decoder.raw_decode(text, at)
+        found.append(record)
+    return found
+
+
+def test_downgrade_restores_a_migration_without_an_inverse_from_its_runs_undo_log(
+        execution: Execution, graph: GraphBackend, tmp_path: Path) -> None:
+    kgm = runner(execution.env, tmp_path)
+    # Given 200 genes, a third with an organism already, and one run applying V0001 (adds
+    # the organism where absent: no inverse) and V0002 (a rename, depending on nothing)
+    graph.write("UNWIND range(0, 199) AS i CREATE (g:RGene {i: i, name: 'g' + toString(i)}) "
+                "WITH g WHERE g.i % 3 = 0 SET g.organism = 'mouse'")
+    before = genes(graph)
+    (execution.migrations / "V0001__organism.py").write_text(ORGANISM)
+    (execution.migrations / "V0002__rename.py").write_text(RENAME_ROOT)
+    execution.start_worker()
+    execution.wait_ready(1)
+    both = json.loads(kgm("upgrade", "--json").stdout)["id"]
+    # When V0001 alone is downgraded (downgrade V0002 keeps V0002, which depends on nothing)
+    refused = kgm("downgrade", "V0002", "--yes", ok=False)
+    # Then it is refused: only the whole run could restore it, and that would undo V0002 too
+    assert (f"the run that applied it, {both}, also applied V0002, which this downgrade keeps; "
+            f"`kgmigrate revert {both}` undoes the whole run") in refused.stderr
+    assert genes(graph) != before and links(graph, "V0001") == ["applied"]
+    # When everything is downgraded
+    plan = json.loads(kgm("downgrade", "base", "--dry-run", "--json").stdout)
+    assert [(u["version"], u["undone_by"], u["revert_run"]) for u in plan["undo"]] == [
+        ("V0002", "undo_log", both), ("V0001", "undo_log", both)]
+    assert [s["estimated_entities"] for u in plan["undo"] for s in u["steps"]] == [200, 133]
+    [whole] = json_documents(kgm("downgrade", "base", "--yes", "--json").stdout)
+    # Then that run is reverted, whole, from its undo log
+    assert (whole["id"], whole["status"], whole["reverts"]) == (both, "rolled_back", True)
+    assert genes(graph) == before
+
+    # When V0001 and V0002 are applied again by a run each
+    first = json.loads(kgm("upgrade", "V0001", "--json").stdout)["id"]
+    kgm("upgrade")
+    # and everything is downgraded
+    done = json_documents(kgm("downgrade", "base", "--yes", "--json").stdout)
+    # Then V0002 is undone by its inverse, in a downgrade run, and V0001 after it by the
+    # revert of its run, each a run of its own; the graph is as before and nothing is applied
+    assert [(r["direction"], r["status"], r["migrations"]) for r in done] == [
+        ("down", "completed", ["V0002"]), ("up", "rolled_back", ["V0001"])]
+    assert done[1]["id"] == first
+    assert genes(graph) == before
+    assert [m["state"] for m in json.loads(kgm("list", "--json").stdout)] == [
+        "pending", "pending"]
+    assert links(graph, "V0001")[-1] == "downgrade"

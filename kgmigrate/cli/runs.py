@@ -96,8 +96,11 @@ def downgrade(
     """Undo every applied migration that is neither TARGET nor one TARGET depends on (directly
     or not), the last applied first: the ones applied after TARGET, and also those applied
     before it that TARGET does not depend on (asked first; refused without a terminal unless
-    --yes). Runs their inverses batched and validated like an upgrade (refused if one of them
-    is irreversible). --dry-run shows the set first; --max-* and --critical-* throttle it."""
+    --yes). Runs their inverses batched and validated like an upgrade; a migration without
+    an inverse is restored from the undo log of the run that applied it (that whole run is
+    reverted, as `kgmigrate revert` does). Each is a run of its own, one after another
+    (--json: one record per run). --dry-run shows the set first; --max-* and --critical-*
+    throttle the inverses."""
     nothing = ("Nothing to undo: no migration is applied." if target == "base" else
                f"Nothing to undo: every applied migration is {target} or one it depends on.")
     if dry_run:
@@ -108,17 +111,33 @@ def downgrade(
         else:
             _show_downgrade(plan, nothing)
         return
-    shown: list[str] = []
+    shown: list[str] = []  # still to undo, as the user was shown it
 
     def confirm(migrations: Migrations) -> None:
         plan = migrations.plan_downgrade(target, count=False)
         _confirm_earlier(plan, yes=yes, as_json=as_json)
         shown.extend(u.version for u in plan.undo)
 
-    _follow(lambda migrations, require: migrations.downgrade(
-        target, expect=shown, require_workers=require, throttle=limits), wait=wait,
-        local_workers=local_workers, allow_no_workers=allow_no_workers,
-        as_json=as_json, nothing=nothing, check=confirm)
+    started: list[str] = []
+
+    def start(migrations: Migrations, require: bool) -> str | None:
+        run_id = migrations.downgrade(target, expect=shown, require_workers=require,
+                                      throttle=limits)
+        if run_id is not None:
+            started.append(run_id)
+            undone = set(migrations.status(run_id).migrations)
+            shown[:] = [version for version in shown if version not in undone]
+        return run_id
+
+    try:
+        _follow(start, wait=wait, local_workers=local_workers,
+                allow_no_workers=allow_no_workers, as_json=as_json, nothing=nothing,
+                check=confirm, legs=True)
+    finally:
+        if started and shown:
+            err.print(f"{', '.join(shown)} still to undo, by another run once run "
+                      f"{started[-1]} has ended well: `kgmigrate downgrade {target}` again",
+                      highlight=False)
 
 
 def _show_downgrade(plan: DowngradePlan, nothing: str) -> None:
@@ -128,17 +147,22 @@ def _show_downgrade(plan: DowngradePlan, nothing: str) -> None:
         out.print(nothing)
         return
     target = plan.target
-    out.print(f"downgrade {target} would undo, the last applied first (entities: what each "
-              "step matches now; nothing was written):", highlight=False)
+    counted = ("what each step matches now, or changed when it ran" if any(
+        undo.revert_run for undo in plan.undo) else "what each step matches now")
+    out.print(f"downgrade {target} would undo, the last applied first (entities: {counted}; "
+              "nothing was written):", highlight=False)
     why = {"applied_after_target": f"applied after {target}",
            "not_an_ancestor": f"not an ancestor of {target}, applied before it"}
     for undo in plan.undo:
         reason = why[undo.reason] if target != "base" else "applied"
-        out.print(f"  [bold]{undo.version}[/] {escape(undo.description)}: {reason}",
+        how = (f"; restored from the undo log of run {undo.revert_run}, which applied it "
+               "(no inverse: that whole run is reverted)" if undo.revert_run else "")
+        out.print(f"  [bold]{undo.version}[/] {escape(undo.description)}: {reason}{how}",
                   highlight=False)
         for step in undo.steps:
             count = ("runs once" if step.estimated_entities is None
-                     else f"{step.estimated_entities:,} entities")
+                     else f"{step.estimated_entities:,} entities"
+                     + (" changed when it ran" if undo.revert_run else ""))
             out.print(f"    {step.order}. {escape(step.description)}: {count}", highlight=False)
     out.print(f"stays applied: {', '.join(plan.keep) or 'nothing'}", highlight=False)
     if plan.applied_before_target:
@@ -401,12 +425,14 @@ def _follow(start: Callable[[Migrations, bool], str | None], *, wait: bool,
             success: MigrationStatus = MigrationStatus.COMPLETED,
             nothing: str = "Nothing to apply: the graph is up to date.",
             absent_ok: bool = False,
-            check: Callable[[Migrations], None] = lambda migrations: None) -> None:
+            check: Callable[[Migrations], None] = lambda migrations: None,
+            legs: bool = False) -> None:
     """Start (or resume) a run, with local workers if asked, and follow it unless told not to
     (`absent_ok`: the run may be the graph's first write; `check`: may refuse first, before
     any worker starts). `start` is told whether to refuse when no worker serves the
     queues: yes, unless local workers are being started for the run or the user allowed
-    it (then the run is queued, and it is said at once that it waits)."""
+    it (then the run is queued, and it is said at once that it waits). `legs`: once a run
+    ends well, `start` again, until it has nothing left (a downgrade's runs)."""
     with session(as_json, absent_ok=absent_ok) as migrations, contextlib.ExitStack() as stack:
         check(migrations)
         stack.enter_context(migrations.local_workers(local_workers))
@@ -425,14 +451,29 @@ def _follow(start: Callable[[Migrations, bool], str | None], *, wait: bool,
                           "waiting_for_workers": told.as_json() if told else None},
                  f"run {run_id} enqueued; follow it with `kgmigrate status {run_id} --watch`")
             return
-        run = follow(migrations, run_id, quiet=as_json, watch=migrations.worker_watch(told=told))
-        if run.status is MigrationStatus.ROLLBACK_BLOCKED and not as_json:
-            show_conflicts(migrations.conflicts(run))
+        while True:
+            run = follow(migrations, run_id, quiet=as_json,
+                         watch=migrations.worker_watch(told=told))
+            if run.status is MigrationStatus.ROLLBACK_BLOCKED and not as_json:
+                show_conflicts(migrations.conflicts(run))
+            if not legs or run.status is not _success(run, success):
+                break
+            next_id = start(migrations, not (allow_no_workers or local_workers))
+            if next_id is None:
+                break
+            _finish_output(run, as_json, success)
+            run_id, told = next_id, None
     _finish_output(run, as_json, success)
+
+
+def _success(run: RunRecord, success: MigrationStatus) -> MigrationStatus:
+    """A revert (a downgrade may make one) ends well when its run is rolled back."""
+    return MigrationStatus.ROLLED_BACK if run.reverts else success
 
 
 def _finish_output(run: RunRecord, as_json: bool,
                    success: MigrationStatus = MigrationStatus.COMPLETED) -> None:
+    success = _success(run, success)
     if as_json:
         print_json(run.model_dump(mode="json"))
     else:

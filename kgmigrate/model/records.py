@@ -193,13 +193,19 @@ UndoReason = Literal["applied_after_target", "not_an_ancestor"]
 
 
 class PlannedUndo(PlannedMigration):
-    """A migration a downgrade would undo; its steps are its inverse's."""
+    """A migration a downgrade would undo; its steps are its inverse's, with the entities each
+    matches now, or, restored from an undo log, the steps of the run that applied it, with the
+    entities each changed."""
 
     applied_order: int  # 1 for the first applied of those applied now
     applied_at: datetime
     # applied after TARGET, or applied before it but not an ancestor of it (TARGET does not
     # depend on it, directly or not)
     reason: UndoReason
+    # how: by its inverse, or by reverting `revert_run` (the run that applied it, whole) from
+    # its undo log, for a migration without an inverse
+    undone_by: Literal["inverse", "undo_log"] = "inverse"
+    revert_run: str | None = None
 
 
 class DowngradePlan(_Model):

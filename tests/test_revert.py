@@ -33,6 +33,13 @@ def genes(graph: GraphBackend) -> dict[int, dict[str, Any]]:
     return {int(r["i"]): dict(r["p"]) for r in rows}
 
 
+def load_genes(graph: GraphBackend) -> dict[int, dict[str, Any]]:
+    """200 genes named g0..g199, a third of them with an organism ('mouse')."""
+    graph.write("UNWIND range(0, 199) AS i CREATE (g:RGene {i: i, name: 'g' + toString(i)}) "
+                "WITH g WHERE g.i % 3 = 0 SET g.organism = 'mouse'")
+    return genes(graph)
+
+
 def links(graph: GraphBackend, version: str) -> list[str]:
     return graph.read("MATCH (m:__KGMMigration {version: $v}) RETURN m.state AS s "
                       "ORDER BY m.sequence", {"v": version}).column("s")
@@ -44,9 +51,7 @@ def test_a_completed_run_is_reverted_from_its_undo_log_under_the_conflict_rule(
 
     # Given 200 genes, a third of them with an organism already, and a migration that adds
     # the organism where absent (no inverse) and renames name to symbol
-    graph.write("UNWIND range(0, 199) AS i CREATE (g:RGene {i: i, name: 'g' + toString(i)}) "
-                "WITH g WHERE g.i % 3 = 0 SET g.organism = 'mouse'")
-    before = genes(graph)
+    before = load_genes(graph)
     (execution.migrations / "V0001__organism.py").write_text(ADD_AND_RENAME)
     execution.start_worker()
     execution.wait_ready(1)
@@ -179,9 +184,7 @@ def test_downgrade_restores_a_migration_without_an_inverse_from_its_runs_undo_lo
     kgm = runner(execution.env, tmp_path)
     # Given 200 genes, a third with an organism already, and one run applying V0001 (adds
     # the organism where absent: no inverse) and V0002 (a rename, depending on nothing)
-    graph.write("UNWIND range(0, 199) AS i CREATE (g:RGene {i: i, name: 'g' + toString(i)}) "
-                "WITH g WHERE g.i % 3 = 0 SET g.organism = 'mouse'")
-    before = genes(graph)
+    before = load_genes(graph)
     (execution.migrations / "V0001__organism.py").write_text(ORGANISM)
     (execution.migrations / "V0002__rename.py").write_text(RENAME_ROOT)
     execution.start_worker()

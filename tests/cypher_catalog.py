@@ -50,6 +50,8 @@ def _dialect() -> list[Rendered]:
         clause, params = N.match_batch(scope, keys)
         out.append(Rendered(f"batch/{tag}", f"{clause} SET e.`migrated` = true", params))
         out.append(Rendered(f"keys/{tag}", N.keys_in_order(scope), dict(scope.params)))
+        out.append(Rendered(f"key-lists/{tag}", N.key_lists(scope),
+                            {**scope.params, "kgm_step": 2}))
     out.append(Rendered("match-key", f"MATCH (n) WHERE {N.match_key('n', 'k')} RETURN n",
                         {"k": "4:abc:1"}))
     for spec in [IndexSpec("node", "Compound", ("cid",)),

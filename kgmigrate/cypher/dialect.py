@@ -16,6 +16,7 @@ from kgmigrate.model.scope import BatchAddress, EntityKind, IndexSpec, KeyList, 
 # Parameter names used by the rendered batch/key statements; ops must not use the prefix.
 LO, HI, KEYS = "kgm_lo", "kgm_hi", "kgm_keys"
 AFTER, LIMIT, LABELS = "kgm_after", "kgm_limit", "kgm_labels"
+STEP = "kgm_step"  # a batch's size, where the server cuts batches
 INTERNAL_PREFIX = "__KGM"
 
 
@@ -237,7 +238,7 @@ class FalkorDBDialect(Dialect):
                 f"WITH {self.anchor(scope)} AS key, id(e) AS entity ORDER BY key, entity "
                 "WITH collect(key) AS keys "
                 "RETURN size(keys) AS n, "
-                "[i IN range(0, size(keys) - 1, $kgm_step) | [keys[i], i]] AS marks")
+                f"[i IN range(0, size(keys) - 1, ${STEP}) | [keys[i], i]] AS marks")
 
     def count_ranges(self, scope: Scope, *, internal: bool = False) -> str:
         """Entities per key range of $kgm_ranges ([[lo, hi], ...])."""
@@ -453,6 +454,14 @@ class Neo4jDialect(Dialect):
     def keys_in_order(self, scope: Scope, *, internal: bool = False) -> str:
         match = self.match_scope(scope, internal=internal)
         return f"{match} RETURN elementId(e) AS key ORDER BY key"
+
+    def key_lists(self, scope: Scope, *, internal: bool = False) -> str:
+        """The keys in order cut into lists of $kgm_step, one record each (none when empty)."""
+        match = self.match_scope(scope, internal=internal)
+        return (f"{match} WITH elementId(e) AS kgm_k ORDER BY kgm_k "
+                "WITH collect(kgm_k) AS kgm_ks "
+                f"UNWIND range(0, size(kgm_ks) - 1, ${STEP}) AS kgm_i "
+                f"RETURN kgm_ks[kgm_i..kgm_i + ${STEP}] AS keys")
 
     def index_name(self, spec: IndexSpec) -> str:
         """A deterministic name, so create and drop are idempotent by name."""

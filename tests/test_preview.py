@@ -14,6 +14,7 @@ from kgmigrate.ledger import Ledger
 from tests.conftest import Execution, link_items, with_transforms
 from tests.items import create_in_batch_order
 from tests.test_cli import run as kgm
+from tests.test_ops_library import graph_copies
 
 THREE_STEPS = """
 from kgmigrate import Migration, ops
@@ -69,3 +70,38 @@ def test_a_preview_shows_each_steps_change_and_verdict_and_changes_nothing(
         assert re.fullmatch(r"  key \S+: name 'item (\d+)' -> 'ITEM \1'; labels \['Item'\] -> "
                             r"\['Item', 'Seen'\]; (valid|fails validation)", line), line
     assert any(re.fullmatch(r"  key \S+: w \(absent\) -> 1", line) for line in lines), lines
+
+
+LIBRARY = """
+from kgmigrate import Migration, ops
+
+migration = Migration(author="test", batch_size=10, steps=[
+    ops.add_label("Item", "Seen"),
+    ops.remove_label("Item", "Old"),
+    ops.rename_property("Item", "name", "title"),
+])
+"""
+
+
+def test_library_ops_are_previewed_on_the_graph_itself_and_put_back(
+        execution: Execution, graph: GraphBackend, tmp_path: Path) -> None:
+    # Given 20 items, the even ones also labelled Old, and a migration of library ops (they
+    # change only what they declare, so their preview puts it back in the same statement)
+    create_in_batch_order(graph, 20, "{i: i, name: 'item ' + toString(i)}")
+    graph.write("MATCH (e:Item) WHERE e.i % 2 = 0 SET e:Old")
+    execution.write_migration("V0001__library.py", LIBRARY)
+    before, copies = fingerprint(graph), graph_copies(graph)
+    # When it is planned with a preview of 4 entities
+    shown = kgm("plan", "--preview", "4", "--json", env=execution.env, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    [planned] = json.loads(shown.stdout)
+    add, remove, rename = (step["preview"] for step in planned["steps"])
+    # Then each shows its change
+    assert len(add) == len(remove) == len(rename) == 4
+    assert all(e["labels_after"] == sorted({*e["labels_before"], "Seen"}) for e in add)
+    assert all("Old" in e["labels_before"] and "Old" not in e["labels_after"] for e in remove)
+    assert all(e["after"]["title"] == e["before"]["name"] and "name" not in e["after"]
+               for e in rename)
+    # and the graph is as it was, with no copy of it made on FalkorDB
+    assert fingerprint(graph) == before
+    assert graph_copies(graph) == copies

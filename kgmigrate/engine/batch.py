@@ -15,6 +15,7 @@ from kgmigrate.engine.batch_statement import (
     batch_params,
     batch_statement,
     diagnosis_statement,
+    touched_params,
 )
 from kgmigrate.engine.throttle import wait_turn
 from kgmigrate.errors import BackendError, KgmError
@@ -171,9 +172,12 @@ def _aborted(rt: Runtime, result: BatchResult, exc: BackendError, plan: BatchPla
     if not plan.validation:
         return _failed(rt, result, f"batch {result.seq} aborted: {exc}",
                        time.perf_counter() - started)
+    # a step that changes only what it declares puts it back itself: no copy of the graph
+    put_back = plan.kept if plan.values is None else None
     statement = diagnosis_statement(rt.backend.dialect, plan.scope, plan.apply,
-                                    plan.validation, step.business_key)
-    found = rt.backend.probe_write(statement, params).single()
+                                    plan.validation, step.business_key, put_back=put_back)
+    found = rt.backend.probe_write(statement, {**params, **touched_params(put_back)},
+                                   undoes_itself=put_back is not None).single()
     offending = [Offending(key=row["key"], properties=shown_value(row["properties"] or {}),
                            business_key={step.business_key: shown_value(row["business"])}
                            if step.business_key else {}) for row in found["sample"]]

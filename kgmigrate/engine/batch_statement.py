@@ -29,6 +29,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from kgmigrate.compile import BatchPlan
+from kgmigrate.compile.plans import Touches
 from kgmigrate.cypher import identifiers as ident
 from kgmigrate.cypher.dialect import Dialect
 from kgmigrate.ledger import undo
@@ -112,29 +113,59 @@ def bound_batch(dialect: Dialect, scope: Scope, touched: Sequence[str] | None = 
 
 
 def diagnosis_statement(dialect: Dialect, scope: Scope, apply: str, validation: str,
-                        business_key: str | None = None) -> str:
+                        business_key: str | None = None, *,
+                        put_back: Touches | None = None) -> str:
     """Apply and return one row: how many entities the batch checked (`checked`), how many
     failed validation (`failing`), and the first `BAD_SAMPLE` of those (`sample`): each its
     key, its business key's value before the change (as it is in the graph again once the
     batch is undone) and its properties after. The validation is projected before it is
-    counted: FalkorDB allows pattern comprehensions only in projections."""
+    counted: FalkorDB allows pattern comprehensions only in projections.
+
+    `put_back`: what `apply` touches, all it changes; the statement then puts it back as it
+    was before its end (parameters: `touched_params`), so it may run as a plain write. Else it
+    must run where its effects are discarded (`GraphBackend.probe_write`), which on FalkorDB
+    copies the whole graph, undo log included."""
     named = f"kgm_pre[1].{ident.prop(business_key)}" if business_key else "null"
     return (f"{bound_batch(dialect, scope)} {apply} "
             f"WITH e, kgm_key, kgm_pre, ({validation}) AS kgm_ok "
+            f"WITH e, kgm_key, kgm_pre, kgm_ok, properties(e) AS kgm_after "
+            f"{put_back_touched(put_back)} "
             "WITH count(e) AS kgm_checked, sum(CASE WHEN kgm_ok THEN 0 ELSE 1 END) AS kgm_bad, "
-            f"collect(CASE WHEN kgm_ok THEN null ELSE [kgm_key, {named}, e] END)[..{BAD_SAMPLE}] "
-            "AS kgm_sample "
+            f"collect(CASE WHEN kgm_ok THEN null ELSE [kgm_key, {named}, kgm_after] END)"
+            f"[..{BAD_SAMPLE}] AS kgm_sample "
             "RETURN kgm_checked AS checked, kgm_bad AS failing, [row IN kgm_sample | "
-            "{key: row[0], business: row[1], properties: properties(row[2])}] AS sample")
+            "{key: row[0], business: row[1], properties: row[2]}] AS sample")
+
+
+def put_back_touched(touches: Touches | None) -> str:
+    """Clauses that put back, on `e`, what `touches` names as it was in `kgm_pre` (bound with
+    the whole property map); an absent property is removed (set to null). Empty for None."""
+    if touches is None:
+        return ""
+    sets = [f"{ident.ref('e', name)} = kgm_pre[1].{ident.prop(name)}"
+            for name in touches.properties]
+    clauses = [f"SET {', '.join(sets)}"] if sets else []
+    for i, name in enumerate(touches.labels):
+        had, label = f"${undo.TOUCHED}_labels[{i}] IN kgm_pre[0]", ident.labelled("x", name)
+        clauses += [f"FOREACH (x IN CASE WHEN {had} THEN [e] ELSE [] END | SET {label})",
+                    f"FOREACH (x IN CASE WHEN {had} THEN [] ELSE [e] END | REMOVE {label})"]
+    return " ".join(clauses)
+
+
+def touched_params(touches: Touches | None) -> dict[str, Any]:
+    """The names a statement that keeps or puts back `touches` reads by position: a map is
+    read by a key parameter, so no name is ever spelled as a string literal."""
+    if touches is None:
+        return {}
+    return {undo.TOUCHED: list(touches.properties),
+            f"{undo.TOUCHED}_labels": list(touches.labels)}
 
 
 def batch_params(dialect: Dialect, plan: BatchPlan, address: BatchAddress, *, run_id: str,
                  step_id: str, batch_id: str, worker: str, at: str,
                  started: str | None = None) -> dict[str, Any]:
     """`started`: when the worker took the batch (default `at`), for its latency."""
-    touched = plan.kept
-    names = ({undo.TOUCHED: list(touched.properties),
-              f"{undo.TOUCHED}_labels": list(touched.labels)} if touched else {})
+    names = touched_params(plan.kept)
     return {**dialect.batch_params(plan.scope, address), **names, "kgm_batch_id": batch_id,
             "kgm_step_id": step_id, "kgm_run_id": run_id, "kgm_worker": worker, "kgm_at": at,
             "kgm_undo": undo.IN_GRAPH, "kgm_started": started or at}

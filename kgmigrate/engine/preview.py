@@ -3,9 +3,10 @@ it is made, with the validation's verdict for each, without changing the graph.
 
 The step's own batch statement fragment runs (the same `apply`, on the same first batch the
 planner would cut, with a Python transform's values computed as a worker would) inside
-`probe_write`: on Neo4j a transaction that is rolled back; on FalkorDB, which has no
-transaction to roll back, a scratch copy of the graph (`GRAPH.COPY`, dropped afterwards), so a
-preview there costs a copy of the whole graph per step (about 1.4 s per million nodes on this
+`probe_write`: on Neo4j a transaction that is rolled back. On FalkorDB, which has no
+transaction to roll back, a library op (which changes only what it declares) puts it back in
+the same statement; any other step runs on a scratch copy of the graph (`GRAPH.COPY`, dropped
+afterwards): a copy of the whole graph per step (about 1.4 s per million nodes on this
 machine; docs/operations.md). Each step is previewed on the graph as it is now, not after the
 steps before it.
 """
@@ -13,9 +14,10 @@ steps before it.
 from typing import Any
 
 from kgmigrate.compile import BatchPlan, compile_op
+from kgmigrate.compile.plans import Touches
 from kgmigrate.cypher.dialect import Dialect
 from kgmigrate.engine.batch import shown_value
-from kgmigrate.engine.batch_statement import batch_params, bound_batch
+from kgmigrate.engine.batch_statement import batch_params, bound_batch, put_back_touched
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.model.records import PreviewedEntity, utc_now
 from kgmigrate.model.scope import Scope
@@ -23,14 +25,17 @@ from kgmigrate.ops import Operation
 
 
 def preview_statement(dialect: Dialect, scope: Scope, apply: str,
-                      validation: str | None) -> str:
+                      validation: str | None, put_back: Touches | None = None) -> str:
     """The batch's entities, changed by `apply`: each one's key, state before and after, and
-    whether it passes the validation (None: the step declares none)."""
+    whether it passes the validation (None: the step declares none). `put_back`: all `apply`
+    changes, put back before the statement ends (see `diagnosis_statement`)."""
     valid = f"({validation})" if validation else "null"
     shape = "labels(e)" if scope.entity == "node" else "type(e)"
     return (f"{bound_batch(dialect, scope)} {apply} WITH e, kgm_key, kgm_pre, {valid} AS kgm_ok "
-            f"RETURN kgm_key AS key, kgm_pre AS before, {shape} AS shape, "
-            "properties(e) AS after, kgm_ok AS valid")
+            f"WITH e, kgm_key, kgm_pre, kgm_ok, {shape} AS kgm_shape, properties(e) AS kgm_after "
+            f"{put_back_touched(put_back)} "
+            "RETURN kgm_key AS key, kgm_pre AS before, kgm_shape AS shape, "
+            "kgm_after AS after, kgm_ok AS valid")
 
 
 def preview_step(backend: GraphBackend, op: Operation, entities: int
@@ -48,8 +53,9 @@ def preview_step(backend: GraphBackend, op: Operation, entities: int
         **batch_params(backend.dialect, plan, address, run_id="preview", step_id="preview",
                        batch_id="preview", worker="preview", at=utc_now().isoformat()),
         **computed}
-    statement = preview_statement(backend.dialect, plan.scope, plan.apply, plan.validation)
-    rows = backend.probe_write(statement, params).records
+    statement = preview_statement(backend.dialect, plan.scope, plan.apply, plan.validation,
+                                  plan.kept)
+    rows = backend.probe_write(statement, params, undoes_itself=plan.kept is not None).records
     return [_entity(row) for row in rows], None
 
 

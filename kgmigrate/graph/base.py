@@ -65,9 +65,12 @@ class GraphBackend(ABC):
         self.read("RETURN 1 AS ok")
 
     @abstractmethod
-    def probe_write(self, statement: str, params: Params | None = None) -> QueryResult:
+    def probe_write(self, statement: str, params: Params | None = None, *,
+                    undoes_itself: bool = False) -> QueryResult:
         """Run a write statement and return its records, keeping none of its effects (for
-        diagnosing a failed batch: what would it have written?)."""
+        diagnosing a failed batch: what would it have written?). `undoes_itself`: the
+        statement puts back all it changes before it ends, so a server without a transaction
+        to roll back may run it as it is (one atomic statement: no one sees it between)."""
 
     @abstractmethod
     def iter_keys(self, scope: Scope, *, internal: bool = False) -> Iterator[Key]:

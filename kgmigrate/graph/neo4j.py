@@ -120,8 +120,9 @@ class Neo4jBackend(GraphBackend):
         with self._translate_errors():
             self._driver.verify_connectivity()
 
-    def probe_write(self, statement: str, params: Params | None = None) -> QueryResult:
-        """In an explicit transaction that is rolled back."""
+    def probe_write(self, statement: str, params: Params | None = None, *,
+                    undoes_itself: bool = False) -> QueryResult:
+        """In an explicit transaction that is rolled back, whatever the statement does."""
         checked = self.check_params(params)
         with self._translate_errors(), self._driver.session(database=self._database) as session:
             tx = session.begin_transaction(metadata={"kgmigrate": "probe"})

@@ -14,7 +14,7 @@ from kgmigrate.ledger import Ledger
 from tests.conftest import Execution, link_items, with_transforms
 from tests.items import create_in_batch_order
 from tests.test_cli import run as kgm
-from tests.test_ops_library import graph_copies
+from tests.test_ops_library import assert_copies_counted, graph_copies
 
 THREE_STEPS = """
 from kgmigrate import Migration, ops
@@ -105,3 +105,4 @@ def test_library_ops_are_previewed_on_the_graph_itself_and_put_back(
     # and the graph is as it was, with no copy of it made on FalkorDB
     assert fingerprint(graph) == before
     assert graph_copies(graph) == copies
+    assert_copies_counted(graph, copies)

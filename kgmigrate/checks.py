@@ -26,7 +26,8 @@ from kgmigrate.preflight import preflight
 def list_migrations(backend: GraphBackend, registry: Registry) -> list[MigrationListing]:
     """Every migration file, and every applied migration whose file is gone. A migration an
     `assume` precondition skipped is `skipped` (with why), until an upgrade finds that its
-    assumption holds (`kgmigrate.preflight`)."""
+    assumption holds (`kgmigrate.preflight`); so is a changed repeatable one whose new file an
+    upgrade skipped (its earlier application stays in force)."""
     ledger = Ledger(backend)
     applied = {Version.parse(a.version): a for a in ledger.applied()}
     order = {version: i for i, version in enumerate(applied, start=1)}  # applied, in order
@@ -36,12 +37,16 @@ def list_migrations(backend: GraphBackend, registry: Registry) -> list[Migration
     for version in registry.order:
         migration = registry.migrations[version]
         record = applied.get(version)
-        skip = skipped.get(version) if record is None else None
+        skip = skipped.get(version)
+        if record is not None and not (version in repeat and skip is not None
+                                       and skip.checksum == migration.checksum):
+            skip = None  # a skip counts for an applied one only as that of its changed file
         state: MigrationState = (
             "skipped" if skip is not None else
             "pending" if record is None or version in repeat else
             "applied" if record.checksum == migration.checksum else "checksum_mismatch")
-        reason = (skip.reason if skip is not None else
+        reason = (_skipped_repeat(skip.reason) if skip is not None and record is not None else
+                  skip.reason if skip is not None else
                   "repeatable, changed since it was applied: applied again by the next upgrade"
                   if version in repeat else None)
         listings.append(MigrationListing(
@@ -58,6 +63,11 @@ def list_migrations(backend: GraphBackend, registry: Registry) -> list[Migration
                                              applied_at=record.applied_at,
                                              applied_order=order[version]))
     return listings
+
+
+def _skipped_repeat(reason: str | None) -> str:
+    return (f"repeatable, changed since it was applied, and not applied again: {reason or '?'} "
+            "(what it applied before stays in force; the next upgrade checks again)")
 
 
 def validate(backend: GraphBackend, registry: Registry, *,

@@ -113,3 +113,34 @@ def test_a_repeatable_migration_is_applied_again_whenever_its_file_changes(
     assert view(graph) == (4, "three")
     assert listed()["V0002"] == ("applied", True, None)
     assert chain()[-1] == ("V0002", "applied", None)
+
+
+def test_a_changed_repeatable_migration_whose_assumption_fails_is_listed_as_skipped(
+        execution: Execution, graph: GraphBackend, tmp_path: Path) -> None:
+    kgm = runner(execution.env, tmp_path)
+    migrations = execution.migrations
+    # Given an applied repeatable migration
+    (migrations / "R0001__refresh_view.cypher").write_bytes(repeatable("one"))
+    execution.start_worker()
+    execution.wait_ready(1)
+    kgm("upgrade")
+    # When its file changes to assume something that does not hold, and the upgrade runs
+    graph.write("CREATE (:RStop)")
+    assume = b"// assume q' MATCH (s:RStop) RETURN count(s) = 0\n"
+    (migrations / "R0001__refresh_view.cypher").write_bytes(assume + repeatable("two"))
+    skipped = kgm("upgrade")
+    # Then it is skipped, and listed so (not pending "applied again by the next upgrade"):
+    # what it applied before stays in force
+    assert "V0001 skipped: " in skipped.stdout and view(graph) == (1, "one")
+    [listed] = json.loads(kgm("list", "--json").stdout)
+    assert (listed["state"], listed["repeatable"]) == ("skipped", True)
+    assert listed["reason"].startswith("repeatable, changed since it was applied, and not "
+                                       "applied again: ")
+    assert "RStop" in listed["reason"] and "stays in force" in listed["reason"]
+    assert re.search(r"R0001 .*skipped \(repeatable, changed\)", kgm("list").stdout)
+    # When its assumption holds again
+    graph.write("MATCH (s:RStop) DELETE s")
+    kgm("upgrade")
+    # Then the upgrade applies it again, and it is listed applied
+    assert view(graph) == (2, "two")
+    assert json.loads(kgm("list", "--json").stdout)[0]["state"] == "applied"

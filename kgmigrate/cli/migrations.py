@@ -60,7 +60,8 @@ def list_cmd(
         color = colors.get(item.state, "red")
         state = f"[{color}]{item.state}[/]" + (" (repeatable, changed)"
                                                 if item.repeatable and item.applied_at
-                                                and item.state == "pending" else "")
+                                                and item.state in ("pending", "skipped")
+                                                else "")
         # a repeatable one as its file is named (R0002), though it is version V0002 everywhere
         shown = "R" + item.version.removeprefix("V") if item.repeatable else item.version
         table.add_row(shown,

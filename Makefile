@@ -1,11 +1,13 @@
 # kgmigrate: `make demo` and `make test` work from a fresh clone; each installs what it needs,
-# and only that: the demo the Python dependencies (and on GRAPH=neo4j the Neo4j it runs); the
-# tests everything (`install`: also the Cypher linter, Chromium, every pinned Neo4j).
+# and only that: the demo kgmigrate's runtime dependencies (and on GRAPH=neo4j the Neo4j it
+# runs); the tests everything (`install`: also the dev tools, the Cypher linter, Chromium,
+# every pinned Neo4j).
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 KGM := $(VENV)/bin/kgmigrate
 LINT_DIR := tools/cypher-lint
+RUNTIME_STAMP := $(VENV)/.runtime
 PY_STAMP := $(VENV)/.installed
 NPM_STAMP := $(LINT_DIR)/node_modules/.installed
 BROWSER := /usr/bin/chromedriver
@@ -23,11 +25,17 @@ PYTHON ?= $(shell for p in python3.12 python3.13 python3 python; do \
 # Everything the tests need: the Cypher linter, the browser, every pinned Neo4j.
 install: $(PY_STAMP) $(NPM_STAMP) $(BROWSER) $(NEO4J_STAMP)
 
-# Runtime dependencies at the versions the image ships (deploy/requirements.lock).
-$(PY_STAMP): pyproject.toml deploy/requirements.lock
+# What kgmigrate runs on, at the versions the image ships (deploy/requirements.lock): all the
+# demo needs.
+$(RUNTIME_STAMP): pyproject.toml deploy/requirements.lock
 	@test -n "$(PYTHON)" || { echo "kgmigrate needs Python >= 3.12 (python3.12 not found)"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c deploy/requirements.lock -e .
+	@touch $@
+
+# And what the tests, linters and type checks need besides.
+$(PY_STAMP): $(RUNTIME_STAMP)
 	$(PY) -m pip install --quiet -c deploy/requirements.lock -e '.[dev]'
 	@touch $@
 
@@ -58,12 +66,12 @@ $(NEO4J_STAMP): $(PY_STAMP) $(NEO4J_DIR)/pom.xml $(NEO4J_DIR)/versions.propertie
 
 # The one Neo4j version the embedded stack runs (KGMIGRATE_STACK_NEO4J_VERSION, else the first
 # pinned), for the demo; `stack build` does nothing when it is built.
-stack-neo4j: $(PY_STAMP)
+stack-neo4j: $(RUNTIME_STAMP)
 	$(KGM) stack build
 
 # `make demo GRAPH=neo4j`: the same story on the embedded Neo4j. A demo graph that holds
 # anything is replaced only when asked (on a terminal) or with RESET=1 (`demo --reset`).
-demo: $(PY_STAMP) $(if $(filter neo4j,$(GRAPH)),stack-neo4j)
+demo: $(RUNTIME_STAMP) $(if $(filter neo4j,$(GRAPH)),stack-neo4j)
 	KGMIGRATE_STACK_GRAPH=$(GRAPH) $(KGM) demo$(if $(filter 1,$(RESET)), --reset)
 
 test: install lint
@@ -76,7 +84,7 @@ lint: $(PY_STAMP)
 bench: $(PY_STAMP) $(NEO4J_STAMP)
 	$(PY) bench/run.py
 
-stack-down: $(PY_STAMP)
+stack-down: $(RUNTIME_STAMP)
 	$(KGM) stack down
 
 clean:

@@ -1,7 +1,7 @@
 """kgmigrate: distributed, resumable, reversible migrations for a knowledge graph.
 
 The library that both the orchestrator and the workers build on (it never imports either).
-A migration file needs only `Migration` and `ops`; the ticket's manager and monitor names are
+A migration file needs only `Migration` and `ops`; the Python API's manager and monitor classes are
 imported on first use, so loading a migration file does not load the engine.
 """
 

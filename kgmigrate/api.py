@@ -1,7 +1,7 @@
 """The Python API: a thin layer of verbs over the registry, the ledger and the lock.
 
 Every verb takes what it works on (a backend, a registry) and returns a pydantic result; the
-CLI only formats those. `DataMigrationManager` keeps the ticket's names.
+CLI only formats those. `DataMigrationManager` (kgmigrate.managers) is a class API over them.
 """
 
 import re
@@ -173,7 +173,7 @@ from kgmigrate import Migration, ops
 
 migration = Migration(
     author="{author}",
-    # depends_on=["V0001"],  # default: the previous version
+    # depends_on=["V0001"],  # the versions it needs applied first (default: the one before it)
     steps=[
         ops.batched("MyLabel", "SET e.my_property = $value", value=0,
                     down="REMOVE e.my_property"),
@@ -208,7 +208,7 @@ def new_migration(directory: Path, name: str, *, kind: str = "py", author: str =
 
 
 class BackupService:
-    """The ticket's `backup_service`: snapshots of the graph in the backup store."""
+    """Snapshots of the graph (or some labels) in the backup store: create, list, restore."""
 
     def __init__(self, backend: GraphBackend, store: BackupStore) -> None:
         self.backend, self.store = backend, store

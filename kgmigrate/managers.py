@@ -1,4 +1,4 @@
-"""The ticket's names, as thin adapters: `DataMigrationManager` over the facade
+"""The Python API's classes, as thin adapters: `DataMigrationManager` over the facade
 (`kgmigrate.service.Migrations`), and `SchemaEvolutionManager` and `DataTransformationManager`
 as names for building operations in migration files. Those two describe changes; running them
 is `upgrade`'s job (batched, validated, undo-logged), never a side effect of calling them.
@@ -49,7 +49,8 @@ class DataTransformationManager:
 
 
 class DataMigrationManager:
-    """The ticket's entry point: its names over the facade (`kgmigrate.service.Migrations`)."""
+    """Migrations from Python: run, wait, roll back, revert, downgrade and monitor them, over
+    the facade the CLI uses too (`kgmigrate.service.Migrations`)."""
 
     def __init__(self, settings: Settings | None = None, *,
                  backend: GraphBackend | None = None) -> None:
@@ -76,8 +77,8 @@ class DataMigrationManager:
 
     def execute_migration(self, target: str | None = None,
                           timeout_s: float | None = None) -> bool:
-        """The ticket's verb: enqueue and wait; True when the run completed (or nothing was
-        pending), False when it failed."""
+        """Apply what is pending (up to `target`) and wait; True when the run completed (or
+        nothing was pending), False when it failed."""
         run_id = self.enqueue_migration(target)
         if run_id is None:
             return True
@@ -99,8 +100,8 @@ class DataMigrationManager:
         return self.migrations.plan_downgrade(target)
 
     def rollback_migration(self, run_id: str, *, force: bool = False) -> None:
-        """The ticket's verb: restore what a failed run changed, from its undo log (also
-        continues a rollback that stopped); `wait` for the outcome."""
+        """Restore what a failed run changed, from its undo log (also continues a rollback
+        that stopped); `wait` for the outcome."""
         self.migrations.rollback(run_id, force=force)
 
     def revert(self, run_id: str) -> None:
@@ -115,7 +116,7 @@ class DataMigrationManager:
         return self.migrations.fingerprint()
 
     def get_migration_metrics(self, run_id: str) -> MigrationMetrics | None:
-        """The ticket's monitor verb, from the ledger (None: no such run)."""
+        """A run's progress, throughput and errors, from the ledger (None: no such run)."""
         return self.migrations.metrics(run_id)
 
     def report(self, run_id: str, out_dir: Path | None = None) -> list[Path]:

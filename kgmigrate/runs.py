@@ -388,7 +388,7 @@ def resume(backend: GraphBackend, endpoints: Endpoints, run_id: str, *,
 
 def rollback(backend: GraphBackend, endpoints: Endpoints, run_id: str, *,
              force: bool = False, before_lock: Callable[[], object] | None = None) -> None:
-    """Restore what a failed run changed, from its undo log (the ticket's `rollback_migration`).
+    """Restore what a failed run changed, from its undo log (`rollback_migration` in Python).
 
     Also continues a rollback that crashed or stopped at conflicts; `force` restores conflicting
     entities too. A COMPLETED run is undone with `downgrade` instead. `before_lock`: as for

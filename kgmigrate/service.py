@@ -1,5 +1,5 @@
 """One facade, `Migrations`, over a graph and everything beside it (the migrations directory,
-the broker, the backup store): the CLI's verbs and the ticket's managers all go through it, as
+the broker, the backup store): the CLI's verbs and the Python API's managers all go through it, as
 neo4j-migrations' `Migrations` does. It owns the connection; the verbs that change anything
 take the migration lock (enqueueing a run, restoring a snapshot) or refuse while one is held.
 

@@ -98,6 +98,8 @@ def test_a_downgrade_says_so_in_status_metrics_report_and_prometheus(
     text = run("report", up_id, "--out", str(tmp_path / "reports"), env=execution.env,
                cwd=tmp_path)
     assert f"Run {up_id}: completed (upgrade)" in text.stdout
+    # (piped, it is the Markdown itself: whole lines, as the .md file has them)
+    assert f"# Run {up_id}: completed (upgrade)" in text.stdout.splitlines()
     # and Prometheus, as a label of each run's info
     port = free_port()
     exporter = subprocess.Popen([*KGM, "metrics-server", "--port", str(port)],

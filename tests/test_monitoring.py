@@ -24,6 +24,7 @@ from kgmigrate.ledger import Ledger
 from kgmigrate.model.records import MigrationStatus, RunRecord, status_changes
 from kgmigrate.monitoring import hooks
 from kgmigrate.monitoring.chart import Series, ThroughputChart, chart_data, render
+from kgmigrate.monitoring.chart import _title as chart_title
 from kgmigrate.monitoring.monitor import MigrationMonitor
 from kgmigrate.monitoring.report import RunReport, build_report, write_report
 from tests.conftest import Execution, free_port
@@ -273,6 +274,9 @@ def test_the_report_chart_is_drawn_from_the_ledgers_steps_failure_and_rollback(
         if series.step is not None:
             assert recorded[series.step] == pytest.approx(series.average, rel=1e-3)
     assert chart.average_rate == report.metrics.entities_per_s
+    # and the title counts the steps that applied something apart from those that completed
+    assert (f"{chart.entities_applied:,} entities applied by 5 of 5 steps (4 completed)"
+            in chart_title(chart))
     # and the PNG is written
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 20_000
 

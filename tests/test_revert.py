@@ -6,12 +6,13 @@ records the migration as downgraded. `downgrade` does the same for such a migrat
 "make downgrade use it"): its legs run one after another, inverses and reverts."""
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
 from kgmigrate.graph.base import GraphBackend
 from tests.conftest import Execution
-from tests.test_cli import runner
+from tests.test_cli import run, runner
 
 ADD_AND_RENAME = """
 from kgmigrate import Migration, ops
@@ -66,7 +67,13 @@ def test_a_completed_run_is_reverted_from_its_undo_log_under_the_conflict_rule(
     # it did not touch on gene 8
     graph.write("MATCH (g:RGene {i: 7}) SET g.symbol = 'edited'")
     graph.write("MATCH (g:RGene {i: 8}) SET g.note = 'kept'")
-    # and the run is reverted
+    # and the run is reverted without a terminal and without --yes
+    unasked = run("revert", run_id, env=execution.env, cwd=tmp_path, stdin=subprocess.DEVNULL)
+    # Then it is refused in one line, nothing restored
+    assert unasked.returncode == 1 and "Aborted" not in unasked.stderr
+    assert unasked.stderr.strip().endswith("nothing was restored: without a terminal, add --yes")
+    assert genes(graph)[7] == {"i": 7, "symbol": "edited", "organism": "human"}
+    # When it is reverted with --yes
     blocked = kgm("revert", run_id, "--yes", "--json", ok=False)
     # Then everything is restored but gene 7's rename, a conflict kept as the client left it
     # (each step decides on what it touched: its organism, as the run left it, is restored)
@@ -85,7 +92,10 @@ def test_a_completed_run_is_reverted_from_its_undo_log_under_the_conflict_rule(
     done = json.loads(kgm("rollback", run_id, "--force", "--json").stdout)
     # Then the graph is as it was before the run, but for the untouched property written
     # since; the chain records the migration as downgraded, and it is pending again
-    assert done["status"] == "rolled_back"
+    assert done["status"] == "rolled_back" and not done["error_log"]
+    forced = json.loads(kgm("status", run_id, "--json").stdout)["conflicts"]
+    assert [(c["key"], c["forced"]) for c in forced] == [(conflicts[0]["key"], True)]
+    assert "(restored anyway by a forced pass)" in kgm("status", run_id).stdout
     assert genes(graph) == {**before, 8: {**before[8], "note": "kept"}}
     assert links(graph, "V0001") == ["downgraded", "downgrade"]
     assert [(m["version"], m["state"]) for m in json.loads(kgm("list", "--json").stdout)] == [

@@ -180,8 +180,11 @@ def test_a_forced_pass_revisits_only_the_first_passes_conflicts_and_lists_them_a
     # When the rollback is forced
     runs.rollback(graph, resolve(load_settings()), run.id, force=True)
     run = runs.wait(graph, run.id, timeout_s=180)
-    # Then that entity alone is restored, over the other's change, and listed as forced
+    # Then that entity alone is restored, over the other's change, and listed as forced; the
+    # error log keeps the run's failure, not the first pass's stop
     assert run.status is MigrationStatus.ROLLED_BACK, run.error_log
+    assert "rollback left" not in (run.error_log or "")
+    assert "failed validation" in (run.error_log or "")
     assert graph.read("MATCH (e:Item) WHERE e.c = 1 OR e.note IS NOT NULL "
                       "RETURN count(e) AS n").value("n") == 0
     [forced] = runs.conflicts(graph, run)

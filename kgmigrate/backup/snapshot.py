@@ -1,7 +1,7 @@
 """Snapshots: an explicit, whole-graph (or per-label) export to the backup store, and back.
 
-The undo log is the default protection of a run; a snapshot is the separate backup kind the
-ticket's `backup_service.create_backup` / `restore_backup` asked for (and what a migration
+The undo log is the default protection of a run; a snapshot is the separate backup kind
+`backup_service.create_backup` / `restore_backup` make (and what a migration
 with `snapshot=True` takes before it starts). It streams the graph page by page:
 
     snapshots/<id>/nodes/<n>           exact node states (`kgmigrate.graph.state`)

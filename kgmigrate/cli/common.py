@@ -200,9 +200,11 @@ def throttled(run: RunRecord, *, live: bool = True) -> str | None:
 
 
 def show_conflicts(conflicts: list[Conflict], limit: int = 20) -> None:
-    for c in conflicts[:limit]:
+    for c in conflicts[:limit]:  # `now` is known only for entities kept whole in the log
+        now = "" if c.now is None else f"; now {escape(str(c.now))[:200]}"
+        forced = " (restored anyway by a forced pass)" if c.forced else ""
         out.print(f"  conflict: step {c.step} batch {c.batch} key {c.key!r}: "
-                  f"{escape(c.reason)}; now {escape(str(c.now))[:200]}", highlight=False)
+                  f"{escape(c.reason)}{now}{forced}", highlight=False)
     if len(conflicts) > limit:
         out.print(f"  ... and {len(conflicts) - limit} more (`kgmigrate status RUN --json`)")
 

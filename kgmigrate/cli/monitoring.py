@@ -40,8 +40,12 @@ def report(
     if as_json:
         print_json({**built.model_dump(mode="json"), "files": [str(p) for p in paths]})
         return
-    out.print(Markdown(service.markdown(built)))
-    out.print("written: " + ", ".join(str(p) for p in paths))
+    text = service.markdown(built)
+    if out.is_terminal:
+        out.print(Markdown(text))
+    else:  # piped or redirected: the Markdown itself, whole lines, nothing cut at 80 columns
+        out.file.write(text.rstrip("\n") + "\n")
+    out.print("written: " + ", ".join(str(p) for p in paths), soft_wrap=True)
 
 
 @app.command()

@@ -379,6 +379,10 @@ def revert(
         run = migrations.status(run_id)
         changed = sum(step.entities_done for step in run.steps)
         ended = run.finished_at or run.created_at
+        if not yes and not sys.stdin.isatty():
+            raise KgmError(f"kgmigrate revert {run_id} would restore the {changed:,} entities "
+                           "it changed and asks first; nothing was restored: without a "
+                           "terminal, add --yes")
         if not yes and not typer.confirm(
                 f"Revert run {run.id} (completed {ended:%Y-%m-%d %H:%M}, migrations "
                 f"{', '.join(run.migrations)}): restore the {changed:,} entities it changed "

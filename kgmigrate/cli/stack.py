@@ -164,8 +164,9 @@ def demo(
             return True
         what = f"the demo's graph {graph.display} holds {held.describe()}"
         if not sys.stdin.isatty():
+            make = "make demo" + (" GRAPH=neo4j" if graph.backend == "neo4j" else "")
             raise KgmError(f"{what}; the demo replaces it only when asked: "
-                           "`kgmigrate demo --reset` (`make demo RESET=1`)")
+                           f"`kgmigrate demo --reset` (`{make} RESET=1`)")
         return typer.confirm(f"{what[0].upper()}{what[1:]}. Delete all of it and load the "
                              "demo anew?")
 

@@ -107,7 +107,9 @@ def finish(rt: Runtime, run_id: str) -> None:
         rt.ledger.revert_applied(run_id, state="rolled_back", by=run_id,
                                  repeated=_repeated(rt, run))
     ending.release(rt, run_id)  # before the state others wait for
-    if not _transitioned(rt, run_id, MigrationStatus.ROLLED_BACK):
+    settled = run.rollback_settled_error  # what an earlier pass that stopped said goes
+    if not _transitioned(rt, run_id, MigrationStatus.ROLLED_BACK,
+                         error=settled if settled != (run.error_log or "") else None):
         return
     log.info("run %s rolled back: %s entities restored", run_id, restored)
     hooks.emit("after_rollback", run_id, status="rolled_back",

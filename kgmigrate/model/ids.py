@@ -1,6 +1,6 @@
 """Identifiers for runs, steps and batches that cannot collide and sort by creation time.
 
-The ticket's `f"migration-{datetime.utcnow().isoformat()}"` collides when two migrations start
+An id like `f"migration-{datetime.utcnow().isoformat()}"` collides when two migrations start
 in the same microsecond on different hosts. These are ULIDs: 48 bits of milliseconds since the
 epoch, then 80 random bits from the OS, in Crockford base32 (26 characters, no ambiguous
 letters), with a readable prefix: `run_01JD3...`.

@@ -1,6 +1,6 @@
-"""Pydantic models with the ticket's names, and the small result types of the API.
+"""Pydantic models of runs, steps, batches and the chain, and the small result types of the API.
 
-Fixes of the ticket's sketch: ids cannot collide (migrations are identified by version, runs by
+Design points: ids cannot collide (migrations are identified by version, runs by
 ULIDs), times are `datetime.now(UTC)`, and steps are stored one node per step with their spec as
 JSON text, because Neo4j properties cannot hold maps.
 """
@@ -418,6 +418,14 @@ class RunRecord(_Model):
 
     def next_step(self, step: StepRecord) -> StepRecord | None:
         return next((s for s in self.steps if s.order > step.order), None)
+
+    @property
+    def rollback_settled_error(self) -> str:
+        """The error log once its rollback ended well: the run's own failure (empty for a
+        revert), without what an earlier pass that stopped said (that it stopped stays in
+        the history, and what a forced pass restored anyway in its conflicts)."""
+        failure = (self.error_log or "").split(ROLLBACK_SEPARATOR)[0]
+        return "" if failure.startswith("rollback") else failure
 
     def with_rollback_error(self, message: str) -> str:
         """The error log once its rollback stopped with `message`: the run's own failure

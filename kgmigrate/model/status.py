@@ -1,4 +1,4 @@
-"""The ticket's `MigrationStatus`, with the transitions a run may make.
+"""`MigrationStatus`, with the transitions a run may make.
 
     PENDING -> IN_PROGRESS -> VALIDATING -> COMPLETED
                   |   ^           |

@@ -477,9 +477,11 @@ def _title(chart: ThroughputChart) -> str:
     line = (f"{chart.run_id}: {chart.status.replace('_', ' ')} ({chart.direction})  ·  "
             f"{migrations}  ·  "
             f"{_duration(chart.duration_s)} in all")
-    started = sum(b.kind == "step" for b in chart.bands)
-    totals = [f"{chart.entities_applied:,} entities applied in {started} of "
-              f"{chart.steps_total} steps"]
+    steps = [b for b in chart.bands if b.kind == "step"]
+    completed = sum(b.status == "completed" for b in steps)
+    totals = [f"{chart.entities_applied:,} entities applied by {len(steps)} of "
+              f"{chart.steps_total} steps"
+              + (f" ({completed} completed)" if completed < len(steps) else "")]
     if chart.average_rate:
         totals[0] += f" at {_rate(chart.average_rate)}/s on average"
     if any(b.kind == "rollback" for b in chart.bands):

@@ -1,7 +1,7 @@
-"""A run's metrics, computed from the ledger: the ticket's `MigrationMonitor`, without its
-defects.
+"""A run's metrics, computed from the ledger (`MigrationMonitor`), without the defects
+of the first design.
 
-The ticket's monitor divided by the affected-node count (zero for a schema step), read an
+The first design's monitor divided by the affected-node count (zero for a schema step), read an
 `error_count` nobody wrote, and took `duration.between` of nulls while a run was going. Here
 every figure comes from what the ledger records anyway (steps, batches and their attempts), a
 rate is 0.0 when nothing was attempted, and a running run's duration runs to now.

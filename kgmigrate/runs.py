@@ -139,15 +139,16 @@ def downgrade_legs(ledger: Ledger, registry: Registry, undo: Sequence[Version]
     its undo log is pruned, the migration was adopted, ... (`revert_refusal`; migrations the
     downgrade undoes first do not count as applied after it)."""
     by_log: dict[Version, str] = {}
+    applied_by = {a.version: a.run_id for a in ledger.applied()}
     for version in undo:
         if version in by_log:
             continue
-        try:
-            registry.down_metadata(version)
+        try:  # an inverse needs no undo log
+            registry.migrations[version].inverse_steps()
             continue
         except KgmError as exc:
             cause = str(exc)
-        run_id = next((a.run_id for a in ledger.applied() if a.version == str(version)), None)
+        run_id = applied_by.get(str(version))
         if run_id is None:
             raise KgmError(f"{cause}; {version} was adopted, not applied by a run of this "
                            "graph, so no undo log knows what it changed")

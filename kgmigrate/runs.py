@@ -26,6 +26,7 @@ from kgmigrate.model.records import (
     MigrationStatus,
     RunRecord,
     StepRecord,
+    status_changes,
     utc_now,
 )
 from kgmigrate.model.registry import Registry
@@ -153,7 +154,8 @@ def downgrade_legs(ledger: Ledger, registry: Registry, undo: Sequence[Version]
             raise KgmError(f"{cause}; {version} was adopted, not applied by a run of this "
                            "graph, so no undo log knows what it changed")
         run = ledger.require_run(run_id)
-        kept = [v for v in run.migrations if Version.parse(v) not in undo]
+        kept = [v for v in run.migrations  # downgraded since: `revert_refusal` says so
+                if Version.parse(v) not in undo and applied_by.get(v) == run_id]
         if kept:
             raise KgmError(
                 f"{cause}; the run that applied it, {run_id}, also applied {', '.join(kept)}, "
@@ -564,6 +566,10 @@ class StepProgress:
     entities_total: int
     entities_per_s: float | None
     eta_s: float | None
+    # a rollback's progress (`restore_progress`): `entities_done` were restored, `conflicts`
+    # were kept as someone else left them; both count towards `entities_total`
+    restoring: bool = False
+    conflicts: int = 0
 
 
 def progress(run: RunRecord) -> list[StepProgress]:
@@ -580,3 +586,42 @@ def _step_progress(step: StepRecord) -> StepProgress:
         eta = max(step.entities_total - step.entities_done, 0) / rate if rate else None
     return StepProgress(step.order, step.description, step.status, step.batches_done,
                         step.batches_total, step.entities_done, step.entities_total, rate, eta)
+
+
+def restore_progress(backend: GraphBackend, run: RunRecord) -> list[StepProgress]:
+    """A rollback's (or revert's) progress, per step with committed batches, the last step
+    first as the rollback goes: batches restored of those committed, entities restored (a
+    forced pass adds to what the first pass restored) and kept as conflicts, and throughput
+    since the pass reached the step. The forward figures say nothing about this."""
+    tally = Ledger(backend).restore_tally([s.id for s in run.steps])
+    forced = any(t.forced for t in tally)  # a forced pass comes after any first pass
+    passes = [at for status, at in status_changes(run.history)
+              if status is MigrationStatus.ROLLING_BACK]
+    reached = passes[-1] if passes else run.created_at
+    shown: list[StepProgress] = []
+    for step in sorted(run.steps, key=lambda s: s.order, reverse=True):
+        if not step.batches_done:
+            continue
+        mine = {t.forced: t for t in tally if t.step_id == step.id}
+        now = mine.get(forced)
+        first = mine.get(False) if forced else None
+        batches = now.batches if now else 0
+        done = batches >= step.batches_done
+        status = (MigrationStatus.ROLLED_BACK if done else MigrationStatus.ROLLING_BACK
+                  if batches else MigrationStatus.PENDING)
+        by_entity = step.batched and step.entities_done > 0
+        rate = eta = None
+        if now and by_entity:
+            end = now.last_at if done and now.last_at else utc_now()
+            rate = (now.restored + now.conflicts) / max((end - reached).total_seconds(), 1e-3)
+            left = step.entities_done - (first.restored if first else 0) - now.restored \
+                - now.conflicts
+            eta = max(left, 0) / rate if rate else None
+        restored = (now.restored if now else 0) + (first.restored if first else 0)
+        shown.append(StepProgress(
+            step.order, step.description, status, batches, step.batches_done,
+            restored if by_entity else 0, step.entities_done if by_entity else 0, rate, eta,
+            restoring=True, conflicts=now.conflicts if now else 0))
+        if now and now.last_at:
+            reached = max(reached, now.last_at)
+    return shown

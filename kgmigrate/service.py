@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 
-from kgmigrate import adoption, api, callbacks, checks, presence, runs
+from kgmigrate import adoption, api, callbacks, checks, held, presence, runs
 from kgmigrate.backup.snapshot import Progress, SnapshotManifest, SnapshotRestore, load_manifest
 from kgmigrate.backup.store import BackupStore, open_store
 from kgmigrate.connect import Endpoints, backend_for, open_backend, resolve
@@ -31,6 +31,7 @@ from kgmigrate.errors import ConfigError, KgmError
 from kgmigrate.fingerprint import Fingerprint, fingerprint
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.graph.types import ServerInfo
+from kgmigrate.held import HeldTask
 from kgmigrate.ledger import Ledger
 from kgmigrate.ledger.demo import DemoGraph
 from kgmigrate.ledger.lock import LockHeldError, MigrationLock, default_holder
@@ -51,7 +52,7 @@ from kgmigrate.model.records import (
 )
 from kgmigrate.model.registry import Registry
 from kgmigrate.model.scope import IndexSpec
-from kgmigrate.model.status import ENDED
+from kgmigrate.model.status import ENDED, UNDOING
 from kgmigrate.model.throttle import Throttle
 from kgmigrate.monitoring import exporter, hooks, logs
 from kgmigrate.monitoring.monitor import MigrationMetrics, MigrationMonitor
@@ -62,7 +63,7 @@ from kgmigrate.runtime.app import BATCH_QUEUE, CONTROL_QUEUE, QUEUE_MODULES, con
 from kgmigrate.runtime.settings import GraphTarget, Settings, export, load_settings
 
 __all__ = ["BATCH_QUEUE", "CONTROL_QUEUE", "DEMO_GRAPH", "DemoGraph", "DevStack", "GraphSummary",
-           "Migrations", "Neo4jStatus", "NoWorkersError", "PrunedRun", "RunReport",
+           "HeldTask", "Migrations", "Neo4jStatus", "NoWorkersError", "PrunedRun", "RunReport",
            "StackStatus", "StepProgress", "WorkerWatch", "Workers", "default_author", "demo",
            "markdown", "new_migration", "progress", "serve_flower", "serve_worker"]
 
@@ -291,6 +292,17 @@ class Migrations:
         workers = self.workers()
         return workers if workers.missing or workers.error else None
 
+    def held_by_dead_workers(self, run: RunRecord) -> list[HeldTask]:
+        """The run's tasks that a worker took and no live worker has: they come back to a
+        running worker by their `back_by` (the visibility timeout after they were taken).
+        Empty for a run that has ended; asks the broker, and the workers only when it holds
+        a task of the run."""
+        if run.status in ENDED:
+            return []
+        return held.held_by_dead_workers(
+            self.endpoints, run.id, timeout_s=self.settings.worker_ping_s,
+            visibility_timeout_s=self.settings.visibility_timeout_s)
+
     def workers_hint(self, run: RunRecord, workers: Workers) -> str:
         """The line that says the run waits for workers, how to start one, and the lock it
         holds meanwhile."""
@@ -315,6 +327,13 @@ class Migrations:
         """Until the run ends, or reaches a status of `until` (e.g. `paused`)."""
         return runs.wait(self.backend, run_id, timeout_s=timeout_s, on_progress=on_progress,
                          until=until)
+
+    def progress(self, run: RunRecord) -> list[StepProgress]:
+        """Per step, how far the run has got: forward, or, once it is being rolled back (or
+        reverted, or that has ended), how far the rollback has restored what it changed."""
+        if run.status in UNDOING:
+            return runs.restore_progress(self.backend, run)
+        return progress(run)
 
     def status(self, run_id: str | None = None) -> RunRecord:
         """A run (default: the latest)."""

@@ -162,6 +162,8 @@ def _ledger_and_lock() -> list[Rendered]:
                  {"id": "run_1", "expected": "w1:0", "next": "w1:1"}),
         Rendered("ledger/batch-tally", ledger.BATCH_TALLY,
                  {"step_ids": ["step_1", "rb:step_1"]}),
+        Rendered("ledger/restore-tally", ledger.RESTORE_TALLY,
+                 {"step_ids": ["rb:step_1", "rb:step_2"]}),
         Rendered("ledger/update-run-facts", ledger.UPDATE_RUN_FACTS,
                  {"id": "run_1", "counters": "{}", "backup_ref": "undo/run_1"}),
         *[Rendered(f"ledger/schema/{spec.describe()}", N.create_index(spec))

@@ -238,3 +238,50 @@ def test_a_business_key_is_a_property_name_or_one_per_label(tmp_path: Path) -> N
                                                  r"key 'a\\nb' contains the control"):
         Registry.load(tmp_path)
 
+
+
+FLAG_THEN_FAIL = '''from kgmigrate import Migration, ops
+
+migration = Migration(batch_size=100, steps=[
+    ops.batched("Compound", "SET e.flag = true"),
+    ops.batched("Compound", "SET e.score = 1", validation="e.score = 2"),
+])
+'''
+UNDO_FLAG = "undo 1. on :Compound: SET e.flag = true: "
+
+
+def test_a_rollback_shows_what_it_restored_not_the_forward_figures(
+        execution: Execution, graph: GraphBackend, tmp_path: Path) -> None:
+    """While a run rolled back, its progress repeated the forward figures (`300/300 entities,
+    completed`): nothing said how far the restore had got. Now each step the rollback undoes
+    has its own line, `undo N. ...`, counting what it restored, in the command that follows
+    the run and in `status`."""
+    # Given 300 compounds, and a migration whose first step (3 batches) commits and whose
+    # second fails its validation
+    compounds(graph, 300)
+    execution.write_migration("V0001__flag.py", FLAG_THEN_FAIL)
+    # When it is upgraded, piped, and so rolled back
+    failed = run("upgrade", "--local-workers", "1", env=execution.env, cwd=tmp_path)
+    assert failed.returncode == 1
+    # Then, once the rollback starts, the lines are the rollback's: the first step's restore,
+    # ending with all 300 restored (the second step committed nothing: nothing to undo)
+    lines = failed.stderr.splitlines()
+    first = next(n for n, line in enumerate(lines) if line.startswith("undo "))
+    assert all(line.startswith(UNDO_FLAG) for line in lines[first:]), lines
+    assert re.fullmatch(re.escape(UNDO_FLAG) + r"300/300 entities restored, [\d,]+/s, "
+                        "rolled_back", lines[-1]), lines
+    assert any(line.startswith("1. on :Compound: SET e.flag = true: 300/300 entities")
+               for line in lines[:first])  # forward, before
+    # and `status` shows the rollback below the steps, in text and JSON
+    run_id = str(latest(execution, tmp_path)["id"])
+    text = run("status", run_id, env=execution.env, cwd=tmp_path).stdout
+    assert re.search(r"\n  rollback: " + re.escape(UNDO_FLAG) + r"3/3 batches, 300/300 "
+                     r"entities restored, [\d,]+/s, rolled_back\n", text), text
+    [undone] = latest(execution, tmp_path)["rollback_progress"]  # type: ignore[misc]
+    assert {k: undone[k] for k in ("order", "status", "batches_done", "batches_total",
+                                   "entities_done", "entities_total", "conflicts",
+                                   "restoring")} == {
+        "order": 1, "status": "rolled_back", "batches_done": 3, "batches_total": 3,
+        "entities_done": 300, "entities_total": 300, "conflicts": 0, "restoring": True}
+    assert graph.read("MATCH (e:Compound) WHERE e.flag IS NOT NULL OR e.score IS NOT NULL "
+                      "RETURN count(e) AS n").value("n") == 0

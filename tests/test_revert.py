@@ -230,3 +230,14 @@ def test_downgrade_restores_a_migration_without_an_inverse_from_its_runs_undo_lo
     assert [m["state"] for m in json.loads(kgm("list", "--json").stdout)] == [
         "pending", "pending"]
     assert links(graph, "V0001")[-1] == "downgrade"
+
+    # When one run applies both again, and V0002 alone is downgraded since (by its inverse)
+    again = json.loads(kgm("upgrade", "--json").stdout)["id"]
+    kgm("downgrade", "V0001", "--yes")
+    # Then V0001 cannot be restored from that run's undo log, and the refusal says why: the
+    # run's V0002 is no longer in force (not "kept by this downgrade"); nothing is undone
+    refused = kgm("downgrade", "base", "--yes", ok=False)
+    assert (f"nor can its run's undo log: run {again}'s migrations are no longer all in "
+            "force: V0002 (downgraded)") in refused.stderr
+    assert "keeps" not in refused.stderr
+    assert links(graph, "V0001")[-1] == "applied"

@@ -4,7 +4,7 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Annotated, Any
 
 import typer
@@ -15,8 +15,9 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from kgmigrate.model.records import Conflict, FailedBatch, MigrationStatus, RunRecord
+from kgmigrate.model.status import ROLLBACK_STATES
 from kgmigrate.runtime.settings import GraphTarget
-from kgmigrate.service import Migrations, StepProgress, WorkerWatch, progress
+from kgmigrate.service import HeldTask, Migrations, StepProgress, WorkerWatch, progress
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   rich_markup_mode=None,
@@ -132,8 +133,10 @@ def kind_of(run: RunRecord) -> str:
     return f"{run.kind}, reverted after it completed" if run.reverts else run.kind
 
 
-def show_run(run: RunRecord, *, stalled: bool = False) -> None:
-    """`stalled`: no worker serves the run, so no batch of it waits for its throttle now."""
+def show_run(run: RunRecord, *, stalled: bool = False,
+             undone: Sequence[StepProgress] = ()) -> None:
+    """`stalled`: no worker serves the run, so no batch of it waits for its throttle now;
+    `undone`: a rollback's progress per step (`Migrations.progress`), below the steps."""
     target = f" (target {escape(run.target)})" if run.target else ""
     out.print(f"run {run.id}: [bold]{run.status}[/]  {kind_of(run)}  migrations "
               f"{', '.join(run.migrations)}{target}", highlight=False)
@@ -163,6 +166,11 @@ def show_run(run: RunRecord, *, stalled: bool = False) -> None:
                       f"{step.batches_done}/{step.batches_total}",
                       f"{step.entities_done:,}/{step.entities_total:,}", rate)
     out.print(table)
+    for n, undo in enumerate(undone):
+        batches = f"{undo.batches_done}/{undo.batches_total} batches"
+        fields = ", ".join(p for p in (batches, *_step_fields(undo)) if p)
+        out.print(f"  {'rollback:' if n == 0 else '         '} {escape(_named(undo, 40))}: "
+                  f"{fields}", highlight=False)
 
 
 RUNNING_OR_PAUSED = (MigrationStatus.PENDING, MigrationStatus.IN_PROGRESS,
@@ -209,6 +217,30 @@ def show_conflicts(conflicts: list[Conflict], limit: int = 20) -> None:
         out.print(f"  ... and {len(conflicts) - limit} more (`kgmigrate status RUN --json`)")
 
 
+def show_held(run: RunRecord, held: Sequence[HeldTask], unread: str | None,
+              limit: int = 5) -> None:
+    """The run's tasks that a dead worker holds, when each comes back, and how not to wait."""
+    if unread:
+        out.print(f"  [dim]whether a dead worker holds a task of the run is unknown: "
+                  f"{escape(unread)}[/]", highlight=False)
+    if not held:
+        return
+    out.print("  [yellow]held by a worker that no longer answers[/] (the broker gives each "
+              "back to a running worker by the time shown: KGMIGRATE_VISIBILITY_TIMEOUT_S "
+              "after it was taken, and its sweep):", highlight=False)
+    for task in held[:limit]:
+        out.print(f"    {escape(task.what)}: taken {task.taken_at:%H:%M:%S} UTC, back by "
+                  f"{task.back_by:%H:%M:%S} UTC", highlight=False)
+    if len(held) > limit:
+        out.print(f"    ... and {len(held) - limit} more (`kgmigrate status {run.id} --json`)",
+                  highlight=False)
+    again = (f"`kgmigrate rollback {run.id}` sends its restores not yet done"
+             if run.status in ROLLBACK_STATES else
+             f"`kgmigrate resume {run.id}` sends its batches not yet committed")
+    out.print(f"  not to wait: {again} again now (what has committed is not done twice)",
+              highlight=False)
+
+
 def show_offending(run_id: str, failed: list[FailedBatch], limit: int = 5) -> None:
     """The first entities that failed validation, with their values after the change."""
     for batch in failed:
@@ -251,36 +283,36 @@ def follow(migrations: Migrations, run_id: str, *, quiet: bool = False,
     if quiet:
         return migrations.wait(run_id, on_progress=tell)
     if not err.is_terminal:
-        shown: dict[int, MigrationStatus] = {}
+        shown: dict[tuple[bool, int], MigrationStatus] = {}
         lines = Every(PLAIN_EVERY_S)
 
         def print_lines(run: RunRecord) -> None:
             due = lines.due()
-            for step in progress(run):
-                if shown.get(step.order) is not step.status or (
-                        due and step.status is MigrationStatus.IN_PROGRESS):
-                    shown[step.order] = step.status
-                    _plain(f"{step.order}. {step.description}: "
-                           + ", ".join(p for p in _step_fields(step) if p))
+            for step in migrations.progress(run):
+                key = (step.restoring, step.order)
+                if shown.get(key) is not step.status or (due and step.status in MOVING):
+                    shown[key] = step.status
+                    _plain(f"{_named(step)}: " + ", ".join(p for p in _step_fields(step) if p))
             tell(run)
 
         return migrations.wait(run_id, on_progress=print_lines)
     bars = Progress(TextColumn("{task.description}"), BarColumn(),
                     TextColumn("{task.fields[counts]}"), TextColumn("{task.fields[rate]}"),
                     TextColumn("{task.fields[eta]}"), console=err)
-    tasks: dict[int, TaskID] = {}
+    tasks: dict[tuple[bool, int], TaskID] = {}
 
     def show(run: RunRecord) -> None:
-        for step in progress(run):
-            if step.order not in tasks:
-                tasks[step.order] = bars.add_task(
-                    f"{step.order}. {escape(step.description[:40])}", total=None, counts="",
-                    rate="", eta="")
+        for step in migrations.progress(run):
+            key = (step.restoring, step.order)
+            if key not in tasks:
+                tasks[key] = bars.add_task(escape(_named(step, 40)), total=None, counts="",
+                                           rate="", eta="")
             total = step.entities_total or step.batches_total or None
-            done = step.entities_done if step.entities_total else step.batches_done
+            done = (step.entities_done + step.conflicts if step.entities_total
+                    else step.batches_done)
             counts, rate, eta = _step_fields(step)
-            bars.update(tasks[step.order], completed=done, total=total, counts=counts,
-                        rate=rate, eta=eta)
+            bars.update(tasks[key], completed=done, total=total, counts=counts, rate=rate,
+                        eta=eta)
         tell(run)
 
     with bars:
@@ -292,12 +324,25 @@ def show_waiting(line: str, *, console: Console = out, indent: str = "  ") -> No
     console.print(f"{indent}[yellow]{escape(line)}[/]", highlight=False)
 
 
+MOVING = (MigrationStatus.IN_PROGRESS, MigrationStatus.ROLLING_BACK)  # a step's, as shown
+
+
+def _named(step: StepProgress, width: int | None = None) -> str:
+    """`2. on :Gene: SET ...`; a rollback's: `undo 2. ...`."""
+    return (f"{'undo ' if step.restoring else ''}{step.order}. "
+            f"{step.description[:width] if width else step.description}")
+
+
 def _step_fields(step: StepProgress) -> tuple[str, str, str]:
-    """A step's counts, throughput and ETA (or status), as the progress shows them."""
+    """A step's counts, throughput and ETA (or status), as the progress shows them; a
+    rollback's counts what it restored and what it kept as conflicts."""
     rate = f"{step.entities_per_s:,.0f}/s" if step.entities_per_s else ""
-    eta = (f"ETA {step.eta_s:,.0f}s" if step.eta_s and step.status is
-           MigrationStatus.IN_PROGRESS else str(step.status))
-    counts = (f"{step.entities_done:,}/{step.entities_total:,} entities"
+    eta = (f"ETA {step.eta_s:,.0f}s" if step.eta_s and step.status in MOVING
+           else str(step.status))
+    done = " restored" if step.restoring else ""
+    counts = (f"{step.entities_done:,}/{step.entities_total:,} entities{done}"
               if step.entities_total else
-              f"{step.batches_done}/{step.batches_total} batches")
+              f"{step.batches_done}/{step.batches_total} batches{done}")
+    if step.conflicts:
+        counts += f", {step.conflicts:,} conflicts (kept)"
     return counts, rate, eta

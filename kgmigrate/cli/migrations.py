@@ -1,6 +1,7 @@
 """`list`, `plan`, `history`, `validate`, `repair`, `import-chain`, `new`, `status`,
 `fingerprint`, `unlock`, `version`: what is applied, what is pending, what a run did."""
 
+import dataclasses
 from typing import Annotated
 
 import typer
@@ -21,17 +22,18 @@ from kgmigrate.cli.common import (
     print_json,
     session,
     show_conflicts,
+    show_held,
     show_offending,
     show_run,
     show_waiting,
 )
+from kgmigrate.errors import KgmError
 from kgmigrate.model.records import (
     AdoptionPlan,
     MigrationListing,
-    MigrationStatus,
     PlannedStep,
 )
-from kgmigrate.model.status import ROLLBACK_STATES
+from kgmigrate.model.status import UNDOING
 from kgmigrate.runtime.settings import load_settings
 from kgmigrate.service import default_author, new_migration
 
@@ -311,21 +313,30 @@ def status(
             run = follow(migrations, run.id, quiet=as_json,
                          watch=migrations.worker_watch(at_once=True))
         conflicts = (migrations.conflicts(run)
-                     if run.status in ROLLBACK_STATES | {MigrationStatus.ROLLED_BACK}
+                     if run.status in UNDOING
                      else [])
         failed = migrations.failed_batches(run)
+        undone = migrations.progress(run) if run.status in UNDOING else []
         workers = migrations.waiting_for_workers(run)
         waiting = migrations.workers_hint(run, workers) if workers else None
+        try:
+            held, unread = migrations.held_by_dead_workers(run), None
+        except KgmError as exc:
+            held, unread = [], str(exc)
     if as_json:
         print_json({**run.model_dump(mode="json"),
                      "conflicts": [c.model_dump(mode="json") for c in conflicts],
                      "failed_batches": [f.model_dump(mode="json") for f in failed],
+                     "rollback_progress": [dataclasses.asdict(p) for p in undone],
                      "waiting_for_workers": ({**workers.as_json(), "message": waiting}
-                                             if workers else None)})
+                                             if workers else None),
+                     "held_by_dead_workers": [h.as_json() for h in held],
+                     "broker_unread": unread})
         return
-    show_run(run, stalled=workers is not None)
+    show_run(run, stalled=workers is not None, undone=undone)
     if waiting:
         show_waiting(waiting)
+    show_held(run, held, unread)
     show_conflicts(conflicts)
     show_offending(run.id, failed)
 

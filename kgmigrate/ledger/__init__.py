@@ -319,6 +319,13 @@ BATCH_TALLY = (
     f"MATCH (b:{BATCH}) WHERE b.step_id IN $step_ids "
     "RETURN b.step_id AS step_id, b.status AS status, count(*) AS n ORDER BY step_id, status"
 )
+# A rollback's progress: per step, its restore records of a first pass and of a forced one
+RESTORE_TALLY = (
+    f"MATCH (b:{BATCH}) WHERE b.step_id IN $step_ids "
+    "RETURN b.step_id AS step_id, b.id ENDS WITH ':forced' AS forced, count(*) AS batches, "
+    "sum(coalesce(b.restored, 0)) AS restored, sum(coalesce(b.conflicts, 0)) AS conflicts, "
+    "max(b.finished_at) AS last_at ORDER BY step_id, forced"
+)
 UPDATE_STEP = (
     f"MATCH (s:{STEP} {{id: $id}}) "
     "SET s.status = coalesce($status, s.status), "
@@ -486,6 +493,17 @@ class RunGate(NamedTuple):
     @property
     def done(self) -> bool:
         return self.batch in ("completed", "superseded")
+
+
+class RestoreTally(NamedTuple):
+    """A step's restore records of one rollback pass (`forced` or a first pass)."""
+
+    step_id: str
+    forced: bool
+    batches: int
+    restored: int
+    conflicts: int
+    last_at: datetime | None
 
 
 def read_throttle(text: str | None) -> Throttle:
@@ -789,6 +807,17 @@ class Ledger:
         """(step id, status, count) of the batch and restore records of these steps."""
         rows = self.backend.read(BATCH_TALLY, {"step_ids": step_ids}).records
         return [(str(r["step_id"]), str(r["status"]), int(r["n"])) for r in rows]
+
+    def restore_tally(self, step_ids: list[str]) -> list[RestoreTally]:
+        """What rollbacks of these (forward) steps restored so far, per step and pass."""
+        rows = self.backend.read(RESTORE_TALLY, {
+            "step_ids": [restore_step_id(s) for s in step_ids]}).records
+        return [RestoreTally(step_id=str(r["step_id"]).removeprefix(RESTORE_PREFIX),
+                             forced=bool(r["forced"]), batches=int(r["batches"]),
+                             restored=int(r["restored"]), conflicts=int(r["conflicts"]),
+                             last_at=datetime.fromisoformat(r["last_at"]) if r["last_at"]
+                             else None)
+                for r in rows]
 
     def set_request(self, run_id: str, request: str | None, by: str | None) -> str | None:
         """Ask the run to pause or cancel (`request`), or withdraw what was asked (None). The

@@ -74,6 +74,7 @@ ENDED = frozenset({_S.COMPLETED, _S.FAILED, _S.ROLLED_BACK, _S.ROLLBACK_BLOCKED,
 # Not ended in the graph's sense: a new run of their migrations would apply on top of them.
 UNFINISHED = frozenset(s for s in _S if ALLOWED[s])
 ROLLBACK_STATES = frozenset({_S.ROLLING_BACK, _S.ROLLBACK_BLOCKED})
+UNDOING = ROLLBACK_STATES | {_S.ROLLED_BACK}  # progress is the rollback's, not the changes'
 FINAL_STEP = frozenset({_S.COMPLETED, _S.FAILED})  # a step's; its run may go on (resume)
 
 

@@ -331,7 +331,7 @@ def status(
                      "waiting_for_workers": ({**workers.as_json(), "message": waiting}
                                              if workers else None),
                      "held_by_dead_workers": [h.as_json() for h in held],
-                     "broker_unread": unread})
+                     "held_by_dead_workers_error": unread})
         return
     show_run(run, stalled=workers is not None, undone=undone)
     if waiting:

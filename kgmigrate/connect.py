@@ -57,7 +57,8 @@ def backend_for(target: GraphTarget, settings: Settings, *, verify: bool = False
     if target.backend == "falkordb":
         from kgmigrate.graph.falkordb import FalkorDBBackend
 
-        backend = FalkorDBBackend(target, query_timeout_s=settings.query_timeout_s)
+        backend = FalkorDBBackend(target, query_timeout_s=settings.query_timeout_s,
+                                  probe_copy_max_mb=settings.probe_copy_max_mb)
     else:
         from kgmigrate.graph.neo4j import Neo4jBackend
 

@@ -26,6 +26,11 @@ class StackError(KgmError):
     """The embedded graph + broker stack could not be started, stopped or reached."""
 
 
+class ProbeTooLarge(KgmError):
+    """A probe (`GraphBackend.probe_write`) would copy a graph larger than allowed
+    (KGMIGRATE_PROBE_COPY_MAX_MB): not run. The message says how large, and the limit."""
+
+
 class BackendError(KgmError):
     """A statement failed on the graph server.
 

@@ -69,6 +69,8 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     ("KGMIGRATE_FLOWER_USER", "ana:x", "KGMIGRATE_FLOWER_USER: cannot contain ':' or ','"),
     ("KGMIGRATE_WORKER_WAIT_S", "0", "KGMIGRATE_WORKER_WAIT_S: Input should be greater than 0"),
     ("KGMIGRATE_STALL_AFTER_S", "0", "KGMIGRATE_STALL_AFTER_S: Input should be greater than 0"),
+    ("KGMIGRATE_PROBE_COPY_MAX_MB", "-1",
+     "KGMIGRATE_PROBE_COPY_MAX_MB: Input should be greater than or equal to 0"),
     ("KGMIGRATE_WORKER_PING_S", "soon",
      "KGMIGRATE_WORKER_PING_S: Input should be a valid number"),
     ("KGMIGRATE_WORKER_PING_S", "120",

@@ -2,9 +2,11 @@
 
 import math
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kgmigrate.errors import ProbeTooLarge
 from kgmigrate.graph import Scope
 from kgmigrate.graph.falkordb import FalkorDBBackend
 from kgmigrate.runtime.settings import GraphTarget
@@ -72,3 +74,30 @@ def test_any_safe_scalar_round_trips_as_a_property(falkordb: FalkorDBBackend,
         assert falkordb.read("MATCH (n) RETURN count(n) AS n").value("n") == 1
     finally:
         falkordb.write("MATCH (n) DELETE n")
+
+
+def test_a_probe_copies_no_graph_larger_than_its_limit(falkordb_target: GraphTarget) -> None:
+    # Given a graph of a few MB, and backends allowing probe copies up to 1 MB and up to 1 GB
+    small = FalkorDBBackend(falkordb_target, probe_copy_max_mb=1)
+    large = FalkorDBBackend(falkordb_target, probe_copy_max_mb=1024)
+    try:
+        small.write("UNWIND range(1, 100000) AS i CREATE (:Item {i: i, name: toString(i)})")
+        size = int(dict(small._db.connection.execute_command(
+            "GRAPH.MEMORY", "USAGE", falkordb_target.name))["total_graph_sz_mb"])
+        assert size > 1
+        # Then the first refuses to probe on a copy, naming the size and the limit; a probe
+        # that puts back what it does still runs on the graph
+        with pytest.raises(ProbeTooLarge, match=(
+                rf"would copy the whole graph {falkordb_target.name} \({size:,} MB, undo log "
+                r"included\), more than KGMIGRATE_PROBE_COPY_MAX_MB=1$")):
+            small.probe_write("MATCH (e:Item {i: 1}) SET e.x = 1 RETURN 1 AS one")
+        assert small.probe_write("RETURN 2 AS two", undoes_itself=True).value("two") == 2
+        # and the second probes on a copy, which leaves the graph as it was
+        assert large.probe_write("MATCH (e:Item {i: 1}) SET e.x = 1 RETURN e.x AS x"
+                                 ).value("x") == 1
+        assert small.read("MATCH (e:Item) WHERE e.x IS NOT NULL RETURN count(e) AS n"
+                          ).value("n") == 0
+    finally:
+        small.delete_graph()
+        small.close()
+        large.close()

@@ -1,6 +1,8 @@
 """The operations library: the Cypher each op renders (no server), and each op run forward,
 checked, and reversed on the embedded stack with real workers (fingerprint restored)."""
 
+from pathlib import Path
+
 import pytest
 
 from kgmigrate import Migration, ops, runs
@@ -15,6 +17,7 @@ from kgmigrate.model.registry import Registry
 from kgmigrate.ops import IrreversibleOperationError, from_spec
 from kgmigrate.runtime.settings import load_settings
 from tests.conftest import Execution, rollback_story
+from tests.test_cli import run as cli
 from tests.test_execution import start
 
 # -- rendering (no server) ------------------------------------------------------------------
@@ -521,3 +524,52 @@ def test_irreversible_ops_are_undone_exactly_by_the_rollback_of_a_failed_run(
     assert run.status is MigrationStatus.ROLLED_BACK, rollback_story(execution, graph, run.id)
     assert "step 9" in (run.error_log or "")
     assert fingerprint(graph) == before
+
+
+RAW_CHECKED = '''
+from kgmigrate import Migration, ops
+
+migration = Migration(author="test", batch_size=1000, steps=[
+    ops.batched("Item", "SET e.v = e.i", validation="e.v <= 200")])
+'''
+
+
+def test_a_raw_steps_failed_batch_is_not_looked_at_on_a_copy_past_the_size_limit(
+        execution: Execution, graph: GraphBackend, tmp_path: Path) -> None:
+    """A raw step's failed batch was looked at again on a copy of the whole graph (FalkorDB
+    has no transaction to roll back): as much memory again and ~1.4 s per million nodes, on
+    a production graph, per failed batch. Past KGMIGRATE_PROBE_COPY_MAX_MB it is not."""
+    # Given 300 items, a raw step whose validation fails for 100 of them, and a limit that
+    # allows no copy
+    graph.write("UNWIND range(1, 300) AS i CREATE (:Item {i: i})")
+    before = fingerprint(graph)
+    execution.write_migration("V0001__raw.py", RAW_CHECKED)
+    execution.env["KGMIGRATE_PROBE_COPY_MAX_MB"] = "0"
+    copies = graph_copies(graph)
+    # When its preview is asked for
+    preview = cli("plan", "--preview", "2", env=execution.env, cwd=tmp_path)
+    # and it is upgraded
+    execution.start_worker()
+    run = runs.wait(graph, start(execution, graph), timeout_s=180)
+    # Then the run fails and rolls back exactly, and no copy of the graph was made. On
+    # FalkorDB the failure says why it does not count the entities that fail, and the
+    # preview why there is none; on Neo4j (a transaction rolled back: no copy) both are there
+    assert run.status is MigrationStatus.ROLLED_BACK, run.error_log
+    assert fingerprint(graph) == before
+    assert graph_copies(graph) == copies
+    assert_copies_counted(graph, copies)
+    [failed] = [b for b in Ledger(graph).batches(run.steps[0].id)
+                if b.status is MigrationStatus.FAILED]
+    if graph.dialect.name == "falkordb":
+        assert (run.error_log or "").startswith(
+            "step 1 (on :Item: SET e.v = e.i): batch 1 failed validation `e.v <= 200` (how "
+            "many of its entities fail, and which, is not looked at: it would copy the whole "
+            "graph, and KGMIGRATE_PROBE_COPY_MAX_MB=0 allows no copy; a library op that "
+            "declares what it changes is looked at in place)"), run.error_log
+        assert (failed.failing, failed.offending) == (None, [])
+        assert ("not previewed: it would copy the whole graph, and "
+                "KGMIGRATE_PROBE_COPY_MAX_MB=0 allows no copy") in preview.stdout
+    else:
+        assert (failed.failing, failed.checked) == (100, 300)
+        assert "100 of 300 entities failed validation" in (run.error_log or "")
+        assert "not previewed" not in preview.stdout and preview.returncode == 0

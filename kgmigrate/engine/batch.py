@@ -18,7 +18,7 @@ from kgmigrate.engine.batch_statement import (
     touched_params,
 )
 from kgmigrate.engine.throttle import wait_turn
-from kgmigrate.errors import BackendError, KgmError
+from kgmigrate.errors import BackendError, KgmError, ProbeTooLarge
 from kgmigrate.graph.types import Counters, QueryResult
 from kgmigrate.ledger import RunGate
 from kgmigrate.ledger.batches import is_repeat
@@ -176,8 +176,14 @@ def _aborted(rt: Runtime, result: BatchResult, exc: BackendError, plan: BatchPla
     put_back = plan.kept if plan.values is None else None
     statement = diagnosis_statement(rt.backend.dialect, plan.scope, plan.apply,
                                     plan.validation, step.business_key, put_back=put_back)
-    found = rt.backend.probe_write(statement, {**params, **touched_params(put_back)},
-                                   undoes_itself=put_back is not None).single()
+    try:
+        found = rt.backend.probe_write(statement, {**params, **touched_params(put_back)},
+                                       undoes_itself=put_back is not None).single()
+    except ProbeTooLarge as exc:
+        return _failed(rt, result, f"batch {result.seq} failed validation `{plan.validation}` "
+                       f"(how many of its entities fail, and which, is not looked at: {exc}; "
+                       "a library op that declares what it changes is looked at in place)",
+                       time.perf_counter() - started)
     offending = [Offending(key=row["key"], properties=shown_value(row["properties"] or {}),
                            business_key={step.business_key: shown_value(row["business"])}
                            if step.business_key else {}) for row in found["sample"]]

@@ -18,6 +18,7 @@ from kgmigrate.compile.plans import Touches
 from kgmigrate.cypher.dialect import Dialect
 from kgmigrate.engine.batch import shown_value
 from kgmigrate.engine.batch_statement import batch_params, bound_batch, put_back_touched
+from kgmigrate.errors import ProbeTooLarge
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.model.records import PreviewedEntity, utc_now
 from kgmigrate.model.scope import Scope
@@ -55,7 +56,11 @@ def preview_step(backend: GraphBackend, op: Operation, entities: int
         **computed}
     statement = preview_statement(backend.dialect, plan.scope, plan.apply, plan.validation,
                                   plan.kept)
-    rows = backend.probe_write(statement, params, undoes_itself=plan.kept is not None).records
+    try:
+        rows = backend.probe_write(statement, params, undoes_itself=plan.kept is not None
+                                   ).records
+    except ProbeTooLarge as exc:
+        return [], f"not previewed: {exc}"
     return [_entity(row) for row in rows], None
 
 

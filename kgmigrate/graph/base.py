@@ -70,7 +70,9 @@ class GraphBackend(ABC):
         """Run a write statement and return its records, keeping none of its effects (for
         diagnosing a failed batch: what would it have written?). `undoes_itself`: the
         statement puts back all it changes before it ends, so a server without a transaction
-        to roll back may run it as it is (one atomic statement: no one sees it between)."""
+        to roll back may run it as it is (one atomic statement: no one sees it between). A
+        server that would copy the graph to probe refuses (`ProbeTooLarge`) a graph larger
+        than its limit."""
 
     @abstractmethod
     def iter_keys(self, scope: Scope, *, internal: bool = False) -> Iterator[Key]:

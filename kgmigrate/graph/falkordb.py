@@ -19,7 +19,7 @@ from falkordb.path import Path
 
 from kgmigrate.cypher import identifiers as ident
 from kgmigrate.cypher.dialect import HI, LABELS, LO, STEP, FalkorDBDialect
-from kgmigrate.errors import BackendError
+from kgmigrate.errors import BackendError, ProbeTooLarge
 from kgmigrate.graph.base import GraphBackend, Metadata, Params, plain_entity
 from kgmigrate.graph.state import make_exact, state_rows
 from kgmigrate.graph.types import Counters, QueryResult, ServerInfo
@@ -43,13 +43,15 @@ class FalkorDBBackend(GraphBackend):
 
     def __init__(self, target: GraphTarget, *, max_connections: int = 16,
                  socket_timeout_s: float = 300.0, query_timeout_s: float = 0.0,
-                 window: int = 50_000, plan_window: int = 1_000_000) -> None:
+                 window: int = 50_000, plan_window: int = 1_000_000,
+                 probe_copy_max_mb: int | None = None) -> None:
         if target.backend != "falkordb" or target.name is None:
             raise ValueError("FalkorDBBackend needs a falkordb:// target with a graph name")
         self.target = target
         self.dialect = FalkorDBDialect()
         self.window = window  # id-space width of one key-streaming read
         self.plan_window = plan_window  # id-space width of one server-side planning read
+        self.probe_copy_max_mb = probe_copy_max_mb  # the largest graph `probe_write` copies
         self._query_timeout_ms = int(query_timeout_s * 1000) or None
         pool = redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
             host=target.host, port=target.port, username=target.username,
@@ -113,6 +115,7 @@ class FalkorDBBackend(GraphBackend):
         statement is atomic here, so no one sees its effects between."""
         if undoes_itself:
             return self.write(statement, params)
+        self._refuse_large_copy()
         scratch = f"{self.target.name}__kgm_probe_{uuid.uuid4().hex[:12]}"
         try:
             self._db.connection.execute_command("GRAPH.COPY", self.target.name, scratch)
@@ -125,6 +128,28 @@ class FalkorDBBackend(GraphBackend):
             return copy.write(statement, params)
         finally:
             copy._graph.delete()
+
+    def _refuse_large_copy(self) -> None:
+        """A copy needs as much memory again as the graph holds (undo log included) and takes
+        about 1.4 s per million nodes: past `probe_copy_max_mb`, refused (None: no limit; 0:
+        none)."""
+        if self.probe_copy_max_mb is None:
+            return
+        if self.probe_copy_max_mb == 0:
+            raise ProbeTooLarge("it would copy the whole graph, and KGMIGRATE_PROBE_COPY_MAX_MB=0 "
+                                "allows no copy")
+        try:
+            usage = self._db.connection.execute_command("GRAPH.MEMORY", "USAGE",
+                                                        self.target.name)
+        except redis.exceptions.ResponseError as exc:
+            raise BackendError(f"cannot size graph {self.target.name} to probe: {exc}") from exc
+        fields = dict(zip(usage[::2], usage[1::2], strict=True)) if isinstance(usage, list) \
+            else dict(usage)
+        size = int(fields.get("total_graph_sz_mb", 0))
+        if size > self.probe_copy_max_mb:
+            raise ProbeTooLarge(
+                f"it would copy the whole graph {self.target.name} ({size:,} MB, undo log "
+                f"included), more than KGMIGRATE_PROBE_COPY_MAX_MB={self.probe_copy_max_mb:,}")
 
     def explain(self, statement: str, params: Params | None = None) -> list[str]:
         """The execution plan FalkorDB would use, one operator per line."""

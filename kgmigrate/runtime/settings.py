@@ -152,6 +152,10 @@ class Settings(BaseSettings):
     # A run whose ledger has not moved for this long while nothing waits in the batch queue is
     # carried on from the ledger (kgmigrate.engine.watch): the broker may have lost a task.
     stall_after_s: float = Field(default=120.0, gt=0)
+    # FalkorDB has no transaction to roll back: a second look at a raw batched step's failed
+    # batch (how many failed, which), and its `plan --preview`, run on a copy of the whole
+    # graph. Refused past this size (the copy needs as much memory again); 0: never copied.
+    probe_copy_max_mb: int = Field(default=1024, ge=0)
     hooks: str = ""  # comma-separated modules that register lifecycle hooks
     log_format: str = "json"  # json or text (workers' and the exporter's own lines)
     log_level: str = "INFO"

@@ -173,7 +173,7 @@ from kgmigrate import Migration, ops
 
 migration = Migration(
     author="{author}",
-    # depends_on=["V0001"],  # the versions it needs applied first (default: the one before it)
+    {depends_on}
     steps=[
         ops.batched("MyLabel", "SET e.my_property = $value", value=0,
                     down="REMOVE e.my_property"),
@@ -203,7 +203,11 @@ def new_migration(directory: Path, name: str, *, kind: str = "py", author: str =
     width = max(4, len(latest.text.split("_")[0].split(".")[0])) if latest else 4
     path = directory / f"V{number:0{width}d}__{slug}.{kind}"
     template = PY_TEMPLATE if kind == "py" else CYPHER_TEMPLATE
-    path.write_text(template.format(description=name.strip().replace('"', "'"), author=author))
+    needs = (f'# depends_on=["{latest}"],  # versions to apply first (default: the one '
+             f'before it, {latest})' if latest else
+             "# depends_on=[],  # versions to apply first (default: the one before it)")
+    path.write_text(template.format(description=name.strip().replace('"', "'"), author=author,
+                                    depends_on=needs))
     return path
 
 

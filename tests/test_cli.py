@@ -102,7 +102,15 @@ def test_migration_verbs(tmp_path: Path) -> None:
     try:
         created = run("new", "add review flag", "--author", "ana", env=env, cwd=tmp_path)
         assert created.returncode == 0, created.stderr
-        assert (migrations / "V0001__add_review_flag.py").exists()
+        first = (migrations / "V0001__add_review_flag.py").read_text()
+        assert "    # depends_on=[],  # versions to apply first" in first
+        # the next one's comment names the version before it, not an example
+        assert run("new", "second", env=env, cwd=tmp_path).returncode == 0
+        second = (migrations / "V0002__second.py").read_text()
+        assert ('    # depends_on=["V0001"],  # versions to apply first (default: the one '
+                "before it, V0001)\n") in second
+        compile(second, "V0002__second.py", "exec")  # still a valid file
+        (migrations / "V0002__second.py").unlink()
         fresh = run("list", env=env, cwd=tmp_path)  # the stack is new: no graph yet
         assert fresh.stderr == (
             f"kgmigrate: error: no graph 'vitalyst' on falkordb://127.0.0.1:"
@@ -396,5 +404,6 @@ def test_help_has_no_flag_placeholders_and_no_ticket() -> None:
         shown = CliRunner().invoke(app, [*path, "--help"], terminal_width=100)
         assert shown.exit_code == 0, path
         assert "<bool>" not in shown.output and "ticket" not in shown.output.lower(), path
+        assert "range>" not in shown.output and "list[" not in shown.output, path
         if "--json" in shown.output:
             assert re.search(r"^  --json +Print JSON for machines\.$", shown.output, re.M), path

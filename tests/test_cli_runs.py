@@ -270,8 +270,8 @@ def test_a_rollback_shows_what_it_restored_not_the_forward_figures(
     assert all(line.startswith(UNDO_FLAG) for line in lines[first:]), lines
     assert re.fullmatch(re.escape(UNDO_FLAG) + r"300/300 entities restored, [\d,]+/s, "
                         "rolled_back", lines[-1]), lines
-    assert any(line.startswith("1. on :Compound: SET e.flag = true: 300/300 entities")
-               for line in lines[:first])  # forward, before
+    # (the forward progress comes before, when a poll saw the run go forward: it is over in a
+    # moment, so it is not asserted)
     # and `status` shows the rollback below the steps, in text and JSON
     run_id = str(latest(execution, tmp_path)["id"])
     text = run("status", run_id, env=execution.env, cwd=tmp_path).stdout

@@ -141,7 +141,7 @@ def test_a_missing_dependency_in_files_is_refused(tmp_path: Path) -> None:
 
 def test_an_unknown_target_is_a_clear_error(tmp_path: Path) -> None:
     write(tmp_path, "V0001__a.cypher", "RETURN 1;")
-    with pytest.raises(KgmError, match=r"no migration V0009 \(latest: V0001\)"):
+    with pytest.raises(KgmError, match=r"no migration V0009 \(known: V0001\)"):
         Registry.load(tmp_path).pending([], "V0009")
 
 

@@ -254,24 +254,31 @@ def test_the_report_chart_is_drawn_from_the_ledgers_steps_failure_and_rollback(
     assert chart.failure is not None and "failed validation" in chart.failure
     assert len(chart.failed_batches_s) == 1
     assert steps[-1].start_s <= chart.failed_batches_s[0] <= steps[-1].end_s
-    # and the rollback is a phase of its own, from `rolling_back` to `rolled_back`, restoring
-    # what the steps applied
-    (rollback,) = [b for b in chart.bands if b.kind == "rollback"]
-    assert (rollback.start_s, rollback.end_s, rollback.status) == (
-        _since(run, rolling_back), _since(run, changes[-1][1]), "rolled_back")
-    assert rollback.start_s >= steps[-1].end_s
+    # and the rollback is a phase of its own, from `rolling_back` to `rolled_back`, cut into
+    # the steps it undid one after another, last first, each restoring what its step applied
+    undone = [b for b in chart.bands if b.kind == "rollback"]
+    assert [b.step for b in undone] == [5, 4, 3, 2, 1]
+    assert (undone[0].start_s, undone[-1].end_s) == (
+        _since(run, rolling_back), _since(run, changes[-1][1]))
+    assert all(a.end_s == b.start_s for a, b in pairwise(undone))
+    assert {b.status for b in undone} == {"rolled_back"}
+    assert undone[0].label == "undo 5 (rollback: rolled back)" and undone[1].label == "undo 4"
+    assert undone[0].start_s >= steps[-1].end_s
     assert chart.entities_applied == sum(s.entities_done for s in run.steps) > 0
-    assert rollback.entities == chart.entities_restored == sum(
+    for band, step in zip(undone, reversed(run.steps), strict=True):
+        assert band.entities == sum(r["restored"] for r in ledger.restores(step.id))
+    assert sum(b.entities for b in undone) == chart.entities_restored == sum(
         r["restored"] for s in run.steps for r in ledger.restores(s.id))
     assert chart.entities_restored == chart.entities_applied + 1  # and the index, dropped
-    # and each batched step and the rollback have a smoothed series within their raw rates,
-    # whose mean is the step's recorded rate
+    # and each batched step, and each step's part of the rollback, have a smoothed series
+    # within their raw rates, whose mean is the step's recorded rate
     assert [(s.kind, s.step) for s in chart.series] == [
-        ("forward", 1), ("forward", 3), ("forward", 4), ("forward", 5), ("restore", None)]
+        ("forward", 1), ("forward", 3), ("forward", 4), ("forward", 5), ("restore", 5),
+        ("restore", 4), ("restore", 3), ("restore", 1)]
     recorded = {s.order: s.entities_per_s for s in report.metrics.steps}
     for series in chart.series:
         _assert_smoothed(series, chart)
-        if series.step is not None:
+        if series.kind == "forward":
             assert recorded[series.step] == pytest.approx(series.average, rel=1e-3)
     assert chart.average_rate == report.metrics.entities_per_s
     # and the title counts the steps that applied something apart from those that completed

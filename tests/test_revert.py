@@ -59,6 +59,8 @@ def test_a_completed_run_is_reverted_from_its_undo_log_under_the_conflict_rule(
     applied = json.loads(kgm("upgrade", "--json").stdout)
     assert applied["status"] == "completed"
     run_id = applied["id"]
+    # (piped, `history` prints whole run ids: its table is not cut to 80 columns)
+    assert f" {run_id} " in kgm("history").stdout
     # Then a downgrade would undo it from this run's undo log (it has no inverse)
     assert f"restored from the undo log of run {run_id}" in kgm("downgrade", "base",
                                                                 "--dry-run").stdout
@@ -83,8 +85,13 @@ def test_a_completed_run_is_reverted_from_its_undo_log_under_the_conflict_rule(
     assert now[8] == {**before[8], "note": "kept"}
     assert {i: p for i, p in now.items() if i not in (7, 8)} == {
         i: p for i, p in before.items() if i not in (7, 8)}
-    conflicts = json.loads(kgm("status", run_id, "--json").stdout)["conflicts"]
+    shown = json.loads(kgm("status", run_id, "--json").stdout)
+    conflicts = shown["conflicts"]
     assert len(conflicts) == 1
+    # and its progress counts, per step undone (the last first), what it restored and kept
+    assert [(p["order"], p["entities_done"], p["entities_total"], p["conflicts"], p["status"])
+            for p in shown["rollback_progress"]] == [
+        (2, 199, 200, 1, "rolled_back"), (1, 133, 133, 0, "rolled_back")]
     # and the half-done revert cannot be abandoned: the chain would still call it applied
     kept = kgm("abandon", run_id, "--reason", "no", "--yes", ok=False)
     assert "is a revert, half done" in kept.stderr
@@ -96,6 +103,14 @@ def test_a_completed_run_is_reverted_from_its_undo_log_under_the_conflict_rule(
     forced = json.loads(kgm("status", run_id, "--json").stdout)["conflicts"]
     assert [(c["key"], c["forced"]) for c in forced] == [(conflicts[0]["key"], True)]
     assert "(restored anyway by a forced pass)" in kgm("status", run_id).stdout
+    # and the forced pass's progress counts on from what the first pass restored
+    assert [(p["order"], p["entities_done"], p["entities_total"], p["conflicts"])
+            for p in json.loads(kgm("status", run_id, "--json").stdout)[
+                "rollback_progress"]] == [(2, 200, 200, 0), (1, 133, 133, 0)]
+    # and its report says it was reverted, not an upgrade that failed
+    kgm("report", run_id, "--out", str(tmp_path / "reports"))
+    assert (tmp_path / "reports" / f"{run_id}.md").read_text().startswith(
+        f"# Run {run_id}: rolled_back (upgrade, reverted after it completed)\n")
     assert genes(graph) == {**before, 8: {**before[8], "note": "kept"}}
     assert links(graph, "V0001") == ["downgraded", "downgrade"]
     assert [(m["version"], m["state"]) for m in json.loads(kgm("list", "--json").stdout)] == [

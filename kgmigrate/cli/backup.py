@@ -24,8 +24,8 @@ app.add_typer(backup_app, name="backup")
 @backup_app.command("create")
 def backup_create(
     labels: Annotated[list[str] | None, typer.Option(
-        "--labels", "-l", help="Only nodes with these labels (and their relationships); "
-        "repeat the option for several.")] = None,
+        "--labels", "-l", metavar="LABEL", help="Only nodes with these labels (and their "
+        "relationships); repeat the option for several.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Export the graph (or some labels) to the backup store, streaming, with progress."""
@@ -67,7 +67,7 @@ def backup_restore(
     as_json: JsonFlag = False,
 ) -> None:
     """Replace what the snapshot covers (the whole graph, or its labels) with the snapshot.
-    Writes applications made since then to those entities are lost: it asks first."""
+    What applications wrote to those entities since the snapshot is lost: it asks first."""
     with session(as_json, absent_ok=True) as migrations:
         manifest = migrations.backup_manifest(snapshot_id)
         scope = ", ".join(manifest.labels) or "the whole graph"
@@ -93,7 +93,7 @@ def backup_restore(
 @app.command()
 def prune(
     older_than: Annotated[float | None, typer.Option(
-        "--older-than", min=0, help="Days since a run was finalized (default: "
+        "--older-than", min=0, metavar="DAYS", help="Days since a run was finalized (default: "
         "KGMIGRATE_UNDO_RETENTION_DAYS, 30).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List, remove nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,

@@ -30,7 +30,7 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for machines.
 LatestRun = Annotated[str | None, typer.Argument(help="Run id (default: the latest run).")]
 WaitFlag = Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the run to its end.")]
 LocalWorkersFlag = Annotated[int, typer.Option(
-    min=0, help="Start N worker processes for this run (no other setup needed).")]
+    min=0, metavar="N", help="Start N worker processes for this run (no other setup needed).")]
 AllowNoWorkersFlag = Annotated[bool, typer.Option(
     "--allow-no-workers", help="Queue the run even when no worker serves its queues: it "
     "waits, holding the migration lock, until one starts (without this, refused at once).")]
@@ -38,6 +38,15 @@ OutOfOrderFlag = Annotated[bool, typer.Option(
     "--out-of-order", help="Allow pending migrations that applied ones come after "
     "(KGMIGRATE_OUT_OF_ORDER).")]
 
+
+
+PIPED_WIDTH = 400  # piped, a table is as wide as it needs (up to this), not cut to 80 columns
+_piped = Console(width=PIPED_WIDTH)  # (a console prints nothing wider than its own width)
+
+
+def show_table(table: Table) -> None:
+    """On a terminal, fitted to it; piped, whole: a reader greps a run id from it."""
+    (out if out.is_terminal else _piped).print(table)
 
 
 def print_json(data: Any) -> None:
@@ -165,7 +174,7 @@ def show_run(run: RunRecord, *, stalled: bool = False,
         table.add_row(f"{step.order} {step.version}", escape(step.description), step.status,
                       f"{step.batches_done}/{step.batches_total}",
                       f"{step.entities_done:,}/{step.entities_total:,}", rate)
-    out.print(table)
+    show_table(table)
     for n, undo in enumerate(undone):
         batches = f"{undo.batches_done}/{undo.batches_total} batches"
         fields = ", ".join(p for p in (batches, *_step_fields(undo)) if p)
@@ -329,8 +338,9 @@ MOVING = (MigrationStatus.IN_PROGRESS, MigrationStatus.ROLLING_BACK)  # a step's
 
 def _named(step: StepProgress, width: int | None = None) -> str:
     """`2. on :Gene: SET ...`; a rollback's: `undo 2. ...`."""
-    return (f"{'undo ' if step.restoring else ''}{step.order}. "
-            f"{step.description[:width] if width else step.description}")
+    cut = width is not None and len(step.description) > width
+    described = step.description[:(width or 0) - 1] + "…" if cut else step.description
+    return f"{'undo ' if step.restoring else ''}{step.order}. {described}"
 
 
 def _step_fields(step: StepProgress) -> tuple[str, str, str]:

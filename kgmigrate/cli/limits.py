@@ -35,8 +35,9 @@ OPTIONS: tuple[tuple[str, Any], ...] = (
         "--critical-health", help="Throttle: the run stops (rolled back) when the health query "
         "returns more.")]),
     ("max_active_transactions", Annotated[int | None, typer.Option(
-        "--max-active-transactions", min=1, help="Throttle (Neo4j): batches wait while the "
-        "server runs more transactions than this (a health query of SHOW TRANSACTIONS).")]),
+        "--max-active-transactions", min=1, metavar="N", help="Throttle (Neo4j): batches wait "
+        "while the server runs more transactions than this (a health query of SHOW "
+        "TRANSACTIONS).")]),
 )
 
 

@@ -25,6 +25,7 @@ from kgmigrate.cli.common import (
     show_held,
     show_offending,
     show_run,
+    show_table,
     show_waiting,
 )
 from kgmigrate.errors import KgmError
@@ -69,7 +70,7 @@ def list_cmd(
         table.add_row(shown,
                       escape(item.description), state,
                       f"{item.applied_at:%Y-%m-%d %H:%M}" if item.applied_at else "")
-    out.print(table)
+    show_table(table)
 
 
 def dependency_tree(items: list[MigrationListing], colors: dict[str, str], *,
@@ -119,9 +120,10 @@ def plan(
     = None,
     out_of_order: OutOfOrderFlag = False,
     preview: Annotated[int | None, typer.Option(
-        min=1, max=1000, help="Also show each batched step's change on its first N entities, "
-        "before and after, and whether they pass its validation (nothing is changed: on "
-        "FalkorDB a scratch copy of the graph is made per step).")] = None,
+        min=1, max=1000, metavar="N", help="Also show each batched step's change on its first "
+        "N entities, before and after, and whether they pass its validation (nothing is "
+        "changed: on FalkorDB a library op puts back what it changed, any other step runs on "
+        "a scratch copy of the graph, up to KGMIGRATE_PROBE_COPY_MAX_MB).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """What `upgrade` would run, with entity counts per step, and skip. Writes nothing."""
@@ -150,7 +152,7 @@ def plan(
             count = ("runs once" if step.estimated_entities is None
                      else f"{step.estimated_entities:,}")
             table.add_row("", f"{step.order}. {escape(step.description)}", step.operation, count)
-    out.print(table)
+    show_table(table)
     for migration in planned:
         for step in migration.steps:
             if step.preview is not None:
@@ -209,7 +211,7 @@ def history(as_json: JsonFlag = False) -> None:
                       "skipped" if skipped else f"{a.duration_ms / 1000:.1f}s",
                       escape(a.applied_by),
                       a.run_id or ("import-chain" if a.adopted else ""))
-    out.print(table)
+    show_table(table)
 
 
 @app.command()
@@ -274,7 +276,7 @@ def show_adoption(plan: AdoptionPlan) -> None:
                       f"{item.applied_at:%Y-%m-%d %H:%M}", escape(item.applied_by),
                       escape(f"{item.checksum_note}" + (f" ({item.checksum})"
                                                           if item.checksum_compared else "")))
-    out.print(table)
+    show_table(table)
     if plan.not_in_chain:
         out.print(f"not in the chain but below its last migration: {', '.join(plan.not_in_chain)}"
                   ": `kgmigrate upgrade` refuses them as out of order unless allowed "

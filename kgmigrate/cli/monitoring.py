@@ -90,8 +90,10 @@ def _readable(name: str, value: Any) -> str:
 @app.command("metrics-server")
 def metrics_server(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port for /metrics.")] = 9808,
-    runs: Annotated[int, typer.Option(min=1, help="How many recent runs to export.")] = 5,
+    port: Annotated[int, typer.Option(min=1, max=65535, metavar="PORT",
+                                      help="Port for /metrics.")] = 9808,
+    runs: Annotated[int, typer.Option(min=1, metavar="N",
+                                      help="How many recent runs to export.")] = 5,
 ) -> None:
     """Serve Prometheus metrics of migration runs (progress, batch latency, errors, retries,
     rollbacks), read from the ledger at each scrape. A service: it starts even before the
@@ -102,7 +104,8 @@ def metrics_server(
 
 @app.command()
 def flower(
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port for the web UI.")] = 5555,
+    port: Annotated[int, typer.Option(min=1, max=65535, metavar="PORT",
+                                      help="Port for the web UI.")] = 5555,
     address: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     insecure_local: Annotated[bool, typer.Option(
         "--insecure-local", help="Run without authentication, on loopback only.")] = False,

@@ -41,7 +41,8 @@ from kgmigrate.service import BATCH_QUEUE, CONTROL_QUEUE, Migrations, Workers
 
 @app.command()
 def worker(
-    concurrency: Annotated[int, typer.Option(min=1, help="Processes in this worker.")] = 1,
+    concurrency: Annotated[int, typer.Option(min=1, metavar="N",
+                                             help="Processes in this worker.")] = 1,
     queues: Annotated[str, typer.Option(help="Comma-separated queues to serve.")]
     = f"{BATCH_QUEUE},{CONTROL_QUEUE}",
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "WARNING",
@@ -253,7 +254,8 @@ def throttle(
     run_id: Annotated[str, typer.Argument(help="The running, paused or failed run.")],
     limits: Throttle = NO_LIMITS,
     clear: Annotated[list[str] | None, typer.Option(
-        "--clear", help=f"Lift one limit ({', '.join(CLEARABLE)}); repeat for more.")]
+        "--clear", metavar="LIMIT",
+        help=f"Lift one limit ({', '.join(CLEARABLE)}); repeat for more.")]
     = None,
     off: Annotated[bool, typer.Option("--off", help="Lift every limit (those given with "
                                       "this command are then set).")] = False,
@@ -278,11 +280,13 @@ def throttle(
 @app.command()
 def tune(
     run_id: Annotated[str, typer.Argument(help="The running or paused run.")],
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="The new size of the "
-                                            "batches not started yet.")],
+    batch_size: Annotated[int, typer.Option(
+        "--batch-size", min=1, metavar="N", help="The new size of the batches not started "
+        "yet.")],
     timeout: Annotated[float, typer.Option(
-        "--timeout", min=1, help="Seconds to wait for a running run to pause (its batches in "
-        "flight to finish) before giving up, with nothing retuned.")] = 600,
+        "--timeout", min=1, metavar="SECONDS", help="Seconds to wait for a running run to "
+        "pause (its batches in flight to finish) before giving up, with nothing retuned.")]
+    = 600,
     as_json: JsonFlag = False,
 ) -> None:
     """Change the batch size of what a run has not started yet: its current step's pending

@@ -18,6 +18,7 @@ from kgmigrate.cli.common import (
     print_json,
     session,
     show_run,
+    show_table,
 )
 from kgmigrate.errors import KgmError
 from kgmigrate.model.records import MigrationStatus
@@ -101,7 +102,8 @@ def stack_build(
 
 @app.command()
 def sample(
-    nodes: Annotated[int, typer.Option(min=4, help="How many nodes to create.")] = 200_000,
+    nodes: Annotated[int, typer.Option(min=4, metavar="N",
+                                       help="How many nodes to create.")] = 200_000,
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same graph.")] = 7,
     as_json: JsonFlag = False,
 ) -> None:
@@ -140,13 +142,15 @@ def _show_summary(summary: GraphSummary, as_json: bool) -> None:
     table.add_section()
     table.add_row("", "nodes", f"{summary.node_count:,}")
     table.add_row("", "relationships", f"{summary.relationship_count:,}")
-    out.print(table)
+    show_table(table)
 
 
 @app.command()
 def demo(
-    nodes: Annotated[int, typer.Option(min=4, help="Size of the sample graph.")] = 200_000,
-    workers: Annotated[int, typer.Option(min=1, help="Local worker processes.")] = 2,
+    nodes: Annotated[int, typer.Option(min=4, metavar="N",
+                                       help="Size of the sample graph.")] = 200_000,
+    workers: Annotated[int, typer.Option(min=1, metavar="N",
+                                         help="Local worker processes.")] = 2,
     reset: Annotated[bool, typer.Option(
         "--reset", help="Replace the demo's graph even when it holds something (an earlier "
         "demo, nodes of your own, applied migrations): all of it is deleted.")] = False,
@@ -200,7 +204,8 @@ def demo(
         m = built.metrics
         out.print(f"[bold]5.[/] report: {m.entities_done:,} entities in {m.duration_s:.1f} s, "
                   f"{m.batches_done} batches, error rate {m.error_rate:.1%}, validation "
-                  f"{'passed' if m.validation_success else m.validation_success}; written to "
+                  f"{ {True: 'passed', False: 'failed', None: 'none'}[m.validation_success]}; "
+                  "written to "
                   + ", ".join(str(p) for p in paths))
     # Later commands use the configured graph (default `vitalyst`), not the demo's: say how
     # to point them at it, or `list` shows everything pending on an empty graph.

@@ -59,7 +59,8 @@ class Registry:
             return self.migrations[wanted]
         except KeyError:
             known = ", ".join(str(v) for v in self.order[-5:]) or "none"
-            raise KgmError(f"no migration {wanted} (latest: {known})") from None
+            some = "the newest known" if len(self.order) > 5 else "known"
+            raise KgmError(f"no migration {wanted} ({some}: {known})") from None
 
     def metadata(self, version: Version) -> MigrationMetadata:
         return self.migrations[version].metadata(self.dependencies[version])

@@ -2,15 +2,18 @@
 runs), apart from how it is drawn (`draw`, matplotlib).
 
 Throughput is computed per step, from the ledger's own times: the step's start and end and
-each committed batch's `finished_at` and entity count (a rollback pass likewise, from its
-`rolling_back` and end in the run's history and each restore's `finished_at`). Between two
-commits the rate is the entities of the later one over the time between them (the *raw*
-rate; after the last commit, until the step ends, it is 0: planning and validation write
-nothing). The curve drawn is that raw rate averaged over a rolling window centred on each
-point, mirrored at the step's edges, so it never leaves the range of the raw rates and the
-area under it is the step's entities: its mean over the step is the step's recorded rate.
-The window adapts to the run: about a fortieth of the time steps and rollbacks ran, and at
-least six typical gaps between commits, rounded up to a round number, and stated on the chart.
+each committed batch's `finished_at`, entity count and the time its worker spent on it (a
+rollback pass likewise, from its `rolling_back` and end in the run's history and each restore's
+`finished_at`, cut into the steps it undid one after another: last step first). The *raw* rate
+spreads each batch's entities over the time its worker spent on it, adds up batches that ran at
+once, and is 0 where none ran (a run waiting for workers, a throttle's wait, planning and
+validation). A restore records no duration: between two of its commits the rate is the
+entities of the later one over the time between them. The curve drawn is that raw rate
+averaged over a rolling window centred on each point, mirrored at the step's edges, so it
+never leaves the range of the raw rates and the area under it is the step's entities: its
+mean over the step is the step's recorded rate. The window adapts to the run: about a
+fortieth of the time steps and rollbacks ran, and at least six typical batch times, rounded
+up to a round number, and stated on the chart.
 
 Idle time between phases (a run waiting for a worker, or an operator's rollback hours after the
 failure) is drawn as a narrow hatched break, labelled with the run's status then and its
@@ -22,9 +25,10 @@ import math
 import statistics
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from kgmigrate.model.records import DIRECTION_WORDS, _Model, status_changes
+from kgmigrate.model.records import _Model, status_changes
+from kgmigrate.monitoring.monitor import run_kind
 
 if TYPE_CHECKING:
     from kgmigrate.monitoring.report import RunReport
@@ -53,10 +57,11 @@ class Segment(_Model):
 
 
 class Series(_Model):
-    """One step's applied entities, or one rollback pass's restored entities, over time."""
+    """One step's applied entities, or those a rollback pass restored of one step, over
+    time."""
 
     kind: Literal["forward", "restore"]
-    step: int | None  # None: a rollback pass
+    step: int | None
     start_s: float
     end_s: float
     entities: int
@@ -71,7 +76,9 @@ class Series(_Model):
 
 
 class Band(_Model):
-    """A step (or rollback pass) on the time axis, in seconds since the run started."""
+    """A step, or the part of a rollback pass that undid one step (a pass that restored
+    nothing: the whole pass, `step` None), on the time axis, in seconds since the run
+    started."""
 
     kind: Literal["step", "rollback"]
     step: int | None
@@ -95,7 +102,7 @@ class Gap(_Model):
 class ThroughputChart(_Model):
     run_id: str
     status: str
-    direction: str  # upgrade or downgrade
+    direction: str  # upgrade or downgrade (`run_kind`: and whether it was reverted)
     migrations: list[str]
     duration_s: float
     window_s: float
@@ -129,7 +136,7 @@ def chart_data(report: "RunReport") -> ThroughputChart:
                           label=phase.label, status=phase.status, start_s=start,
                           end_s=max(end, start), batched=phase.batched, entities=0))
     passes = [i for i, b in enumerate(bands) if b.kind == "rollback"]
-    commits: dict[int, list[tuple[float, int]]] = {i: [] for i in range(len(bands))}
+    commits: dict[int, list[Commit]] = {i: [] for i in range(len(bands))}
     for event in report.timeline:
         at = since(event.at)
         owner: int | None
@@ -139,17 +146,18 @@ def chart_data(report: "RunReport") -> ThroughputChart:
             owner = next((i for i in reversed(passes) if bands[i].start_s <= at),
                          passes[0] if passes else None)
         if owner is not None:
-            commits[owner].append((at, event.entities))
+            commits[owner].append(Commit(at, event.entities, event.step, event.seconds))
+    bands, by_band = _undo_per_step(bands, commits)
     series: list[Series] = []
     for index, band in enumerate(bands):
         band = bands[index] = band.model_copy(
-            update={"entities": sum(n for _, n in commits[index])})
-        if band.batched and band.end_s > band.start_s and commits[index]:
-            series.append(_series(band, commits[index]))
+            update={"entities": sum(c.entities for c in by_band[index])})
+        if band.batched and band.end_s > band.start_s and by_band[index]:
+            series.append(_series(band, by_band[index]))
     window = _window(bands, series)
     series = [s.model_copy(update={"points": _smooth(s, window)}) for s in series]
     return ThroughputChart(
-        run_id=m.run_id, status=m.status.value, direction=DIRECTION_WORDS[m.direction],
+        run_id=m.run_id, status=m.status.value, direction=run_kind(m),
         migrations=m.migrations,
         duration_s=m.duration_s, window_s=window, bands=bands, series=series,
         gaps=_gaps(bands, m.duration_s, [(status.value, since(at))
@@ -162,24 +170,89 @@ def chart_data(report: "RunReport") -> ThroughputChart:
         average_rate=m.entities_per_s, steps_total=m.steps_total)
 
 
-def _series(band: Band, commits: list[tuple[float, int]]) -> Series:
-    """The raw rate of `commits` (time, entities) over the band, commits at the same moment
-    merged (and clock skew between hosts clamped into the band)."""
+class Commit(NamedTuple):
+    """A committed batch (or restore) at `at` seconds, and how long its worker spent on it
+    (None: not recorded, as for restores)."""
+
+    at: float
+    entities: int
+    step: int
+    seconds: float | None
+
+
+def _undo_per_step(bands: list[Band], commits: dict[int, list[Commit]]
+                   ) -> tuple[list[Band], list[list[Commit]]]:
+    """Each rollback pass cut into the steps it undid, one after another (last step first, as
+    the rollback goes): a step's part runs from the end of the part before (or the pass's
+    start) to its own last restore (the last part: to the pass's end). A pass that restored
+    nothing stays whole. With each band, its commits (time, entities)."""
+    batched = {b.step: b.batched for b in bands if b.kind == "step"}
+    cut: list[Band] = []
+    by_band: list[list[Commit]] = []
+    for index, band in enumerate(bands):
+        mine = sorted(commits[index])
+        if band.kind != "rollback" or not mine:
+            cut.append(band)
+            by_band.append(mine)
+            continue
+        order = list(dict.fromkeys(c.step for c in mine))  # by first restore
+        start = band.start_s
+        for n, step in enumerate(order):
+            done = [c for c in mine if c.step == step]
+            end = band.end_s if n == len(order) - 1 else max(done[-1].at, start)
+            pass_ = f" (rollback: {band.status.replace('_', ' ')})" if n == 0 else ""
+            cut.append(band.model_copy(update={
+                "step": step, "label": f"undo {step}{pass_}", "start_s": start, "end_s": end,
+                "batched": batched.get(step, True)}))
+            by_band.append(done)
+            start = end
+    return cut, by_band
+
+
+def _series(band: Band, commits: list[Commit]) -> Series:
+    """The raw rate of `commits` over the band (clock skew between hosts clamped into it):
+    each batch's entities over the time its worker spent on it, added up where batches ran at
+    once, 0 where none ran (no worker, a throttle's wait, planning); when a duration is not
+    recorded, over the time since the commit before."""
     start, end = band.start_s, band.end_s
     epsilon = min(1e-3, (end - start) / 2)
-    merged: dict[float, int] = {}
-    for at, entities in commits:
-        at = min(max(at, start + epsilon), end)
-        merged[at] = merged.get(at, 0) + entities
-    raw, previous = [], start
-    for at in sorted(merged):
-        raw.append(Segment(start_s=previous, end_s=at, rate=merged[at] / (at - previous)))
+    timed = all(c.seconds for c in commits)
+    spans = []  # (from, to, entities)
+    previous = start
+    for c in sorted(commits):
+        at = min(max(c.at, start + epsilon), end)
+        began = max(at - c.seconds, start) if timed and c.seconds else previous
+        spans.append((min(began, at - epsilon) if at - began < epsilon else began, at,
+                      c.entities))
         previous = at
-    if previous < end:
-        raw.append(Segment(start_s=previous, end_s=end, rate=0.0))
     return Series(kind="forward" if band.kind == "step" else "restore", step=band.step,
-                  start_s=start, end_s=end, entities=sum(merged.values()),
-                  batches=len(commits), raw=raw, points=[])
+                  start_s=start, end_s=end, entities=sum(n for _, _, n in spans),
+                  batches=len(commits), raw=_sweep(spans, start, end), points=[])
+
+
+def _sweep(spans: list[tuple[float, float, int]], start: float, end: float) -> list[Segment]:
+    """Piecewise-constant rates over [start, end] from (from, to, entities) spans, each spread
+    evenly over its own time, overlapping spans added; exactly 0 where none runs."""
+    events: dict[float, list[tuple[int, float]]] = {}
+    for lo, hi, n in spans:
+        rate = n / (hi - lo)
+        events.setdefault(lo, []).append((1, rate))
+        events.setdefault(hi, []).append((-1, -rate))
+    segments: list[Segment] = []
+    running, rate, at = 0, 0.0, start
+    for moment in sorted({start, end, *events}):
+        if moment > at:
+            shown = rate if running else 0.0
+            if segments and segments[-1].rate == shown:
+                segments[-1] = segments[-1].model_copy(update={"end_s": moment})
+            else:
+                segments.append(Segment(start_s=at, end_s=moment, rate=shown))
+            at = moment
+        for count, change in events.get(moment, []):
+            running, rate = running + count, rate + change
+        if not running:
+            rate = 0.0  # no drift left over from adding and taking away
+    return segments
 
 
 def _window(bands: list[Band], series: list[Series]) -> float:
@@ -336,8 +409,9 @@ def render(chart: ThroughputChart) -> Any:
         xs, ys = [x(t) for t, _ in s.points], [rate for _, rate in s.points]
         axes.plot(xs, ys, color=colour, lw=1.8, zorder=3)
         axes.fill_between(xs, ys, color=colour, alpha=0.15, lw=0, zorder=2)
-    if chart.average_rate:
-        axes.axhline(chart.average_rate, color="#555555", lw=0.9, ls="--", zorder=2)
+    if chart.average_rate and steps:  # the steps' average, across the steps only
+        axes.hlines(chart.average_rate, x(min(b.start_s for b in steps)),
+                    x(max(b.end_s for b in steps)), color="#555555", lw=0.9, ls="--", zorder=2)
     if chart.failed_s is not None:
         axes.axvline(x(chart.failed_s), color=FAILED, lw=1.6, zorder=4)
     if chart.failed_batches_s:
@@ -385,7 +459,7 @@ def _legend(axes: Any, chart: ThroughputChart) -> None:
                            label="failure (line), failed batch (X)")]
     if chart.average_rate:
         handles += [Line2D([], [], color="#555555", lw=0.9, ls="--",
-                           label=f"run average, {_rate(chart.average_rate)}/s")]
+                           label=f"steps' average, {_rate(chart.average_rate)}/s")]
     if chart.gaps:
         handles += [Patch(facecolor="none", edgecolor="#b0b0b0", hatch="///",
                           label="no step running, not to scale")]
@@ -418,8 +492,10 @@ def _band_labels(axes: Any, figure: Any, bands: list[Band], x: _Axis, top: float
         colour = RESTORED if band.kind == "rollback" else (
             FAILED if band.status == "failed" else "#333333")
         style = {"color": colour, "fontweight": "bold" if band.kind == "rollback" else "normal"}
-        name = "rollback" if band.kind == "rollback" else str(band.step)
-        full = (f"rollback: {band.status.replace('_', ' ')}" if band.kind == "rollback"
+        name = (("rollback" if band.step is None else f"undo {band.step}")
+                if band.kind == "rollback" else str(band.step))
+        full = (band.label if band.kind == "rollback" and band.step is not None
+                else f"rollback: {band.status.replace('_', ' ')}" if band.kind == "rollback"
                 else f"{name} {' '.join(band.label.split())}")
         row = next((r for r in (0, 1) if left + pad > ends[r] + 2), None)
         if row is None:

@@ -12,6 +12,7 @@ from datetime import datetime
 from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger
 from kgmigrate.model.records import (
+    DIRECTION_WORDS,
     BatchRecord,
     Direction,
     RunRecord,
@@ -48,6 +49,7 @@ class MigrationMetrics(_Model):
     run_id: str
     status: MigrationStatus
     direction: Direction  # "down": a downgrade, its migrations' inverses
+    reverts: bool = False  # completed, then undone from its undo log (`kgmigrate revert`)
     migrations: list[str]
     started_at: datetime
     finished_at: datetime | None
@@ -111,6 +113,12 @@ def step_metrics(step: StepRecord, batches: list[BatchRecord], restored: int) ->
                          and b.finished_at])
 
 
+def run_kind(m: MigrationMetrics) -> str:
+    """`upgrade`, `downgrade`, or `upgrade, reverted after it completed` (the CLI's words)."""
+    kind = DIRECTION_WORDS[m.direction]
+    return f"{kind}, reverted after it completed" if m.reverts else kind
+
+
 def summarize(run: RunRecord, steps: list[StepMetrics]) -> MigrationMetrics:
     attempted = sum(s.batches_done + s.batches_failed for s in steps)
     failed = sum(s.batches_failed for s in steps)
@@ -122,7 +130,8 @@ def summarize(run: RunRecord, steps: list[StepMetrics]) -> MigrationMetrics:
                     if s.status not in (MigrationStatus.FAILED, MigrationStatus.COMPLETED))
     validated = [s.validation for s in steps if s.validation is not None]
     return MigrationMetrics(
-        run_id=run.id, status=run.status, direction=run.direction, migrations=run.migrations,
+        run_id=run.id, status=run.status, direction=run.direction, reverts=run.reverts,
+        migrations=run.migrations,
         started_at=run.created_at, finished_at=run.finished_at,
         duration_s=_seconds(run.created_at, run.finished_at),
         steps_total=len(steps),

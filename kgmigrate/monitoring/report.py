@@ -14,7 +14,6 @@ from kgmigrate.graph.base import GraphBackend
 from kgmigrate.ledger import Ledger, failed_batch
 from kgmigrate.ledger.batches import restored_seq
 from kgmigrate.model.records import (
-    DIRECTION_WORDS,
     Conflict,
     FailedBatch,
     RunRecord,
@@ -23,7 +22,7 @@ from kgmigrate.model.records import (
 )
 from kgmigrate.model.status import MigrationStatus
 from kgmigrate.monitoring.chart import chart_data, draw
-from kgmigrate.monitoring.monitor import MigrationMetrics, step_metrics, summarize
+from kgmigrate.monitoring.monitor import MigrationMetrics, run_kind, step_metrics, summarize
 from kgmigrate.runs import conflicts
 
 
@@ -37,6 +36,7 @@ class BatchEvent(_Model):
     entities: int
     kind: str  # "forward", "restore" or "failed"
     worker: str | None = None
+    seconds: float | None = None  # how long its worker spent on it (forward batches)
 
 
 class Phase(_Model):
@@ -88,7 +88,7 @@ def build_report(backend: GraphBackend, run_id: str) -> RunReport | None:
             if batch.status is MigrationStatus.COMPLETED and batch.finished_at is not None:
                 timeline.append(BatchEvent(step=step.order, seq=batch.seq, at=batch.finished_at,
                                            entities=batch.entities, kind="forward",
-                                           worker=batch.worker))
+                                           worker=batch.worker, seconds=batch.seconds))
             if batch.error:
                 failures.append(f"step {step.order}: {batch.error}")
             if batch.status is MigrationStatus.FAILED:
@@ -158,7 +158,7 @@ def write_report(report: RunReport, out_dir: Path) -> list[Path]:
 def markdown(report: RunReport, *, chart: str | None = None) -> str:
     m = report.metrics
     lines = [
-        f"# Run {m.run_id}: {m.status.value} ({DIRECTION_WORDS[m.direction]})", "",
+        f"# Run {m.run_id}: {m.status.value} ({run_kind(m)})", "",
         f"- {_migrations(m.direction)}: {', '.join(m.migrations)}"
         + (f" (target {report.target})" if report.target else ""),
         f"- started {m.started_at:%Y-%m-%d %H:%M:%S} UTC by {report.created_by}, "
@@ -168,7 +168,7 @@ def markdown(report: RunReport, *, chart: str | None = None) -> str:
         + (f" ({m.entities_per_s:,.0f}/s)" if m.entities_per_s else ""),
         f"- batches: {m.batches_done:,} of {m.batches_total:,} committed, "
         f"{m.batches_failed} failed, {m.retries} retries (error rate {m.error_rate:.2%})",
-        f"- validation: {_validation(m.validation_success)}",
+        f"- validation: {_validation(m.validation_success, m.status.is_final)}",
     ]
     if m.eta_s is not None and not m.status.is_final:
         lines.append(f"- ETA: {_duration(m.eta_s)} for the planned work left")
@@ -245,8 +245,11 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min {rest} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
 
 
-def _validation(success: bool | None) -> str:
-    return {True: "every step passed", False: "failed", None: "no step validated yet"}[success]
+def _validation(success: bool | None, ended: bool) -> str:
+    """`None`: no step has validated (one that declares no validation never does)."""
+    if success is None:
+        return "none (no step validated)" if ended else "no step validated yet"
+    return "every step passed" if success else "failed"
 
 
 def _cell(text: str) -> str:

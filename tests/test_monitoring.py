@@ -420,3 +420,19 @@ def _wait(graph: GraphBackend, run_id: str) -> RunRecord:
     from kgmigrate import runs
 
     return runs.wait(graph, run_id, timeout_s=240)
+
+
+def test_a_step_with_batches_without_a_recorded_duration_is_charted_from_commit_gaps() -> None:
+    """Batches of an older kgmigrate record no duration; one of them at the same moment and
+    size as one that does must not break the report (their tuples compared None with a
+    float): the step is charted from the gaps between commits, every entity counted."""
+    from kgmigrate.monitoring.chart import Band, Commit, _series
+
+    band = Band(kind="step", step=1, version="V0001", label="x", status="completed",
+                start_s=0.0, end_s=10.0, batched=True, entities=0)
+    series = _series(band, [Commit(5.0, 100, 1, 1.0), Commit(5.0, 100, 1, None),
+                            Commit(8.0, 50, 1, None)])
+    assert series.entities == 250 and series.batches == 3
+    assert series.raw[0].start_s == 0.0 and series.raw[-1].end_s == 10.0
+    assert sum(s.rate * (s.end_s - s.start_s) for s in series.raw) == pytest.approx(250)
+    assert series.raw[0].rate == pytest.approx(100 / 5.0)  # the first commit, from the start

@@ -190,7 +190,7 @@ def _undo_per_step(bands: list[Band], commits: dict[int, list[Commit]]
     cut: list[Band] = []
     by_band: list[list[Commit]] = []
     for index, band in enumerate(bands):
-        mine = sorted(commits[index])
+        mine = sorted(commits[index], key=lambda c: c.at)
         if band.kind != "rollback" or not mine:
             cut.append(band)
             by_band.append(mine)
@@ -219,7 +219,7 @@ def _series(band: Band, commits: list[Commit]) -> Series:
     timed = all(c.seconds for c in commits)
     spans = []  # (from, to, entities)
     previous = start
-    for c in sorted(commits):
+    for c in sorted(commits, key=lambda c: c.at):
         at = min(max(c.at, start + epsilon), end)
         began = max(at - c.seconds, start) if timed and c.seconds else previous
         spans.append((min(began, at - epsilon) if at - began < epsilon else began, at,
